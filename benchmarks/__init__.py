@@ -1,0 +1,1 @@
+"""Throughput benchmarks: the input pipeline now; the graph-vs-Keras harness builds on it."""

@@ -1,0 +1,116 @@
+"""The textbook's single-file layout, ``cell.h5``: x_train, y_train, x_val, y_val, classes.
+
+Export gathers the train and val shards of a manifest into one file (images uint8,
+labels int32 class indices); import turns such a file back into shards + manifest so
+``make_dataset`` can read it. A file written with the book's ``'i1'`` (int8) images is
+reinterpreted as uint8, which restores the wrapped pixel values exactly.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .build import BuildOptions, ShardJob, make_manifest
+from .constants import IMAGE_MODE_RAW, IMAGE_MODE_RGB
+from .errors import DataError
+from .shards import MANIFEST_NAME, TMP_MARK, load_manifest, shard_path, split_records, write_json, write_shard
+
+SPLITS = (("train", "x_train", "y_train"), ("val", "x_val", "y_val"))
+
+
+def _read_split(manifest: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = [], []
+    for record in split_records(manifest, split):
+        with h5py.File(shard_path(manifest, record), "r") as handle:
+            images.append(handle["images"][:])
+            labels.append(handle["labels"][:])
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def export_cell_h5(manifest_path: str | os.PathLike, out_path: str | os.PathLike) -> dict:
+    """Write `out_path` (atomically) from the manifest's train and val splits; returns counts."""
+    manifest = load_manifest(manifest_path)
+    out_path = Path(out_path)
+    tmp = out_path.with_name(f"{out_path.name}{TMP_MARK}{os.getpid()}")
+    counts = {}
+    with h5py.File(tmp, "w") as handle:
+        for split, x_name, y_name in SPLITS:
+            images, labels = _read_split(manifest, split)
+            handle.create_dataset(x_name, data=images, dtype="uint8")
+            handle.create_dataset(y_name, data=labels, dtype="int32")
+            counts[split] = len(images)
+        handle.create_dataset("classes", data=np.asarray(manifest["class_names"], dtype="S"))
+    os.replace(tmp, out_path)
+    return counts
+
+
+def _load_cell_arrays(path: Path) -> tuple[dict, list[str]]:
+    try:
+        handle = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as err:
+        raise DataError(f"{path}: not a readable HDF5 file ({err})") from None
+    with handle:
+        missing = [k for k in ("x_train", "y_train", "x_val", "y_val", "classes") if k not in handle]
+        if missing:
+            raise DataError(f"{path}: missing dataset(s) {', '.join(missing)}")
+        arrays = {k: handle[k][:] for k in ("x_train", "y_train", "x_val", "y_val")}
+        classes = [c.decode() if isinstance(c, bytes) else str(c) for c in handle["classes"][:]]
+    return arrays, classes
+
+
+def _as_uint8(x: np.ndarray, path: Path, name: str) -> np.ndarray:
+    if x.dtype == np.int8:
+        print(f"{path}: {name} is int8 (the book's 'i1'); reinterpreting as uint8", file=sys.stderr)
+        return x.view(np.uint8)
+    if x.dtype != np.uint8:
+        raise DataError(f"{path}: {name} has dtype {x.dtype}, expected uint8")
+    return x
+
+
+def _as_labels(y: np.ndarray, n_classes: int, path: Path, name: str) -> np.ndarray:
+    labels = y.argmax(axis=1) if y.ndim == 2 else y
+    if labels.ndim != 1 or (labels.size and (labels.min() < 0 or labels.max() >= n_classes)):
+        raise DataError(f"{path}: {name} must hold class indices 0..{n_classes - 1} or one-hot rows")
+    return labels.astype(np.int32)
+
+
+def import_cell_h5(path: str | os.PathLike, out_dir: str | os.PathLike, shard_size: int = 256) -> dict:
+    """Shards + manifest from a cell.h5; returns the manifest."""
+    path, out_dir = Path(path), Path(out_dir)
+    arrays, classes = _load_cell_arrays(path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x_train = _as_uint8(arrays["x_train"], path, "x_train")
+    if x_train.ndim != 4 or x_train.shape[-1] not in (3, 6) or x_train.shape[1] != x_train.shape[2]:
+        raise DataError(f"{path}: x_train has shape {x_train.shape}, expected (N, S, S, 3 or 6)")
+    mode = IMAGE_MODE_RGB if x_train.shape[-1] == 3 else IMAGE_MODE_RAW
+    options = BuildOptions(root=str(path), out_dir=str(out_dir), image_mode=mode,
+                           image_size=x_train.shape[1], shard_size=shard_size,
+                           source={"cell_h5": str(path.resolve())})
+    done, jobs = {}, []
+    for split, x_name, y_name in SPLITS:
+        x = _as_uint8(arrays[x_name], path, x_name)
+        if x.shape[1:] != x_train.shape[1:]:
+            raise DataError(f"{path}: {x_name} has samples of shape {x.shape[1:]}, x_train {x_train.shape[1:]}")
+        y = _as_labels(arrays[y_name], len(classes), path, y_name)
+        if len(y) != len(x):
+            raise DataError(f"{path}: {x_name} has {len(x)} samples but {y_name} has {len(y)}")
+        n_shards = -(-len(x) // shard_size)
+        for i in range(n_shards):
+            lo, hi = i * shard_size, min((i + 1) * shard_size, len(x))
+            name = f"{split}-{i:05d}-of-{n_shards:05d}.h5"
+            ids = [f"{x_name}[{j}]" for j in range(lo, hi)]
+            digest = write_shard(out_dir / name, x[lo:hi], y[lo:hi], ids, [0] * (hi - lo),
+                                 {"image_mode": mode, "class_names": classes, "split": split,
+                                  "source": options.source})
+            jobs.append(ShardJob(name, split, ()))
+            done[name] = {"file": name, "split": split, "count": hi - lo, "sha256": digest,
+                          "skipped": [], "job": name}
+    manifest = make_manifest(jobs, done, classes, options, fingerprint="cell_h5")
+    write_json(out_dir / MANIFEST_NAME, manifest)
+    return manifest

@@ -1,0 +1,169 @@
+"""The one `tf.data` input pipeline both model APIs consume.
+
+Design, for speed on few cores: the per-sample stream carries only (shard, index) pairs
+(a few bytes each), so shuffling and batching never copy pixels. Shuffling permutes
+blocks of `block_size` consecutive samples across all shards each epoch (the build
+already stored each split in a seeded random order, so a block is a random handful of
+sites); a batch of indices is then read in one call per contiguous run of samples
+straight into the output array (h5py serialises every read behind one lock, so per-sample
+reads would be slow), converted to float in one pass, prefetched, and copied to the GPU
+when one is visible. Works in eager mode and inside a TF1 `tf.Graph`.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import h5py
+import numpy as np
+import tensorflow as tf
+
+from .allocator import keep_freed_memory
+from .errors import DataError
+from .shards import load_manifest, shard_path, split_records, verify_manifest
+
+SCALES = ("unit", "raw", None)  # [0, 1] floats, [0, 255] floats, or the stored uint8
+
+
+def make_dataset(manifest_path: str | os.PathLike | dict, split: str, batch_size: int, *,
+                 shuffle: bool | None = None, seed: int | None = None, repeat: bool = False,
+                 image_mode: str | None = None, dtype: tf.DType = tf.float32, scale: str | None = "unit",
+                 one_hot: bool = False, drop_remainder: bool = False, block_size: int = 16,
+                 deterministic: bool | None = None, device: str | None = "auto",
+                 verify: bool = False, retain_memory: bool = True) -> tf.data.Dataset:
+    """Batches of ``(images, labels)`` from the shards of one split.
+
+    images: (B, H, W, C) `dtype`, in [0, 1] for ``scale="unit"``, [0, 255] for ``"raw"``,
+    or the stored uint8 for ``None``; labels: (B,) int32 class indices (-1 = unlabelled),
+    or (B, num_classes) float32 with ``one_hot``. One pass (without ``repeat``) yields every
+    sample of the split exactly once; with ``repeat`` each epoch is reshuffled.
+    ``shuffle`` defaults to True for "train"; a ``seed`` makes the order reproducible.
+    ``device``: "auto" copies batches to the first GPU if any, a device name copies there,
+    None keeps them on the host. ``retain_memory`` raises glibc's mmap/trim thresholds
+    (see `data_pipeline.allocator`), which doubles the rate of large float batches.
+    """
+    manifest = manifest_path if isinstance(manifest_path, dict) else load_manifest(manifest_path)
+    if image_mode is not None and image_mode != manifest["image_mode"]:
+        raise DataError(f"{manifest['_path']}: shards hold {manifest['image_mode']!r}, "
+                        f"not the requested {image_mode!r}")
+    if batch_size < 1 or block_size < 1:
+        raise DataError(f"batch_size {batch_size} and block_size {block_size} must be positive")
+    if scale not in SCALES:
+        raise DataError(f"unknown scale {scale!r}: expected one of {SCALES}")
+    if verify:
+        verify_manifest(manifest)
+    if retain_memory:
+        keep_freed_memory()
+    records = split_records(manifest, split)
+    shuffle = (split == "train") if shuffle is None else shuffle
+    deterministic = True if deterministic is None else deterministic
+    counts = [int(r["count"]) for r in records]
+    blocks = np.array([(i, start, min(start + block_size, n))
+                       for i, n in enumerate(counts) for start in range(0, n, block_size)], np.int64)
+    indices = tf.data.Dataset.from_tensor_slices(blocks)
+    if shuffle:
+        indices = indices.shuffle(len(blocks), seed=seed, reshuffle_each_iteration=True)
+    indices = indices.map(_block_to_indices).unbatch()
+    indices = indices.apply(tf.data.experimental.assert_cardinality(sum(counts)))
+    if repeat:
+        indices = indices.repeat()
+    reader = _BatchReader(manifest, records)
+    batches = indices.batch(batch_size, drop_remainder=drop_remainder)
+    batches = batches.map(reader.read_tensors, num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=deterministic)
+    # A map of its own: TF's cast runs outside the GIL, unlike the numpy read above.
+    convert = _converter(dtype, scale, one_hot, len(manifest["class_names"]), manifest["dtype"])
+    batches = batches.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return _to_device(batches, device)
+
+
+def _block_to_indices(block):
+    """(3,) [shard, start, stop] -> (stop - start, 2) rows of [shard, index]."""
+    positions = tf.range(block[1], block[2])
+    return tf.stack([tf.fill(tf.shape(positions), block[0]), positions], axis=1)
+
+
+class _BatchReader:
+    """Reads a batch of (shard, index) pairs with one h5py call per contiguous run."""
+
+    def __init__(self, manifest: dict, records: list[dict]) -> None:
+        self.paths = [str(shard_path(manifest, r)) for r in records]
+        self.shape = tuple(manifest["image_shape"])
+        self.stored = np.dtype(manifest["dtype"])
+        self._files: dict[str, h5py.File] = {}
+        self._lock = threading.Lock()
+
+    def _file(self, index: int) -> h5py.File:
+        path = self.paths[index]
+        with self._lock:
+            if path not in self._files:
+                try:
+                    self._files[path] = h5py.File(path, "r")
+                except OSError as err:
+                    raise DataError(f"{path}: unreadable shard ({err})") from None
+            return self._files[path]
+
+    def read(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, 2) int64 [shard, index] -> images (B, H, W, C) as stored, labels (B,) int32."""
+        n = len(pairs)
+        images = _aligned_empty((n,) + self.shape, self.stored)
+        labels = np.empty(n, np.int32)
+        new_run = np.flatnonzero((np.diff(pairs[:, 0]) != 0) | (np.diff(pairs[:, 1]) != 1)) + 1
+        for lo, hi in zip(np.r_[0, new_run], np.r_[new_run, n]):
+            shard, start = int(pairs[lo, 0]), int(pairs[lo, 1])
+            handle = self._file(shard)
+            try:
+                handle["images"].read_direct(images, np.s_[start:start + hi - lo], np.s_[lo:hi])
+                handle["labels"].read_direct(labels, np.s_[start:start + hi - lo], np.s_[lo:hi])
+            except (OSError, KeyError, ValueError, TypeError) as err:
+                raise DataError(f"{self.paths[shard]}: cannot read samples {start}..{start + hi - lo} "
+                                f"({err})") from None
+        return images, labels
+
+    def read_tensors(self, pairs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        images, labels = tf.numpy_function(self.read, [pairs], [tf.as_dtype(self.stored), tf.int32],
+                                           stateful=False)
+        images.set_shape((None,) + self.shape)
+        labels.set_shape((None,))
+        return images, labels
+
+
+def _aligned_empty(shape: tuple, dtype: np.dtype, align: int = 64) -> np.ndarray:
+    """An uninitialised array whose data starts on an `align`-byte boundary, which lets
+    TensorFlow take over the buffer of a numpy_function result instead of copying it."""
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + align, np.uint8)
+    offset = (-raw.ctypes.data) % align
+    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
+
+
+def _converter(dtype: tf.DType, scale: str | None, one_hot: bool, num_classes: int, stored: str):
+    factor = 1.0 / 255.0 if (scale == "unit" and stored == "uint8") else None
+
+    def convert(images, labels):
+        if scale is not None:
+            images = tf.cast(images, dtype)
+            if factor is not None:
+                images = images * tf.constant(factor, dtype)
+        if one_hot:
+            labels = tf.one_hot(labels, num_classes, dtype=tf.float32)
+        return images, labels
+    return convert
+
+
+def _to_device(dataset: tf.data.Dataset, device: str | None) -> tf.data.Dataset:
+    if device == "auto":
+        gpus = tf.config.list_logical_devices("GPU")
+        device = gpus[0].name if gpus else None
+    if device is None:
+        return dataset.prefetch(tf.data.AUTOTUNE)
+    # Must be the last transformation: batches are staged in the device's memory.
+    return dataset.apply(tf.data.experimental.prefetch_to_device(device, buffer_size=2))
+
+
+def num_batches(manifest_path: str | os.PathLike | dict, split: str, batch_size: int,
+                drop_remainder: bool = False) -> int:
+    """Batches in one pass over a split (what `make_dataset` yields without repeat)."""
+    manifest = manifest_path if isinstance(manifest_path, dict) else load_manifest(manifest_path)
+    total = sum(r["count"] for r in split_records(manifest, split))
+    return total // batch_size if drop_remainder else -(-total // batch_size)

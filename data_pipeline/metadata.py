@@ -1,0 +1,198 @@
+"""RxRx1 metadata (textbook P3.2-P3.23): read, validate, combine, select, encode, split.
+
+Produces one frame with a row per well and the columns
+``id_code, experiment, plate, well, sirna, dataset, well_type, cell_type``; `expand_sites`
+turns it into one row per imaged site (the unit stored in shards).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .layout import parse_id_code, validate_experiment
+
+METADATA_FILES = {
+    # file name: (dataset, default well_type, has sirna)
+    "train.csv": ("train", "treatment", True),
+    "train_controls.csv": ("train", None, True),
+    "test.csv": ("test", "treatment", False),
+    "test_controls.csv": ("test", None, True),
+}
+BASE_COLUMNS = ("id_code", "experiment", "plate", "well")
+WELL_TYPES = ("treatment", "positive_control", "negative_control")
+COLUMNS = ("id_code", "experiment", "plate", "well", "sirna", "dataset", "well_type", "cell_type")
+
+
+def read_metadata_file(path: str | os.PathLike, dataset: str, default_well_type: str | None,
+                       has_sirna: bool) -> pd.DataFrame:
+    """Read one RxRx1 CSV and check its schema; the siRNA column may be `sirna` or `siRNA`."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype={"id_code": str, "experiment": str, "well": str})
+    except FileNotFoundError:
+        raise DataError(f"{path}: metadata file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        raise DataError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    frame = frame.rename(columns={"siRNA": "sirna"})
+    required = list(BASE_COLUMNS) + (["sirna"] if has_sirna else [])
+    if default_well_type is None:
+        required.append("well_type")
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    if frame[required].isna().any().any():
+        bad = frame[frame[required].isna().any(axis=1)].index[0]
+        raise DataError(f"{path}: empty value in row {bad + 2}")
+    _validate_rows(frame, path)
+    if has_sirna:
+        try:
+            frame["sirna"] = frame["sirna"].astype("int64")
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: column sirna must hold integers") from None
+        frame["sirna"] = frame["sirna"].astype("Int64")
+    else:
+        frame["sirna"] = pd.array([pd.NA] * len(frame), dtype="Int64")
+    if default_well_type is not None:
+        frame["well_type"] = default_well_type
+    unknown = sorted(set(frame["well_type"]) - set(WELL_TYPES))
+    if unknown:
+        raise DataError(f"{path}: unknown well_type {unknown[0]!r}")
+    frame["plate"] = frame["plate"].astype("int64")
+    frame["dataset"] = dataset
+    frame["cell_type"] = frame["experiment"].str.split("-").str[0]
+    return frame[list(COLUMNS)]
+
+
+def _validate_rows(frame: pd.DataFrame, path: Path) -> None:
+    for row_number, row in enumerate(frame.itertuples(index=False), start=2):
+        try:
+            experiment, plate, well = parse_id_code(row.id_code)
+            validate_experiment(row.experiment)
+        except DataError as err:
+            raise DataError(f"{path}, row {row_number}: {err.message}") from None
+        if (experiment, plate, well) != (row.experiment, _as_int(row.plate), row.well):
+            raise DataError(f"{path}, row {row_number}: id_code {row.id_code!r} does not match "
+                            f"experiment/plate/well {row.experiment}/{row.plate}/{row.well}")
+
+
+def _as_int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_metadata(root: str | os.PathLike) -> pd.DataFrame:
+    """Combine every RxRx1 metadata CSV found under `root` into one frame (train.csv required)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: data root not found")
+    if not (root / "train.csv").is_file():
+        raise DataError(f"{root / 'train.csv'}: metadata file not found")
+    frames = [read_metadata_file(root / name, *spec)
+              for name, spec in METADATA_FILES.items() if (root / name).is_file()]
+    combined = pd.concat(frames, ignore_index=True)
+    duplicated = combined["id_code"].duplicated()
+    if duplicated.any():
+        raise DataError(f"{root}: id_code {combined['id_code'][duplicated].iloc[0]!r} "
+                        "appears in more than one metadata row")
+    return combined
+
+
+def select(frame: pd.DataFrame, *, cell_types: Iterable[str] | None = None,
+           experiments: Iterable[str] | None = None, datasets: Iterable[str] = ("train",),
+           include_controls: bool = False) -> pd.DataFrame:
+    """Rows of the given cell types / experiments / datasets (the textbook's U2OS subset)."""
+    mask = frame["dataset"].isin(list(datasets))
+    if cell_types:
+        cell_types = list(cell_types)
+        unknown = sorted(set(cell_types) - set(frame["cell_type"]))
+        if unknown:
+            raise DataError(f"cell type {unknown[0]!r} is not in the metadata")
+        mask &= frame["cell_type"].isin(cell_types)
+    if experiments:
+        experiments = list(experiments)
+        unknown = sorted(set(experiments) - set(frame["experiment"]))
+        if unknown:
+            raise DataError(f"experiment {unknown[0]!r} is not in the metadata")
+        mask &= frame["experiment"].isin(experiments)
+    if not include_controls:
+        mask &= frame["well_type"] == "treatment"
+    selected = frame[mask].reset_index(drop=True)
+    if selected.empty:
+        raise DataError("the selection matches no metadata rows")
+    return selected
+
+
+def expand_sites(frame: pd.DataFrame, sites: Sequence[int] = (1, 2)) -> pd.DataFrame:
+    """One row per (well, site): the unit that becomes one image in a shard."""
+    expanded = frame.loc[frame.index.repeat(len(sites))].reset_index(drop=True)
+    expanded["site"] = np.tile(np.asarray(sites, dtype=np.int64), len(frame))
+    return expanded
+
+
+def class_name(sirna: int) -> str:
+    return f"sirna_{int(sirna)}"
+
+
+def class_names_for(frame: pd.DataFrame) -> list[str]:
+    """Sorted class list of the labelled rows (by siRNA number)."""
+    sirnas = sorted(int(s) for s in frame["sirna"].dropna().unique())
+    if not sirnas:
+        raise DataError("the selection has no labelled rows to derive classes from")
+    return [class_name(s) for s in sirnas]
+
+
+def encode_labels(frame: pd.DataFrame, class_names: Sequence[str],
+                  unknown_as_unlabelled: bool = False) -> np.ndarray:
+    """Sparse int32 labels (index into `class_names`); -1 for unlabelled (test) rows.
+
+    A class missing from `class_names` is an error, or -1 with `unknown_as_unlabelled`
+    (for the test set, whose control siRNAs need not occur in training).
+    """
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = np.full(len(frame), -1, dtype=np.int32)
+    for i, sirna in enumerate(frame["sirna"]):
+        if pd.isna(sirna):
+            continue
+        name = class_name(sirna)
+        if name not in index and unknown_as_unlabelled:
+            continue
+        if name not in index:
+            raise DataError(f"class {name} of {frame['id_code'].iloc[i]} is not in the class list")
+        labels[i] = index[name]
+    return labels
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N,) int labels -> (N, num_classes) float32 one-hot; -1 gives an all-zero row."""
+    labels = np.asarray(labels)
+    out = np.zeros((labels.shape[0], num_classes), dtype=np.float32)
+    valid = labels >= 0
+    out[np.nonzero(valid)[0], labels[valid]] = 1.0
+    return out
+
+
+def split_random(frame: pd.DataFrame, val_fraction: float, seed: int) -> pd.Series:
+    """'train'/'val' per row, drawn per well so both sites of a well land in one split."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"validation fraction {val_fraction} must be in [0, 1)")
+    wells = np.array(sorted(frame["id_code"].unique()))
+    rng = np.random.default_rng(seed)
+    n_val = int(round(val_fraction * len(wells)))
+    val_wells = set(rng.permutation(wells)[:n_val])
+    return frame["id_code"].map(lambda w: "val" if w in val_wells else "train").rename("split")
+
+
+def split_by_experiment(frame: pd.DataFrame, val_experiments: Iterable[str]) -> pd.Series:
+    """'val' for the rows of the named experiments, as RxRx1's test set differs by experiment."""
+    val_experiments = set(val_experiments)
+    unknown = sorted(val_experiments - set(frame["experiment"]))
+    if unknown:
+        raise DataError(f"validation experiment {unknown[0]!r} is not in the selection")
+    return frame["experiment"].map(lambda e: "val" if e in val_experiments else "train").rename("split")

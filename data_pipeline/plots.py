@@ -1,0 +1,69 @@
+"""PNG figures shared by every package: a site's channels, training curves.
+
+Uses matplotlib's Agg backend (no display needed) and writes each figure through a
+temporary file and a rename, so an existing figure is never left half-written.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
+
+from .constants import CHANNEL_NAMES, CHANNELS  # noqa: E402
+from .images import RGB_MAP, convert_tensor_to_rgb  # noqa: E402
+from .shards import TMP_MARK  # noqa: E402
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}{TMP_MARK}{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def channel_colormap(channel: int) -> LinearSegmentedColormap:
+    """Black to the channel's rxrx1-utils colour (the book's figure 3.11 style)."""
+    colour = np.asarray(RGB_MAP[channel]["rgb"]) / 255.0
+    return LinearSegmentedColormap.from_list(f"w{channel}", [(0, 0, 0), tuple(colour)])
+
+
+def plot_site(site: np.ndarray, title: str, path: str | os.PathLike) -> Path:
+    """(S, S, 6) uint8 site -> one PNG: six channels in their colours + the RGB composite."""
+    fig, axes = plt.subplots(1, 7, figsize=(21, 3.4))
+    for ax, channel in zip(axes, CHANNELS):
+        ax.imshow(site[:, :, channel - 1], cmap=channel_colormap(channel), vmin=0,
+                  vmax=RGB_MAP[channel]["range"][1])
+        ax.set_title(f"w{channel}: {CHANNEL_NAMES[channel]}", fontsize=8)
+    axes[-1].imshow(convert_tensor_to_rgb(site))
+    axes[-1].set_title("composite (rxrx1-utils)", fontsize=8)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike,
+                 title: str = "") -> Path:
+    """Accuracy and loss per epoch, train vs validation (textbook P3.34) -> PNG."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric in zip(axes, ("accuracy", "loss")):
+        for key, style in ((metric, "o-"), (f"val_{metric}", "s--")):
+            values = history.get(key)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, style, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return save_figure(fig, path)

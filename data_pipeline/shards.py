@@ -1,0 +1,171 @@
+"""HDF5 shards and their manifest: the on-disk format both model APIs read.
+
+A shard holds ``images`` (N, H, W, C) uint8 (or float32 for cached features),
+``labels`` (N,) int32 (-1 = unlabelled), ``id_codes`` (N,) and ``sites`` (N,) uint8, with
+fletcher32 checksums on every dataset. It is written under a temporary name, flushed,
+fsynced and renamed, so a final name never holds half a shard. ``manifest.json`` lists
+each shard's split, count and SHA-256.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import h5py
+import numpy as np
+
+from .constants import SHARD_SCHEMA_VERSION
+from .errors import DataError
+
+MANIFEST_NAME = "manifest.json"
+TMP_MARK = ".tmp-"
+_CHUNK_BYTES = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename."""
+    tmp = f"{path}{TMP_MARK}{os.getpid()}"
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_shard(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
+                id_codes: Sequence[str], sites: Sequence[int], attrs: dict[str, Any],
+                before_rename=None) -> str:
+    """Write one shard atomically; returns its SHA-256. `attrs` become HDF5 attributes."""
+    n = len(images)
+    if not (len(labels) == len(id_codes) == len(sites) == n) or n == 0:
+        raise ValueError(f"shard {path}: {n} images but {len(labels)} labels, "
+                         f"{len(id_codes)} ids, {len(sites)} sites")
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+    chunk = (_chunk_samples(images[0].nbytes, n),) + images.shape[1:]
+    with h5py.File(tmp, "w") as handle:
+        handle.create_dataset("images", data=images, chunks=chunk, fletcher32=True)
+        handle.create_dataset("labels", data=np.asarray(labels, np.int32), fletcher32=True)
+        handle.create_dataset("id_codes", data=np.asarray(id_codes, dtype="S"), fletcher32=True)
+        handle.create_dataset("sites", data=np.asarray(sites, np.uint8), fletcher32=True)
+        handle.attrs["schema_version"] = SHARD_SCHEMA_VERSION
+        for key, value in attrs.items():
+            handle.attrs[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
+        handle.flush()
+    with open(tmp, "rb+") as raw:
+        os.fsync(raw.fileno())
+    if before_rename:
+        before_rename(tmp)
+    digest = sha256_file(tmp)
+    os.replace(tmp, path)
+    return digest
+
+
+def _chunk_samples(sample_bytes: int, n: int) -> int:
+    """Samples per HDF5 chunk: a power of two of at most ~1 MiB, so the reader's blocks
+    (a multiple of it, starting at multiples of it) never decode a chunk twice."""
+    fit = max(1, _CHUNK_BYTES // max(1, sample_bytes))
+    return min(n, 1 << (fit.bit_length() - 1))
+
+
+def read_block(path: str | os.PathLike, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Samples [start, stop) of a shard in one contiguous read -> (images, labels)."""
+    try:
+        with h5py.File(path, "r") as handle:
+            return handle["images"][start:stop], handle["labels"][start:stop]
+    except (OSError, KeyError) as err:
+        raise DataError(f"{path}: unreadable shard ({err})") from None
+
+
+def load_manifest(path: str | os.PathLike) -> dict:
+    """Read and sanity-check a manifest.json (structure only; `verify_manifest` checks data)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: manifest not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: manifest is not valid JSON ({err})") from None
+    required = ("schema_version", "image_mode", "image_shape", "dtype", "class_names", "shards")
+    missing = [k for k in required if not isinstance(manifest, dict) or k not in manifest]
+    if missing:
+        raise DataError(f"{path}: manifest lacks {', '.join(missing)}")
+    if manifest["schema_version"] != SHARD_SCHEMA_VERSION:
+        raise DataError(f"{path}: schema version {manifest['schema_version']}, "
+                        f"this code reads {SHARD_SCHEMA_VERSION}")
+    manifest["_dir"] = str(path.parent.resolve())
+    manifest["_path"] = str(path.resolve())
+    return manifest
+
+
+def shard_path(manifest: dict, record: dict) -> Path:
+    path = (Path(manifest["_dir"]) / record["file"]).resolve()
+    if Path(manifest["_dir"]) not in path.parents:
+        raise DataError(f"{manifest['_path']}: shard {record['file']!r} lies outside the manifest folder")
+    return path
+
+
+def split_records(manifest: dict, split: str) -> list[dict]:
+    records = [r for r in manifest["shards"] if r["split"] == split]
+    if not records:
+        splits = sorted({r["split"] for r in manifest["shards"]})
+        raise DataError(f"{manifest['_path']}: no shards for split {split!r} (has {splits})")
+    return records
+
+
+def verify_shard(manifest: dict, record: dict, check_sha: bool = True) -> None:
+    """Raise DataError naming the shard if its checksum, count or shapes disagree with the manifest."""
+    path = shard_path(manifest, record)
+    if not path.is_file():
+        raise DataError(f"{path}: shard listed in the manifest is missing")
+    if check_sha and sha256_file(path) != record["sha256"]:
+        raise DataError(f"{path}: SHA-256 does not match the manifest (file changed or truncated)")
+    try:
+        with h5py.File(path, "r") as handle:
+            images, labels = handle["images"], handle["labels"]
+            counts = {len(images), len(labels), len(handle["id_codes"]), len(handle["sites"])}
+            shape = list(images.shape[1:])
+            label_values = labels[:]
+            images[:]  # reading every chunk checks its fletcher32 checksum
+    except (OSError, KeyError) as err:
+        raise DataError(f"{path}: unreadable shard ({err})") from None
+    if counts != {record["count"]}:
+        raise DataError(f"{path}: holds {sorted(counts)} samples, manifest says {record['count']}")
+    if shape != list(manifest["image_shape"]):
+        raise DataError(f"{path}: sample shape {shape}, manifest says {manifest['image_shape']}")
+    if label_values.size and (label_values.min() < -1 or label_values.max() >= len(manifest["class_names"])):
+        raise DataError(f"{path}: labels outside 0..{len(manifest['class_names']) - 1}")
+
+
+def verify_manifest(manifest: dict, check_sha: bool = True) -> None:
+    for record in manifest["shards"]:
+        verify_shard(manifest, record, check_sha)
+
+
+def label_counts(manifest: dict) -> dict[str, np.ndarray]:
+    """Per split, the number of samples of each class (index -1 = unlabelled at the end)."""
+    n_classes = len(manifest["class_names"])
+    counts: dict[str, np.ndarray] = {}
+    for record in manifest["shards"]:
+        with h5py.File(shard_path(manifest, record), "r") as handle:
+            labels = handle["labels"][:]
+        per_class = np.bincount(np.where(labels < 0, n_classes, labels), minlength=n_classes + 1)
+        counts[record["split"]] = counts.get(record["split"], 0) + per_class
+    return counts

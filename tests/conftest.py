@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny synthetic RxRx1 and shards built from it (small images, fast)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+
+from data_pipeline.build import BuildOptions, build_shards, plan_shards, select_sites  # noqa: E402
+from data_pipeline.synthetic import SynthConfig, generate  # noqa: E402
+
+TINY = SynthConfig(num_classes=4, train_experiments=2, test_experiments=1, plates=1,
+                   wells_per_plate=12, image_size=64, seed=3)
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("rxrx1")
+    generate(TINY, root)
+    return root
+
+
+def build_tiny(root: Path, out: Path, shard_size: int = 8, workers: int = 1, **select) -> dict:
+    sites, classes = select_sites(root, **select)
+    jobs = plan_shards(sites, classes, shard_size)
+    options = BuildOptions(root=str(root), out_dir=str(out), image_size=32, shard_size=shard_size,
+                           workers=workers)
+    return build_shards(jobs, classes, options)
+
+
+@pytest.fixture(scope="session")
+def shard_dir(synth_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("shards")
+    build_tiny(synth_root, out, include_test=True)
+    return out
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m <args>` from the repository root; captures output."""
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=full_env,
+                          capture_output=True, text=True, timeout=600)

@@ -1,0 +1,130 @@
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_pipeline.build import KILL_AFTER_ENV, KILL_BEFORE_RENAME_ENV
+from data_pipeline.errors import DataError
+from data_pipeline.shards import load_manifest, verify_manifest
+
+from conftest import build_tiny, run_cli
+
+
+def test_manifest_lists_every_site_once_with_checksums(shard_dir, synth_root):
+    manifest = load_manifest(shard_dir / "manifest.json")
+    verify_manifest(manifest)
+    ids = []
+    for record in manifest["shards"]:
+        with h5py.File(shard_dir / record["file"], "r") as handle:
+            assert handle["images"].dtype == np.uint8 and handle["images"].fletcher32
+            assert handle["labels"].dtype == np.int32
+            assert handle.attrs["image_mode"] == "rgb224" and handle.attrs["schema_version"] == 1
+            ids += [f"{i.decode()}_s{s}" for i, s in zip(handle["id_codes"][:], handle["sites"][:])]
+    assert len(ids) == len(set(ids)) == 2 * (12 - 3) * 3  # sites x treatment wells x experiments
+    assert sum(manifest["splits"].values()) == len(ids)
+    assert manifest["image_shape"] == [32, 32, 3]
+    assert not list(shard_dir.glob("*.tmp-*"))
+
+
+def test_parallel_build_equals_serial_build(synth_root, tmp_path):
+    serial = build_tiny(synth_root, tmp_path / "serial", workers=1)
+    parallel = build_tiny(synth_root, tmp_path / "parallel", workers=2)
+    assert [(s["file"], s["sha256"]) for s in serial["shards"]] == \
+           [(s["file"], s["sha256"]) for s in parallel["shards"]]
+
+
+def _build_cmd(root, out, *extra):
+    return ("data_pipeline", "build", "--root", str(root), "--out", str(out), "--size", "32",
+            "--shard-size", "8", "--workers", "1", *extra)
+
+
+def test_kill_after_a_shard_then_resume_skips_finished_shards(synth_root, tmp_path):
+    out = tmp_path / "shards"
+    killed = run_cli(*_build_cmd(synth_root, out), env={KILL_AFTER_ENV: "2"})
+    assert killed.returncode == -9
+    journal = json.loads((out / "manifest.json.partial").read_text())
+    assert len(journal["jobs"]) == 2 and not (out / "manifest.json").exists()
+    resumed = run_cli(*_build_cmd(synth_root, out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(2 resumed)" in resumed.stdout
+    assert run_cli(*_build_cmd(synth_root, tmp_path / "reference")).returncode == 0
+    manifest = load_manifest(out / "manifest.json")
+    reference = load_manifest(tmp_path / "reference" / "manifest.json")
+    assert [s["sha256"] for s in manifest["shards"]] == [s["sha256"] for s in reference["shards"]]
+    assert not (out / "manifest.json.partial").exists()
+
+
+def test_kill_while_writing_leaves_no_half_shard_under_a_final_name(synth_root, tmp_path):
+    out = tmp_path / "shards"
+    killed = run_cli(*_build_cmd(synth_root, out), env={KILL_BEFORE_RENAME_ENV: "1"})
+    assert killed.returncode == -9
+    assert list(out.glob("*.h5.tmp-*")) and not list(out.glob("*.h5"))
+    resumed = run_cli(*_build_cmd(synth_root, out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert not list(out.glob("*.tmp-*"))
+    verify_manifest(load_manifest(out / "manifest.json"))
+
+
+@pytest.fixture
+def damaged_root(synth_root, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(synth_root, root)
+    first = pd.read_csv(root / "train.csv").iloc[0]
+    victim = root / "train" / first.experiment / f"Plate{first.plate}" / f"{first.well}_s1_w3.png"
+    victim.write_bytes(victim.read_bytes()[:60])
+    return root, victim
+
+
+def test_corrupt_png_fails_the_build_naming_the_file(damaged_root, tmp_path):
+    root, victim = damaged_root
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"kept": true}')
+    result = run_cli(*_build_cmd(root, out))
+    assert result.returncode == 2
+    assert victim.name in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (out / "manifest.json").read_text() == '{"kept": true}'
+
+
+def test_skip_bad_records_the_site_in_the_manifest(damaged_root, tmp_path):
+    root, victim = damaged_root
+    result = run_cli(*_build_cmd(root, tmp_path / "out", "--skip-bad"))
+    assert result.returncode == 0, result.stderr
+    manifest = load_manifest(tmp_path / "out" / "manifest.json")
+    assert len(manifest["skipped"]) == 1 and victim.name in manifest["skipped"][0]["reason"]
+    assert sum(manifest["splits"].values()) == 2 * (12 - 3) * 2 - 1
+
+
+def test_tampered_shard_is_caught_by_inspect(shard_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(shard_dir, copy)
+    manifest = load_manifest(copy / "manifest.json")
+    victim = copy / manifest["shards"][0]["file"]
+    data = bytearray(victim.read_bytes())
+    data[-100] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    result = run_cli("data_pipeline", "inspect", str(copy / "manifest.json"))
+    assert result.returncode == 2 and victim.name in result.stderr and "SHA-256" in result.stderr
+
+
+def test_count_mismatch_and_missing_manifest_are_reported(shard_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(shard_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["shards"][0]["count"] += 1
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="manifest says"):
+        verify_manifest(load_manifest(copy / "manifest.json"), check_sha=False)
+    result = run_cli("data_pipeline", "inspect", str(tmp_path / "nowhere" / "manifest.json"))
+    assert result.returncode == 2 and "manifest not found" in result.stderr
+
+
+def test_inspect_prints_counts_per_split(shard_dir):
+    result = run_cli("data_pipeline", "inspect", str(shard_dir / "manifest.json"), "--json")
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout.strip().splitlines()[-1])
+    manifest = load_manifest(shard_dir / "manifest.json")
+    assert {k: sum(v.values()) for k, v in counts.items()} == manifest["splits"]

@@ -1,0 +1,69 @@
+import h5py
+import numpy as np
+import pytest
+
+from data_pipeline.cellh5 import export_cell_h5, import_cell_h5
+from data_pipeline.errors import DataError
+from data_pipeline.shards import load_manifest, verify_manifest
+
+from conftest import run_cli
+
+
+def test_cell_h5_round_trip(shard_dir, tmp_path):
+    counts = export_cell_h5(shard_dir / "manifest.json", tmp_path / "cell.h5")
+    manifest = load_manifest(shard_dir / "manifest.json")
+    assert counts == {"train": manifest["splits"]["train"], "val": manifest["splits"]["val"]}
+    with h5py.File(tmp_path / "cell.h5", "r") as handle:
+        assert handle["x_train"].dtype == np.uint8 and handle["y_train"].dtype == np.int32
+        x_val = handle["x_val"][:]
+    imported = import_cell_h5(tmp_path / "cell.h5", tmp_path / "shards", shard_size=500)
+    verify_manifest(load_manifest(tmp_path / "shards" / "manifest.json"))
+    assert imported["splits"] == counts and imported["class_names"] == manifest["class_names"]
+    with h5py.File(tmp_path / "shards" / "val-00000-of-00001.h5", "r") as handle:
+        np.testing.assert_array_equal(handle["images"][:], x_val)
+
+
+def test_textbook_int8_images_are_restored_losslessly(tmp_path):
+    x = np.resize(np.array([0, 127, 128, 200, 255], np.uint8), (2, 4, 4, 3))  # values over 127 wrap in int8
+    with h5py.File(tmp_path / "cell.h5", "w") as handle:
+        handle["x_train"] = x.view(np.int8)
+        handle["x_val"] = x.view(np.int8)
+        handle["y_train"] = np.eye(2, dtype=np.float32)  # one-hot, as some book code writes
+        handle["y_val"] = np.array([1, 0])
+        handle["classes"] = np.array([b"sirna_1", b"sirna_2"])
+    import_cell_h5(tmp_path / "cell.h5", tmp_path / "shards")
+    with h5py.File(tmp_path / "shards" / "train-00000-of-00001.h5", "r") as handle:
+        np.testing.assert_array_equal(handle["images"][:], x)
+        assert handle["labels"][:].tolist() == [0, 1]
+
+
+def test_cell_h5_missing_dataset_is_named(tmp_path):
+    with h5py.File(tmp_path / "cell.h5", "w") as handle:
+        handle["x_train"] = np.zeros((1, 4, 4, 3), np.uint8)
+    with pytest.raises(DataError, match="missing dataset.*y_train"):
+        import_cell_h5(tmp_path / "cell.h5", tmp_path / "shards")
+
+
+def test_show_writes_a_png_and_bad_ids_exit_2(synth_root, tmp_path):
+    import pandas as pd
+    id_code = pd.read_csv(synth_root / "train.csv")["id_code"][0]
+    out = tmp_path / "site.png"
+    ok = run_cli("data_pipeline", "show", "--root", str(synth_root), "--id-code", id_code, "--out", str(out))
+    assert ok.returncode == 0, ok.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = run_cli("data_pipeline", "show", "--root", str(synth_root), "--id-code", "U2OS-01_9_B02",
+                  "--out", str(tmp_path / "x.png"))
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "error: malformed id_code 'U2OS-01_9_B02': bad plate '9': expected 1-4")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_synth_cli_and_bad_arguments(tmp_path):
+    ok = run_cli("data_pipeline", "synth", "--out", str(tmp_path / "d"), "--classes", "2", "--wells", "5",
+                 "--experiments", "1", "--test-experiments", "0", "--size", "32")
+    assert ok.returncode == 0, ok.stderr
+    assert "20 sites" not in ok.stdout and "10 sites" in ok.stdout
+    bad = run_cli("data_pipeline", "synth", "--out", str(tmp_path / "e"), "--cell-types", "NEURON")
+    assert bad.returncode == 2 and "unknown cell type 'NEURON'" in bad.stderr
+    unknown = run_cli("data_pipeline", "frobnicate")
+    assert unknown.returncode == 2
