@@ -1,0 +1,157 @@
+"""Command-line pieces shared by `graph_api` and `keras_api` (same flags, same behaviour).
+
+Each API's cli.py supplies the functions that do the work; the arguments, the input
+loading for predict/evaluate and the error handling live here once.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from typing import Callable, Sequence
+
+import h5py
+import numpy as np
+
+from .errors import DataError
+from .images import load_site, site_to_sample
+from .layout import SiteKey, parse_id_code
+from .shards import atomic_write_bytes, load_manifest, shard_path, split_records
+
+MODEL_CHOICES = ("vgg16_transfer", "resnet50", "vgg16_head")
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", choices=MODEL_CHOICES, required=True)
+    p.add_argument("--manifest", required=True, help="shards manifest.json (images, or features for vgg16_head)")
+    p.add_argument("--out", required=True, help="run directory (checkpoints, history, plots)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--optimizer", default="rmsprop")
+    p.add_argument("--precision", choices=("fp32", "mixed_bfloat16", "mixed_float16"), default="fp32")
+    p.add_argument("--patience", type=int, default=None, help="early stopping patience (epochs)")
+    p.add_argument("--min-delta", type=float, default=0.0)
+    p.add_argument("--weights", default="imagenet",
+                   help="VGG16 base: 'imagenet' (Keras cache file), a weights file, or 'none'")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if checkpoints exist")
+
+
+def add_predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="run directory written by train")
+    p.add_argument("--manifest", help="predict every sample of a split of these shards")
+    p.add_argument("--split", default="test")
+    p.add_argument("--root", help="or one site: RxRx1 data root ...")
+    p.add_argument("--id-code", help="... its <experiment>_<plate>_<well> ...")
+    p.add_argument("--site", type=int, default=1, choices=(1, 2))
+    p.add_argument("--dataset", default="test", choices=("train", "test"))
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--out", help="CSV of predictions (split mode)")
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True)
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--split", default="val")
+
+
+def class_mismatch(manifest: dict, model_classes: list[str]) -> str:
+    """The message for a manifest whose classes are not the model's: names the first difference."""
+    theirs = manifest["class_names"]
+    first = next((i for i, (a, b) in enumerate(zip(theirs, model_classes)) if a != b), min(len(theirs), len(model_classes)))
+    a = theirs[first] if first < len(theirs) else "(none)"
+    b = model_classes[first] if first < len(model_classes) else "(none)"
+    return (f"{manifest['_path']}: classes differ from the model's ({len(theirs)} vs {len(model_classes)}; "
+            f"class {first} is {a} here, {b} in the model)")
+
+
+def as_model_input(images: np.ndarray) -> np.ndarray:
+    """Stored samples -> what the models were trained on: uint8 pixels scaled to [0, 1]."""
+    return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+
+
+def read_split(manifest: dict, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """All samples of a split -> (model input, labels, sample ids)."""
+    images, labels, ids = [], [], []
+    for record in split_records(manifest, split):
+        with h5py.File(shard_path(manifest, record), "r") as handle:
+            images.append(handle["images"][:])
+            labels.append(handle["labels"][:])
+            ids += [f"{i.decode()}_s{s}" for i, s in zip(handle["id_codes"][:], handle["sites"][:])]
+    return as_model_input(np.concatenate(images)), np.concatenate(labels), ids
+
+
+def site_input(args, image_shape: Sequence[int], image_mode: str) -> np.ndarray:
+    """One site from PNGs -> (1, H, W, C) model input, made as the shards were."""
+    experiment, plate, well = parse_id_code(args.id_code)
+    site = load_site(args.root, SiteKey(args.dataset, experiment, plate, well, args.site))
+    return as_model_input(site_to_sample(site, image_mode, int(image_shape[0]))[None])
+
+
+def predictions_csv(ids: list[str], top: list, labels: np.ndarray, class_names: list[str]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["sample_id", "true_class", "predicted_class", "probability", "top_k"])
+    for sample, row, label in zip(ids, top, labels):
+        truth = class_names[label] if label >= 0 else ""
+        writer.writerow([sample, truth, row[0][0], f"{row[0][1]:.6f}",
+                         ";".join(f"{n}:{p:.4f}" for n, p in row)])
+    return buffer.getvalue().encode()
+
+
+def run_predict(args, predictor) -> None:
+    """predict: one site (prints top-k) or a split (CSV). `predictor` has the Predictor API."""
+    run = predictor.run
+    if args.id_code:
+        if not args.root:
+            raise DataError("--id-code needs --root")
+        image_mode = run.get("image_mode", "rgb224")
+        top = predictor.top_k(predictor.probabilities_of(site_input(args, run["image_shape"], image_mode)),
+                              args.top_k)[0]
+        for name, p in top:
+            print(f"{name}\t{p:.4f}")
+        return
+    if not args.manifest:
+        raise DataError("give --manifest (a split) or --root and --id-code (one site)")
+    manifest = load_manifest(args.manifest)
+    predictor.check_classes(manifest)
+    images, labels, ids = read_split(manifest, args.split)
+    top = predictor.top_k(predictor.probabilities_of(images), args.top_k)
+    data = predictions_csv(ids, top, labels, run["class_names"])
+    if args.out:
+        atomic_write_bytes(args.out, data)
+        print(f"wrote {len(ids)} predictions to {args.out}")
+    else:
+        sys.stdout.write(data.decode())
+
+
+def run_evaluate(args, predictor) -> float:
+    manifest = load_manifest(args.manifest)
+    predictor.check_classes(manifest)
+    images, labels, _ = read_split(manifest, args.split)
+    if (labels < 0).all():
+        raise DataError(f"{args.manifest}: split {args.split!r} has no labels to evaluate against")
+    probabilities = predictor.probabilities_of(images)
+    known = labels >= 0
+    accuracy = float((probabilities.argmax(1)[known] == labels[known]).mean())
+    loss = float(-np.log(np.maximum(probabilities[known, labels[known]], 1e-7)).mean())
+    print(f"{args.split}: {int(known.sum())} samples, accuracy {accuracy:.4f}, loss {loss:.4f}")
+    return accuracy
+
+
+def main_with_errors(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+                     handle: Callable[[argparse.Namespace], None]) -> int:
+    """Parse, run, and turn a DataError into one line and exit status 2."""
+    args = parser.parse_args(argv)
+    try:
+        handle(args)
+    except DataError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last completed epoch's checkpoint is kept", file=sys.stderr)
+        return 130
+    return 0

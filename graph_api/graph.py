@@ -1,0 +1,122 @@
+"""The TF1 training graph: inputs (placeholders or a tf.data iterator), two towers sharing
+one set of variables, loss, accuracy and the train op."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import tensorflow as tf
+
+from data_pipeline.constants import NUM_CLASSES
+from data_pipeline.errors import DataError
+
+from .model import build_model
+from .optimizers import DEFAULT_LEARNING_RATE, minimize
+
+v1 = tf.compat.v1
+FEEDS = ("dataset", "feed_dict")
+
+
+@dataclass
+class GraphConfig:
+    """Everything that shapes the graph. image_shape is (H, W, C) of one input sample."""
+
+    model: str = "resnet50"
+    image_shape: tuple = (224, 224, 3)
+    num_classes: int = NUM_CLASSES
+    precision: str = "fp32"
+    bn_mode: str = "keras"
+    data_format: str = "NHWC"
+    preprocessing: str | None = None
+    optimizer: str = "rmsprop"
+    learning_rate: float | None = None
+    optimizer_options: dict = field(default_factory=dict)
+    feed: str = "dataset"
+    seed: int = 0
+
+    def model_options(self) -> dict:
+        return {"bn_mode": self.bn_mode, "data_format": self.data_format, "precision": self.precision,
+                "preprocessing": self.preprocessing}
+
+
+@dataclass
+class TrainGraph:
+    graph: tf.Graph
+    config: GraphConfig
+    images: tf.Tensor              # train-tower input: placeholder (feed_dict) or iterator output
+    labels: tf.Tensor
+    eval_images: tf.Tensor
+    eval_labels: tf.Tensor
+    learning_rate: tf.Tensor       # placeholder with the optimizer's default
+    epoch_seed: tf.Tensor          # int64 placeholder: the shuffle seed of this epoch's pass
+    loss: tf.Tensor
+    accuracy: tf.Tensor
+    train_op: tf.Operation
+    eval_loss: tf.Tensor
+    eval_accuracy: tf.Tensor
+    eval_probabilities: tf.Tensor
+    eval_count: tf.Tensor          # samples in the evaluated batch
+    train_init: tf.Operation | None = None
+    eval_init: tf.Operation | None = None
+    model_variables: list = field(default_factory=list)
+
+
+def _loss_and_accuracy(logits: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Mean sparse categorical cross-entropy (nats) and top-1 accuracy of (B, C) logits."""
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    correct = tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels)
+    return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
+
+
+def model_variables(graph: tf.Graph | None = None) -> list[tf.Variable]:
+    """The variables of the naming contract: model weights and BN statistics, no optimizer
+    slots, step counters or zero-debias accumulators."""
+    graph = graph or v1.get_default_graph()
+    skip = ("optimizer/", "global_step", "/biased", "/local_step")
+    return [v for v in graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)
+            if not any(part in v.op.name for part in skip)]
+
+
+def build_train_graph(config: GraphConfig, manifest: str | None = None, batch_size: int = 32,
+                      eval_batch_size: int | None = None) -> TrainGraph:
+    """A fresh `tf.Graph` for training `config.model`.
+
+    feed="dataset": both towers read `make_dataset` iterators of `manifest` (train split
+    repeated per epoch via `train_init`, val split via `eval_init`). feed="feed_dict":
+    both towers read the `images`/`labels` placeholders (the textbook style).
+    """
+    if config.feed not in FEEDS:
+        raise DataError(f"unknown feed {config.feed!r}: expected one of {FEEDS}")
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(config.seed)
+        epoch_seed = v1.placeholder_with_default(tf.constant(config.seed, tf.int64), (), name="epoch_seed")
+        train_init = eval_init = None
+        if config.feed == "dataset":
+            if manifest is None:
+                raise DataError("feed='dataset' needs a manifest")
+            from data_pipeline import make_dataset
+            train_it = v1.data.make_initializable_iterator(make_dataset(
+                manifest, "train", batch_size, shuffle=True, seed=epoch_seed, drop_remainder=True, repeat=True))
+            eval_it = v1.data.make_initializable_iterator(make_dataset(
+                manifest, "val", eval_batch_size or batch_size, shuffle=False))
+            (images, labels), (eval_images, eval_labels) = train_it.get_next(), eval_it.get_next()
+            train_init, eval_init = train_it.initializer, eval_it.initializer
+        else:
+            images = v1.placeholder(tf.float32, (None,) + tuple(config.image_shape), name="images")
+            labels = v1.placeholder(tf.int32, (None,), name="labels")
+            eval_images, eval_labels = images, labels
+        logits = build_model(config.model, images, True, config.num_classes, **config.model_options())
+        with v1.variable_scope(v1.get_variable_scope(), reuse=True):
+            eval_logits = build_model(config.model, eval_images, False, config.num_classes,
+                                      **config.model_options())
+        loss, accuracy = _loss_and_accuracy(logits, labels)
+        eval_loss, eval_accuracy = _loss_and_accuracy(eval_logits, eval_labels)
+        default_lr = config.learning_rate or DEFAULT_LEARNING_RATE.get(config.optimizer, 1e-3)
+        learning_rate = v1.placeholder_with_default(tf.constant(default_lr, tf.float32), (), name="learning_rate")
+        loss_scale = 1024.0 if config.precision == "mixed_float16" else 1.0
+        train_op = minimize(loss, v1.trainable_variables(), learning_rate, config.optimizer,
+                            loss_scale=loss_scale, **config.optimizer_options)
+        return TrainGraph(graph, config, images, labels, eval_images, eval_labels, learning_rate, epoch_seed,
+                          loss, accuracy, train_op, eval_loss, eval_accuracy, tf.nn.softmax(eval_logits),
+                          tf.shape(eval_labels)[0],
+                          train_init, eval_init, model_variables(graph))

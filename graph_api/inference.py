@@ -1,0 +1,107 @@
+"""Inference with the graph: feature extraction (P3.27-P3.29), predict and evaluate (P3.38)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import tensorflow as tf
+
+from data_pipeline.build import ShardJob, make_manifest, BuildOptions
+from data_pipeline.errors import DataError
+from data_pipeline.shards import MANIFEST_NAME, load_manifest, shard_path, write_json, write_shard
+
+from data_pipeline.model_cli import class_mismatch
+
+from .model import build_model, check_input
+from .run_files import load_run_config
+from .trainer import resolve_base_weights
+from .vgg16_transfer import vgg16_base
+from .weights import check_checkpoint, load_keras_weights
+
+v1 = tf.compat.v1
+FEATURE_MODE = "vgg16_features"
+
+
+def extract_features(manifest_path: str, out_dir: str | Path, weights: str | None = "imagenet",
+                     batch_size: int = 32, scale: float = 1.0 / 255.0) -> dict:
+    """Run the frozen VGG16 base over every shard -> float32 (7, 7, 512) feature shards + manifest.
+
+    Pixels are fed as uint8 * `scale` (1/255: the same [0, 1] input the end-to-end model sees).
+    """
+    manifest = load_manifest(manifest_path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights_path = resolve_base_weights(weights)
+    graph = tf.Graph()
+    with graph.as_default():
+        images = v1.placeholder(tf.float32, (None,) + tuple(manifest["image_shape"]), name="images")
+        check_input("vgg16_transfer", images)
+        features = vgg16_base(images)
+        session = v1.Session(graph=graph)
+        session.run(v1.global_variables_initializer())
+        if weights_path is not None:
+            load_keras_weights(session, v1.global_variables(), weights_path)
+    done, jobs = {}, []
+    with session:
+        for record in manifest["shards"]:
+            with h5py.File(shard_path(manifest, record), "r") as handle:
+                pixels, labels = handle["images"], handle["labels"][:]
+                ids, sites = handle["id_codes"][:], handle["sites"][:]
+                parts = [session.run(features, {images: pixels[i:i + batch_size] * np.float32(scale)})
+                         for i in range(0, len(labels), batch_size)]
+            digest = write_shard(out_dir / record["file"], np.concatenate(parts), labels,
+                                 [i.decode() for i in ids], sites,
+                                 {"image_mode": FEATURE_MODE, "class_names": manifest["class_names"],
+                                  "split": record["split"], "source": {"manifest": manifest["_path"]}})
+            jobs.append(ShardJob(record["file"], record["split"], ()))
+            done[record["file"]] = dict(record, sha256=digest, skipped=[], job=record["file"])
+    result = make_manifest(jobs, done, manifest["class_names"],
+                           BuildOptions(root=manifest["_path"], out_dir=str(out_dir), image_mode=FEATURE_MODE,
+                                        source={"manifest": manifest["_path"],
+                                                "weights": str(weights_path) if weights_path else "random"}),
+                           fingerprint="features")
+    result.update(image_shape=list(parts[0].shape[1:]), dtype="float32")
+    write_json(out_dir / MANIFEST_NAME, result)
+    return result
+
+
+class Predictor:
+    """A trained run restored into an inference graph (eval tower only)."""
+
+    def __init__(self, run_dir: str | Path, checkpoint: str = "final") -> None:
+        self.run = load_run_config(run_dir)
+        config = self.run["graph_config"]
+        ckpt = v1.train.latest_checkpoint(str(Path(run_dir) / checkpoint))
+        if ckpt is None:
+            raise DataError(f"{Path(run_dir) / checkpoint}: no checkpoint")
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.images = v1.placeholder(tf.float32, (None,) + tuple(self.run["image_shape"]), name="images")
+            logits = build_model(config["model"], self.images, False, len(self.run["class_names"]),
+                                 bn_mode=config["bn_mode"], data_format=config["data_format"],
+                                 precision=config["precision"], preprocessing=config["preprocessing"])
+            self.probabilities = tf.nn.softmax(logits)
+            variables = v1.global_variables()
+            check_checkpoint(ckpt, variables)
+            self.session = v1.Session(graph=self.graph)
+            v1.train.Saver(variables).restore(self.session, ckpt)
+
+    def check_classes(self, manifest: dict) -> None:
+        if manifest["class_names"] != self.run["class_names"]:
+            raise DataError(class_mismatch(manifest, self.run["class_names"]))
+
+    def probabilities_of(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(N, H, W, C) model input -> (N, classes) softmax probabilities."""
+        if tuple(images.shape[1:]) != tuple(self.run["image_shape"]):
+            raise DataError(f"input of shape {tuple(images.shape[1:])}, the model takes {tuple(self.run['image_shape'])}")
+        return np.concatenate([self.session.run(self.probabilities, {self.images: images[i:i + batch_size]})
+                               for i in range(0, len(images), batch_size)])
+
+    def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
+        order = np.argsort(-probabilities, axis=1)[:, :k]
+        names = self.run["class_names"]
+        return [[(names[j], float(p[j])) for j in row] for row, p in zip(order, probabilities)]
+
+    def close(self) -> None:
+        self.session.close()

@@ -1,0 +1,69 @@
+"""`build_model`: the entry point that builds either model into the current TF1 graph."""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from data_pipeline.constants import NUM_CLASSES
+from data_pipeline.errors import DataError
+
+from .layers import BN_MODES, Training
+from .resnet50 import resnet50
+from .vgg16_transfer import vgg16_head, vgg16_transfer
+
+MODELS = {"vgg16_transfer": vgg16_transfer, "resnet50": resnet50, "vgg16_head": vgg16_head}
+PRECISIONS = {"fp32": tf.float32, "mixed_bfloat16": tf.bfloat16, "mixed_float16": tf.float16}
+# keras.applications "caffe" preprocessing: RGB in [0, 255] -> BGR minus the ImageNet mean.
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+def check_input(name: str, images: tf.Tensor) -> None:
+    """DataError if `images` cannot feed model `name` (rank, dtype, channels, size)."""
+    shape = images.shape
+    if shape.rank != 4 or None in shape[1:]:
+        raise DataError(f"{name}: input must be (batch, height, width, channels) with known sizes, got {shape}")
+    if not images.dtype.is_floating:
+        raise DataError(f"{name}: input dtype must be floating point, got {images.dtype.name}")
+    height, width, channels = int(shape[1]), int(shape[2]), int(shape[3])
+    if name == "vgg16_head":
+        if channels != 512:
+            raise DataError(f"{name}: input must be VGG16 features (h, w, 512), got {shape[1:]}")
+        return
+    if channels != 3:
+        raise DataError(f"{name}: input must have 3 channels (RGB), got {channels}")
+    if height != width or height < 32 or (name == "vgg16_transfer" and height % 32):
+        need = "a multiple of 32" if name == "vgg16_transfer" else "at least 32"
+        raise DataError(f"{name}: input must be square and {need} pixels, got {height}x{width}")
+
+
+def build_model(name: str, images: tf.Tensor, training: Training, num_classes: int = NUM_CLASSES, *,
+                bn_mode: str = "keras", data_format: str = "NHWC", precision: str = "fp32",
+                preprocessing: str | None = None) -> tf.Tensor:
+    """Build model `name` on `images` (B, H, W, C) NHWC into the default graph -> float32 logits (B, classes).
+
+    Variables follow the naming contract (`<keras layer>/<weight>`) under the current
+    variable scope; build a second tower on the same variables inside
+    ``variable_scope(tf.compat.v1.get_variable_scope(), reuse=True)``. `training` is a
+    Python bool or a boolean tensor. ``precision``: "fp32", or mixed "mixed_bfloat16" /
+    "mixed_float16" (float32 variables, low-precision compute, float32 logits).
+    ``data_format="NCHW"`` transposes once at the input (for GPUs). ``preprocessing="caffe"``
+    applies keras.applications' VGG16/ResNet50 ImageNet preprocessing to [0, 255] RGB input.
+    """
+    if name not in MODELS:
+        raise DataError(f"unknown model {name!r}: expected one of {sorted(MODELS)}")
+    if bn_mode not in BN_MODES:
+        raise DataError(f"unknown batch-norm mode {bn_mode!r}: expected one of {BN_MODES}")
+    if precision not in PRECISIONS:
+        raise DataError(f"unknown precision {precision!r}: expected one of {sorted(PRECISIONS)}")
+    if data_format not in ("NHWC", "NCHW"):
+        raise DataError(f"unknown data format {data_format!r}: expected NHWC or NCHW")
+    check_input(name, images)
+    x = tf.cast(images, tf.float32)
+    if preprocessing == "caffe":
+        x = x[..., ::-1] - tf.constant(IMAGENET_BGR_MEAN, tf.float32)
+    elif preprocessing is not None:
+        raise DataError(f"unknown preprocessing {preprocessing!r}: expected None or 'caffe'")
+    x = tf.cast(x, PRECISIONS[precision])
+    if data_format == "NCHW":
+        x = tf.transpose(x, [0, 3, 1, 2])
+    logits = MODELS[name](x, training, num_classes, bn_mode=bn_mode, data_format=data_format)
+    return tf.cast(logits, tf.float32)

@@ -1,0 +1,67 @@
+"""The files of a training run: run_config.json, history (JSON, CSV, PNG), checkpoints."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from data_pipeline.errors import DataError
+from data_pipeline.plots import plot_history
+from data_pipeline.shards import atomic_write_bytes, write_json
+
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "images_per_sec")
+
+
+def save_run_config(out_dir: Path, config: dict) -> None:
+    """Write run_config.json, or check an existing one describes the same model and classes."""
+    path = out_dir / "run_config.json"
+    if path.exists():
+        previous = json.loads(path.read_text())
+        for key in ("model", "class_names", "image_shape"):
+            if previous.get(key) != config.get(key):
+                raise DataError(f"{path}: the run in {out_dir} has a different {key} "
+                                f"({_short(previous.get(key))} vs {_short(config.get(key))}); use another --out")
+        return
+    write_json(path, config)
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) < 60 else text[:57] + "..."
+
+
+def load_run_config(out_dir: Path) -> dict:
+    path = Path(out_dir) / "run_config.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: not a training run (no run_config.json)") from None
+
+
+def save_history(out_dir: Path, history: dict, title: str) -> None:
+    """history.json (with early-stopping state), history.csv and history.png, each atomic."""
+    write_json(out_dir / "history.json", history)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(("epoch",) + HISTORY_KEYS)
+    for i in range(len(history["loss"])):
+        writer.writerow([i + 1] + [history[k][i] for k in HISTORY_KEYS])
+    atomic_write_bytes(out_dir / "history.csv", buffer.getvalue().encode())
+    plot_history(history, out_dir / "history.png", title)
+
+
+def load_history(out_dir: Path, epochs_done: int) -> dict | None:
+    """The saved history cut to `epochs_done` epochs (the checkpoint's), or None."""
+    path = out_dir / "history.json"
+    if not path.exists():
+        return None
+    history = json.loads(path.read_text())
+    for key in HISTORY_KEYS:
+        history[key] = history[key][:epochs_done]
+    return history
+
+
+def new_history() -> dict:
+    return {**{k: [] for k in HISTORY_KEYS},
+            "early_stopping": {"best": None, "best_epoch": None, "wait": 0, "stopped_epoch": None}}

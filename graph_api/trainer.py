@@ -1,0 +1,220 @@
+"""The TF1 Session trainer: epochs of train steps, validation, checkpoints, early stopping,
+TensorBoard, NaN guard, resume with identical continuation."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from data_pipeline import make_dataset, num_batches
+from data_pipeline.errors import DataError
+from data_pipeline.progress import Progress
+from data_pipeline.shards import load_manifest
+
+from . import early_stopping, run_files
+from .graph import GraphConfig, TrainGraph, build_train_graph
+from .weights import KERAS_CACHE_VGG16, check_checkpoint, graph_layers, load_keras_weights
+
+v1 = tf.compat.v1
+
+
+@dataclass
+class TrainOptions:
+    epochs: int = 5
+    batch_size: int = 32
+    steps_per_epoch: int | None = None    # default: one pass over the train split
+    patience: int | None = None           # early stopping off when None
+    min_delta: float = 0.0
+    monitor: str = "val_loss"
+    restore_best: bool = True
+    max_to_keep: int = 3
+    resume: bool = True
+    weights: str | None = "imagenet"      # VGG16 base: "imagenet" (Keras cache), a path, or "none"
+    tensorboard: bool = True
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+def resolve_base_weights(weights: str | None) -> Path | None:
+    """The VGG16 base weights file to load, or None (random init, announced loudly)."""
+    if weights in (None, "none"):
+        print("WARNING: VGG16 base randomly initialised (--weights none): features are not ImageNet's",
+              file=sys.stderr)
+        return None
+    path = KERAS_CACHE_VGG16 if weights == "imagenet" else Path(weights)
+    if not path.is_file():
+        hint = (" (this machine cannot download it; pass --weights PATH to a Keras VGG16 weights file, "
+                "or --weights none)") if weights == "imagenet" else ""
+        raise DataError(f"{path}: VGG16 weights file not found{hint}")
+    return path
+
+
+class SessionTrainer:
+    """Owns one TrainGraph, its Session and Savers for the duration of a training run."""
+
+    def __init__(self, config: GraphConfig, manifest_path: str, out_dir: str | Path, options: TrainOptions):
+        self.options, self.out = options, Path(out_dir)
+        self.manifest = load_manifest(manifest_path)
+        config.num_classes = len(self.manifest["class_names"])
+        config.image_shape = tuple(self.manifest["image_shape"])
+        self.config = config
+        if config.model == "vgg16_head" and self.manifest["image_mode"] != "vgg16_features":
+            raise DataError(f"{self.manifest['_path']}: vgg16_head trains on feature shards (extract-features), "
+                            f"not {self.manifest['image_mode']!r}")
+        self.out.mkdir(parents=True, exist_ok=True)
+        run_files.save_run_config(self.out, {
+            "api": "graph", "model": config.model, "class_names": self.manifest["class_names"],
+            "image_mode": self.manifest["image_mode"],
+            "image_shape": list(config.image_shape), "graph_config": asdict(config)})
+        self.steps = options.steps_per_epoch or num_batches(self.manifest, "train", options.batch_size, True)
+        if self.steps < 1:
+            raise DataError(f"{self.manifest['_path']}: fewer train samples than one batch of {options.batch_size}")
+        self.g: TrainGraph = build_train_graph(config, self.manifest, options.batch_size)
+        with self.g.graph.as_default():
+            self.epoch_var = v1.get_variable("epochs_done", (), tf.int64, v1.zeros_initializer(), trainable=False)
+            self.saver = v1.train.Saver(max_to_keep=options.max_to_keep)
+            self.best_saver = v1.train.Saver(self.g.model_variables, max_to_keep=1)
+            # A saver of its own: a Saver deletes its older files, whatever their folder.
+            self.final_saver = v1.train.Saver(self.g.model_variables, max_to_keep=1)
+            self.set_epoch = v1.placeholder(tf.int64, ())
+            self.assign_epoch = v1.assign(self.epoch_var, self.set_epoch)
+            self.init = v1.global_variables_initializer()
+            self.summaries = v1.summary.merge([v1.summary.scalar("loss", self.g.loss),
+                                               v1.summary.scalar("accuracy", self.g.accuracy)])
+        self.session = v1.Session(graph=self.g.graph)
+
+    # --- set-up -------------------------------------------------------------------------
+    def start(self) -> tuple[int, dict]:
+        """Initialise or resume; returns (first epoch to run, history so far)."""
+        self.session.run(self.init)
+        latest = v1.train.latest_checkpoint(str(self.out / "checkpoints"))
+        if latest and self.options.resume:
+            with self.g.graph.as_default():
+                check_checkpoint(latest, v1.global_variables())
+                self.saver.restore(self.session, latest)
+            done = int(self.session.run(self.epoch_var))
+            history = run_files.load_history(self.out, done) or run_files.new_history()
+            print(f"resumed from {latest} after epoch {done}")
+            return done, history
+        if self.config.model == "vgg16_transfer":
+            path = resolve_base_weights(self.options.weights)
+            if path is not None:
+                base = [name for name in graph_layers(self.g.model_variables) if name.startswith("block")]
+                with self.g.graph.as_default():
+                    load_keras_weights(self.session, self.g.model_variables, path, base)
+                print(f"VGG16 base weights: {path}")
+        return 0, run_files.new_history()
+
+    # --- one epoch ------------------------------------------------------------------------
+    def _batches(self, epoch: int):
+        """Numpy batches for feed_dict mode, from an eager pipeline outside the graph."""
+        ds = make_dataset(self.manifest, "train", self.options.batch_size, shuffle=True,
+                          seed=_epoch_seed(self.config.seed, epoch), drop_remainder=True, repeat=True)
+        for images, labels in ds:
+            yield images.numpy(), labels.numpy()
+
+    def train_epoch(self, epoch: int, writer) -> tuple[float, float, float]:
+        """Runs the steps of one epoch -> (mean loss, mean accuracy, images/s)."""
+        g, feed_mode = self.g, self.config.feed == "feed_dict"
+        seed_feed = {g.epoch_seed: _epoch_seed(self.config.seed, epoch)}
+        batches = self._batches(epoch) if feed_mode else None
+        if not feed_mode:
+            self.session.run(g.train_init, seed_feed)
+        losses, accs = [], []
+        start = time.perf_counter()
+        with Progress(self.steps, f"epoch {epoch + 1}/{self.options.epochs}") as bar:
+            for step in range(self.steps):
+                feed = dict(zip((g.images, g.labels), next(batches))) if feed_mode else {}
+                fetch = [g.train_op, g.loss, g.accuracy] + ([self.summaries] if writer and step % 10 == 0 else [])
+                out = self.session.run(fetch, feed)
+                if not math.isfinite(out[1]):
+                    raise DataError(f"loss became {out[1]} at epoch {epoch + 1}, step {step + 1}; training "
+                                    f"stopped, the last good checkpoint in {self.out / 'checkpoints'} is kept")
+                losses.append(out[1])
+                accs.append(out[2])
+                if len(out) == 4:
+                    writer.add_summary(out[3], epoch * self.steps + step)
+                bar(1)
+        rate = self.steps * self.options.batch_size / (time.perf_counter() - start)
+        return float(np.mean(losses)), float(np.mean(accs)), rate
+
+    def evaluate(self) -> tuple[float, float]:
+        """Mean loss and accuracy over the whole val split (weighted by batch size)."""
+        g = self.g
+        if self.config.feed == "feed_dict":
+            batches = ((x.numpy(), y.numpy()) for x, y in make_dataset(self.manifest, "val", self.options.batch_size))
+        else:
+            self.session.run(g.eval_init)
+            batches = iter(lambda: None, 0)  # endless: the iterator ends by OutOfRange
+        total = loss_sum = acc_sum = 0.0
+        for batch in batches:
+            feed = dict(zip((g.eval_images, g.eval_labels), batch)) if batch is not None else {}
+            try:
+                loss, acc, n = self.session.run([g.eval_loss, g.eval_accuracy, g.eval_count], feed)
+            except tf.errors.OutOfRangeError:
+                break
+            total, loss_sum, acc_sum = total + n, loss_sum + loss * n, acc_sum + acc * n
+        return loss_sum / max(total, 1), acc_sum / max(total, 1)
+
+    # --- the loop ---------------------------------------------------------------------------
+    def fit(self) -> dict:
+        first, history = self.start()
+        opts = self.options
+        writer = None
+        if opts.tensorboard:
+            with self.g.graph.as_default():  # FileWriter refuses eager mode
+                writer = v1.summary.FileWriter(str(self.out / "tensorboard"), self.g.graph)
+        mode = "min" if "loss" in opts.monitor else "max"
+        stopped = history["early_stopping"].get("stopped_epoch") is not None
+        for epoch in range(first, opts.epochs if not stopped else first):
+            loss, acc, rate = self.train_epoch(epoch, writer)
+            val_loss, val_acc = self.evaluate()
+            for key, value in zip(run_files.HISTORY_KEYS, (loss, acc, val_loss, val_acc, rate)):
+                history[key].append(value)
+            print(f"epoch {epoch + 1}/{opts.epochs}: loss {loss:.4f} accuracy {acc:.4f} "
+                  f"val_loss {val_loss:.4f} val_accuracy {val_acc:.4f} ({rate:.1f} images/s)", flush=True)
+            if writer:
+                writer.add_summary(v1.Summary(value=[v1.Summary.Value(tag="val_loss", simple_value=val_loss),
+                                                     v1.Summary.Value(tag="val_accuracy", simple_value=val_acc)]),
+                                   (epoch + 1) * self.steps)
+            best, stop = early_stopping.update(history["early_stopping"], history[opts.monitor][-1], epoch,
+                                               opts.patience, opts.min_delta, mode)
+            if best:
+                self._save(self.best_saver, self.out / "best" / "ckpt")
+            self.session.run(self.assign_epoch, {self.set_epoch: epoch + 1})
+            self._save(self.saver, self.out / "checkpoints" / "ckpt", global_step=epoch + 1)
+            run_files.save_history(self.out, history, f"{self.config.model} (graph_api)")
+            if stop:
+                print(f"early stopping after epoch {epoch + 1}: no {opts.monitor} improvement "
+                      f"for {opts.patience} epochs")
+                break
+        if opts.restore_best and history["early_stopping"]["best_epoch"] is not None:
+            with self.g.graph.as_default():
+                self.best_saver.restore(self.session, v1.train.latest_checkpoint(str(self.out / "best")))
+        self._save(self.final_saver, self.out / "final" / "ckpt")
+        if writer:
+            writer.close()
+        return history
+
+    def _save(self, saver: v1.train.Saver, prefix: Path, **kwargs) -> None:
+        with self.g.graph.as_default():  # Savers refuse to run in eager mode
+            saver.save(self.session, str(prefix), **kwargs)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def train(config: GraphConfig, manifest: str, out_dir: str | Path, options: TrainOptions) -> dict:
+    """Train `config.model` on `manifest`; returns the history. Files go to `out_dir`."""
+    trainer = SessionTrainer(config, manifest, out_dir, options)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()

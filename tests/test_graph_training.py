@@ -1,0 +1,147 @@
+import json
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_pipeline.errors import DataError
+from graph_api.graph import GraphConfig, build_train_graph
+from graph_api.inference import Predictor
+from graph_api.trainer import TrainOptions, train
+from graph_api.vgg16_transfer import vgg16_base
+from graph_api.weights import check_checkpoint, load_keras_weights
+
+from conftest import run_cli
+from graph_helpers import feature_shards
+
+v1 = tf.compat.v1
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    return feature_shards(tmp_path_factory.mktemp("features"))
+
+
+def _head(seed=0, **kw):
+    return GraphConfig(model="vgg16_head", seed=seed, **kw)
+
+
+def _final_weights(run_dir):
+    reader = tf.train.load_checkpoint(v1.train.latest_checkpoint(str(run_dir / "final")))
+    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(str(run_dir / "final"))}
+
+
+def test_training_lowers_loss_and_beats_chance(features, tmp_path):
+    history = train(_head(learning_rate=1e-4), str(features), tmp_path / "run",
+                    TrainOptions(epochs=3, batch_size=16, tensorboard=False))
+    assert history["loss"][-1] < history["loss"][0]
+    assert history["val_accuracy"][-1] > 0.5  # 4 classes: chance is 0.25
+    for name in ("history.csv", "history.json", "history.png", "run_config.json"):
+        assert (tmp_path / "run" / name).exists()
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(features, tmp_path):
+    options = dict(batch_size=16, steps_per_epoch=3, tensorboard=False)
+    train(_head(seed=4), str(features), tmp_path / "full", TrainOptions(epochs=3, **options))
+    train(_head(seed=4), str(features), tmp_path / "cut", TrainOptions(epochs=1, **options))  # "killed" after 1
+    history = train(_head(seed=4), str(features), tmp_path / "cut", TrainOptions(epochs=3, **options))
+    full, resumed = _final_weights(tmp_path / "full"), _final_weights(tmp_path / "cut")
+    assert full.keys() == resumed.keys() and "fc1/kernel" in full
+    for name in full:
+        np.testing.assert_array_equal(full[name], resumed[name], err_msg=name)
+    assert len(history["loss"]) == 3
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(features, tmp_path):
+    options = dict(batch_size=16, steps_per_epoch=2, tensorboard=False)
+    train(_head(), str(features), tmp_path / "run", TrainOptions(epochs=1, **options))
+    before = _final_weights(tmp_path / "run")
+    with pytest.raises(DataError, match="loss became (nan|inf).*last good checkpoint"):
+        train(_head(learning_rate=1e30, optimizer="sgd"), str(features), tmp_path / "run",
+              TrainOptions(epochs=3, **options))
+    ckpt = v1.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+    assert ckpt.endswith("ckpt-1")
+    assert np.array_equal(tf.train.load_checkpoint(ckpt).get_tensor("fc1/kernel"), before["fc1/kernel"])
+
+
+def test_early_stopping_restores_best_epoch(features, tmp_path):
+    history = train(_head(learning_rate=3e-3), str(features), tmp_path / "run",
+                    TrainOptions(epochs=6, batch_size=16, patience=1, min_delta=10.0, tensorboard=False))
+    state = history["early_stopping"]
+    assert state["best_epoch"] == 0 and state["stopped_epoch"] == 1 and len(history["loss"]) == 2
+    best = tf.train.load_checkpoint(v1.train.latest_checkpoint(str(tmp_path / "run" / "best")))
+    final = _final_weights(tmp_path / "run")
+    np.testing.assert_array_equal(best.get_tensor("fc2/kernel"), final["fc2/kernel"])
+
+
+def test_keras_weight_files_load_by_name(tmp_path):
+    """A Keras VGG16 base saved in both Keras formats loads into the graph and gives Keras's features."""
+    keras.utils.set_random_seed(1)
+    model = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    model.save(tmp_path / "legacy.h5")
+    model.save_weights(tmp_path / "k3.weights.h5")
+    x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    expected = model.predict(x, verbose=0)
+    for path in (tmp_path / "legacy.h5", tmp_path / "k3.weights.h5"):
+        with tf.Graph().as_default(), v1.Session() as session:
+            images = v1.placeholder(tf.float32, (None, 32, 32, 3))
+            feats = vgg16_base(images)
+            session.run(v1.global_variables_initializer())
+            assert len(load_keras_weights(session, v1.global_variables(), path)) == 13
+            np.testing.assert_allclose(session.run(feats, {images: x}), expected, atol=1e-4)
+
+
+def test_mismatched_weights_file_names_layer_and_shapes(tmp_path):
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, name="block1_conv1")])
+    model.save(tmp_path / "wrong.h5")
+    with tf.Graph().as_default(), v1.Session() as session:
+        vgg16_base(v1.placeholder(tf.float32, (None, 32, 32, 3)))
+        session.run(v1.global_variables_initializer())
+        with pytest.raises(DataError, match=r"block1_conv1 kernel has shape \(3, 3, 3, 8\), the graph expects "
+                                            r"\(3, 3, 3, 64\)"):
+            load_keras_weights(session, v1.global_variables(), tmp_path / "wrong.h5", ["block1_conv1"])
+        with pytest.raises(DataError, match="no weights for layer.*block1_conv2"):
+            load_keras_weights(session, v1.global_variables(), tmp_path / "wrong.h5")
+        with pytest.raises(DataError, match="weights file not found"):
+            load_keras_weights(session, v1.global_variables(), tmp_path / "missing.h5")
+
+
+def test_checkpoint_of_another_model_is_refused(features, tmp_path):
+    train(_head(), str(features), tmp_path / "head", TrainOptions(epochs=1, batch_size=16, steps_per_epoch=1,
+                                                                 tensorboard=False))
+    g = build_train_graph(GraphConfig(model="resnet50", image_shape=(32, 32, 3), num_classes=4, feed="feed_dict"))
+    with g.graph.as_default():
+        with pytest.raises(DataError, match="checkpoint of another model: missing .*conv1"):
+            check_checkpoint(v1.train.latest_checkpoint(str(tmp_path / "head" / "checkpoints")),
+                             v1.global_variables())
+
+
+def test_predict_and_evaluate_refuse_a_manifest_with_other_classes(features, tmp_path):
+    train(_head(), str(features), tmp_path / "run", TrainOptions(epochs=1, batch_size=16, steps_per_epoch=1,
+                                                                tensorboard=False))
+    other = json.loads(features.read_text())
+    other["class_names"] = ["sirna_9", "sirna_8", "sirna_7", "sirna_6"]
+    (features.parent / "other.json").write_text(json.dumps(other))
+    result = run_cli("graph_api", "evaluate", "--run", str(tmp_path / "run"), "--manifest",
+                     str(features.parent / "other.json"), "--split", "val")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1
+    assert "classes differ" in errors[0] and "class 0 is sirna_9 here, sirna_0 in the model" in errors[0]
+    predictor = Predictor(tmp_path / "run")
+    probabilities = predictor.probabilities_of(np.zeros((3, 2, 2, 512), np.float32))
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, rtol=1e-5)
+    with pytest.raises(DataError, match="the model takes"):
+        predictor.probabilities_of(np.zeros((1, 7, 7, 512), np.float32))
+    predictor.close()
+
+
+def test_same_run_dir_with_other_classes_is_refused(features, tmp_path):
+    train(_head(), str(features), tmp_path / "run", TrainOptions(epochs=1, batch_size=16, steps_per_epoch=1,
+                                                                tensorboard=False))
+    other = json.loads(features.read_text())
+    other["class_names"] = ["a", "b", "c", "d"]
+    (features.parent / "other2.json").write_text(json.dumps(other))
+    with pytest.raises(DataError, match="different class_names"):
+        train(_head(), str(features.parent / "other2.json"), tmp_path / "run", TrainOptions(epochs=1))
