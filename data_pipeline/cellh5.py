@@ -17,7 +17,7 @@ import numpy as np
 from .build import BuildOptions, ShardJob, make_manifest
 from .constants import IMAGE_MODE_RAW, IMAGE_MODE_RGB
 from .errors import DataError
-from .shards import MANIFEST_NAME, TMP_MARK, load_manifest, shard_path, split_records, write_json, write_shard
+from .shards import MANIFEST_NAME, TMP_MARK, load_manifest, open_h5, shard_path, split_records, write_json, write_shard
 
 SPLITS = (("train", "x_train", "y_train"), ("val", "x_val", "y_val"))
 
@@ -49,13 +49,7 @@ def export_cell_h5(manifest_path: str | os.PathLike, out_path: str | os.PathLike
 
 
 def _load_cell_arrays(path: Path) -> tuple[dict, list[str]]:
-    try:
-        handle = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except OSError as err:
-        raise DataError(f"{path}: not a readable HDF5 file ({err})") from None
-    with handle:
+    with open_h5(path) as handle:
         missing = [k for k in ("x_train", "y_train", "x_val", "y_val", "classes") if k not in handle]
         if missing:
             raise DataError(f"{path}: missing dataset(s) {', '.join(missing)}")

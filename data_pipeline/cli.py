@@ -159,13 +159,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except DataError as err:
-        print(f"error: {err.message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished shards are kept; rerun the same command to resume", file=sys.stderr)
-        return 130
-    return 0
+    from .model_cli import main_with_errors
+    return main_with_errors(build_parser(), argv, lambda args: args.func(args),
+                            "finished shards are kept; rerun the same command to resume")

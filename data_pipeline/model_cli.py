@@ -143,7 +143,8 @@ def run_evaluate(args, predictor) -> float:
 
 
 def main_with_errors(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
-                     handle: Callable[[argparse.Namespace], None]) -> int:
+                     handle: Callable[[argparse.Namespace], None],
+                     interrupted: str = "the last completed epoch's checkpoint is kept") -> int:
     """Parse, run, and turn a DataError into one line and exit status 2."""
     args = parser.parse_args(argv)
     try:
@@ -152,6 +153,6 @@ def main_with_errors(parser: argparse.ArgumentParser, argv: Sequence[str] | None
         print(f"error: {err.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: the last completed epoch's checkpoint is kept", file=sys.stderr)
+        print(f"interrupted: {interrupted}", file=sys.stderr)
         return 130
     return 0

@@ -83,6 +83,16 @@ def _chunk_samples(sample_bytes: int, n: int) -> int:
     return min(n, 1 << (fit.bit_length() - 1))
 
 
+def open_h5(path: str | os.PathLike, what: str = "HDF5 file") -> h5py.File:
+    """Open an HDF5 file for reading; DataError naming it if it is missing or unreadable."""
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except OSError as err:
+        raise DataError(f"{path}: not a readable {what} ({err})") from None
+
+
 def read_block(path: str | os.PathLike, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     """Samples [start, stop) of a shard in one contiguous read -> (images, labels)."""
     try:

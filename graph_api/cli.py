@@ -28,25 +28,19 @@ def cmd_extract(args) -> None:
     print(f"wrote {len(manifest['shards'])} feature shards {manifest['image_shape']} to {args.out}")
 
 
-def _predictor(args):
-    from .inference import Predictor
-    return Predictor(args.run)
+def _with_predictor(run):
+    def command(args) -> None:
+        from .inference import Predictor
+        predictor = Predictor(args.run)
+        try:
+            run(args, predictor)
+        finally:
+            predictor.close()
+    return command
 
 
-def cmd_predict(args) -> None:
-    predictor = _predictor(args)
-    try:
-        model_cli.run_predict(args, predictor)
-    finally:
-        predictor.close()
-
-
-def cmd_evaluate(args) -> None:
-    predictor = _predictor(args)
-    try:
-        model_cli.run_evaluate(args, predictor)
-    finally:
-        predictor.close()
+cmd_predict = _with_predictor(model_cli.run_predict)
+cmd_evaluate = _with_predictor(model_cli.run_evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

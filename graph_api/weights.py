@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from data_pipeline.errors import DataError
+from data_pipeline.shards import open_h5
 
 v1 = tf.compat.v1
 KERAS_CACHE_VGG16 = Path.home() / ".keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -43,13 +44,7 @@ def layer_kind(weights: dict) -> str:
 def read_keras_weights(path: str | os.PathLike) -> "OrderedDict[str, list[np.ndarray]]":
     """Layer name (legacy) or Keras 3 auto name -> its weight arrays in Keras order."""
     path = Path(path)
-    try:
-        handle = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise DataError(f"{path}: weights file not found") from None
-    except OSError as err:
-        raise DataError(f"{path}: not a readable HDF5 weights file ({err})") from None
-    with handle:
+    with open_h5(path, "weights file") as handle:
         if "layers" in handle and "layer_names" not in handle.attrs:
             return _read_keras3(handle["layers"])
         root = handle["model_weights"] if "model_weights" in handle else handle
