@@ -3,35 +3,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 import tensorflow as tf
 
-from data_pipeline.build import ShardJob, make_manifest, BuildOptions
 from data_pipeline.errors import DataError
-from data_pipeline.shards import MANIFEST_NAME, load_manifest, shard_path, write_json, write_shard
-
+from data_pipeline.features import write_feature_shards
 from data_pipeline.model_cli import class_mismatch
+from data_pipeline.run_files import load_run_config
+from data_pipeline.shards import load_manifest
 
 from .model import build_model, check_input
-from .run_files import load_run_config
 from .trainer import resolve_base_weights
 from .vgg16_transfer import vgg16_base
 from .weights import check_checkpoint, load_keras_weights
 
 v1 = tf.compat.v1
-FEATURE_MODE = "vgg16_features"
 
 
 def extract_features(manifest_path: str, out_dir: str | Path, weights: str | None = "imagenet",
-                     batch_size: int = 32, scale: float = 1.0 / 255.0) -> dict:
-    """Run the frozen VGG16 base over every shard -> float32 (7, 7, 512) feature shards + manifest.
+                     batch_size: int = 32) -> dict:
+    """Run the frozen VGG16 base (in a Session) over every shard -> float32 feature shards + manifest.
 
-    Pixels are fed as uint8 * `scale` (1/255: the same [0, 1] input the end-to-end model sees).
+    Pixels are fed in [0, 1], the input the end-to-end model is trained on.
     """
     manifest = load_manifest(manifest_path)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     weights_path = resolve_base_weights(weights)
     graph = tf.Graph()
     with graph.as_default():
@@ -42,28 +37,10 @@ def extract_features(manifest_path: str, out_dir: str | Path, weights: str | Non
         session.run(v1.global_variables_initializer())
         if weights_path is not None:
             load_keras_weights(session, v1.global_variables(), weights_path)
-    done, jobs = {}, []
     with session:
-        for record in manifest["shards"]:
-            with h5py.File(shard_path(manifest, record), "r") as handle:
-                pixels, labels = handle["images"], handle["labels"][:]
-                ids, sites = handle["id_codes"][:], handle["sites"][:]
-                parts = [session.run(features, {images: pixels[i:i + batch_size] * np.float32(scale)})
-                         for i in range(0, len(labels), batch_size)]
-            digest = write_shard(out_dir / record["file"], np.concatenate(parts), labels,
-                                 [i.decode() for i in ids], sites,
-                                 {"image_mode": FEATURE_MODE, "class_names": manifest["class_names"],
-                                  "split": record["split"], "source": {"manifest": manifest["_path"]}})
-            jobs.append(ShardJob(record["file"], record["split"], ()))
-            done[record["file"]] = dict(record, sha256=digest, skipped=[], job=record["file"])
-    result = make_manifest(jobs, done, manifest["class_names"],
-                           BuildOptions(root=manifest["_path"], out_dir=str(out_dir), image_mode=FEATURE_MODE,
-                                        source={"manifest": manifest["_path"],
-                                                "weights": str(weights_path) if weights_path else "random"}),
-                           fingerprint="features")
-    result.update(image_shape=list(parts[0].shape[1:]), dtype="float32")
-    write_json(out_dir / MANIFEST_NAME, result)
-    return result
+        return write_feature_shards(manifest_path, out_dir, lambda x: session.run(features, {images: x}),
+                                    {"manifest": manifest["_path"], "api": "graph",
+                                     "weights": str(weights_path) if weights_path else "random"}, batch_size)
 
 
 class Predictor:

@@ -16,7 +16,9 @@ from data_pipeline.errors import DataError
 from data_pipeline.progress import Progress
 from data_pipeline.shards import load_manifest
 
-from . import early_stopping, run_files
+from data_pipeline import run_files
+
+from . import early_stopping
 from .graph import GraphConfig, TrainGraph, build_train_graph
 from .weights import KERAS_CACHE_VGG16, check_checkpoint, graph_layers, load_keras_weights
 

@@ -1,4 +1,4 @@
-"""The files of a training run: run_config.json, history (JSON, CSV, PNG), checkpoints."""
+"""The files of a training run, the same for both APIs: run_config.json, history (JSON, CSV, PNG)."""
 from __future__ import annotations
 
 import csv
@@ -6,9 +6,9 @@ import io
 import json
 from pathlib import Path
 
-from data_pipeline.errors import DataError
-from data_pipeline.plots import plot_history
-from data_pipeline.shards import atomic_write_bytes, write_json
+from .errors import DataError
+from .plots import plot_history
+from .shards import atomic_write_bytes, write_json
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "images_per_sec")
 

@@ -1,0 +1,46 @@
+"""Cached features (textbook P3.27-P3.30): run a function over every shard, write feature shards.
+
+Both APIs' `extract-features` use this: they supply `compute`, a function from a batch of
+model input (N, H, W, C) float32 to features (N, h, w, c) float32; shards, labels, ids and
+the manifest are carried over here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import numpy as np
+
+from .build import BuildOptions, ShardJob, make_manifest
+from .model_cli import as_model_input
+from .shards import MANIFEST_NAME, load_manifest, shard_path, write_json, write_shard
+
+FEATURE_MODE = "vgg16_features"
+
+
+def write_feature_shards(manifest_path: str, out_dir: str | Path, compute: Callable[[np.ndarray], np.ndarray],
+                         source: dict, batch_size: int = 32) -> dict:
+    """Feature shards with the same files, splits, labels and ids as `manifest_path`'s; returns the manifest."""
+    manifest = load_manifest(manifest_path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done, jobs, shape = {}, [], None
+    for record in manifest["shards"]:
+        with h5py.File(shard_path(manifest, record), "r") as handle:
+            pixels, labels = handle["images"], handle["labels"][:]
+            ids, sites = handle["id_codes"][:], handle["sites"][:]
+            features = np.concatenate([compute(as_model_input(pixels[i:i + batch_size]))
+                                       for i in range(0, len(labels), batch_size)]).astype(np.float32)
+        shape = list(features.shape[1:])
+        digest = write_shard(out_dir / record["file"], features, labels, [i.decode() for i in ids], sites,
+                             {"image_mode": FEATURE_MODE, "class_names": manifest["class_names"],
+                              "split": record["split"], "source": source})
+        jobs.append(ShardJob(record["file"], record["split"], ()))
+        done[record["file"]] = dict(record, sha256=digest, skipped=[], job=record["file"])
+    result = make_manifest(jobs, done, manifest["class_names"],
+                           BuildOptions(root=manifest["_path"], out_dir=str(out_dir), source=source),
+                           fingerprint="features")
+    result.update(image_mode=FEATURE_MODE, image_shape=shape, dtype="float32")
+    write_json(out_dir / MANIFEST_NAME, result)
+    return result

@@ -1,0 +1,71 @@
+"""VGG16-Cell-Transfer (textbook P3.31) in high-level Keras.
+
+`keras.applications.VGG16(include_top=False)` frozen, then a Sequential head: `conv1x1`
+(64 filters, relu) -> `flatten` -> `fc1` 2048 relu -> `dropout1` 0.5 -> `fc2` 2048 relu ->
+`dropout2` 0.5 -> `prediction` (softmax, or logits with ``logits=True``).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import keras
+
+from data_pipeline.constants import HEAD_CONV_FILTERS, HEAD_DENSE_UNITS, HEAD_DROPOUT
+from data_pipeline.errors import DataError
+
+KERAS_CACHE_VGG16 = Path.home() / ".keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def resolve_weights(weights: str | None) -> str | None:
+    """'imagenet' -> Keras's cache file (never a download), a path, or None for 'none'."""
+    if weights in (None, "none"):
+        print("WARNING: VGG16 base randomly initialised (weights='none'): features are not ImageNet's",
+              file=sys.stderr)
+        return None
+    path = KERAS_CACHE_VGG16 if weights == "imagenet" else Path(weights)
+    if not path.is_file():
+        hint = (" (this machine cannot download it; pass a Keras VGG16 weights file, or 'none')"
+                if weights == "imagenet" else "")
+        raise DataError(f"{path}: VGG16 weights file not found{hint}")
+    return str(path)
+
+
+def vgg16_base(input_shape=(224, 224, 3), weights: str | None = "imagenet") -> keras.Model:
+    """The frozen convolutional base; (H, W, 3) -> (H/32, W/32, 512)."""
+    path = resolve_weights(weights)
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=tuple(input_shape))
+    if path is not None:
+        try:
+            base.load_weights(path)
+        except (ValueError, OSError, KeyError) as err:
+            raise DataError(f"{path}: not VGG16 base weights ({str(err).splitlines()[0][:200]})") from None
+        print(f"VGG16 base weights: {path}")
+    base.trainable = False
+    return base
+
+
+def head_layers(num_classes: int, logits: bool = False) -> list[keras.layers.Layer]:
+    return [
+        keras.layers.Conv2D(HEAD_CONV_FILTERS, 1, activation="relu", name="conv1x1"),
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(HEAD_DENSE_UNITS, activation="relu", name="fc1"),
+        keras.layers.Dropout(HEAD_DROPOUT, name="dropout1"),
+        keras.layers.Dense(HEAD_DENSE_UNITS, activation="relu", name="fc2"),
+        keras.layers.Dropout(HEAD_DROPOUT, name="dropout2"),
+        keras.layers.Dense(num_classes, activation=None if logits else "softmax", name="prediction",
+                           dtype="float32"),
+    ]
+
+
+def vgg16_transfer(input_shape=(224, 224, 3), num_classes: int = 1108, *, weights: str | None = "imagenet",
+                   logits: bool = False, **_unused) -> keras.Model:
+    """(B, 224, 224, 3) -> (B, num_classes); 12,924,052 trainable parameters at 1108 classes."""
+    return keras.Sequential([keras.Input(tuple(input_shape)), vgg16_base(input_shape, weights),
+                             *head_layers(num_classes, logits)], name="vgg16_transfer")
+
+
+def vgg16_head(input_shape=(7, 7, 512), num_classes: int = 1108, *, logits: bool = False, **_unused) -> keras.Model:
+    """The head alone, on cached VGG16 features (textbook P3.27-P3.30)."""
+    return keras.Sequential([keras.Input(tuple(input_shape)), *head_layers(num_classes, logits)],
+                            name="vgg16_head")

@@ -1,0 +1,101 @@
+"""The weights bridge between the two APIs, by the naming contract `<layer>/<weight>`.
+
+Keras model -> graph variables (in a TF1 Session) and back, and a graph checkpoint ->
+a Keras ``.weights.h5``. Works on names alone, so it needs nothing from `graph_api`.
+Mismatched names or shapes are refused with a message naming them. Call these outside a
+``with graph.as_default()`` block: Keras variables are eager and cannot be read inside one.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from data_pipeline.errors import DataError
+from data_pipeline.shards import TMP_MARK
+
+v1 = tf.compat.v1
+# Graph-only state that has no Keras counterpart.
+GRAPH_ONLY = ("optimizer/", "global_step", "/biased", "/local_step", "epochs_done")
+
+
+def leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer with no sub-layers, nested models flattened (VGG16's base inside the Sequential)."""
+    leaves = []
+    for layer in model.layers:
+        leaves.extend(leaf_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return leaves
+
+
+def keras_variables(model: keras.Model) -> dict[str, keras.Variable]:
+    """'<layer>/<weight>' -> Keras variable, for every weight of the model."""
+    found = {}
+    for layer in leaf_layers(model):
+        for var in layer.weights:
+            found[f"{layer.name}/{var.name}"] = var
+    return found
+
+
+def _contract_name(graph_name: str) -> str:
+    return "/".join(graph_name.split("/")[-2:])
+
+
+def _match(keras_vars: dict, graph_names: dict[str, list], what: str) -> None:
+    missing = sorted(set(graph_names) - set(keras_vars))
+    extra = sorted(set(keras_vars) - set(graph_names))
+    if missing or extra:
+        raise DataError(f"{what}: names differ: only in the graph {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+                        f"only in Keras {extra[:3]}{'...' if len(extra) > 3 else ''}")
+    for name, shape in graph_names.items():
+        if list(keras_vars[name].shape) != list(shape):
+            raise DataError(f"{what}: {name} has shape {tuple(keras_vars[name].shape)} in Keras, "
+                            f"{tuple(shape)} in the graph")
+
+
+def graph_model_variables(variables: list[tf.Variable]) -> dict[str, tf.Variable]:
+    return {_contract_name(v.op.name): v for v in variables if not any(p in v.op.name for p in GRAPH_ONLY)}
+
+
+def keras_to_graph(model: keras.Model, session: v1.Session, variables: list[tf.Variable]) -> int:
+    """Load the Keras model's weights into the graph's variables; returns how many."""
+    graph_vars = graph_model_variables(variables)
+    keras_vars = keras_variables(model)
+    _match(keras_vars, {n: v.shape.as_list() for n, v in graph_vars.items()}, "Keras model -> graph")
+    values = {name: np.asarray(keras_vars[name].numpy(), np.float32) for name in graph_vars}
+    with session.graph.as_default():  # loading builds assign ops in the graph
+        for name, var in graph_vars.items():
+            var.load(values[name], session)
+    return len(graph_vars)
+
+
+def graph_to_keras(session: v1.Session, variables: list[tf.Variable], model: keras.Model) -> int:
+    """Copy the graph's variable values into the Keras model; returns how many."""
+    graph_vars = graph_model_variables(variables)
+    keras_vars = keras_variables(model)
+    _match(keras_vars, {n: v.shape.as_list() for n, v in graph_vars.items()}, "graph -> Keras model")
+    values = session.run(graph_vars)
+    for name, value in values.items():
+        keras_vars[name].assign(value)
+    return len(values)
+
+
+def checkpoint_to_keras(checkpoint: str, model: keras.Model, out_path: str | os.PathLike) -> Path:
+    """A graph checkpoint -> `out_path` (.weights.h5 of `model`), written atomically."""
+    try:
+        reader = tf.train.load_checkpoint(checkpoint)
+        shapes = dict(tf.train.list_variables(checkpoint))
+    except (tf.errors.OpError, ValueError) as err:
+        raise DataError(f"{checkpoint}: unreadable checkpoint ({str(err).splitlines()[0]})") from None
+    names = {_contract_name(n): n for n in shapes if not any(p in n for p in GRAPH_ONLY)}
+    keras_vars = keras_variables(model)
+    _match(keras_vars, {short: shapes[full] for short, full in names.items()}, f"{checkpoint} -> Keras")
+    for short, full in names.items():
+        keras_vars[short].assign(reader.get_tensor(full))
+    out_path = Path(out_path)
+    tmp = out_path.with_name(f"{out_path.stem}{TMP_MARK}{os.getpid()}.weights.h5")
+    model.save_weights(tmp)
+    os.replace(tmp, out_path)
+    return out_path
