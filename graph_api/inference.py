@@ -11,9 +11,9 @@ from data_pipeline.features import write_feature_shards
 from data_pipeline.model_cli import class_mismatch
 from data_pipeline.run_files import load_run_config
 from data_pipeline.shards import load_manifest
+from data_pipeline.weights_source import resolve_vgg16_weights
 
 from .model import build_model, check_input
-from .trainer import resolve_base_weights
 from .vgg16_transfer import vgg16_base
 from .weights import check_checkpoint, load_keras_weights
 
@@ -27,7 +27,7 @@ def extract_features(manifest_path: str, out_dir: str | Path, weights: str | Non
     Pixels are fed in [0, 1], the input the end-to-end model is trained on.
     """
     manifest = load_manifest(manifest_path)
-    weights_path = resolve_base_weights(weights)
+    weights_path = resolve_vgg16_weights(weights)
     graph = tf.Graph()
     with graph.as_default():
         images = v1.placeholder(tf.float32, (None,) + tuple(manifest["image_shape"]), name="images")

@@ -3,7 +3,6 @@ TensorBoard, NaN guard, resume with identical continuation."""
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,16 +10,15 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from data_pipeline import make_dataset, num_batches
+from data_pipeline import make_dataset, num_batches, run_files
 from data_pipeline.errors import DataError
 from data_pipeline.progress import Progress
 from data_pipeline.shards import load_manifest
-
-from data_pipeline import run_files
+from data_pipeline.weights_source import resolve_vgg16_weights
 
 from . import early_stopping
 from .graph import GraphConfig, TrainGraph, build_train_graph
-from .weights import KERAS_CACHE_VGG16, check_checkpoint, graph_layers, load_keras_weights
+from .weights import check_checkpoint, graph_layers, load_keras_weights
 
 v1 = tf.compat.v1
 
@@ -42,20 +40,6 @@ class TrainOptions:
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
-
-
-def resolve_base_weights(weights: str | None) -> Path | None:
-    """The VGG16 base weights file to load, or None (random init, announced loudly)."""
-    if weights in (None, "none"):
-        print("WARNING: VGG16 base randomly initialised (--weights none): features are not ImageNet's",
-              file=sys.stderr)
-        return None
-    path = KERAS_CACHE_VGG16 if weights == "imagenet" else Path(weights)
-    if not path.is_file():
-        hint = (" (this machine cannot download it; pass --weights PATH to a Keras VGG16 weights file, "
-                "or --weights none)") if weights == "imagenet" else ""
-        raise DataError(f"{path}: VGG16 weights file not found{hint}")
-    return path
 
 
 class SessionTrainer:
@@ -106,7 +90,7 @@ class SessionTrainer:
             print(f"resumed from {latest} after epoch {done}")
             return done, history
         if self.config.model == "vgg16_transfer":
-            path = resolve_base_weights(self.options.weights)
+            path = resolve_vgg16_weights(self.options.weights)
             if path is not None:
                 base = [name for name in graph_layers(self.g.model_variables) if name.startswith("block")]
                 with self.g.graph.as_default():

@@ -21,7 +21,6 @@ from data_pipeline.errors import DataError
 from data_pipeline.shards import open_h5
 
 v1 = tf.compat.v1
-KERAS_CACHE_VGG16 = Path.home() / ".keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 WEIGHT_ORDER = {"conv2d": ("kernel", "bias"), "dense": ("kernel", "bias"),
                 "batch_normalization": ("gamma", "beta", "moving_mean", "moving_variance")}
 

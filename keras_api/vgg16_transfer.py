@@ -6,34 +6,15 @@
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import keras
 
 from data_pipeline.constants import HEAD_CONV_FILTERS, HEAD_DENSE_UNITS, HEAD_DROPOUT
 from data_pipeline.errors import DataError
-
-KERAS_CACHE_VGG16 = Path.home() / ".keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-
-
-def resolve_weights(weights: str | None) -> str | None:
-    """'imagenet' -> Keras's cache file (never a download), a path, or None for 'none'."""
-    if weights in (None, "none"):
-        print("WARNING: VGG16 base randomly initialised (weights='none'): features are not ImageNet's",
-              file=sys.stderr)
-        return None
-    path = KERAS_CACHE_VGG16 if weights == "imagenet" else Path(weights)
-    if not path.is_file():
-        hint = (" (this machine cannot download it; pass a Keras VGG16 weights file, or 'none')"
-                if weights == "imagenet" else "")
-        raise DataError(f"{path}: VGG16 weights file not found{hint}")
-    return str(path)
-
+from data_pipeline.weights_source import resolve_vgg16_weights
 
 def vgg16_base(input_shape=(224, 224, 3), weights: str | None = "imagenet") -> keras.Model:
     """The frozen convolutional base; (H, W, 3) -> (H/32, W/32, 512)."""
-    path = resolve_weights(weights)
+    path = resolve_vgg16_weights(weights)
     base = keras.applications.VGG16(include_top=False, weights=None, input_shape=tuple(input_shape))
     if path is not None:
         try:
