@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.errors import DataError
+from data_pipeline.model_inputs import check_input_shape
 
 from .layers import BN_MODES, Training
 from .resnet50 import resnet50
@@ -18,21 +19,12 @@ IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 
 def check_input(name: str, images: tf.Tensor) -> None:
     """DataError if `images` cannot feed model `name` (rank, dtype, channels, size)."""
-    shape = images.shape
-    if shape.rank != 4 or None in shape[1:]:
-        raise DataError(f"{name}: input must be (batch, height, width, channels) with known sizes, got {shape}")
+    if images.shape.rank != 4:
+        raise DataError(f"{name}: input must be (batch, height, width, channels) with known sizes, "
+                        f"got {images.shape}")
     if not images.dtype.is_floating:
         raise DataError(f"{name}: input dtype must be floating point, got {images.dtype.name}")
-    height, width, channels = int(shape[1]), int(shape[2]), int(shape[3])
-    if name == "vgg16_head":
-        if channels != 512:
-            raise DataError(f"{name}: input must be VGG16 features (h, w, 512), got {shape[1:]}")
-        return
-    if channels != 3:
-        raise DataError(f"{name}: input must have 3 channels (RGB), got {channels}")
-    if height != width or height < 32 or (name == "vgg16_transfer" and height % 32):
-        need = "a multiple of 32" if name == "vgg16_transfer" else "at least 32"
-        raise DataError(f"{name}: input must be square and {need} pixels, got {height}x{width}")
+    check_input_shape(name, tuple(images.shape[1:]))
 
 
 def build_model(name: str, images: tf.Tensor, training: Training, num_classes: int = NUM_CLASSES, *,

@@ -1,0 +1,21 @@
+"""What input each model accepts, checked the same way by both APIs."""
+from __future__ import annotations
+
+from .errors import DataError
+
+
+def check_input_shape(name: str, input_shape) -> None:
+    """DataError if one sample of shape (H, W, C) cannot feed model `name`."""
+    if len(input_shape) != 3 or None in tuple(input_shape):
+        raise DataError(f"{name}: input must be (batch, height, width, channels) with known sizes, "
+                        f"got sample shape {tuple(input_shape)}")
+    height, width, channels = (int(v) for v in input_shape)
+    if name == "vgg16_head":
+        if channels != 512:
+            raise DataError(f"{name}: input must be VGG16 features (h, w, 512), got {tuple(input_shape)}")
+        return
+    if channels != 3:
+        raise DataError(f"{name}: input must have 3 channels (RGB), got {channels}")
+    if height != width or height < 32 or (name == "vgg16_transfer" and height % 32):
+        need = "a multiple of 32" if name == "vgg16_transfer" else "at least 32"
+        raise DataError(f"{name}: input must be square and {need} pixels, got {height}x{width}")
