@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
 from .constants import CELL_TYPES, DEFAULT_IMAGE_SIZE, IMAGE_MODE_RGB, IMAGE_MODES
-from .errors import DataError
 from .progress import Progress
 
 
@@ -51,7 +49,6 @@ def cmd_build(args) -> None:
     with Progress(len(sites), "build sites") as bar:
         manifest = build_shards(jobs, class_names, options, progress=bar)
     elapsed = bar.close()
-    built = len(sites) - sum(len(j.samples) for j in jobs[:manifest["resumed_shards"]])
     print(f"{len(manifest['shards'])} shards in {args.out} ({manifest['resumed_shards']} resumed), "
           f"splits {manifest['splits']}, {len(class_names)} classes, "
           f"{len(manifest['skipped'])} skipped sites [{len(sites) / elapsed:.1f} sites/s]")

@@ -93,15 +93,6 @@ def open_h5(path: str | os.PathLike, what: str = "HDF5 file") -> h5py.File:
         raise DataError(f"{path}: not a readable {what} ({err})") from None
 
 
-def read_block(path: str | os.PathLike, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    """Samples [start, stop) of a shard in one contiguous read -> (images, labels)."""
-    try:
-        with h5py.File(path, "r") as handle:
-            return handle["images"][start:stop], handle["labels"][start:stop]
-    except (OSError, KeyError) as err:
-        raise DataError(f"{path}: unreadable shard ({err})") from None
-
-
 def load_manifest(path: str | os.PathLike) -> dict:
     """Read and sanity-check a manifest.json (structure only; `verify_manifest` checks data)."""
     path = Path(path)

@@ -1,6 +1,5 @@
 import json
 
-import h5py
 import keras
 import numpy as np
 import pytest
@@ -118,14 +117,21 @@ def test_checkpoint_of_another_model_is_refused(features, tmp_path):
                              v1.global_variables())
 
 
-def test_predict_and_evaluate_refuse_a_manifest_with_other_classes(features, tmp_path):
-    train(_head(), str(features), tmp_path / "run", TrainOptions(epochs=1, batch_size=16, steps_per_epoch=1,
-                                                                tensorboard=False))
+def _one_step_run_and_relabelled_manifest(features, run_dir, class_names, name):
+    """A one-step training run on `features`, and a copy of its manifest with other classes."""
+    train(_head(), str(features), run_dir, TrainOptions(epochs=1, batch_size=16, steps_per_epoch=1,
+                                                        tensorboard=False))
     other = json.loads(features.read_text())
-    other["class_names"] = ["sirna_9", "sirna_8", "sirna_7", "sirna_6"]
-    (features.parent / "other.json").write_text(json.dumps(other))
+    other["class_names"] = class_names
+    (features.parent / name).write_text(json.dumps(other))
+    return features.parent / name
+
+
+def test_predict_and_evaluate_refuse_a_manifest_with_other_classes(features, tmp_path):
+    other = _one_step_run_and_relabelled_manifest(features, tmp_path / "run",
+                                                  ["sirna_9", "sirna_8", "sirna_7", "sirna_6"], "other.json")
     result = run_cli("graph_api", "evaluate", "--run", str(tmp_path / "run"), "--manifest",
-                     str(features.parent / "other.json"), "--split", "val")
+                     str(other), "--split", "val")
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and len(errors) == 1
     assert "classes differ" in errors[0] and "class 0 is sirna_9 here, sirna_0 in the model" in errors[0]
@@ -138,10 +144,6 @@ def test_predict_and_evaluate_refuse_a_manifest_with_other_classes(features, tmp
 
 
 def test_same_run_dir_with_other_classes_is_refused(features, tmp_path):
-    train(_head(), str(features), tmp_path / "run", TrainOptions(epochs=1, batch_size=16, steps_per_epoch=1,
-                                                                tensorboard=False))
-    other = json.loads(features.read_text())
-    other["class_names"] = ["a", "b", "c", "d"]
-    (features.parent / "other2.json").write_text(json.dumps(other))
+    other = _one_step_run_and_relabelled_manifest(features, tmp_path / "run", ["a", "b", "c", "d"], "other2.json")
     with pytest.raises(DataError, match="different class_names"):
-        train(_head(), str(features.parent / "other2.json"), tmp_path / "run", TrainOptions(epochs=1))
+        train(_head(), str(other), tmp_path / "run", TrainOptions(epochs=1))
