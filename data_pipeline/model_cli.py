@@ -58,6 +58,49 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="val")
 
 
+def add_extract_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", required=True, help="image shards manifest.json")
+    p.add_argument("--out", required=True, help="directory for the feature shards")
+    p.add_argument("--weights", default="imagenet")
+    p.add_argument("--batch-size", type=int, default=32)
+
+
+def predictor_command(load_predictor: Callable[[str], "PredictorBase"], run: Callable) -> Callable:
+    """A predict/evaluate command: open the run's predictor, `run(args, predictor)`, close it."""
+    def command(args: argparse.Namespace) -> None:
+        predictor = load_predictor(args.run)
+        try:
+            run(args, predictor)
+        finally:
+            predictor.close()
+    return command
+
+
+def extract_command(load_extract: Callable[[], Callable]) -> Callable:
+    """The extract-features command around an API's `extract_features` (imported lazily)."""
+    def command(args: argparse.Namespace) -> None:
+        manifest = load_extract()(args.manifest, args.out, args.weights, args.batch_size)
+        print(f"wrote {len(manifest['shards'])} feature shards {manifest['image_shape']} to {args.out}")
+    return command
+
+
+def build_parser(prog: str, description: str, commands: dict[str, Callable[[argparse.Namespace], None]],
+                 add_api_train_arguments: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
+    """The `train | extract-features | predict | evaluate` parser both APIs share; `commands`
+    maps each command to the API's function, `add_api_train_arguments` adds its own train flags."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="command", required=True)
+    specs = {"train": ("train a model", lambda p: (add_train_arguments(p), add_api_train_arguments(p))),
+             "extract-features": ("frozen VGG16 base over shards -> 7x7x512 feature shards", add_extract_arguments),
+             "predict": ("top-k classes for one site or a split", add_predict_arguments),
+             "evaluate": ("accuracy and loss on a split", add_evaluate_arguments)}
+    for name, (help_text, add_arguments) in specs.items():
+        p = sub.add_parser(name, help=help_text)
+        add_arguments(p)
+        p.set_defaults(func=commands[name])
+    return parser
+
+
 def class_mismatch(manifest: dict, model_classes: list[str]) -> str:
     """The message for a manifest whose classes are not the model's: names the first difference."""
     theirs = manifest["class_names"]
@@ -66,6 +109,47 @@ def class_mismatch(manifest: dict, model_classes: list[str]) -> str:
     b = model_classes[first] if first < len(model_classes) else "(none)"
     return (f"{manifest['_path']}: classes differ from the model's ({len(theirs)} vs {len(model_classes)}; "
             f"class {first} is {a} here, {b} in the model)")
+
+
+class PredictorBase:
+    """What both APIs' Predictors share: the run's classes, shape check, top-k names.
+
+    A subclass sets ``self.run`` (run_config.json) and implements `_probabilities`.
+    """
+
+    run: dict
+
+    def _load_run(self, run_dir, api: str) -> dict:
+        """run_config.json of `run_dir`, refused if another API trained it."""
+        from .run_files import load_run_config
+        self.run = load_run_config(run_dir)
+        if self.run.get("api") != api:
+            raise DataError(f"{run_dir}: trained with {self.run.get('api')}_api, not {api}_api; "
+                            f"use python -m {self.run.get('api')}_api")
+        return self.run
+
+    def check_classes(self, manifest: dict) -> None:
+        if manifest["class_names"] != self.run["class_names"]:
+            raise DataError(class_mismatch(manifest, self.run["class_names"]))
+
+    def probabilities_of(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(N, H, W, C) model input -> (N, classes) softmax probabilities."""
+        if tuple(images.shape[1:]) != tuple(self.run["image_shape"]):
+            raise DataError(f"input of shape {tuple(images.shape[1:])}, the model takes "
+                            f"{tuple(self.run['image_shape'])}")
+        return np.concatenate([self._probabilities(images[i:i + batch_size])
+                               for i in range(0, len(images), batch_size)])
+
+    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
+        order = np.argsort(-probabilities, axis=1)[:, :k]
+        names = self.run["class_names"]
+        return [[(names[j], float(p[j])) for j in row] for row, p in zip(order, probabilities)]
+
+    def close(self) -> None:
+        pass
 
 
 def as_model_input(images: np.ndarray) -> np.ndarray:

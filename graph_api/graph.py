@@ -3,6 +3,7 @@ one set of variables, loss, accuracy and the train op."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import tensorflow as tf
 
@@ -76,13 +77,16 @@ def model_variables(graph: tf.Graph | None = None) -> list[tf.Variable]:
             if not any(part in v.op.name for part in skip)]
 
 
-def build_train_graph(config: GraphConfig, manifest: str | None = None, batch_size: int = 32,
-                      eval_batch_size: int | None = None) -> TrainGraph:
+def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, batch_size: int = 32,
+                      eval_batch_size: int | None = None,
+                      train_dataset: Callable[[], tf.data.Dataset] | None = None) -> TrainGraph:
     """A fresh `tf.Graph` for training `config.model`.
 
     feed="dataset": both towers read `make_dataset` iterators of `manifest` (train split
     repeated per epoch via `train_init`, val split via `eval_init`). feed="feed_dict":
     both towers read the `images`/`labels` placeholders (the textbook style).
+    `train_dataset` (called inside the new graph) replaces the manifest's train split, e.g.
+    in-memory batches for benchmarks; the eval tower then reads the placeholders.
     """
     if config.feed not in FEEDS:
         raise DataError(f"unknown feed {config.feed!r}: expected one of {FEEDS}")
@@ -91,7 +95,13 @@ def build_train_graph(config: GraphConfig, manifest: str | None = None, batch_si
         v1.set_random_seed(config.seed)
         epoch_seed = v1.placeholder_with_default(tf.constant(config.seed, tf.int64), (), name="epoch_seed")
         train_init = eval_init = None
-        if config.feed == "dataset":
+        if config.feed == "dataset" and train_dataset is not None:
+            train_it = v1.data.make_initializable_iterator(train_dataset())
+            images, labels = train_it.get_next()
+            train_init = train_it.initializer
+            eval_images = v1.placeholder(tf.float32, (None,) + tuple(config.image_shape), name="images")
+            eval_labels = v1.placeholder(tf.int32, (None,), name="labels")
+        elif config.feed == "dataset":
             if manifest is None:
                 raise DataError("feed='dataset' needs a manifest")
             from data_pipeline import make_dataset

@@ -8,8 +8,7 @@ import tensorflow as tf
 
 from data_pipeline.errors import DataError
 from data_pipeline.features import write_feature_shards
-from data_pipeline.model_cli import class_mismatch
-from data_pipeline.run_files import load_run_config
+from data_pipeline.model_cli import PredictorBase
 from data_pipeline.shards import load_manifest
 from data_pipeline.weights_source import resolve_vgg16_weights
 
@@ -43,12 +42,11 @@ def extract_features(manifest_path: str, out_dir: str | Path, weights: str | Non
                                      "weights": str(weights_path) if weights_path else "random"}, batch_size)
 
 
-class Predictor:
+class Predictor(PredictorBase):
     """A trained run restored into an inference graph (eval tower only)."""
 
     def __init__(self, run_dir: str | Path, checkpoint: str = "final") -> None:
-        self.run = load_run_config(run_dir)
-        config = self.run["graph_config"]
+        config = self._load_run(run_dir, "graph")["graph_config"]
         ckpt = v1.train.latest_checkpoint(str(Path(run_dir) / checkpoint))
         if ckpt is None:
             raise DataError(f"{Path(run_dir) / checkpoint}: no checkpoint")
@@ -64,21 +62,8 @@ class Predictor:
             self.session = v1.Session(graph=self.graph)
             v1.train.Saver(variables).restore(self.session, ckpt)
 
-    def check_classes(self, manifest: dict) -> None:
-        if manifest["class_names"] != self.run["class_names"]:
-            raise DataError(class_mismatch(manifest, self.run["class_names"]))
-
-    def probabilities_of(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """(N, H, W, C) model input -> (N, classes) softmax probabilities."""
-        if tuple(images.shape[1:]) != tuple(self.run["image_shape"]):
-            raise DataError(f"input of shape {tuple(images.shape[1:])}, the model takes {tuple(self.run['image_shape'])}")
-        return np.concatenate([self.session.run(self.probabilities, {self.images: images[i:i + batch_size]})
-                               for i in range(0, len(images), batch_size)])
-
-    def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
-        order = np.argsort(-probabilities, axis=1)[:, :k]
-        names = self.run["class_names"]
-        return [[(names[j], float(p[j])) for j in row] for row, p in zip(order, probabilities)]
+    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(self.probabilities, {self.images: batch})
 
     def close(self) -> None:
         self.session.close()

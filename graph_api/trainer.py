@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ from data_pipeline import make_dataset, num_batches, run_files
 from data_pipeline.errors import DataError
 from data_pipeline.progress import Progress
 from data_pipeline.shards import load_manifest
+from data_pipeline.train_options import TrainOptions, epoch_seed
 from data_pipeline.weights_source import resolve_vgg16_weights
 
 from . import early_stopping
@@ -21,25 +22,6 @@ from .graph import GraphConfig, TrainGraph, build_train_graph
 from .weights import check_checkpoint, graph_layers, load_keras_weights
 
 v1 = tf.compat.v1
-
-
-@dataclass
-class TrainOptions:
-    epochs: int = 5
-    batch_size: int = 32
-    steps_per_epoch: int | None = None    # default: one pass over the train split
-    patience: int | None = None           # early stopping off when None
-    min_delta: float = 0.0
-    monitor: str = "val_loss"
-    restore_best: bool = True
-    max_to_keep: int = 3
-    resume: bool = True
-    weights: str | None = "imagenet"      # VGG16 base: "imagenet" (Keras cache), a path, or "none"
-    tensorboard: bool = True
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return seed * 100_003 + epoch
 
 
 class SessionTrainer:
@@ -102,14 +84,14 @@ class SessionTrainer:
     def _batches(self, epoch: int):
         """Numpy batches for feed_dict mode, from an eager pipeline outside the graph."""
         ds = make_dataset(self.manifest, "train", self.options.batch_size, shuffle=True,
-                          seed=_epoch_seed(self.config.seed, epoch), drop_remainder=True, repeat=True)
+                          seed=epoch_seed(self.config.seed, epoch), drop_remainder=True, repeat=True)
         for images, labels in ds:
             yield images.numpy(), labels.numpy()
 
     def train_epoch(self, epoch: int, writer) -> tuple[float, float, float]:
         """Runs the steps of one epoch -> (mean loss, mean accuracy, images/s)."""
         g, feed_mode = self.g, self.config.feed == "feed_dict"
-        seed_feed = {g.epoch_seed: _epoch_seed(self.config.seed, epoch)}
+        seed_feed = {g.epoch_seed: epoch_seed(self.config.seed, epoch)}
         batches = self._batches(epoch) if feed_mode else None
         if not feed_mode:
             self.session.run(g.train_init, seed_feed)

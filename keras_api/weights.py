@@ -99,3 +99,32 @@ def checkpoint_to_keras(checkpoint: str, model: keras.Model, out_path: str | os.
     model.save_weights(tmp)
     os.replace(tmp, out_path)
     return out_path
+
+
+def load_model_file(path: str | os.PathLike) -> keras.Model:
+    """A `.keras` file -> model, with Keras's safe mode on (Lambda layers are refused)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: model file not found")
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except ValueError as err:
+        text = str(err)
+        if "safe_mode" in text or "Lambda" in text:
+            raise DataError(f"{path}: contains a Lambda layer (arbitrary code); refused in safe mode") from None
+        raise DataError(f"{path}: not a loadable .keras model ({text.splitlines()[0][:200]})") from None
+    except (OSError, KeyError, TypeError) as err:
+        raise DataError(f"{path}: not a loadable .keras model ({str(err).splitlines()[0][:200]})") from None
+
+
+def load_weights_file(model: keras.Model, path: str | os.PathLike) -> keras.Model:
+    """Load a `.weights.h5` (or `.keras`) file into `model`; a file of another model is refused by name."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: weights file not found")
+    try:
+        model.load_weights(path)
+    except (ValueError, OSError, KeyError) as err:
+        first = str(err).splitlines()[0][:240]
+        raise DataError(f"{path}: weights do not fit model {model.name!r} ({first})") from None
+    return model

@@ -13,7 +13,7 @@ from graph_api.vgg16_transfer import vgg16_base
 from graph_api.weights import check_checkpoint, load_keras_weights
 
 from conftest import run_cli
-from graph_helpers import feature_shards
+from shard_helpers import feature_shards
 
 v1 = tf.compat.v1
 

@@ -1,4 +1,4 @@
-"""Helpers for graph_api tests: learnable feature shards and session utilities."""
+"""Helpers for model tests: learnable feature shards (both APIs train on them)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,0 +1,32 @@
+"""Training-loop options both trainers take (same meaning in graph_api and keras_api)."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainOptions:
+    epochs: int = 5
+    batch_size: int = 32
+    steps_per_epoch: int | None = None    # default: one pass over the train split
+    patience: int | None = None           # early stopping off when None
+    min_delta: float = 0.0
+    monitor: str = "val_loss"
+    restore_best: bool = True
+    max_to_keep: int = 3
+    resume: bool = True
+    weights: str | None = "imagenet"      # VGG16 base: "imagenet" (Keras cache), a path, or "none"
+    tensorboard: bool = True
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "TrainOptions":
+        """From the flags of `model_cli.add_train_arguments`."""
+        return cls(epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
+                   patience=args.patience, min_delta=args.min_delta, resume=not args.no_resume,
+                   weights=args.weights)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of one epoch: a resumed run sees the same order as an uninterrupted one."""
+    return seed * 100_003 + epoch

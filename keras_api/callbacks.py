@@ -1,0 +1,115 @@
+"""Keras callbacks that the stock ones lack: atomic checkpoints, an early stopping that
+survives a resume, and the run files (history JSON/CSV/PNG) shared with graph_api."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import keras
+
+from data_pipeline import run_files
+from data_pipeline.shards import TMP_MARK
+
+
+def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
+    """`model.save` (.keras) or `save_weights` (.weights.h5) to a temporary name, then rename:
+    a crash mid-write leaves the previous file intact (Keras's own save writes in place)."""
+    path = Path(path)
+    suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
+    tmp = path.with_name(f"{path.name[:-len(suffix)]}{TMP_MARK}{os.getpid()}{suffix}")
+    try:
+        (model.save_weights if suffix == ".weights.h5" else model.save)(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _finite(logs: dict | None) -> bool:
+    return all(math.isfinite(float(v)) for v in (logs or {}).values() if isinstance(v, (int, float)))
+
+
+class AtomicModelCheckpoint(keras.callbacks.Callback):
+    """ModelCheckpoint's `save_best_only` behaviour, written atomically; epochs whose logs
+    are not finite are never saved."""
+
+    def __init__(self, path: str | os.PathLike, monitor: str = "val_loss", min_delta: float = 0.0) -> None:
+        super().__init__()
+        self.path, self.monitor, self.min_delta = Path(path), monitor, min_delta
+        self.mode = "min" if "loss" in monitor else "max"
+        self.best: float | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is None or not _finite(logs):
+            return
+        better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+        if better:
+            self.best = float(value)
+            save_model_atomic(self.model, self.path)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """keras.callbacks.EarlyStopping whose wait/best/best weights continue after a resume.
+
+    `state` is the run's saved early-stopping record (run_files format); `best_path` the
+    best-epoch checkpoint, whose weights become `best_weights` again when resuming.
+    """
+
+    def __init__(self, state: dict, best_path: Path, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.state, self.best_path = state, best_path
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        if self.state.get("best") is None:
+            return
+        self.best, self.best_epoch = self.state["best"], self.state["best_epoch"]
+        self.wait = self.state["wait"]
+        if self.restore_best_weights and self.best_path.exists():
+            current = self.model.get_weights()
+            self.model.load_weights(self.best_path)
+            self.best_weights = self.model.get_weights()
+            self.model.set_weights(current)
+
+    def record(self) -> dict:
+        """The current state in run_files' early-stopping format."""
+        return {"best": None if self.best is None else float(self.best), "best_epoch": self.best_epoch
+                if self.best is not None else None, "wait": int(self.wait),
+                "stopped_epoch": self.stopped_epoch or self.state.get("stopped_epoch")}
+
+
+class RunFiles(keras.callbacks.Callback):
+    """After each epoch: history.json/.csv/.png in graph_api's format, with images/s of the
+    training part of the epoch (validation excluded)."""
+
+    def __init__(self, out_dir: Path, history: dict, images_per_step: int, title: str,
+                 early_stopping: ResumableEarlyStopping | None) -> None:
+        super().__init__()
+        self.out, self.history, self.images_per_step, self.title = out_dir, history, images_per_step, title
+        self.early_stopping = early_stopping
+        self.epoch, self.steps, self.started, self.train_seconds = 0, 0, 0.0, None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch, self.steps, self.train_seconds = epoch, 0, None
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.steps = batch + 1
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        if self.train_seconds is None:
+            self.train_seconds = time.perf_counter() - self.started
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        seconds = self.train_seconds or (time.perf_counter() - self.started)
+        values = [logs.get(k, float("nan")) for k in run_files.HISTORY_KEYS[:4]]
+        values.append(self.steps * self.images_per_step / seconds)
+        for key, value in zip(run_files.HISTORY_KEYS, values):
+            self.history[key].append(float(value))
+        if self.early_stopping is not None:
+            self.history["early_stopping"] = self.early_stopping.record()
+        run_files.save_history(self.out, self.history, self.title)

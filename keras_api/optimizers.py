@@ -1,0 +1,24 @@
+"""Keras optimizers under the names graph_api uses, with the same default learning rates."""
+from __future__ import annotations
+
+import keras
+
+from data_pipeline.constants import RMSPROP_EPSILON, RMSPROP_LEARNING_RATE, RMSPROP_MOMENTUM, RMSPROP_RHO
+from data_pipeline.errors import DataError
+
+OPTIMIZERS = ("rmsprop", "sgd", "adam")
+DEFAULT_LEARNING_RATE = {"rmsprop": RMSPROP_LEARNING_RATE, "sgd": 0.01, "adam": 1e-3}
+
+
+def make_optimizer(name: str, learning_rate: float | None = None, **options) -> keras.optimizers.Optimizer:
+    """A fresh Keras optimizer; `options` are passed through (e.g. momentum for sgd)."""
+    if name not in OPTIMIZERS:
+        raise DataError(f"unknown optimizer {name!r} for keras_api: expected one of {OPTIMIZERS} "
+                        "(the tf1_* optimizers exist only in graph_api)")
+    lr = learning_rate or DEFAULT_LEARNING_RATE[name]
+    if name == "rmsprop":
+        options = {"rho": RMSPROP_RHO, "momentum": RMSPROP_MOMENTUM, "epsilon": RMSPROP_EPSILON, **options}
+        return keras.optimizers.RMSprop(learning_rate=lr, **options)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, **options)
+    return keras.optimizers.Adam(learning_rate=lr, **options)

@@ -1,0 +1,133 @@
+"""The Keras trainer: compile + fit on the shared tf.data pipeline with callbacks
+(early stopping, atomic checkpoints, BackupAndRestore, TensorBoard, CSVLogger, NaN stop)."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+
+from data_pipeline import make_dataset, num_batches, run_files
+from data_pipeline.constants import NUM_CLASSES
+from data_pipeline.errors import DataError
+from data_pipeline.shards import load_manifest
+from data_pipeline.train_options import TrainOptions
+
+from .callbacks import AtomicModelCheckpoint, ResumableEarlyStopping, RunFiles, save_model_atomic
+from .model import build_model
+from .optimizers import make_optimizer
+
+LOSSES = ("sparse", "categorical")
+
+
+@dataclass
+class KerasConfig:
+    """Everything that shapes the compiled model. image_shape is (H, W, C) of one sample."""
+
+    model: str = "resnet50"
+    image_shape: tuple = (224, 224, 3)
+    num_classes: int = NUM_CLASSES
+    precision: str = "fp32"
+    optimizer: str = "rmsprop"
+    learning_rate: float | None = None
+    loss: str = "sparse"            # sparse labels, or one-hot ("categorical", as the textbook)
+    jit_compile: bool = False       # pinned: Keras 3's "auto" means XLA only on GPUs
+    seed: int = 0
+
+
+def compile_model(model: keras.Model, config: KerasConfig) -> keras.Model:
+    """RMSprop (or the configured optimizer), cross-entropy, accuracy; `jit_compile` as configured."""
+    if config.loss not in LOSSES:
+        raise DataError(f"unknown loss {config.loss!r}: expected one of {LOSSES}")
+    loss = (keras.losses.SparseCategoricalCrossentropy() if config.loss == "sparse"
+            else keras.losses.CategoricalCrossentropy())
+    model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate), loss=loss,
+                  metrics=["accuracy"], jit_compile=config.jit_compile)
+    return model
+
+
+class KerasTrainer:
+    """One training run in `out_dir`: model, datasets and callbacks."""
+
+    def __init__(self, config: KerasConfig, manifest_path: str, out_dir: str | Path, options: TrainOptions):
+        self.options, self.out = options, Path(out_dir)
+        self.manifest = load_manifest(manifest_path)
+        config.num_classes = len(self.manifest["class_names"])
+        config.image_shape = tuple(self.manifest["image_shape"])
+        self.config = config
+        if config.model == "vgg16_head" and self.manifest["image_mode"] != "vgg16_features":
+            raise DataError(f"{self.manifest['_path']}: vgg16_head trains on feature shards (extract-features), "
+                            f"not {self.manifest['image_mode']!r}")
+        self.out.mkdir(parents=True, exist_ok=True)
+        run_files.save_run_config(self.out, {
+            "api": "keras", "model": config.model, "class_names": self.manifest["class_names"],
+            "image_mode": self.manifest["image_mode"], "image_shape": list(config.image_shape),
+            "keras_config": asdict(config)})
+        self.steps = options.steps_per_epoch or num_batches(self.manifest, "train", options.batch_size, True)
+        if self.steps < 1:
+            raise DataError(f"{self.manifest['_path']}: fewer train samples than one batch of {options.batch_size}")
+        self.backup = self.out / "backup"
+        if not options.resume and self.backup.exists():
+            shutil.rmtree(self.backup)
+        keras.utils.set_random_seed(config.seed)
+        self.model = compile_model(build_model(config.model, config.image_shape, config.num_classes,
+                                               precision=config.precision, weights=options.weights), config)
+
+    def _datasets(self):
+        one_hot = self.config.loss == "categorical"
+        train = make_dataset(self.manifest, "train", self.options.batch_size, shuffle=True, seed=self.config.seed,
+                             drop_remainder=True, repeat=True, one_hot=one_hot)
+        val = None
+        if num_batches(self.manifest, "val", self.options.batch_size):
+            val = make_dataset(self.manifest, "val", self.options.batch_size, shuffle=False, one_hot=one_hot)
+        return train, val
+
+    def _resumed_epoch(self) -> int:
+        """Epochs done by an interrupted run (BackupAndRestore's record), 0 for a fresh one."""
+        record = self.backup / "training_metadata.json"
+        return int(json.loads(record.read_text())["epoch"]) if record.exists() else 0
+
+    def fit(self) -> dict:
+        opts = self.options
+        first = self._resumed_epoch()
+        history = (run_files.load_history(self.out, first) if first else None) or run_files.new_history()
+        if first:
+            print(f"resuming from {self.backup} after epoch {first}")
+        stopping = ResumableEarlyStopping(
+            history["early_stopping"], self.out / "best.keras", monitor=opts.monitor, min_delta=opts.min_delta,
+            patience=opts.patience if opts.patience is not None else 10 ** 9,
+            restore_best_weights=opts.restore_best)
+        callbacks = [keras.callbacks.TerminateOnNaN(raise_error=True),
+                     keras.callbacks.BackupAndRestore(str(self.backup), double_checkpoint=True,
+                                                      delete_checkpoint=False),
+                     stopping,
+                     AtomicModelCheckpoint(self.out / "best.keras", opts.monitor, opts.min_delta),
+                     keras.callbacks.CSVLogger(str(self.out / "epochs.csv"), append=True),
+                     RunFiles(self.out, history, opts.batch_size, f"{self.config.model} (keras_api)", stopping)]
+        if opts.tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(str(self.out / "tensorboard"), profile_batch=0))
+        train, val = self._datasets()
+        if history["early_stopping"].get("stopped_epoch") is not None:
+            print("this run already stopped early; nothing to train")
+        else:
+            try:
+                self.model.fit(train, epochs=opts.epochs, steps_per_epoch=self.steps, validation_data=val,
+                               callbacks=callbacks, shuffle=False,  # the pipeline shuffles
+                               verbose=1 if sys.stdout.isatty() else 2)
+            except RuntimeError as err:
+                if "NaN or Inf loss" not in str(err):
+                    raise
+                done = len(history["loss"])
+                raise DataError(f"loss became NaN/Inf in epoch {done + 1} ({str(err).split('.')[0]}); training "
+                                f"stopped, the last good backup in {self.backup} and best.keras are kept") from None
+        save_model_atomic(self.model, self.out / "final.keras")
+        save_model_atomic(self.model, self.out / "final.weights.h5")
+        return history
+
+
+def train(config: KerasConfig, manifest: str, out_dir: str | Path, options: TrainOptions) -> dict:
+    """Train `config.model` on `manifest` with Keras `fit`; returns the history (run_files format)."""
+    return KerasTrainer(config, manifest, out_dir, options).fit()
