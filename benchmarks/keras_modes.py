@@ -69,7 +69,8 @@ def run_fit(config: BenchConfig, num_classes: int) -> tuple[list[float], dict]:
         model.compile(jit_compile=config.xla)
         timer = _StepTimes(time.perf_counter())
         model.predict(data.map(lambda x, y: x), steps=steps, callbacks=[timer], verbose=0)
-    return timer.times, {"xla_effective": bool(model.jit_compile)}
+    return timer.times, {"xla_effective": bool(model.jit_compile),
+                         "xla_mechanism": "compile(jit_compile=True)" if model.jit_compile else None}
 
 
 def make_loop_step(config: BenchConfig, num_classes: int) -> tuple[Callable[[], None], Callable[[], None]]:

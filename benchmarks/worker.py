@@ -14,12 +14,12 @@ import resource
 import sys
 import time
 
-from .config import PINNED_ENV, BenchConfig
+from .config import GRAPH_MODES, PINNED_ENV, BenchConfig
 
 RESULT_MARK = "RESULT "
 
 
-def _settings(config: BenchConfig, num_classes: int, facts: dict) -> dict:
+def _settings(config: BenchConfig, num_classes: int, facts: dict, env: dict) -> dict:
     """Everything but the mode that shapes the measurement, as this process saw it."""
     import keras
     import tensorflow as tf
@@ -30,7 +30,7 @@ def _settings(config: BenchConfig, num_classes: int, facts: dict) -> dict:
                     inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
                     cpu_count=os.cpu_count(), xla_effective=facts.get("xla_effective", config.xla),
                     visible_gpus=len(tf.config.list_physical_devices("GPU")),
-                    env={name: os.environ.get(name) for name in PINNED_ENV})
+                    env=env)
     return settings
 
 
@@ -50,7 +50,7 @@ def _timed_steps(step, total: int) -> list[float]:
     return times
 
 
-def measure(config: BenchConfig) -> dict:
+def measure(config: BenchConfig, env: dict) -> dict:
     """Build the mode's model and step, run warm-up + timed steps -> result record."""
     import tensorflow as tf
     if config.device == "gpu" and not tf.config.list_physical_devices("GPU"):
@@ -74,24 +74,29 @@ def measure(config: BenchConfig) -> dict:
             times = _timed_steps(step, total)
         finally:
             close()
-        if config.mode == "keras-ctl":
-            facts["xla_effective"] = config.xla
+        if config.xla:
+            facts["xla_mechanism"] = ("tf.function(jit_compile=True)" if config.mode == "keras-ctl" else
+                                      "Session global_jit_level ON_1 + TF_XLA_FLAGS=--tf_xla_cpu_global_jit")
     if len(times) != total:
         raise RuntimeError(f"expected {total} step times, got {len(times)}")
     return {"config": config.to_dict(), "key": config.key(), "ok": True,
             "build_s": build_s, "first_step_s": build_s + times[0],
             "warmup_times_s": times[:config.warmup], "step_times_s": times[config.warmup:],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "settings": _settings(config, num_classes, facts)}
+            "xla_mechanism": facts.get("xla_mechanism"), "settings": _settings(config, num_classes, facts, env)}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     config = BenchConfig.from_dict(json.loads(argv[0]))
+    env = {name: os.environ.get(name) for name in PINNED_ENV}  # the caller's, the same for every mode
     if config.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # a CPU run on a GPU machine stays on the CPU
+    if config.xla and config.mode in GRAPH_MODES and config.device == "cpu":
+        # Session auto-clustering skips the CPU unless told (it compiled nothing without this).
+        os.environ["TF_XLA_FLAGS"] = f"{os.environ.get('TF_XLA_FLAGS', '')} --tf_xla_cpu_global_jit".strip()
     try:
-        result = measure(config)
+        result = measure(config, env)
     except Exception as err:  # recorded for this configuration; the run goes on (as timm does)
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         result = {"config": config.to_dict(), "key": config.key(), "ok": False,

@@ -1,0 +1,87 @@
+"""``python -m benchmarks run | report | compare``: TF1 graphs vs Keras, measured honestly."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from data_pipeline import model_cli
+from data_pipeline.errors import DataError
+
+from .config import MODELS, MODES, PRECISIONS, preset, with_overrides
+
+
+def _select(configs: list, field: str, wanted: list[str] | None, allowed: Sequence[str]) -> list:
+    if not wanted:
+        return configs
+    unknown = sorted(set(wanted) - set(allowed))
+    if unknown:
+        raise DataError(f"unknown {field} {', '.join(unknown)}: expected one of {', '.join(allowed)}")
+    return [c for c in configs if getattr(c, field) in wanted]
+
+
+def cmd_run(args) -> None:
+    from .report import write_report
+    from .runner import run
+    configs, repeats = preset(args.preset, args.manifest)
+    configs = _select(_select(configs, "mode", args.modes, MODES), "model", args.models, MODELS)
+    configs = with_overrides(configs, steps=args.steps, warmup=args.warmup, image_size=args.image_size,
+                             precision=args.precision, xla={"on": True, "off": False}.get(args.xla))
+    configs = list(dict.fromkeys(configs))  # overrides can make configurations identical
+    if args.batches:
+        configs = [c for c in configs if c.batch in args.batches]
+    if not configs:
+        raise DataError("no configuration left after --modes/--models/--batches")
+    out = Path(args.out)
+    print(f"{len(configs)} configurations x {args.repeats or repeats} repeats -> {out}")
+    results = run(configs, args.repeats or repeats, out / "results.json", preset=args.preset,
+                  manifest=args.manifest)
+    report = write_report(results, out)
+    print(f"report: {report}")
+    for refused in results["summary"]["refused"]:
+        raise DataError(f"comparison refused for {refused['group']}: {refused['reason']}")
+
+
+def cmd_report(args) -> None:
+    from .report import load_results, write_report
+    results = load_results(args.results)
+    print(f"report: {write_report(results, args.out or Path(args.results).parent)}")
+
+
+def cmd_compare(args) -> None:
+    from .compare import compare
+    print(compare(args.a, args.b))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="measure a preset's configurations and write the report")
+    p.add_argument("--preset", default="quick", help="quick (this CPU, < 15 min), full, gpu")
+    p.add_argument("--out", default="reports/latest")
+    p.add_argument("--manifest", help="image shards: their tf.data rate is measured beside every model of the same image size "
+                   "(and read by the full/gpu presets' pipeline configurations)")
+    p.add_argument("--modes", nargs="+", help=f"only these modes ({', '.join(MODES)})")
+    p.add_argument("--models", nargs="+", help=f"only these models ({', '.join(MODELS)})")
+    p.add_argument("--batches", nargs="+", type=int, help="only these batch sizes")
+    p.add_argument("--steps", type=int, help="timed steps per configuration (preset's by default)")
+    p.add_argument("--warmup", type=int, help="warm-up steps, excluded from the timing")
+    p.add_argument("--repeats", type=int, help="interleaved repeats (preset's by default)")
+    p.add_argument("--image-size", type=int, help="image size for image models (preset's by default)")
+    p.add_argument("--precision", choices=PRECISIONS, help="every configuration in this precision")
+    p.add_argument("--xla", choices=("on", "off"), help="XLA on or off for every configuration")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("report", help="rewrite the report of a results.json")
+    p.add_argument("results")
+    p.add_argument("--out", help="directory (default: the results file's)")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("compare", help="two results files side by side")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.set_defaults(func=cmd_compare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return model_cli.main_with_errors(build_parser(), argv, lambda args: args.func(args),
+                                      interrupted="results so far are in the results JSON")

@@ -1,0 +1,35 @@
+"""Two results files side by side (e.g. this CPU and a user's GPU, or before/after a change)."""
+from __future__ import annotations
+
+from .report import load_results
+
+
+def compare(path_a: str, path_b: str) -> str:
+    """A Markdown table of every configuration in either file: images/s in A and B, B/A,
+    then the ratios against Keras fit in each."""
+    a, b = load_results(path_a), load_results(path_b)
+    ca, cb = a["summary"]["configs"], b["summary"]["configs"]
+    name_a = f"A ({a.get('machine', {}).get('cpu_model', path_a)})"
+    name_b = f"B ({b.get('machine', {}).get('cpu_model', path_b)})"
+    lines = [f"A: {path_a} (commit {a.get('git_commit')}), B: {path_b} (commit {b.get('git_commit')})", "",
+             f"| configuration | {name_a} images/s | {name_b} images/s | B / A |", "|---|---|---|---|"]
+    for key in sorted(set(ca) | set(cb)):
+        ra = ca.get(key, {}).get("throughput", {}).get("median")
+        rb = cb.get(key, {}).get("throughput", {}).get("median")
+        ratio = f"{rb / ra:.2f}" if ra and rb else "n/a"
+        lines.append(f"| {key} | {_rate(ra)} | {_rate(rb)} | {ratio} |")
+    lines += ["", "| mode vs keras-fit in | A ratio [95%] | B ratio [95%] |", "|---|---|---|"]
+    ratios_a = {(r["mode"], r["group"]): r for r in a["summary"]["ratios"]}
+    ratios_b = {(r["mode"], r["group"]): r for r in b["summary"]["ratios"]}
+    for mode, group in sorted(set(ratios_a) | set(ratios_b)):
+        lines.append(f"| {mode} in {group} | {_ratio(ratios_a.get((mode, group)))} | "
+                     f"{_ratio(ratios_b.get((mode, group)))} |")
+    return "\n".join(lines)
+
+
+def _rate(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:,.1f}"
+
+
+def _ratio(r: dict | None) -> str:
+    return "n/a" if r is None else f"{r['ratio']:.2f}x [{r['lo']:.2f}, {r['hi']:.2f}]"

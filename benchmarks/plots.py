@@ -1,0 +1,72 @@
+"""The report's PNGs: throughput vs batch, ratios against the claimed 2.5x, step times."""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from data_pipeline.plots import plt, save_figure
+
+from .config import CLAIMED_RATIO, MODES
+
+
+def throughput_vs_batch(configs: dict[str, dict], path: Path) -> Path | None:
+    """One panel per family, one line per mode; bars span the per-step IQR."""
+    families = defaultdict(lambda: defaultdict(list))
+    for entry in configs.values():
+        if "throughput" in entry:
+            families[entry["family"]][entry["mode"]].append(entry)
+    if not families:
+        return None
+    fig, axes = plt.subplots(len(families), 1, figsize=(8, 3.2 * len(families)), squeeze=False)
+    for ax, (fam, modes) in zip(axes[:, 0], sorted(families.items())):
+        for mode in [m for m in MODES if m in modes]:
+            points = sorted(modes[mode], key=lambda e: e["batch"])
+            batches = [p["batch"] for p in points]
+            medians = [p["throughput"]["median"] for p in points]
+            # percentile IQR bounds are not stored, so the bar is the IQR centred on the median
+            half = [p["throughput"]["iqr"] / 2 for p in points]
+            ax.errorbar(batches, medians, yerr=half, marker="o", capsize=3, label=mode)
+        ax.set_xscale("log", base=2)
+        ax.set_title(fam, fontsize=9)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("images/s")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def ratios(ratio_list: list[dict], path: Path) -> Path | None:
+    """Each mode's speed relative to keras-fit with its 95% interval, and the claimed 2.5x."""
+    if not ratio_list:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(ratio_list) + 1.5))
+    labels = [f"{r['mode']} | {r['group']}" for r in ratio_list]
+    y = range(len(ratio_list))
+    ax.errorbar([r["ratio"] for r in ratio_list], y,
+                xerr=[[r["ratio"] - r["lo"] for r in ratio_list], [r["hi"] - r["ratio"] for r in ratio_list]],
+                fmt="o", capsize=3)
+    ax.axvline(CLAIMED_RATIO, color="red", linestyle="--", label=f"claimed {CLAIMED_RATIO}x")
+    ax.axvline(1.0, color="grey", linestyle=":", label="as fast as keras-fit")
+    ax.set_yticks(list(y), labels, fontsize=7)
+    ax.set_xlabel("speed relative to keras-fit (median step time ratio, 95% bootstrap interval)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def step_times(runs: list[dict], path: Path) -> Path | None:
+    """Distribution of timed step times (ms) per configuration, all repeats pooled."""
+    pooled = defaultdict(list)
+    for run in runs:
+        if run["ok"]:
+            pooled[run["key"]].extend(t * 1000 for t in run["step_times_s"])
+    if not pooled:
+        return None
+    keys = sorted(pooled)
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(keys) + 1.5))
+    ax.boxplot([pooled[k] for k in keys], vert=False, showfliers=True)
+    ax.set_yticks(range(1, len(keys) + 1), keys, fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("step time (ms, log scale)")
+    fig.tight_layout()
+    return save_figure(fig, path)

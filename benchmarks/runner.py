@@ -1,0 +1,137 @@
+"""Runs configurations, each in a fresh process, repeats interleaved (A B A B ...), and
+writes the results JSON after every configuration so an interrupted run loses nothing.
+
+Results schema (``schema`` 1), see docs/benchmarks.md:
+  machine, versions, git_commit, environment, preset, repeats, started/finished,
+  runs: [{key, repeat, ok, error?, config, settings, build_s, first_step_s,
+          warmup_times_s, step_times_s, peak_rss_mb, wall_s}],
+  skipped: [{key, reason}], pipeline: [{manifest, batch, images_per_s}],
+  summary: (benchmarks.summary.summarize)
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from data_pipeline.shards import write_json
+
+from .config import PINNED_ENV, BenchConfig
+from .worker import RESULT_MARK
+
+SCHEMA_VERSION = 1
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except OSError:
+        return None
+
+
+def machine_info() -> dict:
+    info = {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version()}
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+        info["cpu_flags_of_note"] = sorted(set(flags.split()) & {"avx2", "avx512f", "avx512_bf16", "amx_bf16",
+                                                                 "amx_tile", "fma"})
+        info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in
+                                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        info["memory_gib"] = round(pages / 2 ** 30, 1)
+    except (ValueError, OSError):
+        pass
+    return info
+
+
+def worker_env() -> dict:
+    """The environment every worker gets: the caller's, quieter logs; identical for all modes."""
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_one(config: BenchConfig, env: dict, timeout: float) -> dict:
+    """One configuration in a fresh Python process -> its result record."""
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(config.to_dict())],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"key": config.key(), "config": config.to_dict(), "ok": False,
+                "error": f"timed out after {timeout:.0f} s"}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
+    if lines:
+        record = json.loads(lines[-1][len(RESULT_MARK):])
+    else:  # killed (e.g. out of memory) before it could report
+        tail = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
+        record = {"key": config.key(), "config": config.to_dict(), "ok": False,
+                  "error": f"worker exited with status {proc.returncode}: {tail[0][:300]}"}
+    record["wall_s"] = time.perf_counter() - started
+    return record
+
+
+def _pipeline_rates(configs: list[BenchConfig], manifest: str | None) -> list[dict]:
+    """The shards -> tf.data rate alone, for each (manifest, batch) a configuration reads, and
+    for `manifest` at every batch of the configurations whose input has its image shape."""
+    from data_pipeline.shards import load_manifest
+    from .inputs import pipeline_rate
+    pairs = {(c.manifest, c.batch) for c in configs if c.manifest}
+    if manifest:
+        shape = tuple(load_manifest(manifest)["image_shape"])
+        pairs |= {(manifest, c.batch) for c in configs if c.input_shape() == shape}
+    pairs = sorted(pairs)
+    return [{"manifest": m, "batch": b, "images_per_s": pipeline_rate(m, b)} for m, b in pairs]
+
+
+def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | None = None,
+        manifest: str | None = None, timeout: float = 1800, log: Callable[[str], None] = print) -> dict:
+    """Every applicable configuration `repeats` times, interleaved; returns the results."""
+    from .summary import summarize_results
+    results = {"schema": SCHEMA_VERSION, "preset": preset, "repeats": repeats, "machine": machine_info(),
+               "git_commit": _git_commit(), "started": dt.datetime.now(dt.timezone.utc).isoformat(),
+               "environment": {name: os.environ.get(name) for name in PINNED_ENV},
+               "configs": [c.to_dict() for c in configs], "runs": [], "skipped": [], "pipeline": []}
+    runnable = []
+    for config in configs:
+        reason = config.applicable()
+        if reason:
+            results["skipped"].append({"key": config.key(), "reason": reason})
+        else:
+            runnable.append(config)
+    results["pipeline"] = _pipeline_rates(runnable, manifest)
+    for rate in results["pipeline"]:
+        log(f"pipeline {Path(rate['manifest']).parent.name} batch {rate['batch']}: "
+            f"{rate['images_per_s']:,.0f} images/s")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    env, total, done = worker_env(), len(runnable) * repeats, 0
+    for repeat in range(repeats):
+        for config in runnable:
+            record = run_one(config, env, timeout)
+            record["repeat"] = repeat
+            results["runs"].append(record)
+            done += 1
+            if record["ok"]:
+                times = sorted(record["step_times_s"])
+                outcome = f"{config.batch / times[len(times) // 2]:,.1f} images/s"
+            else:
+                outcome = f"FAILED: {record['error']}"
+            log(f"[{done}/{total}] {config.key()} repeat {repeat + 1}: {outcome} ({record['wall_s']:.0f} s)")
+            write_json(out_path, results)
+    results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
+    results["summary"] = summarize_results(results)
+    write_json(out_path, results)
+    return results

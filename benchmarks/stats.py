@@ -1,0 +1,74 @@
+"""Statistics of the harness: throughput summaries, bootstrap intervals of ratios, and the
+fixed-overhead fit step_time = a + b x batch."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .stats_basic import summarize
+
+BOOTSTRAP_SAMPLES = 2000
+
+
+def throughput(step_times_by_repeat: Sequence[Sequence[float]], batch: int) -> dict:
+    """Images/s summary over every timed step of every repeat (median, IQR, range, n)."""
+    rates = [batch / t for times in step_times_by_repeat for t in times]
+    return summarize(rates)
+
+
+def _resampled_medians(groups: Sequence[Sequence[float]], rng: np.random.Generator, n: int) -> np.ndarray:
+    """Two-level bootstrap of the median: repeats resampled, then steps within each repeat,
+    so drift between repeats widens the interval as it should."""
+    arrays = [np.asarray(g, float) for g in groups]
+    out = np.empty(n)
+    for i in range(n):
+        picks = rng.integers(0, len(arrays), len(arrays))
+        pooled = np.concatenate([rng.choice(arrays[p], arrays[p].size) for p in picks])
+        out[i] = np.median(pooled)
+    return out
+
+
+def ratio_interval(numerator: Sequence[Sequence[float]], denominator: Sequence[Sequence[float]],
+                   seed: int = 0, n: int = BOOTSTRAP_SAMPLES, level: float = 0.95) -> dict:
+    """Ratio of median step times denominator/numerator, i.e. how many times faster the
+    numerator's mode is; each argument is per-repeat lists of step times (s).
+
+    Returns the point estimate and a percentile bootstrap interval.
+    """
+    rng = np.random.default_rng(seed)
+    point = float(np.median(np.concatenate([np.asarray(g, float) for g in denominator])) /
+                  np.median(np.concatenate([np.asarray(g, float) for g in numerator])))
+    boot = _resampled_medians(denominator, rng, n) / _resampled_medians(numerator, rng, n)
+    lo, hi = np.percentile(boot, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return {"ratio": point, "lo": float(lo), "hi": float(hi), "level": level}
+
+
+def overhead_fit(batches: Sequence[int], step_times: Sequence[float]) -> dict | None:
+    """Least squares step_time = a + b x batch -> a (ms per step) and b (ms per image).
+
+    Needs at least two distinct batch sizes; None otherwise.
+    """
+    x, y = np.asarray(batches, float), np.asarray(step_times, float)
+    if np.unique(x).size < 2:
+        return None
+    b, a = np.polyfit(x, y, 1)
+    residual = y - (a + b * x)
+    return {"a_ms": float(a * 1000), "b_ms": float(b * 1000), "rms_residual_ms": float(np.sqrt(np.mean(residual ** 2))),
+            "points": int(x.size)}
+
+
+def crossover_batch(fast: dict, slow: dict, claimed: float) -> dict:
+    """Where slow/fast step time exceeds `claimed`, from two overhead fits (batch >= 1).
+
+    (a_s + b_s B) / (a_f + b_f B) > c  <=>  B (b_s - c b_f) > c a_f - a_s.
+    Returns {"holds": "never" | "always" | "below" | "above", "batch": crossing or None}.
+    """
+    a_f, b_f, a_s, b_s = fast["a_ms"], fast["b_ms"], slow["a_ms"], slow["b_ms"]
+    slope, rhs = b_s - claimed * b_f, claimed * a_f - a_s
+    if slope == 0:
+        return {"holds": "always" if rhs < 0 else "never", "batch": None}
+    crossing = rhs / slope
+    if slope < 0:  # the ratio falls as the batch grows: it holds below the crossing
+        return {"holds": "below", "batch": crossing} if crossing > 1 else {"holds": "never", "batch": None}
+    return {"holds": "above", "batch": crossing} if crossing > 1 else {"holds": "always", "batch": None}

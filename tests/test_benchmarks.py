@@ -1,0 +1,129 @@
+"""benchmarks: statistics with known answers, the comparability check, a tiny end-to-end run,
+report and compare, and the bad-input cases."""
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks.config import BenchConfig, check_comparable, preset
+from benchmarks.stats import crossover_batch, overhead_fit, ratio_interval
+from data_pipeline.errors import DataError
+
+from conftest import run_cli
+
+
+def test_ratio_interval_covers_the_true_ratio():
+    """Step times drawn around 100 ms and 250 ms: the true speed ratio is 2.5."""
+    rng = np.random.default_rng(1)
+    covered = 0
+    for trial in range(20):
+        fast = [rng.normal(0.100, 0.008, 15) for _ in range(3)]
+        slow = [rng.normal(0.250, 0.020, 15) for _ in range(3)]
+        r = ratio_interval(fast, slow, seed=trial, n=400)
+        assert r["lo"] <= r["ratio"] <= r["hi"]
+        covered += r["lo"] <= 2.5 <= r["hi"]
+    assert covered >= 17  # a 95% interval: ~19 of 20, allow sampling luck
+    assert abs(r["ratio"] - 2.5) < 0.15
+
+
+def test_ratio_interval_widens_with_drift_between_repeats():
+    rng = np.random.default_rng(2)
+    steady = [rng.normal(0.1, 0.002, 20) for _ in range(3)]
+    drifting = [rng.normal(0.1 * f, 0.002, 20) for f in (0.8, 1.0, 1.25)]
+    base = [rng.normal(0.2, 0.004, 20) for _ in range(3)]
+    narrow, wide = ratio_interval(steady, base, n=400), ratio_interval(drifting, base, n=400)
+    assert wide["hi"] - wide["lo"] > 3 * (narrow["hi"] - narrow["lo"])
+
+
+def test_overhead_fit_recovers_a_and_b():
+    batches = [1, 8, 32, 128]
+    times = [0.030 + 0.002 * b for b in batches]  # a = 30 ms, b = 2 ms per image
+    fit = overhead_fit(batches, times)
+    assert fit["a_ms"] == pytest.approx(30.0, abs=1e-6) and fit["b_ms"] == pytest.approx(2.0, abs=1e-9)
+    assert overhead_fit([32, 32], [0.1, 0.1]) is None
+
+
+def test_crossover_batch():
+    # graph: 10 ms + 1 ms/img; keras: 40 ms + 1 ms/img -> ratio (40+B)/(10+B) > 2.5 for B < 10
+    graph, keras = {"a_ms": 10.0, "b_ms": 1.0}, {"a_ms": 40.0, "b_ms": 1.0}
+    assert crossover_batch(graph, keras, 2.5) == {"holds": "below", "batch": pytest.approx(10.0)}
+    assert crossover_batch(graph, {"a_ms": 12.0, "b_ms": 1.1}, 2.5)["holds"] == "never"
+    assert crossover_batch(graph, {"a_ms": 100.0, "b_ms": 3.0}, 2.5)["holds"] == "always"
+
+
+def test_runner_refuses_settings_that_differ_in_more_than_the_mode():
+    same = {"batch": 8, "env": {"TF_SET_ONEDNN_FPMATH_MODE": None}, "xla_effective": False}
+    check_comparable({"graph": same, "keras-fit": dict(same)})
+    with pytest.raises(DataError, match="graph and keras-fit differ in xla_effective"):
+        check_comparable({"graph": same, "keras-fit": {**same, "xla_effective": True}})
+    with pytest.raises(DataError, match="differ in env"):
+        check_comparable({"graph": same, "keras-fit": {**same, "env": {"TF_SET_ONEDNN_FPMATH_MODE": "BF16"}}})
+
+
+def test_presets_and_unknown_names():
+    configs, repeats = preset("quick")
+    modes = {c.mode for c in configs}
+    assert {"graph", "keras-fit", "keras-ctl", "eager"} <= modes and repeats >= 3
+    assert all(c.applicable() is None for c in configs)
+    for name in ("full", "gpu"):
+        assert preset(name)[0]
+    with pytest.raises(DataError, match="unknown preset 'fast'"):
+        preset("fast")
+    with pytest.raises(DataError, match="unknown mode 'session'"):
+        BenchConfig(mode="session").validate()
+    assert BenchConfig(mode="eager", xla=True).applicable()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Two modes of the VGG16 head, tiny steps, one repeat each of two batch sizes."""
+    out = tmp_path_factory.mktemp("bench")
+    result = run_cli("benchmarks", "run", "--preset", "quick", "--models", "vgg16_head", "--modes", "graph",
+                     "keras-fit", "--batches", "8", "32", "--steps", "3", "--warmup", "1", "--repeats", "2",
+                     "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
+    results = json.loads((tiny_run / "results.json").read_text())
+    assert results["schema"] == 1 and results["git_commit"] and results["machine"]["cpu_count"]
+    ok = [r for r in results["runs"] if r["ok"]]
+    # graph and keras-fit at batches 8 and 32, plus the preset's graph + XLA at 32; 2 repeats
+    assert len(ok) == len(results["runs"]) == 5 * 2
+    assert all(len(r["step_times_s"]) == 3 and len(r["warmup_times_s"]) == 1 for r in ok)
+    assert [r["config"]["mode"] for r in results["runs"][:4]] == ["graph", "keras-fit"] * 2  # interleaved
+    summary = results["summary"]
+    assert {r["mode"] for r in summary["ratios"]} == {"graph"} and len(summary["ratios"]) == 2
+    assert {f["mode"] for f in summary["fits"]} == {"graph", "keras-fit"}
+    report = (tiny_run / "report.md").read_text()
+    assert "## Verdict" in report and "Claimed: not using Keras is about 2.5x faster" in report
+    for name in ("ratios.png", "throughput_vs_batch.png", "step_times.png", "results.csv"):
+        assert (tiny_run / name).stat().st_size > 0
+    assert len((tiny_run / "results.csv").read_text().splitlines()) == 1 + 5
+
+
+def test_compare_and_its_bad_input(tiny_run, tmp_path):
+    result = run_cli("benchmarks", "compare", str(tiny_run / "results.json"), str(tiny_run / "results.json"))
+    assert result.returncode == 0 and "| 1.00 |" in result.stdout
+    (tmp_path / "bad.json").write_text("{not json")
+    result = run_cli("benchmarks", "compare", str(tiny_run / "results.json"), str(tmp_path / "bad.json"))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "bad.json: not a results JSON" in errors[0]
+
+
+def test_unknown_mode_or_model_is_one_clear_line(tmp_path):
+    result = run_cli("benchmarks", "run", "--modes", "session", "--out", str(tmp_path))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and errors == ["error: unknown mode session: expected one of graph, graph-feed, "
+                                                 "graph-fused-bn, keras-fit, keras-ctl, eager"]
+
+
+def test_a_failing_configuration_is_recorded_and_the_run_goes_on(tmp_path):
+    from benchmarks.runner import run
+    configs = [BenchConfig(mode="graph", model="vgg16_head", batch=4, steps=2, warmup=1, device="gpu"),
+               BenchConfig(mode="graph", model="vgg16_head", batch=4, steps=2, warmup=1)]
+    results = run(configs, 1, tmp_path / "results.json", log=lambda _: None)
+    failed, ok = results["runs"]
+    assert not failed["ok"] and "no GPU visible" in failed["error"] and ok["ok"]
+    assert json.loads((tmp_path / "results.json").read_text())["summary"]["configs"][ok["key"]]["repeats_ok"] == 1
