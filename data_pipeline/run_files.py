@@ -65,3 +65,27 @@ def load_history(out_dir: Path, epochs_done: int) -> dict | None:
 def new_history() -> dict:
     return {**{k: [] for k in HISTORY_KEYS},
             "early_stopping": {"best": None, "best_epoch": None, "wait": 0, "stopped_epoch": None}}
+
+
+def start_run(api: str, config, manifest_path, out_dir: Path, batch_size: int,
+              steps_per_epoch: int | None) -> tuple[dict, int]:
+    """What both trainers do first: load the manifest, fit `config` (a dataclass with model,
+    num_classes, image_shape) to it, check the model suits the shards, write or check
+    run_config.json in `out_dir` -> (manifest, train steps per epoch)."""
+    from dataclasses import asdict
+    from .dataset import num_batches
+    from .shards import load_manifest
+    manifest = load_manifest(manifest_path)
+    config.num_classes = len(manifest["class_names"])
+    config.image_shape = tuple(manifest["image_shape"])
+    if config.model == "vgg16_head" and manifest["image_mode"] != "vgg16_features":
+        raise DataError(f"{manifest['_path']}: vgg16_head trains on feature shards (extract-features), "
+                        f"not {manifest['image_mode']!r}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_run_config(out_dir, {"api": api, "model": config.model, "class_names": manifest["class_names"],
+                              "image_mode": manifest["image_mode"], "image_shape": list(config.image_shape),
+                              f"{api}_config": asdict(config)})
+    steps = steps_per_epoch or num_batches(manifest, "train", batch_size, True)
+    if steps < 1:
+        raise DataError(f"{manifest['_path']}: fewer train samples than one batch of {batch_size}")
+    return manifest, steps

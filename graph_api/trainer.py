@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from data_pipeline import make_dataset, num_batches, run_files
+from data_pipeline import make_dataset, run_files
 from data_pipeline.errors import DataError
 from data_pipeline.progress import Progress
-from data_pipeline.shards import load_manifest
 from data_pipeline.train_options import TrainOptions, epoch_seed
 from data_pipeline.weights_source import resolve_vgg16_weights
 
@@ -23,27 +21,14 @@ from .weights import check_checkpoint, graph_layers, load_keras_weights
 
 v1 = tf.compat.v1
 
-
 class SessionTrainer:
     """Owns one TrainGraph, its Session and Savers for the duration of a training run."""
 
     def __init__(self, config: GraphConfig, manifest_path: str, out_dir: str | Path, options: TrainOptions):
         self.options, self.out = options, Path(out_dir)
-        self.manifest = load_manifest(manifest_path)
-        config.num_classes = len(self.manifest["class_names"])
-        config.image_shape = tuple(self.manifest["image_shape"])
+        self.manifest, self.steps = run_files.start_run("graph", config, manifest_path, self.out,
+                                                        options.batch_size, options.steps_per_epoch)
         self.config = config
-        if config.model == "vgg16_head" and self.manifest["image_mode"] != "vgg16_features":
-            raise DataError(f"{self.manifest['_path']}: vgg16_head trains on feature shards (extract-features), "
-                            f"not {self.manifest['image_mode']!r}")
-        self.out.mkdir(parents=True, exist_ok=True)
-        run_files.save_run_config(self.out, {
-            "api": "graph", "model": config.model, "class_names": self.manifest["class_names"],
-            "image_mode": self.manifest["image_mode"],
-            "image_shape": list(config.image_shape), "graph_config": asdict(config)})
-        self.steps = options.steps_per_epoch or num_batches(self.manifest, "train", options.batch_size, True)
-        if self.steps < 1:
-            raise DataError(f"{self.manifest['_path']}: fewer train samples than one batch of {options.batch_size}")
         self.g: TrainGraph = build_train_graph(config, self.manifest, options.batch_size)
         with self.g.graph.as_default():
             self.epoch_var = v1.get_variable("epochs_done", (), tf.int64, v1.zeros_initializer(), trainable=False)
@@ -177,7 +162,6 @@ class SessionTrainer:
 
     def close(self) -> None:
         self.session.close()
-
 
 def train(config: GraphConfig, manifest: str, out_dir: str | Path, options: TrainOptions) -> dict:
     """Train `config.model` on `manifest`; returns the history. Files go to `out_dir`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -13,7 +13,6 @@ import keras
 from data_pipeline import make_dataset, num_batches, run_files
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.errors import DataError
-from data_pipeline.shards import load_manifest
 from data_pipeline.train_options import TrainOptions
 
 from .callbacks import AtomicModelCheckpoint, ResumableEarlyStopping, RunFiles, save_model_atomic
@@ -54,21 +53,9 @@ class KerasTrainer:
 
     def __init__(self, config: KerasConfig, manifest_path: str, out_dir: str | Path, options: TrainOptions):
         self.options, self.out = options, Path(out_dir)
-        self.manifest = load_manifest(manifest_path)
-        config.num_classes = len(self.manifest["class_names"])
-        config.image_shape = tuple(self.manifest["image_shape"])
+        self.manifest, self.steps = run_files.start_run("keras", config, manifest_path, self.out,
+                                                        options.batch_size, options.steps_per_epoch)
         self.config = config
-        if config.model == "vgg16_head" and self.manifest["image_mode"] != "vgg16_features":
-            raise DataError(f"{self.manifest['_path']}: vgg16_head trains on feature shards (extract-features), "
-                            f"not {self.manifest['image_mode']!r}")
-        self.out.mkdir(parents=True, exist_ok=True)
-        run_files.save_run_config(self.out, {
-            "api": "keras", "model": config.model, "class_names": self.manifest["class_names"],
-            "image_mode": self.manifest["image_mode"], "image_shape": list(config.image_shape),
-            "keras_config": asdict(config)})
-        self.steps = options.steps_per_epoch or num_batches(self.manifest, "train", options.batch_size, True)
-        if self.steps < 1:
-            raise DataError(f"{self.manifest['_path']}: fewer train samples than one batch of {options.batch_size}")
         self.backup = self.out / "backup"
         if not options.resume and self.backup.exists():
             shutil.rmtree(self.backup)
