@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import io
 import sys
 from typing import Callable, Sequence
@@ -99,6 +100,26 @@ def build_parser(prog: str, description: str, commands: dict[str, Callable[[argp
         add_arguments(p)
         p.set_defaults(func=commands[name])
     return parser
+
+
+def api_parser(package: str, description: str, cmd_train: Callable[[argparse.Namespace], None],
+               add_api_train_arguments: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
+    """`build_parser` for an API package whose `inference` module has `extract_features` and
+    `Predictor` (imported only when a command needs them: TensorFlow start-up is slow)."""
+    def inference():
+        return importlib.import_module(f"{package}.inference")
+    commands = {"train": cmd_train,
+                "extract-features": extract_command(lambda: inference().extract_features),
+                "predict": predictor_command(lambda run: inference().Predictor(run), run_predict),
+                "evaluate": predictor_command(lambda run: inference().Predictor(run), run_evaluate)}
+    return build_parser(f"python -m {package}", description, commands, add_api_train_arguments)
+
+
+def print_done(history: dict, out: str, monitor: str = "val_loss") -> None:
+    """The last line of `train`: where the best epoch was and where the curves are."""
+    best = history["early_stopping"]["best_epoch"]
+    if history["val_accuracy"] and best is not None:
+        print(f"done: best {monitor} at epoch {best + 1}; curves in {out}/history.png")
 
 
 def class_mismatch(manifest: dict, model_classes: list[str]) -> str:

@@ -15,20 +15,7 @@ def cmd_train(args) -> None:
                          data_format=args.data_format, optimizer=args.optimizer,
                          learning_rate=args.learning_rate, feed=args.feed, seed=args.seed)
     options = TrainOptions.from_args(args)
-    history = train(config, args.manifest, args.out, options)
-    if history["val_accuracy"]:
-        print(f"done: best {options.monitor} at epoch {history['early_stopping']['best_epoch'] + 1}; "
-              f"curves in {args.out}/history.png")
-
-
-def _predictor(run_dir: str):
-    from .inference import Predictor
-    return Predictor(run_dir)
-
-
-def _extract():
-    from .inference import extract_features
-    return extract_features
+    model_cli.print_done(train(config, args.manifest, args.out, options), args.out, options.monitor)
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,10 +25,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    commands = {"train": cmd_train, "extract-features": model_cli.extract_command(_extract),
-                "predict": model_cli.predictor_command(_predictor, model_cli.run_predict),
-                "evaluate": model_cli.predictor_command(_predictor, model_cli.run_evaluate)}
-    return model_cli.build_parser("python -m graph_api", __doc__.splitlines()[0], commands, _train_arguments)
+    return model_cli.api_parser("graph_api", __doc__.splitlines()[0], cmd_train, _train_arguments)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,20 +13,8 @@ def cmd_train(args) -> None:
     config = KerasConfig(model=args.model, precision=args.precision, optimizer=args.optimizer,
                          learning_rate=args.learning_rate, loss=args.loss, jit_compile=args.jit_compile,
                          seed=args.seed)
-    history = train(config, args.manifest, args.out, TrainOptions.from_args(args))
-    if history["val_accuracy"] and history["early_stopping"]["best_epoch"] is not None:
-        print(f"done: best val_loss at epoch {history['early_stopping']['best_epoch'] + 1}; "
-              f"curves in {args.out}/history.png")
-
-
-def _predictor(run_dir: str):
-    from .inference import Predictor
-    return Predictor(run_dir)
-
-
-def _extract():
-    from .inference import extract_features
-    return extract_features
+    options = TrainOptions.from_args(args)
+    model_cli.print_done(train(config, args.manifest, args.out, options), args.out, options.monitor)
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,10 +24,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    commands = {"train": cmd_train, "extract-features": model_cli.extract_command(_extract),
-                "predict": model_cli.predictor_command(_predictor, model_cli.run_predict),
-                "evaluate": model_cli.predictor_command(_predictor, model_cli.run_evaluate)}
-    return model_cli.build_parser("python -m keras_api", __doc__.splitlines()[0], commands, _train_arguments)
+    return model_cli.api_parser("keras_api", __doc__.splitlines()[0], cmd_train, _train_arguments)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
