@@ -1,6 +1,8 @@
 """The data every mode of one comparison reads: the same in-memory batch, or the shards."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import tensorflow as tf
 
@@ -38,7 +40,6 @@ def numpy_batches(config: BenchConfig):
 
 def pipeline_rate(manifest: str, batch: int, batches: int = 60, seed: int = 0) -> float:
     """Images/s the shards -> tf.data pipeline delivers alone (shuffled train split, float32)."""
-    import time
     iterator = iter(make_dataset(manifest, "train", batch, shuffle=True, seed=seed, drop_remainder=True,
                                  repeat=True))
     next(iterator)  # opening files and the first read are not throughput

@@ -41,11 +41,11 @@ def machine_info() -> dict:
     info = {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
             "python": platform.python_version()}
     try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-        info["cpu_flags_of_note"] = sorted(set(flags.split()) & {"avx2", "avx512f", "avx512_bf16", "amx_bf16",
-                                                                 "amx_tile", "fma"})
-        info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in
-                                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        flags = next(line for line in lines if line.startswith("flags")).split()
+        info["cpu_flags_of_note"] = sorted(set(flags) & {"avx2", "avx512f", "avx512_bf16", "amx_bf16",
+                                                         "amx_tile", "fma"})
+        info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     try:
