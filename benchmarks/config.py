@@ -117,7 +117,7 @@ def preset(name: str, manifest: str | None = None) -> tuple[list, int]:
     """
     ladder = ("eager", "keras-ctl", "graph", "graph-feed", "keras-fit")
     if name == "quick":
-        configs = _sweep(("graph", "keras-fit"), (4, 16), model="resnet50", image_size=64, steps=10)
+        configs = _sweep(("graph", "keras-fit"), (4, 16), model="resnet50", image_size=64, steps=8)
         configs += _sweep(("graph", "keras-fit"), (8,), model="vgg16_head", steps=30, warmup=3)
         configs += _sweep([m for m in ladder if m != "graph-feed"], (32,), model="vgg16_head", steps=30, warmup=3)
         configs += [BenchConfig(mode=m, model="vgg16_head", batch=32, xla=True, steps=30, warmup=3)

