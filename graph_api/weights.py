@@ -110,7 +110,8 @@ def load_keras_weights(session: v1.Session, variables: list[tf.Variable], path: 
             if tuple(array.shape) != tuple(var.shape.as_list()):
                 raise DataError(f"{path}: layer {name} {weight} has shape {tuple(array.shape)}, "
                                 f"the graph expects {tuple(var.shape.as_list())}")
-            var.load(array.astype(np.float32), session)
+            # Feeding the initializer its value adds no ops to the graph (what Variable.load did).
+            session.run(var.initializer, {var.initializer.inputs[1]: array.astype(np.float32)})
         loaded.append(name)
     return loaded
 

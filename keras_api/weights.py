@@ -64,10 +64,10 @@ def keras_to_graph(model: keras.Model, session: v1.Session, variables: list[tf.V
     graph_vars = graph_model_variables(variables)
     keras_vars = keras_variables(model)
     _match(keras_vars, {n: v.shape.as_list() for n, v in graph_vars.items()}, "Keras model -> graph")
-    values = {name: np.asarray(keras_vars[name].numpy(), np.float32) for name in graph_vars}
-    with session.graph.as_default():  # loading builds assign ops in the graph
-        for name, var in graph_vars.items():
-            var.load(values[name], session)
+    # Feeding each initializer its value adds no ops to the graph (what Variable.load did).
+    feed = {var.initializer.inputs[1]: np.asarray(keras_vars[name].numpy(), np.float32)
+            for name, var in graph_vars.items()}
+    session.run([var.initializer for var in graph_vars.values()], feed)
     return len(graph_vars)
 
 
