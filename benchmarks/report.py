@@ -9,8 +9,12 @@ from pathlib import Path
 from data_pipeline.errors import DataError
 from data_pipeline.shards import atomic_write_bytes
 
+import numpy as np
+
 from . import plots
 from .config import BASELINE, CLAIMED_RATIO
+
+PRECISION_TARGET = 0.10  # each interval within +-10% of its ratio (issue 5)
 
 LADDER = (("eager", False, "eager (GradientTape, no tf.function)"),
           ("keras-ctl", False, "tf.function (custom loop)"),
@@ -119,6 +123,41 @@ def _ladder(configs: dict) -> list[str]:
     return lines
 
 
+def precision_rows(ratios: list[dict], runs: list[dict]) -> list[dict]:
+    """Per graph-mode ratio: interval half-widths as fractions of the ratio, the ratio of each
+    repeat's medians (how much fresh processes differ), and whether it meets the target."""
+    rows = []
+    for r in ratios:
+        if not r["mode"].startswith("graph"):
+            continue
+        medians = {}
+        for run in runs:
+            for mode in (r["mode"], BASELINE):
+                if run.get("ok") and run["key"] == f"{mode}/{r['group']}":
+                    medians.setdefault(run["repeat"], {})[mode] = float(np.median(run["step_times_s"]))
+        per_repeat = [m[BASELINE] / m[r["mode"]] for _, m in sorted(medians.items()) if len(m) == 2]
+        below, above = 1 - r["lo"] / r["ratio"], r["hi"] / r["ratio"] - 1
+        rows.append({"mode": r["mode"], "group": r["group"], "ratio": r["ratio"], "below": below, "above": above,
+                     "per_repeat": per_repeat, "met": max(below, above) <= PRECISION_TARGET})
+    return rows
+
+
+def _precision(rows: list[dict]) -> list[str]:
+    lines = [f"Target: every graph / Keras fit interval within +-{PRECISION_TARGET:.0%} of its ratio.", "",
+             "| mode | vs keras-fit in | ratio | interval, % of ratio | ratio per repeat | target |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['mode']} | {r['group']} | {r['ratio']:.2f}x | -{r['below']:.1%} / +{r['above']:.1%} | "
+                     f"{', '.join(f'{x:.2f}' for x in r['per_repeat'])} | {'met' if r['met'] else 'missed'} |")
+    missed = [r for r in rows if not r["met"]]
+    if missed:
+        lines += ["", f"{len(missed)} of {len(rows)} intervals are wider than the target. Where the ratios of "
+                  "single repeats differ more than the steps within one process do, fresh processes of the same "
+                  "configuration run at different speeds on this machine: more `--repeats` narrow the interval, "
+                  "more `--steps` do not."]
+    return lines
+
+
 def verdict(summary: dict) -> str:
     """A short paragraph from the numbers: where the claim holds, where not, and why."""
     graph = [r for r in summary["ratios"] if r["mode"] in ("graph", "graph-feed", "graph-fused-bn")]
@@ -171,6 +210,9 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
         lines += ["## Refused comparisons (settings differ in more than the mode)", ""]
         lines += [f"- {r['group']}: {r['reason']}" for r in summary["refused"]] + [""]
     lines += ["## Ratios against Keras fit", ""] + _ratio_table(summary["ratios"]) + [""]
+    precision = precision_rows(summary["ratios"], results["runs"])
+    if precision:
+        lines += ["## Precision of the measurement", ""] + _precision(precision) + [""]
     lines += ["## Fixed per-step overhead and per-image cost (step time = a + b x batch)", ""]
     lines += _fit_table(summary["fits"], summary["crossovers"]) + [""]
     ladder = _ladder(summary["configs"])

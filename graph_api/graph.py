@@ -121,7 +121,8 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
                                       **config.model_options())
         loss, accuracy = _loss_and_accuracy(logits, labels)
         eval_loss, eval_accuracy = _loss_and_accuracy(eval_logits, eval_labels)
-        default_lr = config.learning_rate or DEFAULT_LEARNING_RATE.get(config.optimizer, 1e-3)
+        default_lr = (config.learning_rate if config.learning_rate is not None
+                      else DEFAULT_LEARNING_RATE.get(config.optimizer, 1e-3))
         learning_rate = v1.placeholder_with_default(tf.constant(default_lr, tf.float32), (), name="learning_rate")
         loss_scale = 1024.0 if config.precision == "mixed_float16" else 1.0
         train_op = minimize(loss, v1.trainable_variables(), learning_rate, config.optimizer,

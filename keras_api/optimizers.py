@@ -15,7 +15,7 @@ def make_optimizer(name: str, learning_rate: float | None = None, **options) -> 
     if name not in OPTIMIZERS:
         raise DataError(f"unknown optimizer {name!r} for keras_api: expected one of {OPTIMIZERS} "
                         "(the tf1_* optimizers exist only in graph_api)")
-    lr = learning_rate or DEFAULT_LEARNING_RATE[name]
+    lr = learning_rate if learning_rate is not None else DEFAULT_LEARNING_RATE[name]
     if name == "rmsprop":
         options = {"rho": RMSPROP_RHO, "momentum": RMSPROP_MOMENTUM, "epsilon": RMSPROP_EPSILON, **options}
         return keras.optimizers.RMSprop(learning_rate=lr, **options)

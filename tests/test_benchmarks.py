@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks.config import BenchConfig, check_comparable, preset
+from benchmarks.report import precision_rows
 from benchmarks.stats import crossover_batch, overhead_fit, ratio_interval
 from data_pipeline.errors import DataError
 
@@ -98,6 +99,7 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
     assert {f["mode"] for f in summary["fits"]} == {"graph", "keras-fit"}
     report = (tiny_run / "report.md").read_text()
     assert "## Verdict" in report and "Claimed: not using Keras is about 2.5x faster" in report
+    assert "## Precision of the measurement" in report and report.count("| met |") + report.count("| missed |") == 2
     for name in ("ratios.png", "throughput_vs_batch.png", "step_times.png", "results.csv"):
         assert (tiny_run / name).stat().st_size > 0
     assert len((tiny_run / "results.csv").read_text().splitlines()) == 1 + 5
@@ -127,3 +129,16 @@ def test_a_failing_configuration_is_recorded_and_the_run_goes_on(tmp_path):
     failed, ok = results["runs"]
     assert not failed["ok"] and "no GPU visible" in failed["error"] and ok["ok"]
     assert json.loads((tmp_path / "results.json").read_text())["summary"]["configs"][ok["key"]]["repeats_ok"] == 1
+
+
+def test_precision_rows_show_per_repeat_ratios_and_the_target():
+    group = "resnet50/train/b16/64px/fp32/noxla/cpu/NHWC/synthetic"
+    runs = [{"ok": True, "key": f"{mode}/{group}", "repeat": rep, "step_times_s": [t, t, t]}
+            for rep, (g, k) in enumerate([(1.0, 1.1), (1.0, 0.8)]) for mode, t in (("graph", g), ("keras-fit", k))]
+    ratios = [{"mode": "graph", "group": group, "ratio": 0.95, "lo": 0.80, "hi": 1.00},
+              {"mode": "eager", "group": group, "ratio": 0.5, "lo": 0.4, "hi": 0.6}]
+    (row,) = precision_rows(ratios, runs)
+    np.testing.assert_allclose(row["per_repeat"], [1.1, 0.8])
+    assert not row["met"] and abs(row["below"] - 0.15 / 0.95) < 1e-12
+    ratios[0].update(lo=0.90, hi=1.02)
+    assert precision_rows(ratios, runs)[0]["met"]

@@ -6,7 +6,8 @@ Keras's side of the training steps runs eagerly (`run_eagerly=True`): under `tf.
 Grappler's fusions change float summation order, and the ill-conditioned gradients of a
 from-scratch BN ResNet amplify that to ~1% in conv1's first update (measured at 64 px,
 batch 16); eager Keras and the TF1 Session agree to ~1e-6. The update *rules* are what
-these tests pin down; `docs/equivalence.md` records the compiled-mode difference.
+these tests pin down. Over several ResNet50 steps Keras departs from itself (compiled, or
+inputs + 1e-6) as much as from the graph: `docs/equivalence.md` has the measurement.
 """
 import keras
 import numpy as np
@@ -52,9 +53,9 @@ def test_same_weights_give_the_same_logits(name, size):
     assert counted == model.count_params()
 
 
-def _graph_after_steps(name, size, model, optimizer, batches, **hyper):
+def _graph_after_steps(name, size, model, optimizer, batches, learning_rate=1e-3, **hyper):
     config = GraphConfig(model=name, image_shape=(size, size, 3), num_classes=CLASSES, feed="feed_dict",
-                         optimizer=optimizer, optimizer_options=hyper, learning_rate=1e-3)
+                         optimizer=optimizer, optimizer_options=hyper, learning_rate=learning_rate)
     g = build_train_graph(config)
     with g.graph.as_default():
         init = v1.global_variables_initializer()
@@ -78,35 +79,52 @@ def _keras_after_steps(model, optimizer, batches):
     return keras_variables(model)
 
 
-# ResNet50's multi-step comparison is left out until the divergence noted in the closing
-# note of issue 4 (conv1 updates differing by ~0.07 after 3 SGD steps, though one step
-# agrees to 2e-6) is explained; its BN statistics are compared in test_graph_layers.
-@pytest.mark.parametrize("name, size", [("vgg16_transfer", 64)])
-@pytest.mark.parametrize("optimizer", ["sgd", "rmsprop"])
-def test_training_steps_update_weights_and_bn_statistics_identically(name, size, optimizer):
-    steps = 3 if name == "resnet50" else 1  # 3 steps: BN moving statistics after k = 3 updates
-    batches = [_batch(size, n=8, seed=s) for s in range(steps)]
+def _keras_optimizer(optimizer, learning_rate=1e-3):
+    return keras.optimizers.SGD(learning_rate) if optimizer == "sgd" else keras.optimizers.RMSprop(learning_rate)
+
+
+# RMSprop on ResNet50 is left to VGG16: its first step lr g / sqrt(0.1 g^2 + 1e-7) turns the
+# ~5e-8 relative rounding of conv1's gradients into up to 5e-3 of the step where |g| ~ 1e-3.
+@pytest.mark.parametrize("name, size, optimizer", [("resnet50", 64, "sgd"), ("vgg16_transfer", 64, "sgd"),
+                                                   ("vgg16_transfer", 64, "rmsprop")])
+def test_one_training_step_updates_every_weight_identically(name, size, optimizer):
+    batches = [_batch(size, n=8)]
     model = _keras_model(name, size)
     for layer in model.layers:  # dropout off on both sides for a deterministic step
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
     initial = {k: v.numpy().copy() for k, v in keras_variables(model).items()}
     graph_vars = _graph_after_steps(name, size, model, optimizer, batches)
-    keras_opt = keras.optimizers.SGD(1e-3) if optimizer == "sgd" else keras.optimizers.RMSprop(1e-3)
-    keras_vars = _keras_after_steps(model, keras_opt, batches)
+    keras_vars = _keras_after_steps(model, _keras_optimizer(optimizer), batches)
     changed = 0
     for key, var in keras_vars.items():
         want, got = var.numpy(), graph_vars[key].numpy()
         if "moving_" in key:
             np.testing.assert_allclose(got, want, atol=1e-5, err_msg=key)
             continue
-        if optimizer == "rmsprop" and name == "resnet50" and key.endswith("_conv/bias"):
-            # A bias followed by batch norm has an exactly zero gradient; what is left is
-            # rounding noise, which RMSprop scales to +-learning rate on either side.
-            assert np.abs(got - want).max() <= 2 * 1e-3 * steps, key
-            continue
         update_want, update_got = want - initial[key], got - initial[key]
         scale = np.abs(update_want).max()
         assert np.abs(update_got - update_want).max() <= max(1e-6, 1e-5 * scale), key
         changed += scale > 0
     assert changed > 0
+
+
+def test_resnet50_bn_moving_statistics_after_three_steps():
+    """Three moving-average updates of all 53 BN layers, on three different batches.
+
+    The weights are held still (SGD, learning rate 0): a from-scratch ResNet50 at 64 px is so
+    ill-conditioned that after two steps Keras departs from *itself* (eager vs tf.function,
+    or inputs + 1e-6) as much as from the graph (docs/equivalence.md), so only fixed weights
+    make the three updates of the statistics comparable to 1e-5.
+    """
+    batches = [_batch(64, n=8, seed=s) for s in range(3)]
+    model = _keras_model("resnet50", 64)
+    initial = {k: v.numpy().copy() for k, v in keras_variables(model).items()}
+    graph_vars = _graph_after_steps("resnet50", 64, model, "sgd", batches, learning_rate=0.0)
+    keras_vars = _keras_after_steps(model, _keras_optimizer("sgd", 0.0), batches)
+    moving = [key for key in keras_vars if "moving_" in key]
+    assert len(moving) == 2 * 53
+    for key in moving:
+        want = keras_vars[key].numpy()
+        assert np.abs(want - initial[key]).max() > 1e-4, key  # three updates really happened
+        np.testing.assert_allclose(graph_vars[key].numpy(), want, rtol=1e-5, atol=1e-5, err_msg=key)
