@@ -25,6 +25,8 @@ from .shards import TMP_MARK, open_h5
 KERAS_MODELS = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 KERAS_CACHE_VGG16 = KERAS_MODELS / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 HED_VGG16 = KERAS_MODELS / "vgg16_hed_bsds500_notop.h5"
+
+
 def _vgg16_conv_shapes() -> dict[str, tuple[int, int, int, int]]:
     """Layer name -> kernel shape of VGG16's 13 convs (3x3; 2, 2, 3, 3, 3 per block)."""
     shapes, channels_in = {}, 3
