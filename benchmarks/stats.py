@@ -17,31 +17,36 @@ def throughput(step_times_by_repeat: Sequence[Sequence[float]], batch: int) -> d
     return summarize(rates)
 
 
-def _resampled_medians(groups: Sequence[Sequence[float]], rng: np.random.Generator, n: int) -> np.ndarray:
-    """Two-level bootstrap of the median: repeats resampled, then steps within each repeat,
-    so drift between repeats widens the interval as it should."""
+def _resampled_medians(groups: Sequence[Sequence[float]], rng: np.random.Generator, picks: np.ndarray) -> np.ndarray:
+    """Two-level bootstrap of the median: `picks` (n x repeats) says which repeats each
+    resample takes; the steps within each picked repeat are resampled too, so drift between
+    repeats widens the interval as it should."""
     arrays = [np.asarray(g, float) for g in groups]
-    out = np.empty(n)
-    for i in range(n):
-        picks = rng.integers(0, len(arrays), len(arrays))
-        pooled = np.concatenate([rng.choice(arrays[p], arrays[p].size) for p in picks])
-        out[i] = np.median(pooled)
+    out = np.empty(len(picks))
+    for i, row in enumerate(picks):
+        out[i] = np.median(np.concatenate([rng.choice(arrays[p], arrays[p].size) for p in row]))
     return out
 
 
 def ratio_interval(numerator: Sequence[Sequence[float]], denominator: Sequence[Sequence[float]],
-                   seed: int = 0, n: int = BOOTSTRAP_SAMPLES, level: float = 0.95) -> dict:
+                   seed: int = 0, n: int = BOOTSTRAP_SAMPLES, level: float = 0.95, paired: bool = False) -> dict:
     """Ratio of median step times denominator/numerator, i.e. how many times faster the
     numerator's mode is; each argument is per-repeat lists of step times (s).
 
-    Returns the point estimate and a percentile bootstrap interval.
+    ``paired``: repeat i of both sides ran side by side (interleaved A B A B), so a resample
+    takes the same repeats from both and machine drift common to the pair cancels, as the
+    interleaving intends. Returns the point estimate and a percentile bootstrap interval.
     """
+    if paired and len(numerator) != len(denominator):
+        raise ValueError(f"paired repeats need equal counts, got {len(numerator)} and {len(denominator)}")
     rng = np.random.default_rng(seed)
     point = float(np.median(np.concatenate([np.asarray(g, float) for g in denominator])) /
                   np.median(np.concatenate([np.asarray(g, float) for g in numerator])))
-    boot = _resampled_medians(denominator, rng, n) / _resampled_medians(numerator, rng, n)
+    picks_num = rng.integers(0, len(numerator), (n, len(numerator)))
+    picks_den = picks_num if paired else rng.integers(0, len(denominator), (n, len(denominator)))
+    boot = _resampled_medians(denominator, rng, picks_den) / _resampled_medians(numerator, rng, picks_num)
     lo, hi = np.percentile(boot, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return {"ratio": point, "lo": float(lo), "hi": float(hi), "level": level}
+    return {"ratio": point, "lo": float(lo), "hi": float(hi), "level": level, "paired": paired}
 
 
 def overhead_fit(batches: Sequence[int], step_times: Sequence[float]) -> dict | None:

@@ -52,11 +52,12 @@ def per_config(results: dict) -> dict[str, dict]:
                  "repeats_ok": len(ok), "errors": sorted({r["error"] for r in records if not r["ok"]})}
         if ok:
             times = [r["step_times_s"] for r in ok]
+            by_repeat = {r["repeat"]: r["step_times_s"] for r in ok}
             entry.update(throughput=throughput(times, config.batch),
                          median_step_ms=float(np.median(np.concatenate(times))) * 1000,
                          first_step_s=float(np.median([r["first_step_s"] for r in ok])),
                          peak_rss_mb=float(max(r["peak_rss_mb"] for r in ok)),
-                         step_times_by_repeat=times, settings=ok[0]["settings"])
+                         step_times_by_repeat=by_repeat, settings=ok[0]["settings"])
             rate = _pipeline_for(config, results.get("pipeline", []), shapes)
             entry["pipeline_images_per_s"] = rate
             entry["pipeline_headroom"] = rate / entry["throughput"]["median"] if rate else None
@@ -82,7 +83,12 @@ def comparisons(configs: dict[str, dict]) -> tuple[list[dict], list[dict]]:
         base = modes[BASELINE]["step_times_by_repeat"]
         for mode, entry in sorted(modes.items()):
             if mode != BASELINE:
-                interval = ratio_interval(entry["step_times_by_repeat"], base)
+                # Only the repeats both sides completed: they ran next to each other.
+                common = sorted(set(entry["step_times_by_repeat"]) & set(base))
+                if not common:
+                    continue
+                interval = ratio_interval([entry["step_times_by_repeat"][r] for r in common],
+                                          [base[r] for r in common], paired=True)
                 ratios.append({"group": group, "mode": mode, "baseline": BASELINE, **interval,
                                "batch": entry["batch"], "family": entry["family"]})
     return ratios, refused
