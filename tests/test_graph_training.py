@@ -58,7 +58,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(features, 
     train(_head(), str(features), tmp_path / "run", TrainOptions(epochs=1, **options))
     before = _final_weights(tmp_path / "run")
     with pytest.raises(DataError, match="loss became (nan|inf).*last good checkpoint"):
-        train(_head(learning_rate=1e30, optimizer="sgd"), str(features), tmp_path / "run",
+        train(_head(learning_rate=float("inf"), optimizer="sgd"), str(features), tmp_path / "run",
               TrainOptions(epochs=3, **options))
     ckpt = v1.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
     assert ckpt.endswith("ckpt-1")

@@ -64,7 +64,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_backup(features, tmp_
     backup = tmp_path / "run" / "backup" / "latest.weights.h5"
     before = backup.read_bytes()
     with pytest.raises(DataError, match="loss became NaN/Inf in epoch 2.*last good backup"):
-        train(_head(learning_rate=1e30, optimizer="sgd"), str(features), tmp_path / "run",
+        train(_head(learning_rate=float("inf"), optimizer="sgd"), str(features), tmp_path / "run",
               TrainOptions(epochs=3, **options))
     assert backup.read_bytes() == before
 
