@@ -8,7 +8,7 @@ from typing import Sequence
 from data_pipeline import model_cli
 from data_pipeline.errors import DataError
 
-from .config import MODELS, MODES, PRECISIONS, preset, with_overrides
+from .config import MAX_REPEATS, MODELS, MODES, PRECISIONS, PRESET_BUDGET_S, preset, with_overrides
 
 
 def _select(configs: list, field: str, wanted: list[str] | None, allowed: Sequence[str]) -> list:
@@ -18,6 +18,14 @@ def _select(configs: list, field: str, wanted: list[str] | None, allowed: Sequen
     if unknown:
         raise DataError(f"unknown {field} {', '.join(unknown)}: expected one of {', '.join(allowed)}")
     return [c for c in configs if getattr(c, field) in wanted]
+
+
+def _budget_s(args) -> float | None:
+    """The time budget for extra repeats: --budget-min, else the preset's unless --repeats
+    fixes the count."""
+    if args.budget_min is not None:
+        return args.budget_min * 60 or None
+    return None if args.repeats else PRESET_BUDGET_S.get(args.preset)
 
 
 def cmd_run(args) -> None:
@@ -33,9 +41,11 @@ def cmd_run(args) -> None:
     if not configs:
         raise DataError("no configuration left after --modes/--models/--batches")
     out = Path(args.out)
-    print(f"{len(configs)} configurations x {args.repeats or repeats} repeats -> {out}")
+    budget_s = _budget_s(args)
+    extra = f", more for imprecise ratios within {budget_s / 60:.0f} min" if budget_s else ""
+    print(f"{len(configs)} configurations x {args.repeats or repeats} repeats{extra} -> {out}")
     results = run(configs, args.repeats or repeats, out / "results.json", preset=args.preset,
-                  manifest=args.manifest)
+                  manifest=args.manifest, budget_s=budget_s, max_repeats=args.max_repeats)
     report = write_report(results, out)
     print(f"report: {report}")
     for refused in results["summary"]["refused"]:
@@ -67,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="timed steps per configuration (preset's by default)")
     p.add_argument("--warmup", type=int, help="warm-up steps, excluded from the timing")
     p.add_argument("--repeats", type=int, help="interleaved repeats (preset's by default)")
+    p.add_argument("--budget-min", type=float,
+                   help="after the repeats, repeat graph/Keras-fit pairs whose interval is wider than +-10%% while "
+                        "the whole run stays within this many minutes (quick: 13; 0: off; off when --repeats is given)")
+    p.add_argument("--max-repeats", type=int, default=MAX_REPEATS, help="at most this many repeats of a pair")
     p.add_argument("--image-size", type=int, help="image size for image models (preset's by default)")
     p.add_argument("--precision", choices=PRECISIONS, help="every configuration in this precision")
     p.add_argument("--xla", choices=("on", "off"), help="XLA on or off for every configuration")

@@ -20,6 +20,11 @@ PRECISIONS = ("fp32", "mixed_bfloat16", "mixed_float16")
 DATA = ("synthetic", "pipeline")
 BASELINE = "keras-fit"
 CLAIMED_RATIO = 2.5
+PRECISION_TARGET = 0.10  # each graph / keras-fit interval within +-10% of its ratio (issue 5)
+# Presets that may add interleaved repeats for imprecise comparisons, and their time budget (s)
+# for the whole run: quick must end within 15 minutes on this 2-core CPU.
+PRESET_BUDGET_S = {"quick": 13 * 60.0}
+MAX_REPEATS = 10
 # Environment variables that change what TensorFlow computes or how fast: pinned and recorded.
 PINNED_ENV = ("TF_ENABLE_ONEDNN_OPTS", "TF_SET_ONEDNN_FPMATH_MODE", "TF_XLA_FLAGS", "OMP_NUM_THREADS",
               "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_CPP_MIN_LOG_LEVEL")

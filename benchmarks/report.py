@@ -12,9 +12,9 @@ from data_pipeline.shards import atomic_write_bytes
 import numpy as np
 
 from . import plots
-from .config import BASELINE, CLAIMED_RATIO
+from .config import BASELINE, CLAIMED_RATIO, PRECISION_TARGET
+from .summary import interval_half_widths, summarize_results, within_target
 
-PRECISION_TARGET = 0.10  # each interval within +-10% of its ratio (issue 5)
 
 LADDER = (("eager", False, "eager (GradientTape, no tf.function)"),
           ("keras-ctl", False, "tf.function (custom loop)"),
@@ -34,7 +34,6 @@ def load_results(path: str | Path) -> dict:
         raise DataError(f"{path}: not a results JSON ({err})") from None
     if not isinstance(results, dict) or "runs" not in results or "schema" not in results:
         raise DataError(f"{path}: not a benchmarks results file (no 'schema'/'runs')")
-    from .summary import summarize_results
     # The summary is derived: recomputed from the raw runs, so an interrupted run is summarised
     # from what exists and a report always uses the current statistics.
     results["summary"] = summarize_results(results)
@@ -139,9 +138,9 @@ def precision_rows(ratios: list[dict], runs: list[dict]) -> list[dict]:
                     medians.setdefault(run["repeat"], {})[mode] = float(np.median(times))
                     spreads.append(float(np.subtract(*np.percentile(times, [75, 25])) / np.median(times)))
         per_repeat = [m[BASELINE] / m[r["mode"]] for _, m in sorted(medians.items()) if len(m) == 2]
-        below, above = 1 - r["lo"] / r["ratio"], r["hi"] / r["ratio"] - 1
+        below, above = interval_half_widths(r)
         rows.append({"mode": r["mode"], "group": r["group"], "ratio": r["ratio"], "below": below, "above": above,
-                     "per_repeat": per_repeat, "met": max(below, above) <= PRECISION_TARGET,
+                     "per_repeat": per_repeat, "met": within_target(r),
                      "within_process": float(np.median(spreads)) if spreads else 0.0,
                      "between_repeats": max(per_repeat) / min(per_repeat) - 1 if per_repeat else 0.0})
     return rows
@@ -154,7 +153,7 @@ def _precision(rows: list[dict]) -> list[str]:
              "| mode | vs keras-fit in | ratio | interval, % of ratio | ratio per repeat | within a process | "
              "between repeats | target |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        more = "" if r["met"] else (" (add `--repeats`)" if r["between_repeats"] > r["within_process"]
+        more = "" if r["met"] else (" (add `--repeats` or `--budget-min`)" if r["between_repeats"] > r["within_process"]
                                     else " (add `--steps`)")
         lines.append(f"| {r['mode']} | {r['group']} | {r['ratio']:.2f}x | -{r['below']:.1%} / +{r['above']:.1%} | "
                      f"{', '.join(f'{x:.2f}' for x in r['per_repeat'])} | {r['within_process']:.0%} | "
@@ -194,6 +193,18 @@ def verdict(summary: dict) -> str:
     return text
 
 
+def _extra_repeats(results: dict) -> str:
+    """How many repeats the run added for imprecise comparisons, and why it stopped adding."""
+    adaptive = results.get("adaptive") or {}
+    if not adaptive.get("budget_s"):
+        return ""
+    extra = adaptive.get("extra", [])
+    groups = {key.split("/", 1)[1] for round_ in extra for key in round_["keys"]}
+    return (f" plus {len(extra)} for the {len(groups)} comparison(s) whose interval was wider than "
+            f"+-{adaptive['target']:.0%} (at most {adaptive['max_repeats']} in all, within "
+            f"{adaptive['budget_s'] / 60:.0f} min)")
+
+
 def write_report(results: dict, out_dir: str | Path) -> Path:
     """report.md, results.csv and the PNGs into `out_dir`; returns the report's path."""
     out = Path(out_dir)
@@ -205,8 +216,8 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     atomic_write_bytes(out / "results.csv", results_csv(results))
     machine = results.get("machine", {})
     lines = ["# Benchmark report: TF1 static graphs vs Keras", "",
-             f"Preset `{results.get('preset')}`, {results.get('repeats')} interleaved repeats, each configuration "
-             f"in a fresh process. Machine: {machine.get('cpu_model', machine.get('processor'))}, "
+             f"Preset `{results.get('preset')}`, {results.get('repeats')} interleaved repeats{_extra_repeats(results)}, "
+             f"each configuration in a fresh process. Machine: {machine.get('cpu_model', machine.get('processor'))}, "
              f"{machine.get('cpu_count')} CPUs, {machine.get('memory_gib')} GiB; commit {results.get('git_commit')}; "
              f"environment {json.dumps(results.get('environment'))}.", "",
              "## Verdict", "", verdict(summary), ""]

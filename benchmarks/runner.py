@@ -3,6 +3,7 @@ writes the results JSON after every configuration so an interrupted run loses no
 
 Results schema (``schema`` 1), see docs/benchmarks.md:
   machine, versions, git_commit, environment, preset, repeats, started/finished,
+  adaptive: {budget_s, max_repeats, target, extra: [{repeat, keys}]},
   runs: [{key, repeat, ok, error?, config, settings, build_s, first_step_s,
           warmup_times_s, step_times_s, peak_rss_mb, wall_s}],
   skipped: [{key, reason}], pipeline: [{manifest, batch, images_per_s}],
@@ -22,7 +23,7 @@ from typing import Callable
 
 from data_pipeline.shards import write_json
 
-from .config import PINNED_ENV, BenchConfig
+from .config import MAX_REPEATS, PINNED_ENV, PRECISION_TARGET, BenchConfig
 from .worker import RESULT_MARK
 
 SCHEMA_VERSION = 1
@@ -97,13 +98,39 @@ def _pipeline_rates(configs: list[BenchConfig], manifest: str | None) -> list[di
     return [{"manifest": m, "batch": b, "images_per_s": pipeline_rate(m, b)} for m, b in pairs]
 
 
+def _log_record(log: Callable[[str], None], record: dict, config: BenchConfig, progress: str) -> None:
+    if record["ok"]:
+        times = sorted(record["step_times_s"])
+        outcome = f"{config.batch / times[len(times) // 2]:,.1f} images/s"
+    else:
+        outcome = f"FAILED: {record['error']}"
+    log(f"[{progress}] {config.key()} repeat {record['repeat'] + 1}: {outcome} ({record['wall_s']:.0f} s)")
+
+
+def _round_estimate_s(results: dict, keys: list[str]) -> float:
+    """Expected wall time of one more repeat of `keys`: the mean of their runs so far."""
+    walls = {}
+    for run in results["runs"]:
+        walls.setdefault(run["key"], []).append(run.get("wall_s", 0.0))
+    return sum(sum(walls[k]) / len(walls[k]) for k in keys if k in walls)
+
+
 def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | None = None,
-        manifest: str | None = None, timeout: float = 1800, log: Callable[[str], None] = print) -> dict:
-    """Every applicable configuration `repeats` times, interleaved; returns the results."""
-    from .summary import summarize_results
+        manifest: str | None = None, timeout: float = 1800, log: Callable[[str], None] = print,
+        budget_s: float | None = None, max_repeats: int = MAX_REPEATS,
+        target: float = PRECISION_TARGET) -> dict:
+    """Every applicable configuration `repeats` times, interleaved; returns the results.
+
+    With `budget_s`, further interleaved repeats follow for the two sides of every graph /
+    keras-fit ratio whose interval is still wider than +-`target`, up to `max_repeats` in all,
+    while the run's elapsed time plus the next repeat's expected time stays within `budget_s`.
+    """
+    from .summary import imprecise_keys, summarize_results
+    started = time.monotonic()
     results = {"schema": SCHEMA_VERSION, "preset": preset, "repeats": repeats, "machine": machine_info(),
                "git_commit": _git_commit(), "started": dt.datetime.now(dt.timezone.utc).isoformat(),
                "environment": {name: os.environ.get(name) for name in PINNED_ENV},
+               "adaptive": {"budget_s": budget_s, "max_repeats": max_repeats, "target": target, "extra": []},
                "configs": [c.to_dict() for c in configs], "runs": [], "skipped": [], "pipeline": []}
     runnable = []
     for config in configs:
@@ -118,19 +145,32 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
             f"{rate['images_per_s']:,.0f} images/s")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     env, total, done = worker_env(), len(runnable) * repeats, 0
+
+    def measure(config: BenchConfig, repeat: int, progress: str) -> None:
+        record = run_one(config, env, timeout)
+        record["repeat"] = repeat
+        results["runs"].append(record)
+        _log_record(log, record, config, progress)
+        write_json(out_path, results)
+
     for repeat in range(repeats):
         for config in runnable:
-            record = run_one(config, env, timeout)
-            record["repeat"] = repeat
-            results["runs"].append(record)
             done += 1
-            if record["ok"]:
-                times = sorted(record["step_times_s"])
-                outcome = f"{config.batch / times[len(times) // 2]:,.1f} images/s"
-            else:
-                outcome = f"FAILED: {record['error']}"
-            log(f"[{done}/{total}] {config.key()} repeat {repeat + 1}: {outcome} ({record['wall_s']:.0f} s)")
-            write_json(out_path, results)
+            measure(config, repeat, f"{done}/{total}")
+    for repeat in range(repeats, max_repeats if budget_s else repeats):
+        keys = imprecise_keys(results, target)
+        estimate, elapsed = _round_estimate_s(results, keys), time.monotonic() - started
+        if not keys or elapsed + estimate > budget_s:
+            log(f"extra repeats: {'none needed' if not keys else 'stopped by the time budget'} "
+                f"({elapsed / 60:.1f} of {budget_s / 60:.1f} min used)")
+            break
+        groups = {key.split("/", 1)[1] for key in keys}
+        log(f"repeat {repeat + 1} of at most {max_repeats} for {len(groups)} comparison(s) outside "
+            f"+-{target:.0%} (about {estimate:.0f} s; {elapsed / 60:.1f} of {budget_s / 60:.1f} min used)")
+        results["adaptive"]["extra"].append({"repeat": repeat, "keys": keys})
+        chosen = [c for c in runnable if c.key() in keys]
+        for i, config in enumerate(chosen, 1):
+            measure(config, repeat, f"extra {i}/{len(chosen)}")
     results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
     results["summary"] = summarize_results(results)
     write_json(out_path, results)

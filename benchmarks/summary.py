@@ -9,7 +9,7 @@ import numpy as np
 
 from data_pipeline.errors import DataError
 
-from .config import BASELINE, CLAIMED_RATIO, BenchConfig, check_comparable
+from .config import BASELINE, CLAIMED_RATIO, PRECISION_TARGET, BenchConfig, check_comparable
 from .stats import crossover_batch, overhead_fit, ratio_interval, throughput
 
 
@@ -92,6 +92,26 @@ def comparisons(configs: dict[str, dict]) -> tuple[list[dict], list[dict]]:
                 ratios.append({"group": group, "mode": mode, "baseline": BASELINE, **interval,
                                "batch": entry["batch"], "family": entry["family"]})
     return ratios, refused
+
+
+def interval_half_widths(ratio: dict) -> tuple[float, float]:
+    """How far the interval reaches below and above the ratio, as fractions of the ratio."""
+    return 1 - ratio["lo"] / ratio["ratio"], ratio["hi"] / ratio["ratio"] - 1
+
+
+def within_target(ratio: dict, target: float = PRECISION_TARGET) -> bool:
+    return max(interval_half_widths(ratio)) <= target
+
+
+def imprecise_keys(results: dict, target: float = PRECISION_TARGET) -> list[str]:
+    """Configuration keys of both sides of every graph-mode / keras-fit ratio whose interval
+    is wider than +-target: the configurations another repeat should measure."""
+    ratios, _ = comparisons(per_config(results))
+    keys = []
+    for r in ratios:
+        if r["mode"].startswith("graph") and not within_target(r, target):
+            keys += [f"{r['mode']}/{r['group']}", f"{BASELINE}/{r['group']}"]
+    return list(dict.fromkeys(keys))
 
 
 def fits(configs: dict[str, dict]) -> list[dict]:
