@@ -202,3 +202,16 @@ def test_extra_repeats_stop_when_every_pair_is_precise(monkeypatch, tmp_path):
     assert len(results["runs"]) == 6 and any("none needed" in line for line in lines)
     (ratio,) = results["summary"]["ratios"]
     assert abs(ratio["ratio"] - 1 / 0.9) < 1e-9
+
+
+def test_verdict_credits_fused_batch_norm_gain_to_the_kernel():
+    from benchmarks.report import verdict
+    group = "resnet50/train/b32/224px/fp32/noxla/cpu/NHWC/synthetic"
+    ratios = [{"mode": "graph", "group": group, "ratio": 1.0, "lo": 0.95, "hi": 1.05},
+              {"mode": "graph-fused-bn", "group": group, "ratio": 1.4, "lo": 1.35, "hi": 1.45}]
+    text = verdict({"ratios": ratios, "fits": [], "crossovers": []})
+    assert "manual batch norm: 1.40x for " + group in text and "belongs to the kernel" in text
+    assert "fused" not in verdict({"ratios": ratios[:1], "fits": [], "crossovers": []}).lower()
+    ratios[1]["ratio"] = 0.8  # slower than manual BN (as under XLA on this CPU): no credit claimed
+    text = verdict({"ratios": ratios, "fits": [], "crossovers": []})
+    assert "manual batch norm: 0.80x" in text and "belongs to the kernel" not in text
