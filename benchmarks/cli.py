@@ -76,11 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", nargs="+", type=int, help="only these batch sizes")
     p.add_argument("--steps", type=int, help="timed steps per configuration (preset's by default)")
     p.add_argument("--warmup", type=int, help="warm-up steps, excluded from the timing")
-    p.add_argument("--repeats", type=int, help="interleaved repeats (preset's by default)")
+    p.add_argument("--repeats", type=model_cli.positive_int, help="interleaved repeats (preset's by default)")
     p.add_argument("--budget-min", type=float,
                    help="after the repeats, repeat graph/Keras-fit pairs whose interval is wider than +-10%% while "
                         "the whole run stays within this many minutes (quick: 13; 0: off; off when --repeats is given)")
-    p.add_argument("--max-repeats", type=int, default=MAX_REPEATS, help="at most this many repeats of a pair")
+    p.add_argument("--max-repeats", type=model_cli.positive_int, default=MAX_REPEATS, help="at most this many repeats of a pair")
     p.add_argument("--image-size", type=int, help="image size for image models (preset's by default)")
     p.add_argument("--precision", choices=PRECISIONS, help="every configuration in this precision")
     p.add_argument("--xla", choices=("on", "off"), help="XLA on or off for every configuration")

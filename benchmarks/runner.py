@@ -171,6 +171,10 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
         chosen = [c for c in runnable if c.key() in keys]
         for i, config in enumerate(chosen, 1):
             measure(config, repeat, f"extra {i}/{len(chosen)}")
+    else:
+        if budget_s and imprecise_keys(results, target):
+            log(f"extra repeats: the cap of {max_repeats} repeats is reached; the report says which "
+                f"comparisons are still wider than +-{target:.0%}")
     results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
     results["summary"] = summarize_results(results)
     write_json(out_path, results)

@@ -181,7 +181,8 @@ def test_extra_repeats_only_for_imprecise_pairs_and_within_the_budget(monkeypatc
     from benchmarks import runner
     monkeypatch.setattr(runner, "run_one", _fake_worker(noisy_batch=4))
     configs = [BenchConfig(mode=m, batch=b, image_size=32) for b in (4, 16) for m in ("graph", "keras-fit")]
-    results = runner.run(configs, 3, tmp_path / "results.json", log=lambda _: None, budget_s=budget_s, max_repeats=6)
+    lines = []
+    results = runner.run(configs, 3, tmp_path / "results.json", log=lines.append, budget_s=budget_s, max_repeats=6)
     extra = [r for r in results["runs"] if r["repeat"] >= 3]
     if not expect_extra:
         assert not extra and not results["adaptive"]["extra"]
@@ -190,6 +191,7 @@ def test_extra_repeats_only_for_imprecise_pairs_and_within_the_budget(monkeypatc
     assert {r["key"].split("/")[0] for r in extra} == {"graph", "keras-fit"}
     assert {r["config"]["batch"] for r in extra} == {4} and len(extra) == 2 * 3
     assert [e["repeat"] for e in results["adaptive"]["extra"]] == [3, 4, 5]
+    assert any("cap of 6 repeats is reached" in line for line in lines)
     assert json.loads((tmp_path / "results.json").read_text())["adaptive"]["extra"] == results["adaptive"]["extra"]
 
 
