@@ -30,6 +30,11 @@ PINNED_ENV = ("TF_ENABLE_ONEDNN_OPTS", "TF_SET_ONEDNN_FPMATH_MODE", "TF_XLA_FLAG
               "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_CPP_MIN_LOG_LEVEL")
 
 
+def group_of(key: str) -> str:
+    """The group of a configuration key (`BenchConfig.key()`): the key without its mode."""
+    return key.split("/", 1)[1]
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     mode: str = "graph"
@@ -56,7 +61,7 @@ class BenchConfig:
 
     def group(self) -> str:
         """The key without the mode: configurations in one group are compared with each other."""
-        return self.key().split("/", 1)[1]
+        return group_of(self.key())
 
     def input_shape(self) -> tuple[int, int, int]:
         return (7, 7, 512) if self.model == "vgg16_head" else (self.image_size, self.image_size, 3)

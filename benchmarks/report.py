@@ -12,7 +12,7 @@ from data_pipeline.shards import atomic_write_bytes
 import numpy as np
 
 from . import plots
-from .config import BASELINE, CLAIMED_RATIO, PRECISION_TARGET
+from .config import BASELINE, CLAIMED_RATIO, GRAPH_MODES, PRECISION_TARGET, group_of
 from .summary import interval_half_widths, summarize_results, within_target
 
 
@@ -128,7 +128,7 @@ def precision_rows(ratios: list[dict], runs: list[dict]) -> list[dict]:
     repeat's medians (how much fresh processes differ), and whether it meets the target."""
     rows = []
     for r in ratios:
-        if not r["mode"].startswith("graph"):
+        if r["mode"] not in GRAPH_MODES:
             continue
         medians, spreads = {}, []
         for run in runs:
@@ -163,7 +163,7 @@ def _precision(rows: list[dict]) -> list[str]:
 
 def verdict(summary: dict) -> str:
     """A short paragraph from the numbers: where the claim holds, where not, and why."""
-    graph = [r for r in summary["ratios"] if r["mode"] in ("graph", "graph-feed", "graph-fused-bn")]
+    graph = [r for r in summary["ratios"] if r["mode"] in GRAPH_MODES]
     if not graph:
         return "No graph mode was compared with Keras fit in this run, so there is no verdict on the claim."
     parts = [f"Claimed: not using Keras is about {CLAIMED_RATIO}x faster. Measured (graph mode / Keras fit, "
@@ -216,7 +216,7 @@ def _extra_repeats(results: dict) -> str:
     if not adaptive.get("budget_s"):
         return ""
     extra = adaptive.get("extra", [])
-    groups = {key.split("/", 1)[1] for round_ in extra for key in round_["keys"]}
+    groups = {group_of(key) for round_ in extra for key in round_["keys"]}
     return (f" plus {len(extra)} for the {len(groups)} comparison(s) whose interval was wider than "
             f"+-{adaptive['target']:.0%} (at most {adaptive['max_repeats']} in all, within "
             f"{adaptive['budget_s'] / 60:.0f} min)")

@@ -23,7 +23,7 @@ from typing import Callable
 
 from data_pipeline.shards import write_json
 
-from .config import MAX_REPEATS, PINNED_ENV, PRECISION_TARGET, BenchConfig
+from .config import MAX_REPEATS, PINNED_ENV, PRECISION_TARGET, BenchConfig, group_of
 from .worker import RESULT_MARK
 
 SCHEMA_VERSION = 1
@@ -157,24 +157,28 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
         for config in runnable:
             done += 1
             measure(config, repeat, f"{done}/{total}")
-    for repeat in range(repeats, max_repeats if budget_s else repeats):
+    repeat = repeats
+    while budget_s:  # one bootstrap summary per round decides the next
         keys = imprecise_keys(results, target)
         estimate, elapsed = _round_estimate_s(results, keys), time.monotonic() - started
-        if not keys or elapsed + estimate > budget_s:
-            log(f"extra repeats: {'none needed' if not keys else 'stopped by the time budget'} "
-                f"({elapsed / 60:.1f} of {budget_s / 60:.1f} min used)")
+        used = f"{elapsed / 60:.1f} of {budget_s / 60:.1f} min used"
+        if not keys:
+            log(f"extra repeats: none needed ({used})")
             break
-        groups = {key.split("/", 1)[1] for key in keys}
-        log(f"repeat {repeat + 1} of at most {max_repeats} for {len(groups)} comparison(s) outside "
-            f"+-{target:.0%} (about {estimate:.0f} s; {elapsed / 60:.1f} of {budget_s / 60:.1f} min used)")
+        if repeat >= max_repeats:
+            log(f"extra repeats: the cap of {max_repeats} repeats is reached; the report says which "
+                f"comparisons are still wider than +-{target:.0%} ({used})")
+            break
+        if elapsed + estimate > budget_s:
+            log(f"extra repeats: stopped by the time budget ({used})")
+            break
+        log(f"repeat {repeat + 1} of at most {max_repeats} for {len({group_of(k) for k in keys})} comparison(s) "
+            f"outside +-{target:.0%} (about {estimate:.0f} s; {used})")
         results["adaptive"]["extra"].append({"repeat": repeat, "keys": keys})
         chosen = [c for c in runnable if c.key() in keys]
         for i, config in enumerate(chosen, 1):
             measure(config, repeat, f"extra {i}/{len(chosen)}")
-    else:
-        if budget_s and imprecise_keys(results, target):
-            log(f"extra repeats: the cap of {max_repeats} repeats is reached; the report says which "
-                f"comparisons are still wider than +-{target:.0%}")
+        repeat += 1
     results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
     results["summary"] = summarize_results(results)
     write_json(out_path, results)

@@ -9,7 +9,7 @@ import numpy as np
 
 from data_pipeline.errors import DataError
 
-from .config import BASELINE, CLAIMED_RATIO, PRECISION_TARGET, BenchConfig, check_comparable
+from .config import BASELINE, CLAIMED_RATIO, GRAPH_MODES, PRECISION_TARGET, BenchConfig, check_comparable
 from .stats import crossover_batch, overhead_fit, ratio_interval, throughput
 
 
@@ -109,7 +109,7 @@ def imprecise_keys(results: dict, target: float = PRECISION_TARGET) -> list[str]
     ratios, _ = comparisons(per_config(results))
     keys = []
     for r in ratios:
-        if r["mode"].startswith("graph") and not within_target(r, target):
+        if r["mode"] in GRAPH_MODES and not within_target(r, target):
             keys += [f"{r['mode']}/{r['group']}", f"{BASELINE}/{r['group']}"]
     return list(dict.fromkeys(keys))
 
