@@ -26,7 +26,8 @@ from .images import load_site, sample_channels, site_to_sample
 from .layout import SiteKey
 from .metadata import (class_names_for, encode_labels, expand_sites, read_metadata, select,
                        split_by_experiment, split_random)
-from .shards import MANIFEST_NAME, TMP_MARK, sha256_file, write_json, write_shard
+from .atomic import TMP_MARK, write_json
+from .shards import MANIFEST_NAME, sha256_file, write_shard
 
 JOURNAL_NAME = MANIFEST_NAME + ".partial"
 # Test hooks: simulate a kill (SIGKILL, no clean-up) at a chosen point of a build.

@@ -17,7 +17,8 @@ import numpy as np
 from .build import BuildOptions, ShardJob, make_manifest
 from .constants import IMAGE_MODE_RAW, IMAGE_MODE_RGB
 from .errors import DataError
-from .shards import MANIFEST_NAME, TMP_MARK, load_manifest, open_h5, shard_path, split_records, write_json, write_shard
+from .atomic import atomic_path, write_json
+from .shards import MANIFEST_NAME, load_manifest, open_h5, shard_path, split_records, write_shard
 
 SPLITS = (("train", "x_train", "y_train"), ("val", "x_val", "y_val"))
 
@@ -35,16 +36,14 @@ def export_cell_h5(manifest_path: str | os.PathLike, out_path: str | os.PathLike
     """Write `out_path` (atomically) from the manifest's train and val splits; returns counts."""
     manifest = load_manifest(manifest_path)
     out_path = Path(out_path)
-    tmp = out_path.with_name(f"{out_path.name}{TMP_MARK}{os.getpid()}")
     counts = {}
-    with h5py.File(tmp, "w") as handle:
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as handle:
         for split, x_name, y_name in SPLITS:
             images, labels = _read_split(manifest, split)
             handle.create_dataset(x_name, data=images, dtype="uint8")
             handle.create_dataset(y_name, data=labels, dtype="int32")
             counts[split] = len(images)
         handle.create_dataset("classes", data=np.asarray(manifest["class_names"], dtype="S"))
-    os.replace(tmp, out_path)
     return counts
 
 

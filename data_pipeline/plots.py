@@ -1,4 +1,4 @@
-"""PNG figures shared by every package: a site's channels, training curves.
+"""PNG figures: `save_figure` for every package's plots, and a site's channels (`show`).
 
 Uses matplotlib's Agg backend (no display needed) and writes each figure through a
 temporary file and a rename, so an existing figure is never left half-written.
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 
@@ -18,16 +17,17 @@ from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 
 from .constants import CHANNEL_NAMES, CHANNELS  # noqa: E402
 from .images import RGB_MAP, convert_tensor_to_rgb  # noqa: E402
-from .shards import TMP_MARK  # noqa: E402
+from .atomic import atomic_path  # noqa: E402
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}{TMP_MARK}{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, keep_suffix=True, fsync=False) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -48,22 +48,5 @@ def plot_site(site: np.ndarray, title: str, path: str | os.PathLike) -> Path:
     axes[-1].set_title("composite (rxrx1-utils)", fontsize=8)
     for ax in axes:
         ax.set_axis_off()
-    fig.suptitle(title)
-    return save_figure(fig, path)
-
-
-def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike,
-                 title: str = "") -> Path:
-    """Accuracy and loss per epoch, train vs validation (textbook P3.34) -> PNG."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, metric in zip(axes, ("accuracy", "loss")):
-        for key, style in ((metric, "o-"), (f"val_{metric}", "s--")):
-            values = history.get(key)
-            if values:
-                ax.plot(range(1, len(values) + 1), values, style, label=key)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend()
     fig.suptitle(title)
     return save_figure(fig, path)

@@ -13,6 +13,8 @@ import zlib
 
 import numpy as np
 
+from .atomic import atomic_path
+
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -41,7 +43,5 @@ def encode_gray8(image: np.ndarray) -> bytes:
 
 def write_gray8(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write a PNG atomically (temporary name, then rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as handle:
-        handle.write(encode_gray8(image))
-    os.replace(tmp, path)
+    with atomic_path(path, fsync=False) as tmp:
+        tmp.write_bytes(encode_gray8(image))

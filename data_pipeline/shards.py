@@ -2,8 +2,8 @@
 
 A shard holds ``images`` (N, H, W, C) uint8 (or float32 for cached features),
 ``labels`` (N,) int32 (-1 = unlabelled), ``id_codes`` (N,) and ``sites`` (N,) uint8, with
-fletcher32 checksums on every dataset. It is written under a temporary name, flushed,
-fsynced and renamed, so a final name never holds half a shard. ``manifest.json`` lists
+fletcher32 checksums on every dataset. It is written atomically
+(`atomic.atomic_path`), so a final name never holds half a shard. ``manifest.json`` lists
 each shard's split, count and SHA-256.
 """
 from __future__ import annotations
@@ -18,10 +18,10 @@ import h5py
 import numpy as np
 
 from .constants import SHARD_SCHEMA_VERSION
+from .atomic import atomic_path
 from .errors import DataError
 
 MANIFEST_NAME = "manifest.json"
-TMP_MARK = ".tmp-"
 _CHUNK_BYTES = 1 << 20
 
 
@@ -33,20 +33,6 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename."""
-    tmp = f"{path}{TMP_MARK}{os.getpid()}"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def write_json(path: str | os.PathLike, payload: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
-
-
 def write_shard(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
                 id_codes: Sequence[str], sites: Sequence[int], attrs: dict[str, Any],
                 before_rename=None) -> str:
@@ -55,24 +41,19 @@ def write_shard(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
     if not (len(labels) == len(id_codes) == len(sites) == n) or n == 0:
         raise ValueError(f"shard {path}: {n} images but {len(labels)} labels, "
                          f"{len(id_codes)} ids, {len(sites)} sites")
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
     chunk = (_chunk_samples(images[0].nbytes, n),) + images.shape[1:]
-    with h5py.File(tmp, "w") as handle:
-        handle.create_dataset("images", data=images, chunks=chunk, fletcher32=True)
-        handle.create_dataset("labels", data=np.asarray(labels, np.int32), fletcher32=True)
-        handle.create_dataset("id_codes", data=np.asarray(id_codes, dtype="S"), fletcher32=True)
-        handle.create_dataset("sites", data=np.asarray(sites, np.uint8), fletcher32=True)
-        handle.attrs["schema_version"] = SHARD_SCHEMA_VERSION
-        for key, value in attrs.items():
-            handle.attrs[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
-        handle.flush()
-    with open(tmp, "rb+") as raw:
-        os.fsync(raw.fileno())
-    if before_rename:
-        before_rename(tmp)
-    digest = sha256_file(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as handle:
+            handle.create_dataset("images", data=images, chunks=chunk, fletcher32=True)
+            handle.create_dataset("labels", data=np.asarray(labels, np.int32), fletcher32=True)
+            handle.create_dataset("id_codes", data=np.asarray(id_codes, dtype="S"), fletcher32=True)
+            handle.create_dataset("sites", data=np.asarray(sites, np.uint8), fletcher32=True)
+            handle.attrs["schema_version"] = SHARD_SCHEMA_VERSION
+            for key, value in attrs.items():
+                handle.attrs[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
+        if before_rename:
+            before_rename(tmp)
+        digest = sha256_file(tmp)
     return digest
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from .constants import (CELL_TYPES, CHANNELS, NEGATIVE_CONTROL_SIRNA, POSITIVE_CONTROL_SIRNAS,
                         RAW_IMAGE_SIZE, WELL_COLUMNS, WELL_ROWS)
+from .atomic import atomic_path
 from .errors import DataError
 from .images import RGB_MAP
 from .layout import SiteKey, site_channel_path
@@ -114,9 +115,8 @@ def write_metadata(config: SynthConfig, root: Path, layout: pd.DataFrame) -> Non
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path, fsync=False) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 @dataclass
