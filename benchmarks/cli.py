@@ -5,8 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from data_pipeline import model_cli
-from data_pipeline.errors import DataError
+from data_pipeline.errors import DataError, main_with_errors, positive_int
 
 from .config import MAX_REPEATS, MODELS, MODES, PRECISIONS, PRESET_BUDGET_S, preset, with_overrides
 
@@ -76,11 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", nargs="+", type=int, help="only these batch sizes")
     p.add_argument("--steps", type=int, help="timed steps per configuration (preset's by default)")
     p.add_argument("--warmup", type=int, help="warm-up steps, excluded from the timing")
-    p.add_argument("--repeats", type=model_cli.positive_int, help="interleaved repeats (preset's by default)")
+    p.add_argument("--repeats", type=positive_int, help="interleaved repeats (preset's by default)")
     p.add_argument("--budget-min", type=float,
                    help="after the repeats, repeat graph/Keras-fit pairs whose interval is wider than +-10%% while "
                         "the whole run stays within this many minutes (quick: 13; 0: off; off when --repeats is given)")
-    p.add_argument("--max-repeats", type=model_cli.positive_int, default=MAX_REPEATS, help="at most this many repeats of a pair")
+    p.add_argument("--max-repeats", type=positive_int, default=MAX_REPEATS, help="at most this many repeats of a pair")
     p.add_argument("--image-size", type=int, help="image size for image models (preset's by default)")
     p.add_argument("--precision", choices=PRECISIONS, help="every configuration in this precision")
     p.add_argument("--xla", choices=("on", "off"), help="XLA on or off for every configuration")
@@ -97,5 +96,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return model_cli.main_with_errors(build_parser(), argv, lambda args: args.func(args),
+    return main_with_errors(build_parser(), argv, lambda args: args.func(args),
                                       interrupted="results so far are in the results JSON")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from data_pipeline.errors import DataError
-from data_pipeline.shards import atomic_write_bytes
+from data_pipeline.atomic import atomic_write_bytes
 
 import numpy as np
 

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from data_pipeline.shards import write_json
+from data_pipeline.atomic import write_json
+from data_pipeline.tf_logging import quiet_tensorflow_logs
 
 from .config import MAX_REPEATS, PINNED_ENV, PRECISION_TARGET, BenchConfig, group_of
 from .worker import RESULT_MARK
@@ -59,8 +60,8 @@ def machine_info() -> dict:
 
 def worker_env() -> dict:
     """The environment every worker gets: the caller's, quieter logs; identical for all modes."""
+    quiet_tensorflow_logs()
     env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
 

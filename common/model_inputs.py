@@ -1,7 +1,7 @@
-"""What input each model accepts, checked the same way by both APIs."""
+"""What input each model accepts, checked the same way by both APIs (tensors and shards)."""
 from __future__ import annotations
 
-from .errors import DataError
+from data_pipeline.errors import DataError
 
 
 def check_input_shape(name: str, input_shape) -> None:
@@ -19,3 +19,11 @@ def check_input_shape(name: str, input_shape) -> None:
     if height != width or height < 32 or (name == "vgg16_transfer" and height % 32):
         need = "a multiple of 32" if name == "vgg16_transfer" else "at least 32"
         raise DataError(f"{name}: input must be square and {need} pixels, got {height}x{width}")
+
+
+def check_manifest_input(name: str, manifest: dict) -> None:
+    """DataError if the shards of `manifest` cannot feed model `name`: the head trains on
+    feature shards (`extract-features`), the other models on images."""
+    if name == "vgg16_head" and manifest["image_mode"] != "vgg16_features":
+        raise DataError(f"{manifest['_path']}: vgg16_head trains on feature shards (extract-features), "
+                        f"not {manifest['image_mode']!r}")

@@ -1,16 +1,27 @@
-"""The files of a training run, the same for both APIs: run_config.json, history (JSON, CSV, PNG)."""
+"""The files of a training run, the same for both APIs: run_config.json, history (JSON, CSV, PNG).
+
+The trainers own their configurations; this module only records them (`start_run`) and
+the per-epoch history.
+"""
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
 from pathlib import Path
+from typing import Mapping, Sequence
 
-from .errors import DataError
-from .plots import plot_history
-from .shards import atomic_write_bytes, write_json
+from data_pipeline.atomic import atomic_write_bytes, write_json
+from data_pipeline.errors import DataError
+from data_pipeline.plots import plt, save_figure
+from data_pipeline.shards import load_manifest
+
+from .model_inputs import check_manifest_input
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "images_per_sec")
+# Keys of run_config.json that must not change when a run directory is trained again.
+IDENTITY_KEYS = ("model", "class_names", "image_shape")
 
 
 def save_run_config(out_dir: Path, config: dict) -> None:
@@ -18,7 +29,7 @@ def save_run_config(out_dir: Path, config: dict) -> None:
     path = out_dir / "run_config.json"
     if path.exists():
         previous = json.loads(path.read_text())
-        for key in ("model", "class_names", "image_shape"):
+        for key in IDENTITY_KEYS:
             if previous.get(key) != config.get(key):
                 raise DataError(f"{path}: the run in {out_dir} has a different {key} "
                                 f"({_short(previous.get(key))} vs {_short(config.get(key))}); use another --out")
@@ -31,12 +42,40 @@ def _short(value) -> str:
     return text if len(text) < 60 else text[:57] + "..."
 
 
-def load_run_config(out_dir: Path) -> dict:
+def load_run_config(out_dir: str | os.PathLike) -> dict:
     path = Path(out_dir) / "run_config.json"
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise DataError(f"{path}: not a training run (no run_config.json)") from None
+
+
+def load_training_manifest(path: str | os.PathLike, model: str) -> dict:
+    """The shards manifest a run of `model` trains on; DataError if it cannot feed the model."""
+    manifest = load_manifest(path)
+    check_manifest_input(model, manifest)
+    return manifest
+
+
+def input_fields(manifest: dict) -> dict:
+    """What a trainer's configuration takes from its shards: class count and sample shape."""
+    return {"num_classes": len(manifest["class_names"]), "image_shape": tuple(manifest["image_shape"])}
+
+
+def start_run(api: str, model: str, manifest: dict, out_dir: Path, api_config: dict, batch_size: int,
+              steps_per_epoch: int | None) -> int:
+    """Create `out_dir` and write (or check) its run_config.json for `model` trained by `api`
+    on `manifest` with `api_config` (the trainer's own configuration, as a dict)
+    -> train steps per epoch (`steps_per_epoch`, or one pass over the train split)."""
+    from data_pipeline import num_batches  # imports TensorFlow: only when a run starts
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_run_config(out_dir, {"api": api, "model": model, "class_names": manifest["class_names"],
+                              "image_mode": manifest["image_mode"], "image_shape": list(manifest["image_shape"]),
+                              f"{api}_config": api_config})
+    steps = steps_per_epoch or num_batches(manifest, "train", batch_size, True)
+    if steps < 1:
+        raise DataError(f"{manifest['_path']}: fewer train samples than one batch of {batch_size}")
+    return steps
 
 
 def save_history(out_dir: Path, history: dict, title: str) -> None:
@@ -67,25 +106,17 @@ def new_history() -> dict:
             "early_stopping": {"best": None, "best_epoch": None, "wait": 0, "stopped_epoch": None}}
 
 
-def start_run(api: str, config, manifest_path, out_dir: Path, batch_size: int,
-              steps_per_epoch: int | None) -> tuple[dict, int]:
-    """What both trainers do first: load the manifest, fit `config` (a dataclass with model,
-    num_classes, image_shape) to it, check the model suits the shards, write or check
-    run_config.json in `out_dir` -> (manifest, train steps per epoch)."""
-    from dataclasses import asdict
-    from .dataset import num_batches
-    from .shards import load_manifest
-    manifest = load_manifest(manifest_path)
-    config.num_classes = len(manifest["class_names"])
-    config.image_shape = tuple(manifest["image_shape"])
-    if config.model == "vgg16_head" and manifest["image_mode"] != "vgg16_features":
-        raise DataError(f"{manifest['_path']}: vgg16_head trains on feature shards (extract-features), "
-                        f"not {manifest['image_mode']!r}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_run_config(out_dir, {"api": api, "model": config.model, "class_names": manifest["class_names"],
-                              "image_mode": manifest["image_mode"], "image_shape": list(config.image_shape),
-                              f"{api}_config": asdict(config)})
-    steps = steps_per_epoch or num_batches(manifest, "train", batch_size, True)
-    if steps < 1:
-        raise DataError(f"{manifest['_path']}: fewer train samples than one batch of {batch_size}")
-    return manifest, steps
+def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike, title: str = "") -> Path:
+    """Accuracy and loss per epoch, train vs validation (textbook P3.34) -> PNG."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric in zip(axes, ("accuracy", "loss")):
+        for key, style in ((metric, "o-"), (f"val_{metric}", "s--")):
+            values = history.get(key)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, style, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return save_figure(fig, path)

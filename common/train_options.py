@@ -21,7 +21,7 @@ class TrainOptions:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "TrainOptions":
-        """From the flags of `model_cli.add_train_arguments`."""
+        """From the flags of `common.cli.add_train_arguments`."""
         return cls(epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
                    patience=args.patience, min_delta=args.min_delta, resume=not args.no_resume,
                    weights=args.weights)

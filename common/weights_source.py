@@ -19,8 +19,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import DataError
-from .shards import TMP_MARK, open_h5
+from data_pipeline.atomic import atomic_path
+from data_pipeline.errors import DataError
+from data_pipeline.shards import open_h5
 
 KERAS_MODELS = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 KERAS_CACHE_VGG16 = KERAS_MODELS / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -102,8 +103,7 @@ def read_named_convs(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def write_legacy_vgg16(out_path: Path, convs: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     """Write {layer: (kernel, bias)} in Keras's legacy layout (``layer_names``, ``weight_names``)."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f"{out_path.name}{TMP_MARK}{os.getpid()}")
-    with h5py.File(tmp, "w") as handle:
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as handle:
         names = list(VGG16_CONV_SHAPES)
         handle.attrs["layer_names"] = np.array([n.encode() for n in names])
         for name in names:
@@ -112,4 +112,3 @@ def write_legacy_vgg16(out_path: Path, convs: dict[str, tuple[np.ndarray, np.nda
             group.attrs["weight_names"] = np.array([w.encode() for w in weight_names])
             for weight_name, array in zip(weight_names, convs[name]):
                 group.create_dataset(weight_name, data=array.astype(np.float32))
-    os.replace(tmp, out_path)

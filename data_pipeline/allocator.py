@@ -34,7 +34,3 @@ def keep_freed_memory(threshold_bytes: int = 1 << 30) -> bool:
         mallopt(_M_TRIM_THRESHOLD, 2 * threshold_bytes))
     return _applied
 
-
-def allocator_state() -> str:
-    """What the benchmarks record: whether the thresholds are raised in this process."""
-    return "glibc-retain" if _applied else "default"

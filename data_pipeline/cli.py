@@ -156,6 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .model_cli import main_with_errors
+    from .errors import main_with_errors
     return main_with_errors(build_parser(), argv, lambda args: args.func(args),
                             "finished shards are kept; rerun the same command to resume")

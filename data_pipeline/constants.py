@@ -1,7 +1,7 @@
-"""Constants shared by the data pipeline, both model APIs and the benchmarks.
+"""Constants of the RxRx1 data set and of the shards written from it.
 
-One place for the numbers that the two model implementations must agree on, so that
-`graph_api` and `keras_api` never hard-code them separately.
+The numbers the two model implementations must agree on (head widths, BN and RMSprop
+settings) live in `common.constants`.
 """
 from __future__ import annotations
 
@@ -32,24 +32,3 @@ IMAGE_MODE_RAW = "raw6"            # the six channels, resized
 IMAGE_MODES = (IMAGE_MODE_RGB, IMAGE_MODE_RAW)
 DEFAULT_IMAGE_SIZE = 224
 SHARD_SCHEMA_VERSION = 1
-
-# --- Model shapes (DESIGN.md "The two models") ----------------------------------------
-VGG16_FEATURE_SHAPE = (7, 7, 512)
-HEAD_CONV_FILTERS = 64
-HEAD_DENSE_UNITS = 2048
-HEAD_DROPOUT = 0.5
-VGG16_BASE_PARAMS = 14_714_688
-VGG16_HEAD_TRAINABLE_PARAMS = 12_924_052
-RESNET50_PARAMS = 25_858_004
-RESNET50_TRAINABLE_PARAMS = 25_804_884
-
-# --- Batch normalisation: Keras BatchNormalization defaults ---------------------------
-BN_MOMENTUM = 0.99
-BN_EPSILON_KERAS = 1e-3            # keras.layers.BatchNormalization default
-BN_EPSILON_RESNET = 1.001e-5       # keras.applications.ResNet50
-
-# --- RMSprop: Keras 3 defaults ----------------------------------------------------------
-RMSPROP_LEARNING_RATE = 1e-3
-RMSPROP_RHO = 0.9
-RMSPROP_MOMENTUM = 0.0
-RMSPROP_EPSILON = 1e-7

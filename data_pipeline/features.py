@@ -13,8 +13,9 @@ import h5py
 import numpy as np
 
 from .build import BuildOptions, ShardJob, make_manifest
-from .model_cli import as_model_input
-from .shards import MANIFEST_NAME, load_manifest, shard_path, write_json, write_shard
+from .atomic import write_json
+from .images import as_model_input
+from .shards import MANIFEST_NAME, load_manifest, shard_path, write_shard
 
 FEATURE_MODE = "vgg16_features"
 

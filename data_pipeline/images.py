@@ -127,3 +127,9 @@ def sample_channels(mode: str) -> int:
     if mode not in IMAGE_MODES:
         raise DataError(f"unknown image mode {mode!r}: expected one of {IMAGE_MODES}")
     return 3 if mode == IMAGE_MODE_RGB else 6
+
+
+def as_model_input(images: np.ndarray) -> np.ndarray:
+    """Stored samples -> float32: uint8 pixels scaled to [0, 1] (what `make_dataset(scale="unit")`
+    yields), float samples (cached features) as they are."""
+    return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)

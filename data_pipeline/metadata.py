@@ -169,13 +169,6 @@ def encode_labels(frame: pd.DataFrame, class_names: Sequence[str],
     return labels
 
 
-def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """(N,) int labels -> (N, num_classes) float32 one-hot; -1 gives an all-zero row."""
-    labels = np.asarray(labels)
-    out = np.zeros((labels.shape[0], num_classes), dtype=np.float32)
-    valid = labels >= 0
-    out[np.nonzero(valid)[0], labels[valid]] = 1.0
-    return out
 
 
 def split_random(frame: pd.DataFrame, val_fraction: float, seed: int) -> pd.Series:

@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from data_pipeline import model_cli
+from common import cli as model_cli
+from data_pipeline.errors import main_with_errors
 
 
 def cmd_train(args) -> None:
     from .graph import GraphConfig
-    from data_pipeline.train_options import TrainOptions
+    from common.train_options import TrainOptions
     from .trainer import train
     config = GraphConfig(model=args.model, precision=args.precision, bn_mode=args.bn_mode,
                          data_format=args.data_format, optimizer=args.optimizer,
@@ -37,4 +38,4 @@ def _hide_tf1_deprecation_notices() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _hide_tf1_deprecation_notices()
-    return model_cli.main_with_errors(build_parser(), argv, lambda args: args.func(args))
+    return main_with_errors(build_parser(), argv, lambda args: args.func(args))

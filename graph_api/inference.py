@@ -8,9 +8,9 @@ import tensorflow as tf
 
 from data_pipeline.errors import DataError
 from data_pipeline.features import write_feature_shards
-from data_pipeline.model_cli import PredictorBase
+from common.predict import PredictorBase
 from data_pipeline.shards import load_manifest
-from data_pipeline.weights_source import resolve_vgg16_weights
+from common.weights_source import resolve_vgg16_weights
 
 from .model import build_model, check_input
 from .vgg16_transfer import vgg16_base

@@ -12,7 +12,7 @@ from typing import Union
 
 import tensorflow as tf
 
-from data_pipeline.constants import BN_EPSILON_KERAS, BN_MOMENTUM
+from common.constants import BN_EPSILON_KERAS, BN_MOMENTUM
 
 v1 = tf.compat.v1
 Training = Union[bool, tf.Tensor]
@@ -23,12 +23,9 @@ def _read(variable: tf.Variable, dtype: tf.DType) -> tf.Tensor:
     return variable if variable.dtype.base_dtype == dtype else tf.cast(variable, dtype)
 
 
-def _variable(name: str, shape, initializer, trainable: bool, moving: bool = False) -> tf.Variable:
-    collections = [v1.GraphKeys.GLOBAL_VARIABLES]
-    if moving:
-        collections.append(v1.GraphKeys.MOVING_AVERAGE_VARIABLES)
-    return v1.get_variable(name, shape, tf.float32, initializer, trainable=trainable,
-                           collections=collections + ([v1.GraphKeys.TRAINABLE_VARIABLES] if trainable else []))
+def _variable(name: str, shape, initializer, trainable: bool) -> tf.Variable:
+    collections = [v1.GraphKeys.GLOBAL_VARIABLES] + ([v1.GraphKeys.TRAINABLE_VARIABLES] if trainable else [])
+    return v1.get_variable(name, shape, tf.float32, initializer, trainable=trainable, collections=collections)
 
 
 def _channel_axis(data_format: str) -> int:
@@ -138,8 +135,8 @@ def batch_norm(x: tf.Tensor, name: str, training: Training, *, momentum: float =
     with v1.variable_scope(name):
         gamma = _variable("gamma", (channels,), v1.ones_initializer(), trainable)
         beta = _variable("beta", (channels,), v1.zeros_initializer(), trainable)
-        moving_mean = _variable("moving_mean", (channels,), v1.zeros_initializer(), False, moving=True)
-        moving_var = _variable("moving_variance", (channels,), v1.ones_initializer(), False, moving=True)
+        moving_mean = _variable("moving_mean", (channels,), v1.zeros_initializer(), False)
+        moving_var = _variable("moving_variance", (channels,), v1.ones_initializer(), False)
         infer = lambda: (_bn_inference(x, gamma, beta, moving_mean, moving_var, epsilon, mode,  # noqa: E731
                                        data_format), moving_mean.read_value(), moving_var.read_value())
         train = lambda: _bn_training(x, gamma, beta, epsilon, mode, data_format)  # noqa: E731

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.errors import DataError
-from data_pipeline.model_inputs import check_input_shape
+from common.model_inputs import check_input_shape
 
 from .layers import BN_MODES, Training
 from .resnet50 import resnet50

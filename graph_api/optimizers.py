@@ -12,7 +12,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from data_pipeline.constants import (RMSPROP_EPSILON, RMSPROP_LEARNING_RATE, RMSPROP_MOMENTUM,
+from common.constants import (RMSPROP_EPSILON, RMSPROP_LEARNING_RATE, RMSPROP_MOMENTUM,
                                      RMSPROP_RHO)
 from data_pipeline.errors import DataError
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from data_pipeline.constants import BN_EPSILON_RESNET
+from common.constants import BN_EPSILON_RESNET
 
 from .layers import Training, batch_norm, conv2d, dense, global_avg_pool, max_pool, zero_pad
 

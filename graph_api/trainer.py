@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from data_pipeline import make_dataset, run_files
+from common import run_files
+from common.train_options import TrainOptions, epoch_seed
+from common.weights_source import resolve_vgg16_weights
+from data_pipeline import make_dataset
 from data_pipeline.errors import DataError
 from data_pipeline.progress import Progress
-from data_pipeline.train_options import TrainOptions, epoch_seed
-from data_pipeline.weights_source import resolve_vgg16_weights
 
 from . import early_stopping
 from .graph import GraphConfig, TrainGraph, build_train_graph
@@ -26,9 +28,10 @@ class SessionTrainer:
 
     def __init__(self, config: GraphConfig, manifest_path: str, out_dir: str | Path, options: TrainOptions):
         self.options, self.out = options, Path(out_dir)
-        self.manifest, self.steps = run_files.start_run("graph", config, manifest_path, self.out,
-                                                        options.batch_size, options.steps_per_epoch)
-        self.config = config
+        self.manifest = run_files.load_training_manifest(manifest_path, config.model)
+        self.config = config = replace(config, **run_files.input_fields(self.manifest))
+        self.steps = run_files.start_run("graph", config.model, self.manifest, self.out, asdict(config),
+                                         options.batch_size, options.steps_per_epoch)
         self.g: TrainGraph = build_train_graph(config, self.manifest, options.batch_size)
         with self.g.graph.as_default():
             self.epoch_var = v1.get_variable("epochs_done", (), tf.int64, v1.zeros_initializer(), trainable=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from data_pipeline.constants import HEAD_CONV_FILTERS, HEAD_DENSE_UNITS, HEAD_DROPOUT
+from common.constants import HEAD_CONV_FILTERS, HEAD_DENSE_UNITS, HEAD_DROPOUT
 
 from .layers import Training, conv2d, dense, dropout, flatten, max_pool
 

@@ -9,21 +9,16 @@ from pathlib import Path
 
 import keras
 
-from data_pipeline import run_files
-from data_pipeline.shards import TMP_MARK
+from common import run_files
+from data_pipeline.atomic import atomic_path
 
 
 def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
     """`model.save` (.keras) or `save_weights` (.weights.h5) to a temporary name, then rename:
     a crash mid-write leaves the previous file intact (Keras's own save writes in place)."""
     path = Path(path)
-    suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
-    tmp = path.with_name(f"{path.name[:-len(suffix)]}{TMP_MARK}{os.getpid()}{suffix}")
-    try:
-        (model.save_weights if suffix == ".weights.h5" else model.save)(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path, keep_suffix=True) as tmp:
+        (model.save_weights if path.name.endswith(".weights.h5") else model.save)(tmp)
     return path
 
 

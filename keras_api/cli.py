@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from data_pipeline import model_cli
+from common import cli as model_cli
+from data_pipeline.errors import main_with_errors
 
 
 def cmd_train(args) -> None:
-    from data_pipeline.train_options import TrainOptions
+    from common.train_options import TrainOptions
     from .trainer import KerasConfig, train
     config = KerasConfig(model=args.model, precision=args.precision, optimizer=args.optimizer,
                          learning_rate=args.learning_rate, loss=args.loss, jit_compile=args.jit_compile,
@@ -28,4 +29,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return model_cli.main_with_errors(build_parser(), argv, lambda args: args.func(args))
+    return main_with_errors(build_parser(), argv, lambda args: args.func(args))

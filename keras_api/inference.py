@@ -7,9 +7,9 @@ import numpy as np
 
 from data_pipeline.errors import DataError
 from data_pipeline.features import write_feature_shards
-from data_pipeline.model_cli import PredictorBase
+from common.predict import PredictorBase
 from data_pipeline.shards import load_manifest
-from data_pipeline.weights_source import KERAS_CACHE_VGG16
+from common.weights_source import KERAS_CACHE_VGG16
 
 from .weights import load_model_file
 

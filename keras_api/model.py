@@ -5,7 +5,7 @@ import keras
 
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.errors import DataError
-from data_pipeline.model_inputs import check_input_shape
+from common.model_inputs import check_input_shape
 
 from .resnet50 import resnet50
 from .vgg16_transfer import vgg16_head, vgg16_transfer

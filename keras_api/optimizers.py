@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import keras
 
-from data_pipeline.constants import RMSPROP_EPSILON, RMSPROP_LEARNING_RATE, RMSPROP_MOMENTUM, RMSPROP_RHO
+from common.constants import RMSPROP_EPSILON, RMSPROP_LEARNING_RATE, RMSPROP_MOMENTUM, RMSPROP_RHO
 from data_pipeline.errors import DataError
 
 OPTIMIZERS = ("rmsprop", "sgd", "adam")

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import keras
 
-from data_pipeline import make_dataset, num_batches, run_files
+from common import run_files
+from common.train_options import TrainOptions
+from data_pipeline import make_dataset
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.errors import DataError
-from data_pipeline.train_options import TrainOptions
 
 from .callbacks import AtomicModelCheckpoint, ResumableEarlyStopping, RunFiles, save_model_atomic
 from .model import build_model
@@ -53,9 +54,10 @@ class KerasTrainer:
 
     def __init__(self, config: KerasConfig, manifest_path: str, out_dir: str | Path, options: TrainOptions):
         self.options, self.out = options, Path(out_dir)
-        self.manifest, self.steps = run_files.start_run("keras", config, manifest_path, self.out,
-                                                        options.batch_size, options.steps_per_epoch)
-        self.config = config
+        self.manifest = run_files.load_training_manifest(manifest_path, config.model)
+        self.config = config = replace(config, **run_files.input_fields(self.manifest))
+        self.steps = run_files.start_run("keras", config.model, self.manifest, self.out, asdict(config),
+                                         options.batch_size, options.steps_per_epoch)
         self.backup = self.out / "backup"
         if not options.resume and self.backup.exists():
             shutil.rmtree(self.backup)
@@ -67,9 +69,7 @@ class KerasTrainer:
         one_hot = self.config.loss == "categorical"
         train = make_dataset(self.manifest, "train", self.options.batch_size, shuffle=True, seed=self.config.seed,
                              drop_remainder=True, repeat=True, one_hot=one_hot)
-        val = None
-        if num_batches(self.manifest, "val", self.options.batch_size):
-            val = make_dataset(self.manifest, "val", self.options.batch_size, shuffle=False, one_hot=one_hot)
+        val = make_dataset(self.manifest, "val", self.options.batch_size, shuffle=False, one_hot=one_hot)
         return train, val
 
     def _resumed_epoch(self) -> int:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import keras
 
-from data_pipeline.constants import HEAD_CONV_FILTERS, HEAD_DENSE_UNITS, HEAD_DROPOUT
+from common.constants import HEAD_CONV_FILTERS, HEAD_DENSE_UNITS, HEAD_DROPOUT
 from data_pipeline.errors import DataError
-from data_pipeline.weights_source import resolve_vgg16_weights
+from common.weights_source import resolve_vgg16_weights
 
 def vgg16_base(input_shape=(224, 224, 3), weights: str | None = "imagenet") -> keras.Model:
     """The frozen convolutional base; (H, W, 3) -> (H/32, W/32, 512)."""

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from data_pipeline.errors import DataError
-from data_pipeline.shards import TMP_MARK
+from data_pipeline.atomic import atomic_path
 
 v1 = tf.compat.v1
 # Graph-only state that has no Keras counterpart.
@@ -95,9 +95,8 @@ def checkpoint_to_keras(checkpoint: str, model: keras.Model, out_path: str | os.
     for short, full in names.items():
         keras_vars[short].assign(reader.get_tensor(full))
     out_path = Path(out_path)
-    tmp = out_path.with_name(f"{out_path.stem}{TMP_MARK}{os.getpid()}.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, out_path)
+    with atomic_path(out_path, keep_suffix=True) as tmp:
+        model.save_weights(tmp)
     return out_path
 
 

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
+
+from data_pipeline.tf_logging import quiet_tensorflow_logs  # noqa: E402
+
+quiet_tensorflow_logs()  # before TensorFlow is imported; the CLI subprocesses inherit it
 
 from data_pipeline.build import BuildOptions, build_shards, plan_shards, select_sites  # noqa: E402
 from data_pipeline.synthetic import SynthConfig, generate  # noqa: E402
@@ -41,7 +44,8 @@ def shard_dir(synth_root, tmp_path_factory) -> Path:
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m <args>` from the repository root; captures output."""
-    full_env = dict(os.environ, **(env or {}))
+    """Run `python -m <args>` from the repository root; captures output. A None value in
+    `env` removes that variable."""
+    full_env = {k: v for k, v in dict(os.environ, **(env or {})).items() if v is not None}
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=full_env,
                           capture_output=True, text=True, timeout=600)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipeline.constants import (RESNET50_PARAMS, RESNET50_TRAINABLE_PARAMS, VGG16_BASE_PARAMS,
+from common.constants import (RESNET50_PARAMS, RESNET50_TRAINABLE_PARAMS, VGG16_BASE_PARAMS,
                                      VGG16_HEAD_TRAINABLE_PARAMS)
 from data_pipeline.errors import DataError
 from graph_api import build_model

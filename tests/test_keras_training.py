@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from data_pipeline.errors import DataError
-from data_pipeline.train_options import TrainOptions
+from common.train_options import TrainOptions
 from keras_api.callbacks import save_model_atomic
 from keras_api.inference import Predictor
 from keras_api.trainer import KerasConfig, train

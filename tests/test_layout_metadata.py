@@ -6,7 +6,7 @@ import pytest
 
 from data_pipeline.errors import DataError
 from data_pipeline.layout import SiteKey, parse_id_code, site_channel_path
-from data_pipeline.metadata import (class_names_for, encode_labels, expand_sites, one_hot,
+from data_pipeline.metadata import (class_names_for, encode_labels, expand_sites,
                                     read_metadata, select, split_by_experiment, split_random)
 
 
@@ -96,13 +96,11 @@ def test_split_by_experiment_holds_out_whole_experiments():
         split_by_experiment(frame, ["U2OS-09"])
 
 
-def test_label_encoding_sparse_and_one_hot():
+def test_label_encoding():
     frame = _frame(10)
     names = class_names_for(frame)
     assert names == [f"sirna_{i}" for i in range(5)]
     labels = encode_labels(frame, names)
     assert labels.dtype == np.int32 and list(labels[:5]) == [0, 1, 2, 3, 4]
-    hot = one_hot(np.array([2, -1]), 5)
-    assert hot.tolist() == [[0, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
     with pytest.raises(DataError, match="sirna_4"):
         encode_labels(frame, names[:4])

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipeline import weights_source
+from common import weights_source
 from data_pipeline.errors import DataError
-from data_pipeline.weights_source import VGG16_CONV_SHAPES, hed_vgg16_weights, read_named_convs
+from common.weights_source import VGG16_CONV_SHAPES, hed_vgg16_weights, read_named_convs
 from graph_api.vgg16_transfer import vgg16_base as graph_vgg16_base
 from graph_api.weights import load_keras_weights
 from keras_api.vgg16_transfer import vgg16_base as keras_vgg16_base
