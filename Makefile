@@ -4,7 +4,6 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   := data/demo
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 # Progress lines appear as they happen even when the output is piped (CI logs, tee).
 export PYTHONUNBUFFERED ?= 1
 VGG16_WEIGHTS ?= hed
