@@ -1,6 +1,9 @@
 """Build HDF5 shards from RxRx1 PNGs: planned, parallel (processes), resumable.
 
-A build plan assigns every (well, site) to a shard. Finished shards are journalled in
+A build plan assigns every (well, site) to a shard. Shard files carry a tag of the plan's
+fingerprint in their names, so a build never overwrites the shards of the manifest already
+in ``--out``: the new manifest replaces it only when every shard is written, and a failed
+build leaves the previous one byte-identical. Finished shards are journalled in
 ``manifest.json.partial`` with their SHA-256; a rerun after a kill skips every journalled
 shard whose file still verifies, deletes stale temporary files, and builds the rest.
 """
@@ -27,7 +30,7 @@ from .layout import SiteKey
 from .metadata import (class_names_for, encode_labels, expand_sites, read_metadata, select,
                        split_by_experiment, split_random)
 from .atomic import TMP_MARK, write_json
-from .shards import MANIFEST_NAME, sha256_file, write_shard
+from .shards import MANIFEST_NAME, publish_manifest, sha256_file, tagged_name, write_shard
 
 JOURNAL_NAME = MANIFEST_NAME + ".partial"
 # Test hooks: simulate a kill (SIGKILL, no clean-up) at a chosen point of a build.
@@ -83,8 +86,9 @@ def plan_fingerprint(jobs: list[ShardJob], options: BuildOptions, class_names: l
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def build_one_shard(job: ShardJob, options: BuildOptions, class_names: list[str]) -> dict:
-    """Load, convert and write one shard; returns its manifest record (runs in a worker)."""
+def build_one_shard(job: ShardJob, options: BuildOptions, class_names: list[str], tag: str = "") -> dict:
+    """Load, convert and write one shard as `job.file` tagged with `tag`; returns its
+    manifest record (runs in a worker)."""
     images, kept, skipped = [], [], []
     for sample in job.samples:
         dataset, experiment, plate, well, site, id_code, label = sample
@@ -97,7 +101,8 @@ def build_one_shard(job: ShardJob, options: BuildOptions, class_names: list[str]
             continue
         images.append(site_to_sample(site_image, options.image_mode, options.image_size))
         kept.append(sample)
-    record = {"file": job.file, "split": job.split, "count": len(kept), "skipped": skipped}
+    name = tagged_name(job.file, tag) if tag else job.file
+    record = {"file": name, "split": job.split, "count": len(kept), "skipped": skipped}
     if not kept:
         record["file"] = None
         return record
@@ -105,7 +110,7 @@ def build_one_shard(job: ShardJob, options: BuildOptions, class_names: list[str]
              "source": options.source}
     hook = _kill_self if os.environ.get(KILL_BEFORE_RENAME_ENV) else None
     record["sha256"] = write_shard(
-        Path(options.out_dir) / job.file, np.stack(images), [s[6] for s in kept],
+        Path(options.out_dir) / name, np.stack(images), [s[6] for s in kept],
         [s[5] for s in kept], [s[4] for s in kept], attrs, before_rename=hook)
     return record
 
@@ -179,15 +184,15 @@ def build_shards(jobs: list[ShardJob], class_names: list[str], options: BuildOpt
 
     if options.workers <= 1:
         for job in todo:
-            commit(job, build_one_shard(job, options, class_names))
+            commit(job, build_one_shard(job, options, class_names, fingerprint))
     else:
         context = multiprocessing.get_context("spawn")  # never fork a process that may hold TF threads
         with _single_threaded_blas(), ProcessPoolExecutor(options.workers, mp_context=context) as pool:
-            futures = {pool.submit(build_one_shard, job, options, class_names): job for job in todo}
+            futures = {pool.submit(build_one_shard, job, options, class_names, fingerprint): job for job in todo}
             for future in as_completed(futures):
                 commit(futures[future], future.result())
     manifest = make_manifest(jobs, done, class_names, options, fingerprint)
-    write_json(out_dir / MANIFEST_NAME, manifest)
+    publish_manifest(out_dir, manifest)
     (out_dir / JOURNAL_NAME).unlink(missing_ok=True)
     manifest["resumed_shards"] = len(jobs) - len(todo)
     return manifest

@@ -17,8 +17,9 @@ import numpy as np
 from .build import BuildOptions, ShardJob, make_manifest
 from .constants import IMAGE_MODE_RAW, IMAGE_MODE_RGB
 from .errors import DataError
-from .atomic import atomic_path, write_json
-from .shards import MANIFEST_NAME, load_manifest, open_h5, shard_path, split_records, write_shard
+from .atomic import atomic_path
+from .shards import (content_tag, load_manifest, open_h5, publish_manifest, sha256_file, shard_path,
+                     split_records, write_shard)
 
 SPLITS = (("train", "x_train", "y_train"), ("val", "x_val", "y_val"))
 
@@ -86,6 +87,7 @@ def import_cell_h5(path: str | os.PathLike, out_dir: str | os.PathLike, shard_si
                            image_size=x_train.shape[1], shard_size=shard_size,
                            source={"cell_h5": str(path.resolve())})
     done, jobs = {}, []
+    tag = content_tag(sha256_file(path), shard_size)
     for split, x_name, y_name in SPLITS:
         x = _as_uint8(arrays[x_name], path, x_name)
         if x.shape[1:] != x_train.shape[1:]:
@@ -96,7 +98,7 @@ def import_cell_h5(path: str | os.PathLike, out_dir: str | os.PathLike, shard_si
         n_shards = -(-len(x) // shard_size)
         for i in range(n_shards):
             lo, hi = i * shard_size, min((i + 1) * shard_size, len(x))
-            name = f"{split}-{i:05d}-of-{n_shards:05d}.h5"
+            name = f"{split}-{i:05d}-of-{n_shards:05d}-{tag}.h5"
             ids = [f"{x_name}[{j}]" for j in range(lo, hi)]
             digest = write_shard(out_dir / name, x[lo:hi], y[lo:hi], ids, [0] * (hi - lo),
                                  {"image_mode": mode, "class_names": classes, "split": split,
@@ -105,5 +107,5 @@ def import_cell_h5(path: str | os.PathLike, out_dir: str | os.PathLike, shard_si
             done[name] = {"file": name, "split": split, "count": hi - lo, "sha256": digest,
                           "skipped": [], "job": name}
     manifest = make_manifest(jobs, done, classes, options, fingerprint="cell_h5")
-    write_json(out_dir / MANIFEST_NAME, manifest)
+    publish_manifest(out_dir, manifest)
     return manifest

@@ -13,9 +13,8 @@ import h5py
 import numpy as np
 
 from .build import BuildOptions, ShardJob, make_manifest
-from .atomic import write_json
 from .images import as_model_input
-from .shards import MANIFEST_NAME, load_manifest, shard_path, write_shard
+from .shards import content_tag, load_manifest, publish_manifest, shard_path, tagged_name, write_shard
 
 FEATURE_MODE = "vgg16_features"
 
@@ -26,22 +25,24 @@ def write_feature_shards(manifest_path: str, out_dir: str | Path, compute: Calla
     manifest = load_manifest(manifest_path)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    tag = content_tag([r["sha256"] for r in manifest["shards"]], source)
     done, jobs, shape = {}, [], None
     for record in manifest["shards"]:
+        name = tagged_name(record["file"], tag)
         with h5py.File(shard_path(manifest, record), "r") as handle:
             pixels, labels = handle["images"], handle["labels"][:]
             ids, sites = handle["id_codes"][:], handle["sites"][:]
             features = np.concatenate([compute(as_model_input(pixels[i:i + batch_size]))
                                        for i in range(0, len(labels), batch_size)]).astype(np.float32)
         shape = list(features.shape[1:])
-        digest = write_shard(out_dir / record["file"], features, labels, [i.decode() for i in ids], sites,
+        digest = write_shard(out_dir / name, features, labels, [i.decode() for i in ids], sites,
                              {"image_mode": FEATURE_MODE, "class_names": manifest["class_names"],
                               "split": record["split"], "source": source})
-        jobs.append(ShardJob(record["file"], record["split"], ()))
-        done[record["file"]] = dict(record, sha256=digest, skipped=[], job=record["file"])
+        jobs.append(ShardJob(name, record["split"], ()))
+        done[name] = dict(record, file=name, sha256=digest, skipped=[], job=name)
     result = make_manifest(jobs, done, manifest["class_names"],
                            BuildOptions(root=manifest["_path"], out_dir=str(out_dir), source=source),
                            fingerprint="features")
     result.update(image_mode=FEATURE_MODE, image_shape=shape, dtype="float32")
-    write_json(out_dir / MANIFEST_NAME, result)
+    publish_manifest(out_dir, result)
     return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,10 +19,14 @@ import h5py
 import numpy as np
 
 from .constants import SHARD_SCHEMA_VERSION
-from .atomic import atomic_path
+from .atomic import atomic_path, write_json
 from .errors import DataError
 
 MANIFEST_NAME = "manifest.json"
+# Shard files: <split>-<i>-of-<n>[-<tag>].h5. The tag (8 hex digits, from the build's plan)
+# gives each build's shards names of their own, so a build never overwrites the shards a
+# published manifest lists: its new manifest replaces the old one only when it is complete.
+SHARD_FILE = re.compile(r"^(?P<base>[a-z]+-\d{5}-of-\d{5})(-(?P<tag>[0-9a-f]{8}))?\.h5$")
 _CHUNK_BYTES = 1 << 20
 
 
@@ -55,6 +60,29 @@ def write_shard(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
             before_rename(tmp)
         digest = sha256_file(tmp)
     return digest
+
+
+def tagged_name(name: str, tag: str) -> str:
+    """`train-00000-of-00003.h5` (with or without a tag) -> `train-00000-of-00003-<tag>.h5`."""
+    match = SHARD_FILE.match(name)
+    if match is None:
+        raise ValueError(f"not a shard file name: {name!r}")
+    return f"{match['base']}-{tag[:8]}.h5"
+
+
+def content_tag(*parts) -> str:
+    """An 8-hex-digit tag of what determines a set of shards (JSON-serialisable `parts`)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def publish_manifest(out_dir: Path, manifest: dict) -> None:
+    """Replace `out_dir`/manifest.json atomically, then delete the shard files it no longer
+    lists (an earlier build's, or an abandoned one's). Call only when every listed shard is written."""
+    write_json(out_dir / MANIFEST_NAME, manifest)
+    listed = {record["file"] for record in manifest["shards"]}
+    for path in out_dir.glob("*.h5"):
+        if SHARD_FILE.match(path.name) and path.name not in listed:
+            path.unlink(missing_ok=True)
 
 
 def _chunk_samples(sample_bytes: int, n: int) -> int:

@@ -128,3 +128,36 @@ def test_inspect_prints_counts_per_split(shard_dir):
     counts = json.loads(result.stdout.strip().splitlines()[-1])
     manifest = load_manifest(shard_dir / "manifest.json")
     assert {k: sum(v.values()) for k, v in counts.items()} == manifest["splits"]
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_failed_rebuild_leaves_the_previous_build_intact(synth_root, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(synth_root, root)
+    last = pd.read_csv(root / "train.csv").sort_values("id_code").iloc[-1]  # in the build's last shard
+    victim = root / "train" / last.experiment / f"Plate{last.plate}" / f"{last.well}_s2_w5.png"
+    victim.write_bytes(victim.read_bytes()[:60])
+    out = tmp_path / "shards"
+    assert run_cli(*_build_cmd(synth_root, out)).returncode == 0
+    before = _snapshot(out)
+    failed = run_cli(*_build_cmd(root, out))  # another root: another plan, one PNG corrupt
+    assert failed.returncode == 2 and victim.name in failed.stderr
+    journal = json.loads((out / "manifest.json.partial").read_text())
+    assert journal["jobs"], "the failing build wrote no shard before the bad PNG: the test tests nothing"
+    after = {name: data for name, data in _snapshot(out).items() if name != "manifest.json.partial"}
+    assert after.keys() >= before.keys()
+    assert all(after[name] == data for name, data in before.items())
+    inspected = run_cli("data_pipeline", "inspect", str(out / "manifest.json"))
+    assert inspected.returncode == 0, inspected.stderr
+
+
+def test_successful_rebuild_replaces_the_previous_shards(synth_root, tmp_path):
+    out = tmp_path / "shards"
+    first = build_tiny(synth_root, out)
+    second = build_tiny(synth_root, out, shard_size=5)  # another plan
+    assert {r["file"] for r in first["shards"]}.isdisjoint(r["file"] for r in second["shards"])
+    assert sorted(p.name for p in out.glob("*.h5")) == sorted(r["file"] for r in second["shards"])
+    verify_manifest(load_manifest(out / "manifest.json"))

@@ -19,7 +19,8 @@ def test_cell_h5_round_trip(shard_dir, tmp_path):
     imported = import_cell_h5(tmp_path / "cell.h5", tmp_path / "shards", shard_size=500)
     verify_manifest(load_manifest(tmp_path / "shards" / "manifest.json"))
     assert imported["splits"] == counts and imported["class_names"] == manifest["class_names"]
-    with h5py.File(tmp_path / "shards" / "val-00000-of-00001.h5", "r") as handle:
+    val_shard = next(r["file"] for r in imported["shards"] if r["split"] == "val")
+    with h5py.File(tmp_path / "shards" / val_shard, "r") as handle:
         np.testing.assert_array_equal(handle["images"][:], x_val)
 
 
@@ -31,8 +32,8 @@ def test_textbook_int8_images_are_restored_losslessly(tmp_path):
         handle["y_train"] = np.eye(2, dtype=np.float32)  # one-hot, as some book code writes
         handle["y_val"] = np.array([1, 0])
         handle["classes"] = np.array([b"sirna_1", b"sirna_2"])
-    import_cell_h5(tmp_path / "cell.h5", tmp_path / "shards")
-    with h5py.File(tmp_path / "shards" / "train-00000-of-00001.h5", "r") as handle:
+    imported = import_cell_h5(tmp_path / "cell.h5", tmp_path / "shards")
+    with h5py.File(tmp_path / "shards" / imported["shards"][0]["file"], "r") as handle:
         np.testing.assert_array_equal(handle["images"][:], x)
         assert handle["labels"][:].tolist() == [0, 1]
 
