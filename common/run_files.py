@@ -101,6 +101,27 @@ def load_history(out_dir: Path, epochs_done: int) -> dict | None:
     return history
 
 
+def completion_note(history: dict, epochs_done: int, epochs: int, out_dir: Path) -> str | None:
+    """The line a trainer prints instead of training when the run in `out_dir` is complete
+    (stopped early, or `epochs` reached); None while there is training to do."""
+    stopped = history["early_stopping"].get("stopped_epoch")
+    if stopped is not None:
+        return f"run complete (stopped early after epoch {stopped + 1}) in {out_dir}; nothing to train"
+    if epochs_done >= epochs:
+        return (f"run complete (all {epochs} epochs done) in {out_dir}; nothing to train "
+                f"(raise --epochs to train on)")
+    return None
+
+
+def refuse_restart(out_dir: Path, where: Path) -> None:
+    """DataError if `out_dir` holds trained epochs although no checkpoint of them could be
+    read: resuming would silently start over and overwrite the run."""
+    previous = load_history(out_dir, 10 ** 9)
+    if previous and previous["loss"]:
+        raise DataError(f"{where}: no readable checkpoint of the {len(previous['loss'])} epoch(s) trained in "
+                        f"{out_dir}; use --no-resume to start afresh")
+
+
 def new_history() -> dict:
     return {**{k: [] for k in HISTORY_KEYS},
             "early_stopping": {"best": None, "best_epoch": None, "wait": 0, "stopped_epoch": None}}

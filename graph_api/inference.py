@@ -14,7 +14,7 @@ from common.weights_source import resolve_vgg16_weights
 
 from .model import build_model, check_input
 from .vgg16_transfer import vgg16_base
-from .weights import check_checkpoint, load_keras_weights
+from .weights import load_keras_weights, saved_checkpoints, verify_checkpoint
 
 v1 = tf.compat.v1
 
@@ -47,9 +47,10 @@ class Predictor(PredictorBase):
 
     def __init__(self, run_dir: str | Path, checkpoint: str = "final") -> None:
         config = self._load_run(run_dir, "graph")["graph_config"]
-        ckpt = v1.train.latest_checkpoint(str(Path(run_dir) / checkpoint))
-        if ckpt is None:
-            raise DataError(f"{Path(run_dir) / checkpoint}: no checkpoint")
+        found = saved_checkpoints(Path(run_dir) / checkpoint)
+        if not found:
+            raise DataError(f"{Path(run_dir) / checkpoint}: no checkpoint (did training finish?)")
+        ckpt = found[0]
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.images = v1.placeholder(tf.float32, (None,) + tuple(self.run["image_shape"]), name="images")
@@ -58,7 +59,7 @@ class Predictor(PredictorBase):
                                  precision=config["precision"], preprocessing=config["preprocessing"])
             self.probabilities = tf.nn.softmax(logits)
             variables = v1.global_variables()
-            check_checkpoint(ckpt, variables)
+            verify_checkpoint(ckpt, variables)
             self.session = v1.Session(graph=self.graph)
             v1.train.Saver(variables).restore(self.session, ckpt)
 

@@ -3,6 +3,7 @@ TensorBoard, NaN guard, resume with identical continuation."""
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from data_pipeline.progress import Progress
 
 from . import early_stopping
 from .graph import GraphConfig, TrainGraph, build_train_graph
-from .weights import check_checkpoint, graph_layers, load_keras_weights
+from .weights import graph_layers, load_keras_weights, saved_checkpoints, verify_checkpoint
 
 v1 = tf.compat.v1
 
@@ -35,10 +36,11 @@ class SessionTrainer:
         self.g: TrainGraph = build_train_graph(config, self.manifest, options.batch_size)
         with self.g.graph.as_default():
             self.epoch_var = v1.get_variable("epochs_done", (), tf.int64, v1.zeros_initializer(), trainable=False)
-            self.saver = v1.train.Saver(max_to_keep=options.max_to_keep)
-            self.best_saver = v1.train.Saver(self.g.model_variables, max_to_keep=1)
+            # Relative paths in the `checkpoint` state files: a run directory can be moved or copied.
+            self.saver = v1.train.Saver(max_to_keep=options.max_to_keep, save_relative_paths=True)
+            self.best_saver = v1.train.Saver(self.g.model_variables, max_to_keep=1, save_relative_paths=True)
             # A saver of its own: a Saver deletes its older files, whatever their folder.
-            self.final_saver = v1.train.Saver(self.g.model_variables, max_to_keep=1)
+            self.final_saver = v1.train.Saver(self.g.model_variables, max_to_keep=1, save_relative_paths=True)
             self.set_epoch = v1.placeholder(tf.int64, ())
             self.assign_epoch = v1.assign(self.epoch_var, self.set_epoch)
             self.init = v1.global_variables_initializer()
@@ -50,15 +52,10 @@ class SessionTrainer:
     def start(self) -> tuple[int, dict]:
         """Initialise or resume; returns (first epoch to run, history so far)."""
         self.session.run(self.init)
-        latest = v1.train.latest_checkpoint(str(self.out / "checkpoints"))
-        if latest and self.options.resume:
-            with self.g.graph.as_default():
-                check_checkpoint(latest, v1.global_variables())
-                self.saver.restore(self.session, latest)
-            done = int(self.session.run(self.epoch_var))
-            history = run_files.load_history(self.out, done) or run_files.new_history()
-            print(f"resumed from {latest} after epoch {done}")
-            return done, history
+        if self.options.resume:
+            resumed = self._resume()
+            if resumed is not None:
+                return resumed
         if self.config.model == "vgg16_transfer":
             path = resolve_vgg16_weights(self.options.weights)
             if path is not None:
@@ -67,6 +64,31 @@ class SessionTrainer:
                     load_keras_weights(self.session, self.g.model_variables, path, base)
                 print(f"VGG16 base weights: {path}")
         return 0, run_files.new_history()
+
+    def _resume(self) -> tuple[int, dict] | None:
+        """Restore the newest readable checkpoint -> (epochs done, history cut to them); None
+        for a run directory without training behind it. A corrupt checkpoint is named and the
+        one before it used; a run with history but no readable checkpoint is refused, never
+        silently restarted over."""
+        folder = self.out / "checkpoints"
+        candidates = saved_checkpoints(folder)
+        for i, ckpt in enumerate(candidates):
+            try:
+                with self.g.graph.as_default():
+                    verify_checkpoint(ckpt, v1.global_variables())
+            except DataError as err:
+                print(f"warning: {err.message}; trying the checkpoint before it", file=sys.stderr)
+                continue
+            with self.g.graph.as_default():
+                self.saver.restore(self.session, ckpt)
+            done = int(self.session.run(self.epoch_var))
+            history = run_files.load_history(self.out, done) or run_files.new_history()
+            print(f"resumed from {ckpt} after epoch {done}" + (" (the newest readable checkpoint)" if i else ""))
+            return done, history
+        run_files.refuse_restart(self.out, folder)
+        if candidates:
+            raise DataError(f"{folder}: no readable checkpoint; use --no-resume to start afresh")
+        return None
 
     # --- one epoch ------------------------------------------------------------------------
     def _batches(self, epoch: int):
@@ -129,6 +151,9 @@ class SessionTrainer:
                 writer = v1.summary.FileWriter(str(self.out / "tensorboard"), self.g.graph)
         mode = "min" if "loss" in opts.monitor else "max"
         stopped = history["early_stopping"].get("stopped_epoch") is not None
+        note = run_files.completion_note(history, first, opts.epochs, self.out)
+        if note:
+            print(note)
         for epoch in range(first, opts.epochs if not stopped else first):
             loss, acc, rate = self.train_epoch(epoch, writer)
             val_loss, val_acc = self.evaluate()

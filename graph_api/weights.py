@@ -131,3 +131,26 @@ def check_checkpoint(checkpoint: str, variables: list[tf.Variable]) -> None:
     for name, shape in wanted.items():
         if list(stored[name]) != shape:
             raise DataError(f"{checkpoint}: variable {name} has shape {stored[name]}, the graph expects {shape}")
+
+
+def saved_checkpoints(directory: str | os.PathLike) -> list[str]:
+    """Checkpoint prefixes in `directory`, newest (highest step) first, found from their
+    ``.index`` files rather than the ``checkpoint`` state file, so a run directory that
+    was moved or copied (or whose state file is lost) still finds them."""
+    def step(index: Path) -> int:
+        tail = index.name[:-len(".index")].rsplit("-", 1)
+        return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else 0
+    indexes = sorted(Path(directory).glob("*.index"), key=step, reverse=True)
+    return [str(index)[:-len(".index")] for index in indexes]
+
+
+def verify_checkpoint(checkpoint: str, variables: list[tf.Variable]) -> None:
+    """`check_checkpoint`, then read every tensor (each carries a CRC32C), so a truncated or
+    corrupt checkpoint is named before a restore half-loads it."""
+    check_checkpoint(checkpoint, variables)
+    try:
+        reader = tf.train.load_checkpoint(checkpoint)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, ValueError, IndexError) as err:  # IndexError: a truncated data file
+        raise DataError(f"{checkpoint}: unreadable checkpoint ({str(err).splitlines()[0][:200]})") from None

@@ -8,12 +8,14 @@ import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import h5py
 import keras
 
 from common import run_files
 from common.train_options import TrainOptions
 from data_pipeline import make_dataset
 from data_pipeline.constants import NUM_CLASSES
+from data_pipeline.atomic import atomic_path, atomic_write_bytes
 from data_pipeline.errors import DataError
 
 from .callbacks import AtomicModelCheckpoint, ResumableEarlyStopping, RunFiles, save_model_atomic
@@ -73,9 +75,27 @@ class KerasTrainer:
         return train, val
 
     def _resumed_epoch(self) -> int:
-        """Epochs done by an interrupted run (BackupAndRestore's record), 0 for a fresh one."""
-        record = self.backup / "training_metadata.json"
-        return int(json.loads(record.read_text())["epoch"]) if record.exists() else 0
+        """Epochs done by the run so far per its newest readable backup (BackupAndRestore's
+        files), 0 for a fresh run. A damaged newest backup is named and the previous one
+        (``double_checkpoint``) put in its place before Keras reads it, so the history, the
+        CSV log and the weights all continue from the same epoch."""
+        if not self.options.resume:
+            return 0
+        latest = (self.backup / "latest.weights.h5", self.backup / "training_metadata.json")
+        if not any(path.exists() for path in latest):
+            run_files.refuse_restart(self.out, self.backup)
+            return 0
+        problem = backup_problem(*latest)
+        if problem is None:
+            return backup_epoch(latest[1])
+        previous = tuple(path.with_name(path.name + ".bkp") for path in latest)
+        if backup_problem(*previous) is not None:
+            raise DataError(f"{problem}; no readable earlier backup; use --no-resume to start afresh")
+        print(f"warning: {problem}; resuming from the previous backup", file=sys.stderr)
+        for source, target in zip(previous, latest):
+            with atomic_path(target, keep_suffix=True) as tmp:
+                shutil.copyfile(source, tmp)
+        return backup_epoch(latest[1])
 
     def fit(self) -> dict:
         opts = self.options
@@ -83,6 +103,7 @@ class KerasTrainer:
         history = (run_files.load_history(self.out, first) if first else None) or run_files.new_history()
         if first:
             print(f"resuming from {self.backup} after epoch {first}")
+            keep_csv_rows(self.out / "epochs.csv", first)
         stopping = ResumableEarlyStopping(
             history["early_stopping"], self.out / "best.keras", monitor=opts.monitor, min_delta=opts.min_delta,
             patience=opts.patience if opts.patience is not None else 10 ** 9,
@@ -97,8 +118,9 @@ class KerasTrainer:
         if opts.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(str(self.out / "tensorboard"), profile_batch=0))
         train, val = self._datasets()
-        if history["early_stopping"].get("stopped_epoch") is not None:
-            print("this run already stopped early; nothing to train")
+        note = run_files.completion_note(history, first, opts.epochs, self.out)
+        if note:
+            print(note)
         else:
             try:
                 self.model.fit(train, epochs=opts.epochs, steps_per_epoch=self.steps, validation_data=val,
@@ -113,6 +135,29 @@ class KerasTrainer:
         save_model_atomic(self.model, self.out / "final.keras")
         save_model_atomic(self.model, self.out / "final.weights.h5")
         return history
+
+
+def backup_problem(weights: Path, metadata: Path) -> str | None:
+    """Why a BackupAndRestore backup (weights + metadata) cannot be resumed from, or None."""
+    try:
+        backup_epoch(metadata)
+        with h5py.File(weights, "r") as handle:  # read every array: a truncated file fails here
+            handle.visititems(lambda _name, node: node[()] if isinstance(node, h5py.Dataset) else None)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"{weights}: unreadable backup ({str(err).splitlines()[0][:160]})"
+    return None
+
+
+def backup_epoch(metadata: Path) -> int:
+    """Epochs done per BackupAndRestore's training_metadata.json."""
+    return int(json.loads(metadata.read_text())["epoch"])
+
+
+def keep_csv_rows(path: Path, rows: int) -> None:
+    """Cut CSVLogger's epochs.csv to its header and first `rows` epochs (those being resumed from)."""
+    if path.exists():
+        lines = path.read_text().splitlines(keepends=True)
+        atomic_write_bytes(path, "".join(lines[:rows + 1]).encode())
 
 
 def train(config: KerasConfig, manifest: str, out_dir: str | Path, options: TrainOptions) -> dict:

@@ -1,0 +1,113 @@
+"""Run directories that survive: moved or copied graph runs, damaged checkpoints and backups
+(named, the previous good one used, history consistent), finished runs left alone."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import run_cli
+from shard_helpers import feature_shards
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    return feature_shards(tmp_path_factory.mktemp("recovery-features"), n_train=48, n_val=16)
+
+
+def _train(api, features, out, epochs, *extra):
+    return run_cli(api, "train", "--model", "vgg16_head", "--manifest", str(features), "--out", str(out),
+                   "--epochs", str(epochs), "--batch-size", "16", "--steps-per-epoch", "2", *extra)
+
+
+def _epochs_in_history(out):
+    return len(json.loads((out / "history.json").read_text())["loss"])
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_graph_run_directory_can_be_moved_and_copied(features, tmp_path):
+    first = tmp_path / "first"
+    assert _train("graph_api", features, first, 1).returncode == 0
+    moved = tmp_path / "moved"
+    shutil.move(first, moved)
+    evaluated = run_cli("graph_api", "evaluate", "--run", str(moved), "--manifest", str(features))
+    assert evaluated.returncode == 0, evaluated.stderr
+    resumed = _train("graph_api", features, moved, 2)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from {moved / 'checkpoints'}" in resumed.stdout and _epochs_in_history(moved) == 2
+    copy = tmp_path / "copy"
+    shutil.copytree(moved, copy)
+    shutil.rmtree(moved)  # the copy must not lean on the original's files
+    again = _train("graph_api", features, copy, 3)
+    assert again.returncode == 0, again.stderr
+    assert "after epoch 2" in again.stdout and _epochs_in_history(copy) == 3
+    predicted = run_cli("graph_api", "predict", "--run", str(copy), "--manifest", str(features),
+                        "--split", "val", "--out", str(tmp_path / "p.csv"))
+    assert predicted.returncode == 0, predicted.stderr
+
+
+def test_graph_resume_skips_a_truncated_checkpoint_and_says_so(features, tmp_path):
+    run = tmp_path / "run"
+    assert _train("graph_api", features, run, 2).returncode == 0
+    newest = sorted((run / "checkpoints").glob("ckpt-2.data-*"))[0]
+    _truncate(newest)
+    resumed = _train("graph_api", features, run, 3)
+    assert resumed.returncode == 0, resumed.stderr
+    warnings = [line for line in resumed.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "ckpt-2" in warnings[0] and "unreadable checkpoint" in warnings[0]
+    assert "after epoch 1" in resumed.stdout
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["loss"]) == 3 and len(history["images_per_sec"]) == 3
+
+
+def test_graph_run_without_readable_checkpoint_is_not_restarted_over(features, tmp_path):
+    run = tmp_path / "run"
+    assert _train("graph_api", features, run, 1).returncode == 0
+    history_before = (run / "history.json").read_bytes()
+    for data in (run / "checkpoints").glob("ckpt-*.data-*"):
+        _truncate(data)
+    result = _train("graph_api", features, run, 2)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no readable checkpoint" in errors[0] and "--no-resume" in errors[0]
+    assert (run / "history.json").read_bytes() == history_before
+
+
+@pytest.mark.parametrize("api", ["graph_api", "keras_api"])
+def test_rerun_of_a_finished_run_says_it_is_complete(api, features, tmp_path):
+    run = tmp_path / "run"
+    assert _train(api, features, run, 1).returncode == 0
+    history_before = (run / "history.json").read_bytes()
+    again = _train(api, features, run, 1)
+    assert again.returncode == 0, again.stderr
+    assert "run complete (all 1 epochs done)" in again.stdout
+    assert (run / "history.json").read_bytes() == history_before
+
+
+def test_keras_resume_from_a_damaged_backup_uses_the_previous_one(features, tmp_path):
+    run = tmp_path / "run"
+    assert _train("keras_api", features, run, 2).returncode == 0
+    _truncate(run / "backup" / "latest.weights.h5")
+    resumed = _train("keras_api", features, run, 3)
+    assert resumed.returncode == 0, resumed.stderr
+    warnings = [line for line in resumed.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "latest.weights.h5" in warnings[0]
+    assert "after epoch 1" in resumed.stdout
+    rows = (run / "epochs.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["0", "1", "2"]
+    assert _epochs_in_history(run) == 3
+
+
+def test_keras_damaged_backup_without_a_previous_one_is_one_line(features, tmp_path):
+    run = tmp_path / "run"
+    assert _train("keras_api", features, run, 1).returncode == 0
+    _truncate(run / "backup" / "latest.weights.h5")
+    (run / "backup" / "latest.weights.h5.bkp").unlink(missing_ok=True)
+    result = _train("keras_api", features, run, 2)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "unreadable backup" in errors[0] and "Traceback" not in result.stderr
