@@ -1,5 +1,4 @@
-import sys
-
+from data_pipeline.errors import exit_process
 from data_pipeline.tf_logging import import_tensorflow_quietly, quiet_tensorflow_logs
 
 quiet_tensorflow_logs()  # before anything imports TensorFlow
@@ -7,4 +6,4 @@ import_tensorflow_quietly()
 
 from .cli import main  # noqa: E402
 
-sys.exit(main())
+exit_process(main())

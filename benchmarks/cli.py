@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from data_pipeline.errors import DataError, main_with_errors, positive_int
+from data_pipeline.errors import ArgumentParser, DataError, main_with_errors, non_negative_float, non_negative_int, positive_int
 
 from .config import MAX_REPEATS, MODELS, MODES, PRECISIONS, PRESET_BUDGET_S, preset, with_overrides
 
@@ -63,7 +63,7 @@ def cmd_compare(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="measure a preset's configurations and write the report")
     p.add_argument("--preset", default="quick", help="quick (this CPU, < 15 min), full, gpu")
@@ -72,15 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "(and read by the full/gpu presets' pipeline configurations)")
     p.add_argument("--modes", nargs="+", help=f"only these modes ({', '.join(MODES)})")
     p.add_argument("--models", nargs="+", help=f"only these models ({', '.join(MODELS)})")
-    p.add_argument("--batches", nargs="+", type=int, help="only these batch sizes")
-    p.add_argument("--steps", type=int, help="timed steps per configuration (preset's by default)")
-    p.add_argument("--warmup", type=int, help="warm-up steps, excluded from the timing")
+    p.add_argument("--batches", nargs="+", type=positive_int, help="only these batch sizes")
+    p.add_argument("--steps", type=positive_int, help="timed steps per configuration (preset's by default)")
+    p.add_argument("--warmup", type=non_negative_int, help="warm-up steps, excluded from the timing")
     p.add_argument("--repeats", type=positive_int, help="interleaved repeats (preset's by default)")
-    p.add_argument("--budget-min", type=float,
+    p.add_argument("--budget-min", type=non_negative_float,
                    help="after the repeats, repeat graph/Keras-fit pairs whose interval is wider than +-10%% while "
                         "the whole run stays within this many minutes (quick: 13; 0: off; off when --repeats is given)")
     p.add_argument("--max-repeats", type=positive_int, default=MAX_REPEATS, help="at most this many repeats of a pair")
-    p.add_argument("--image-size", type=int, help="image size for image models (preset's by default)")
+    p.add_argument("--image-size", type=positive_int, help="image size for image models (preset's by default)")
     p.add_argument("--precision", choices=PRECISIONS, help="every configuration in this precision")
     p.add_argument("--xla", choices=("on", "off"), help="XLA on or off for every configuration")
     p.set_defaults(func=cmd_run)

@@ -20,7 +20,8 @@ PRECISIONS = ("fp32", "mixed_bfloat16", "mixed_float16")
 DATA = ("synthetic", "pipeline")
 BASELINE = "keras-fit"
 CLAIMED_RATIO = 2.5
-PRECISION_TARGET = 0.10  # each graph / keras-fit interval within +-10% of its ratio (issue 5)
+PRECISION_TARGET = 0.10  # each graph / keras-fit interval within +-10% of its ratio
+SCHEMA_VERSION = 1       # of results.json (docs/benchmarks.md)
 # Presets that may add interleaved repeats for imprecise comparisons, and their time budget (s)
 # for the whole run: quick must end within 15 minutes on this 2-core CPU.
 PRESET_BUDGET_S = {"quick": 13 * 60.0}

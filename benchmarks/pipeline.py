@@ -8,8 +8,7 @@ Read rate: images/s of 224x224x3 uint8 shards -> float32 [0, 1] batches of 64 th
 """
 from __future__ import annotations
 
-import argparse
-import json
+
 import os
 import platform
 import shutil
@@ -17,14 +16,15 @@ import sys
 import time
 from pathlib import Path
 
+from data_pipeline.atomic import write_json
 from data_pipeline.build import BuildOptions, build_shards, plan_shards, select_sites
-from data_pipeline.errors import DataError
+from data_pipeline.errors import ArgumentParser, DataError, positive_int
 from data_pipeline.synthetic import SynthConfig, generate
 
 from .stats_basic import format_rate, summarize
 
-BUILD_TARGET = 15.0    # sites/s with 2 processes (issue 2)
-READ_TARGET = 3000.0   # images/s (issue 2)
+BUILD_TARGET = 15.0    # sites/s with 2 processes
+READ_TARGET = 3000.0   # images/s
 
 
 def measure_build_rate(root: Path, work: Path, workers: int, repeats: int, shard_size: int = 64) -> dict:
@@ -73,11 +73,11 @@ def run(work: Path, wells: int, workers: int, repeats: int) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--work-dir", type=Path, default=Path("data/pipeline-bench"))
-    parser.add_argument("--wells", type=int, default=120, help="wells per plate (2 plates, 2 sites each)")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--wells", type=positive_int, default=120, help="wells per plate (2 plates, 2 sites each)")
+    parser.add_argument("--workers", type=positive_int, default=2)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     try:
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
           f"{read['batch_size']} [target >= {READ_TARGET:g}]")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(args.json, results)
     return 0
 
 

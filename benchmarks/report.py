@@ -12,7 +12,7 @@ from data_pipeline.atomic import atomic_write_bytes
 import numpy as np
 
 from . import plots
-from .config import BASELINE, CLAIMED_RATIO, GRAPH_MODES, PRECISION_TARGET, group_of
+from .config import BASELINE, CLAIMED_RATIO, GRAPH_MODES, PRECISION_TARGET, SCHEMA_VERSION, group_of
 from .summary import interval_half_widths, summarize_results, within_target
 
 
@@ -34,9 +34,15 @@ def load_results(path: str | Path) -> dict:
         raise DataError(f"{path}: not a results JSON ({err})") from None
     if not isinstance(results, dict) or "runs" not in results or "schema" not in results:
         raise DataError(f"{path}: not a benchmarks results file (no 'schema'/'runs')")
+    if results["schema"] != SCHEMA_VERSION:
+        raise DataError(f"{path}: results schema {results['schema']!r}; this version reads schema {SCHEMA_VERSION}")
     # The summary is derived: recomputed from the raw runs, so an interrupted run is summarised
     # from what exists and a report always uses the current statistics.
-    results["summary"] = summarize_results(results)
+    try:
+        results["summary"] = summarize_results(results)
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{path}: results file of schema {SCHEMA_VERSION} lacks or mangles a field "
+                        f"({type(err).__name__}: {err}); rerun the benchmark to regenerate it") from None
     return results
 
 

@@ -24,10 +24,9 @@ from typing import Callable
 from data_pipeline.atomic import write_json
 from data_pipeline.tf_logging import quiet_tensorflow_logs
 
-from .config import MAX_REPEATS, PINNED_ENV, PRECISION_TARGET, BenchConfig, group_of
+from .config import MAX_REPEATS, PINNED_ENV, PRECISION_TARGET, SCHEMA_VERSION, BenchConfig, group_of
 from .worker import RESULT_MARK
 
-SCHEMA_VERSION = 1
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -9,7 +9,7 @@ import argparse
 import importlib
 from typing import Callable
 
-from data_pipeline.errors import non_negative_float, positive_int
+from data_pipeline.errors import ArgumentParser, non_negative_float, non_negative_int, positive_int
 
 from .predict import PredictorBase, run_evaluate, run_predict
 
@@ -28,10 +28,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--learning-rate", type=non_negative_float, default=None)
     p.add_argument("--optimizer", default="rmsprop")
     p.add_argument("--precision", choices=("fp32", "mixed_bfloat16", "mixed_float16"), default="fp32")
-    p.add_argument("--patience", type=int, default=None, help="early stopping patience (epochs)")
+    p.add_argument("--patience", type=non_negative_int, default=None, help="early stopping patience (epochs)")
     p.add_argument("--min-delta", type=non_negative_float, default=0.0)
     p.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--no-resume", action="store_true", help="start afresh even if checkpoints exist")
 
 
@@ -43,7 +43,7 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--id-code", help="... its <experiment>_<plate>_<well> ...")
     p.add_argument("--site", type=int, default=1, choices=(1, 2))
     p.add_argument("--dataset", default="test", choices=("train", "test"))
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=positive_int, default=5)
     p.add_argument("--out", help="CSV of predictions (split mode)")
 
 
@@ -57,7 +57,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", required=True, help="image shards manifest.json")
     p.add_argument("--out", required=True, help="directory for the feature shards")
     p.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
 
 
 def predictor_command(load_predictor: Callable[[str], PredictorBase], run: Callable) -> Callable:
@@ -83,7 +83,7 @@ def build_parser(prog: str, description: str, commands: dict[str, Callable[[argp
                  add_api_train_arguments: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
     """The `train | extract-features | predict | evaluate` parser both APIs share; `commands`
     maps each command to the API's function, `add_api_train_arguments` adds its own train flags."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", required=True)
     specs = {"train": ("train a model", lambda p: (add_train_arguments(p), add_api_train_arguments(p))),
              "extract-features": ("frozen VGG16 base over shards -> 7x7x512 feature shards", add_extract_arguments),

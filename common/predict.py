@@ -10,14 +10,13 @@ import io
 import sys
 from typing import Sequence
 
-import h5py
 import numpy as np
 
 from data_pipeline.atomic import atomic_write_bytes
 from data_pipeline.errors import DataError
 from data_pipeline.images import as_model_input, load_site, site_to_sample
 from data_pipeline.layout import SiteKey, parse_id_code
-from data_pipeline.shards import load_manifest, shard_path, split_records
+from data_pipeline.shards import load_manifest, read_split
 
 from .run_files import load_run_config
 
@@ -72,15 +71,11 @@ class PredictorBase:
         pass
 
 
-def read_split(manifest: dict, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def read_samples(manifest: dict, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """All samples of a split -> (model input, labels, sample ids)."""
-    images, labels, ids = [], [], []
-    for record in split_records(manifest, split):
-        with h5py.File(shard_path(manifest, record), "r") as handle:
-            images.append(handle["images"][:])
-            labels.append(handle["labels"][:])
-            ids += [f"{i.decode()}_s{s}" for i, s in zip(handle["id_codes"][:], handle["sites"][:])]
-    return as_model_input(np.concatenate(images)), np.concatenate(labels), ids
+    data = read_split(manifest, split)
+    ids = [f"{i.decode()}_s{s}" for i, s in zip(data["id_codes"], data["sites"])]
+    return as_model_input(data["images"]), data["labels"], ids
 
 
 def site_input(args, image_shape: Sequence[int], image_mode: str) -> np.ndarray:
@@ -117,7 +112,7 @@ def run_predict(args, predictor) -> None:
         raise DataError("give --manifest (a split) or --root and --id-code (one site)")
     manifest = load_manifest(args.manifest)
     predictor.check_classes(manifest)
-    images, labels, ids = read_split(manifest, args.split)
+    images, labels, ids = read_samples(manifest, args.split)
     top = predictor.top_k(predictor.probabilities_of(images), args.top_k)
     data = predictions_csv(ids, top, labels, run["class_names"])
     if args.out:
@@ -130,7 +125,7 @@ def run_predict(args, predictor) -> None:
 def run_evaluate(args, predictor) -> float:
     manifest = load_manifest(args.manifest)
     predictor.check_classes(manifest)
-    images, labels, _ = read_split(manifest, args.split)
+    images, labels, _ = read_samples(manifest, args.split)
     if (labels < 0).all():
         raise DataError(f"{args.manifest}: split {args.split!r} has no labels to evaluate against")
     probabilities = predictor.probabilities_of(images)

@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -25,8 +25,8 @@ import pandas as pd
 
 from .constants import DEFAULT_IMAGE_SIZE, IMAGE_MODE_RGB, SHARD_SCHEMA_VERSION
 from .errors import DataError
-from .images import load_site, sample_channels, site_to_sample
-from .layout import SiteKey
+from .images import load_channel, load_site, sample_channels, site_to_sample
+from .layout import SiteKey, site_channel_path
 from .metadata import (class_names_for, encode_labels, expand_sites, read_metadata, select,
                        split_by_experiment, split_random)
 from .atomic import TMP_MARK, write_json
@@ -57,6 +57,7 @@ class BuildOptions:
     workers: int = 1
     skip_bad: bool = False
     source: dict = field(default_factory=dict)
+    raw_size: int | None = None    # every site's PNG side; a site of another size is refused
 
 
 def plan_shards(sites: pd.DataFrame, class_names: list[str], shard_size: int) -> list[ShardJob]:
@@ -93,7 +94,7 @@ def build_one_shard(job: ShardJob, options: BuildOptions, class_names: list[str]
     for sample in job.samples:
         dataset, experiment, plate, well, site, id_code, label = sample
         try:
-            site_image = load_site(options.root, SiteKey(dataset, experiment, plate, well, site))
+            site_image = load_site(options.root, SiteKey(dataset, experiment, plate, well, site), options.raw_size)
         except DataError as err:
             if not options.skip_bad:
                 raise
@@ -113,6 +114,19 @@ def build_one_shard(job: ShardJob, options: BuildOptions, class_names: list[str]
         Path(options.out_dir) / name, np.stack(images), [s[6] for s in kept],
         [s[5] for s in kept], [s[4] for s in kept], attrs, before_rename=hook)
     return record
+
+
+def _first_site_size(jobs: list[ShardJob], options: BuildOptions) -> int | None:
+    """The side of the first readable site's PNGs: the size every other site must have
+    (resampling one site of another resolution silently would mix two scales)."""
+    for job in jobs:
+        for dataset, experiment, plate, well, site, _id, _label in job.samples[:8]:
+            try:
+                return int(load_channel(site_channel_path(options.root, SiteKey(dataset, experiment, plate, well,
+                                                                                  site), 1)).shape[0])
+            except DataError:
+                continue
+    return None
 
 
 def _kill_self(_path=None) -> None:
@@ -170,6 +184,8 @@ def build_shards(jobs: list[ShardJob], class_names: list[str], options: BuildOpt
     fingerprint = plan_fingerprint(jobs, options, class_names)
     done = _finished_records(out_dir, fingerprint)
     todo = [job for job in jobs if job.file not in done]
+    if options.raw_size is None and todo:
+        options = replace(options, raw_size=_first_site_size(todo, options))
     if progress:
         progress(sum(len(job.samples) for job in jobs if job.file in done))
     kill_after = int(os.environ.get(KILL_AFTER_ENV, "0") or 0)

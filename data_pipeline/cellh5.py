@@ -1,9 +1,12 @@
 """The textbook's single-file layout, ``cell.h5``: x_train, y_train, x_val, y_val, classes.
 
-Export gathers the train and val shards of a manifest into one file (images uint8,
-labels int32 class indices); import turns such a file back into shards + manifest so
-``make_dataset`` can read it. A file written with the book's ``'i1'`` (int8) images is
-reinterpreted as uint8, which restores the wrapped pixel values exactly.
+Export gathers the train and val shards of a manifest into one file as the book's code
+reads it: images uint8, labels one-hot uint8 rows in class order (what ``pd.get_dummies``
+gives, for ``categorical_crossentropy``), class names as bytes. Import turns such a file back
+into shards + manifest so ``make_dataset`` can read it; it takes one-hot rows or class
+indices. Images written with the book's ``'i1'`` (int8) dtype come in two kinds: wrapped
+(values over 127 stored as negatives: reinterpreted as uint8, exactly restored) and
+saturated (h5py clips values over 127 to 127 on assignment: the pixels are lost, refused).
 """
 from __future__ import annotations
 
@@ -18,31 +21,39 @@ from .build import BuildOptions, ShardJob, make_manifest
 from .constants import IMAGE_MODE_RAW, IMAGE_MODE_RGB
 from .errors import DataError
 from .atomic import atomic_path
-from .shards import (content_tag, load_manifest, open_h5, publish_manifest, sha256_file, shard_path,
-                     split_records, write_shard)
+from .shards import content_tag, load_manifest, open_h5, publish_manifest, read_split, sha256_file, write_shard
 
 SPLITS = (("train", "x_train", "y_train"), ("val", "x_val", "y_val"))
 
 
-def _read_split(manifest: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = [], []
-    for record in split_records(manifest, split):
-        with h5py.File(shard_path(manifest, record), "r") as handle:
-            images.append(handle["images"][:])
-            labels.append(handle["labels"][:])
-    return np.concatenate(images), np.concatenate(labels)
+# A saturated int8 file: no negative value and at least this fraction of pixels at 127.
+SATURATED_FRACTION = 0.001
+
+
+def one_hot_rows(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N,) class indices -> (N, num_classes) uint8 one-hot rows (pandas 1.x `get_dummies`)."""
+    rows = np.zeros((len(labels), num_classes), np.uint8)
+    rows[np.arange(len(labels)), labels] = 1
+    return rows
 
 
 def export_cell_h5(manifest_path: str | os.PathLike, out_path: str | os.PathLike) -> dict:
     """Write `out_path` (atomically) from the manifest's train and val splits; returns counts."""
     manifest = load_manifest(manifest_path)
+    if manifest["dtype"] != "uint8":
+        raise DataError(f"{manifest['_path']}: shards hold {manifest['dtype']} {manifest['image_mode']}; "
+                        f"cell.h5 holds uint8 images (export the image shards, not features)")
+    splits = {split: read_split(manifest, split, ("images", "labels")) for split, _, _ in SPLITS}
+    for split, data in splits.items():
+        if (data["labels"] < 0).any():
+            raise DataError(f"{manifest['_path']}: split {split!r} has unlabelled samples; cell.h5 needs labels")
     out_path = Path(out_path)
     counts = {}
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as handle:
         for split, x_name, y_name in SPLITS:
-            images, labels = _read_split(manifest, split)
+            images, labels = splits[split]["images"], splits[split]["labels"]
             handle.create_dataset(x_name, data=images, dtype="uint8")
-            handle.create_dataset(y_name, data=labels, dtype="int32")
+            handle.create_dataset(y_name, data=one_hot_rows(labels, len(manifest["class_names"])))
             counts[split] = len(images)
         handle.create_dataset("classes", data=np.asarray(manifest["class_names"], dtype="S"))
     return counts
@@ -60,6 +71,11 @@ def _load_cell_arrays(path: Path) -> tuple[dict, list[str]]:
 
 def _as_uint8(x: np.ndarray, path: Path, name: str) -> np.ndarray:
     if x.dtype == np.int8:
+        at_max = float(np.mean(x == 127)) if x.size else 0.0
+        if x.size and x.min() >= 0 and at_max >= SATURATED_FRACTION:
+            raise DataError(f"{path}: {name} is int8 with no value below 0 and {at_max:.1%} of pixels at 127: "
+                            f"pixels over 127 were clipped when it was written (h5py saturates on "
+                            f"assignment), so they cannot be restored; write the images as uint8")
         print(f"{path}: {name} is int8 (the book's 'i1'); reinterpreting as uint8", file=sys.stderr)
         return x.view(np.uint8)
     if x.dtype != np.uint8:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .constants import CELL_TYPES, DEFAULT_IMAGE_SIZE, IMAGE_MODE_RGB, IMAGE_MODES
+from .errors import ArgumentParser, non_negative_int, positive_int
 from .progress import Progress
 
 
@@ -94,29 +95,29 @@ def cmd_import(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m data_pipeline", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m data_pipeline", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write a synthetic RxRx1 in the Kaggle layout")
     p.add_argument("--out", required=True, help="data root to create")
-    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--classes", type=positive_int, default=10)
     p.add_argument("--cell-types", type=_csv_list, default=["U2OS"], help=f"comma list of {CELL_TYPES}")
-    p.add_argument("--experiments", type=int, default=2, help="training experiments per cell type")
-    p.add_argument("--test-experiments", type=int, default=1)
-    p.add_argument("--plates", type=int, default=1)
-    p.add_argument("--wells", type=int, default=24, help="wells per plate (max 308)")
-    p.add_argument("--size", type=int, default=512, help="image side in pixels")
+    p.add_argument("--experiments", type=positive_int, default=2, help="training experiments per cell type")
+    p.add_argument("--test-experiments", type=non_negative_int, default=1)
+    p.add_argument("--plates", type=positive_int, default=1)
+    p.add_argument("--wells", type=positive_int, default=24, help="wells per plate (max 308)")
+    p.add_argument("--size", type=positive_int, default=512, help="image side in pixels")
     p.add_argument("--signal", type=float, default=1.0, help="class-signal strength")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("build", help="PNGs -> HDF5 shards + manifest.json")
     p.add_argument("--root", required=True, help="RxRx1 data root (with train.csv)")
     p.add_argument("--out", required=True, help="shard folder")
     p.add_argument("--mode", choices=IMAGE_MODES, default=IMAGE_MODE_RGB)
-    p.add_argument("--size", type=int, default=DEFAULT_IMAGE_SIZE)
-    p.add_argument("--shard-size", type=int, default=256, help="samples per shard")
-    p.add_argument("--workers", type=int, default=2, help="processes")
+    p.add_argument("--size", type=positive_int, default=DEFAULT_IMAGE_SIZE)
+    p.add_argument("--shard-size", type=positive_int, default=256, help="samples per shard")
+    p.add_argument("--workers", type=positive_int, default=2, help="processes")
     p.add_argument("--cell-types", type=_csv_list, default=None)
     p.add_argument("--experiments", type=_csv_list, default=None)
     p.add_argument("--include-controls", action="store_true")
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--val-experiments", type=_csv_list, default=None,
                    help="validate on these experiments instead of a random fraction")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--skip-bad", action="store_true", help="record unreadable sites instead of failing")
     p.set_defaults(func=cmd_build)
 
@@ -150,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-cell-h5", help="a cell.h5 -> shards + manifest")
     p.add_argument("cell_h5")
     p.add_argument("--out", required=True)
-    p.add_argument("--shard-size", type=int, default=256)
+    p.add_argument("--shard-size", type=positive_int, default=256)
     p.set_defaults(func=cmd_import)
     return parser
 

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from .allocator import keep_freed_memory
-from .errors import DataError
+from .errors import DataError, record_for_tensorflow
 from .shards import load_manifest, shard_path, split_records, verify_manifest
 
 SCALES = ("unit", "raw", None)  # [0, 1] floats, [0, 255] floats, or the stored uint8
@@ -99,8 +99,10 @@ class _BatchReader:
             if path not in self._files:
                 try:
                     self._files[path] = h5py.File(path, "r")
+                except FileNotFoundError:
+                    raise record_for_tensorflow(DataError(f"{path}: shard listed in the manifest is missing")) from None
                 except OSError as err:
-                    raise DataError(f"{path}: unreadable shard ({err})") from None
+                    raise record_for_tensorflow(DataError(f"{path}: unreadable shard ({err})")) from None
             return self._files[path]
 
     def read(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,8 +118,8 @@ class _BatchReader:
                 handle["images"].read_direct(images, np.s_[start:start + hi - lo], np.s_[lo:hi])
                 handle["labels"].read_direct(labels, np.s_[start:start + hi - lo], np.s_[lo:hi])
             except (OSError, KeyError, ValueError, TypeError) as err:
-                raise DataError(f"{self.paths[shard]}: cannot read samples {start}..{start + hi - lo} "
-                                f"({err})") from None
+                raise record_for_tensorflow(DataError(
+                    f"{self.paths[shard]}: cannot read samples {start}..{start + hi - lo} ({err})")) from None
         return images, labels
 
     def read_tensors(self, pairs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

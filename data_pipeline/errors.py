@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -23,11 +24,45 @@ class DataError(Exception):
         return (type(self), (self.message,))
 
 
+# DataErrors raised where TensorFlow wraps them (inside `tf.numpy_function`, as an opaque
+# UnknownError): recorded when raised, so the command can report the original one line.
+_raised_in_tensorflow: list[DataError] = []
+
+
+def record_for_tensorflow(err: DataError) -> DataError:
+    """Remember `err` (raised in code TensorFlow calls) and return it, for `raise record_for_tensorflow(...)`."""
+    _raised_in_tensorflow.append(err)
+    return err
+
+
+def data_error_behind(err: BaseException) -> DataError | None:
+    """The recorded DataError whose message the (TensorFlow op) error `err` carries, or None."""
+    text = str(err)
+    return next((recorded for recorded in reversed(_raised_in_tensorflow) if recorded.message in text), None)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's error line: ``error: --flag: what`` and exit status 2,
+    without the usage block (``--help`` shows it). Sub-command parsers inherit it."""
+
+    def error(self, message: str):
+        print(f"error: {message.removeprefix('argument ')}", file=sys.stderr)
+        sys.exit(2)
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (epochs, batch size, steps, repeats)."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (patience, warm-up steps)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
     return value
 
 
@@ -39,6 +74,17 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def exit_process(code: int) -> None:
+    """End a command with `code`. After a failure in a process that runs TensorFlow, end it
+    at once: input-pipeline threads blocked on a failed iterator can keep the interpreter
+    from exiting. Every file is written atomically, so nothing is left half-written."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code != 0 and "tensorflow" in sys.modules:
+        os._exit(code)
+    sys.exit(code)
+
+
 def main_with_errors(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
                      handle: Callable[[argparse.Namespace], None],
                      interrupted: str = "the last completed epoch's checkpoint is kept") -> int:
@@ -48,6 +94,17 @@ def main_with_errors(parser: argparse.ArgumentParser, argv: Sequence[str] | None
         handle(args)
     except DataError as err:
         print(f"error: {err.message}", file=sys.stderr)
+        return 2
+    except OSError as err:  # an output that cannot be written: unwritable, below a file, a folder
+        if err.filename is None:
+            raise
+        print(f"error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a DataError raised inside a tf.data pipeline arrives wrapped
+        data_error = data_error_behind(err)
+        if data_error is None:
+            raise
+        print(f"error: {data_error.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted: {interrupted}", file=sys.stderr)

@@ -9,12 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import h5py
 import numpy as np
 
 from .build import BuildOptions, ShardJob, make_manifest
 from .images import as_model_input
-from .shards import content_tag, load_manifest, publish_manifest, shard_path, tagged_name, write_shard
+from .shards import content_tag, load_manifest, publish_manifest, read_shard, tagged_name, write_shard
 
 FEATURE_MODE = "vgg16_features"
 
@@ -29,13 +28,13 @@ def write_feature_shards(manifest_path: str, out_dir: str | Path, compute: Calla
     done, jobs, shape = {}, [], None
     for record in manifest["shards"]:
         name = tagged_name(record["file"], tag)
-        with h5py.File(shard_path(manifest, record), "r") as handle:
-            pixels, labels = handle["images"], handle["labels"][:]
-            ids, sites = handle["id_codes"][:], handle["sites"][:]
-            features = np.concatenate([compute(as_model_input(pixels[i:i + batch_size]))
-                                       for i in range(0, len(labels), batch_size)]).astype(np.float32)
+        shard = read_shard(manifest, record)
+        pixels = shard["images"]
+        features = np.concatenate([compute(as_model_input(pixels[i:i + batch_size]))
+                                   for i in range(0, len(pixels), batch_size)]).astype(np.float32)
         shape = list(features.shape[1:])
-        digest = write_shard(out_dir / name, features, labels, [i.decode() for i in ids], sites,
+        digest = write_shard(out_dir / name, features, shard["labels"], [i.decode() for i in shard["id_codes"]],
+                             shard["sites"],
                              {"image_mode": FEATURE_MODE, "class_names": manifest["class_names"],
                               "split": record["split"], "source": source})
         jobs.append(ShardJob(name, record["split"], ()))

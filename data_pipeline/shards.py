@@ -23,6 +23,7 @@ from .atomic import atomic_path, write_json
 from .errors import DataError
 
 MANIFEST_NAME = "manifest.json"
+SHARD_FIELDS = ("images", "labels", "id_codes", "sites")
 # Shard files: <split>-<i>-of-<n>[-<tag>].h5. The tag (8 hex digits, from the build's plan)
 # gives each build's shards names of their own, so a build never overwrites the shards a
 # published manifest lists: its new manifest replaces the old one only when it is complete.
@@ -169,13 +170,31 @@ def verify_manifest(manifest: dict, check_sha: bool = True) -> None:
         verify_shard(manifest, record, check_sha)
 
 
+def read_shard(manifest: dict, record: dict, fields=SHARD_FIELDS) -> dict[str, np.ndarray]:
+    """The datasets `fields` of one shard, read whole; DataError naming the shard if it is
+    missing, truncated or lacks a field."""
+    path = shard_path(manifest, record)
+    try:
+        with h5py.File(path, "r") as handle:
+            return {field: handle[field][:] for field in fields}
+    except FileNotFoundError:
+        raise DataError(f"{path}: shard listed in the manifest is missing") from None
+    except (OSError, KeyError) as err:
+        raise DataError(f"{path}: unreadable shard ({str(err).splitlines()[0][:200]})") from None
+
+
+def read_split(manifest: dict, split: str, fields=SHARD_FIELDS) -> dict[str, np.ndarray]:
+    """The datasets `fields` of every shard of `split`, concatenated in manifest order."""
+    parts = [read_shard(manifest, record, fields) for record in split_records(manifest, split)]
+    return {field: np.concatenate([part[field] for part in parts]) for field in fields}
+
+
 def label_counts(manifest: dict) -> dict[str, np.ndarray]:
     """Per split, the number of samples of each class (index -1 = unlabelled at the end)."""
     n_classes = len(manifest["class_names"])
     counts: dict[str, np.ndarray] = {}
     for record in manifest["shards"]:
-        with h5py.File(shard_path(manifest, record), "r") as handle:
-            labels = handle["labels"][:]
+        labels = read_shard(manifest, record, ("labels",))["labels"]
         per_class = np.bincount(np.where(labels < 0, n_classes, labels), minlength=n_classes + 1)
         counts[record["split"]] = counts.get(record["split"], 0) + per_class
     return counts

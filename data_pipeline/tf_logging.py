@@ -25,7 +25,9 @@ def quiet_tensorflow_logs() -> str:
 # What TensorFlow's C++ side prints on import before its log level applies: notices, not errors.
 _IMPORT_NOTICES = ("All log messages before absl::InitializeLog() is called",
                    "oneDNN custom operations are on",
-                   "Could not find cuda drivers on your machine")
+                   "Could not find cuda drivers on your machine",
+                   "This TensorFlow binary is optimized to use available CPU instructions",
+                   "To enable the following instructions:")
 
 
 def import_tensorflow_quietly() -> None:

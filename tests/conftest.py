@@ -43,9 +43,9 @@ def shard_dir(synth_root, tmp_path_factory) -> Path:
     return out
 
 
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python -m <args>` from the repository root; captures output. A None value in
     `env` removes that variable."""
     full_env = {k: v for k, v in dict(os.environ, **(env or {})).items() if v is not None}
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=full_env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=timeout)

@@ -14,7 +14,10 @@ def test_cell_h5_round_trip(shard_dir, tmp_path):
     manifest = load_manifest(shard_dir / "manifest.json")
     assert counts == {"train": manifest["splits"]["train"], "val": manifest["splits"]["val"]}
     with h5py.File(tmp_path / "cell.h5", "r") as handle:
-        assert handle["x_train"].dtype == np.uint8 and handle["y_train"].dtype == np.int32
+        assert handle["x_train"].dtype == np.uint8
+        y_train = handle["y_train"][:]  # one-hot rows in class order, as pd.get_dummies gives
+        assert y_train.dtype == np.uint8 and y_train.shape == (counts["train"], len(manifest["class_names"]))
+        assert (y_train.sum(axis=1) == 1).all()
         x_val = handle["x_val"][:]
     imported = import_cell_h5(tmp_path / "cell.h5", tmp_path / "shards", shard_size=500)
     verify_manifest(load_manifest(tmp_path / "shards" / "manifest.json"))

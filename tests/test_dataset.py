@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from data_pipeline import DataError, make_dataset, num_batches
+from data_pipeline.errors import data_error_behind
 from data_pipeline.shards import load_manifest
 
 from conftest import REPO
@@ -111,8 +112,10 @@ def test_truncated_shard_fails_with_its_name(shard_dir, tmp_path):
     manifest = load_manifest(copy / "manifest.json")
     victim = copy / [r for r in manifest["shards"] if r["split"] == "val"][0]["file"]
     victim.write_bytes(victim.read_bytes()[:2000])
-    with pytest.raises(tf.errors.OpError, match=victim.name):
+    with pytest.raises(tf.errors.OpError, match=victim.name) as raised:
         list(make_dataset(copy / "manifest.json", "val", 4))
+    carried = data_error_behind(raised.value)  # what a command reports as its one line
+    assert carried is not None and carried.message.startswith(str(victim))
     with pytest.raises(DataError, match=victim.name):
         make_dataset(copy / "manifest.json", "val", 4, verify=True)
 

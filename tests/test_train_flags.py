@@ -15,7 +15,7 @@ def test_bad_training_numbers_are_refused_by_name(make_parser, flag, value, caps
     with pytest.raises(SystemExit) as exit_info:
         make_parser().parse_args(BASE + [flag, value])
     assert exit_info.value.code == 2
-    assert f"argument {flag}" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith(f"error: {flag}: ")
 
 
 @pytest.mark.parametrize("make_parser", [graph_parser, keras_parser])

@@ -1,0 +1,214 @@
+"""Fault injection: every command meets bad input with one line `error: <file or flag>: <what>`,
+exit status 2, no traceback, no hang, and leaves what was already written byte-identical.
+
+Each case builds its own damage from the shared tiny data set; `CASES` is the table the
+README's "Bad input" section lists.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from data_pipeline.shards import load_manifest
+from shard_helpers import feature_shards
+
+TIMEOUT_S = 240  # a command that hangs after its error fails the case instead of the suite
+
+
+@pytest.fixture(scope="module")
+def world(shard_dir, synth_root, tmp_path_factory):
+    """Shards, feature shards, one trained run per API, a cell.h5 and a results file to damage copies of."""
+    base = tmp_path_factory.mktemp("faults")
+    (base / "features").mkdir()
+    features = feature_shards(base / "features", n_train=32, n_val=16)
+    runs = {}
+    for api in ("graph_api", "keras_api"):
+        runs[api] = base / f"run-{api}"
+        done = run_cli(api, "train", "--model", "vgg16_head", "--manifest", str(features), "--out", str(runs[api]),
+                       "--epochs", "1", "--batch-size", "16", "--steps-per-epoch", "1")
+        assert done.returncode == 0, done.stderr
+    cell = base / "cell.h5"
+    assert run_cli("data_pipeline", "export-cell-h5", str(shard_dir / "manifest.json"),
+                   "--out", str(cell)).returncode == 0
+    a_file = base / "a-file"
+    a_file.write_text("not a folder")
+    return {"shards": shard_dir, "root": synth_root, "features": features, "runs": runs, "cell": cell,
+            "file": a_file, "base": base}
+
+
+def _copy_shards(world, tmp_path, which="shards") -> Path:
+    copy = tmp_path / which
+    shutil.copytree(Path(world[which]).parent if which == "features" else world[which], copy)
+    return copy / "manifest.json"
+
+
+def _first_shard(manifest_path: Path, split: str = "train") -> Path:
+    manifest = load_manifest(manifest_path)
+    return Path(manifest["_dir"]) / next(r["file"] for r in manifest["shards"] if r["split"] == split)
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+
+
+def _train(api, manifest, out, *extra):
+    return (api, "train", "--model", "vgg16_head", "--manifest", str(manifest), "--out", str(out),
+            "--epochs", "1", "--batch-size", "8", *extra)
+
+
+def truncated_shard_in_train(api):
+    def case(world, tmp_path):
+        manifest = _copy_shards(world, tmp_path, "features")
+        victim = _first_shard(manifest)
+        _truncate(victim)
+        return _train(api, manifest, tmp_path / "run"), victim.name
+    return case
+
+
+def missing_shard_in_train(api):
+    def case(world, tmp_path):
+        manifest = _copy_shards(world, tmp_path, "features")
+        victim = _first_shard(manifest)
+        victim.unlink()
+        return _train(api, manifest, tmp_path / "run"), victim.name
+    return case
+
+
+def missing_shard_in(api, command):
+    def case(world, tmp_path):
+        manifest = _copy_shards(world, tmp_path, "features")
+        victim = _first_shard(manifest, "val")
+        victim.unlink()
+        args = (api, command, "--run", str(world["runs"][api]), "--manifest", str(manifest), "--split", "val")
+        return args + (("--out", str(tmp_path / "p.csv")) if command == "predict" else ()), victim.name
+    return case
+
+
+def truncated_graph_checkpoint(world, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(world["runs"]["graph_api"], run)
+    _truncate(next((run / "final").glob("ckpt.data-*")))
+    return ("graph_api", "evaluate", "--run", str(run), "--manifest", str(world["features"])), "final/ckpt"
+
+
+def missing_shard_in_export(world, tmp_path):
+    manifest = _copy_shards(world, tmp_path)
+    victim = _first_shard(manifest)
+    victim.unlink()
+    return ("data_pipeline", "export-cell-h5", str(manifest), "--out", str(tmp_path / "cell.h5")), victim.name
+
+
+def features_export(world, tmp_path):
+    return ("data_pipeline", "export-cell-h5", str(world["features"]), "--out", str(tmp_path / "cell.h5")), "float32"
+
+
+def out_below_a_file(command):
+    def case(world, tmp_path):
+        below = world["file"] / "out"
+        args = {"synth": ("data_pipeline", "synth", "--out", str(below), "--wells", "4", "--size", "32"),
+                "build": ("data_pipeline", "build", "--root", str(world["root"]), "--out", str(below), "--size", "32"),
+                "show": ("data_pipeline", "show", "--root", str(world["root"]), "--id-code", "U2OS-01_1_B02",
+                         "--out", str(below / "site.png")),
+                "export-cell-h5": ("data_pipeline", "export-cell-h5", str(world["shards"] / "manifest.json"),
+                                   "--out", str(below / "cell.h5")),
+                "import-cell-h5": ("data_pipeline", "import-cell-h5", str(world["cell"]), "--out", str(below)),
+                "graph_api train": _train("graph_api", world["features"], below),
+                "keras_api train": _train("keras_api", world["features"], below),
+                "extract-features": ("graph_api", "extract-features", "--manifest", str(world["shards"] / "manifest.json"),
+                                     "--out", str(below), "--weights", "none"),
+                "predict": ("keras_api", "predict", "--run", str(world["runs"]["keras_api"]), "--manifest",
+                            str(world["features"]), "--split", "val", "--out", str(below / "p.csv")),
+                }[command]
+        return args, "a-file"
+    return case
+
+
+def predict_out_is_a_folder(world, tmp_path):
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    return ("graph_api", "predict", "--run", str(world["runs"]["graph_api"]), "--manifest", str(world["features"]),
+            "--split", "val", "--out", str(folder)), "existing"
+
+
+def bad_flag(*args_and_flag):
+    *args, flag = args_and_flag
+
+    def case(world, tmp_path):
+        filled = [str(world["shards"] / "manifest.json") if a == "MANIFEST" else str(world["cell"]) if a == "CELL"
+                  else str(world["root"]) if a == "ROOT" else str(tmp_path / "out") if a == "OUT" else a for a in args]
+        return tuple(filled), flag
+    return case
+
+
+def results_file(content):
+    def case(world, tmp_path):
+        path = tmp_path / "results.json"
+        path.write_text(json.dumps(content))
+        return ("benchmarks", "report", str(path), "--out", str(tmp_path / "report")), "results.json"
+    return case
+
+
+def saturated_int8_cell(world, tmp_path):
+    path = tmp_path / "book.h5"
+    pixels = np.clip(np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)), 0, 127).astype(np.int8)
+    with h5py.File(path, "w") as handle:  # what the book's 'i1' dataset holds after assignment: clipped
+        for split in ("train", "val"):
+            handle[f"x_{split}"] = pixels
+            handle[f"y_{split}"] = np.eye(2, dtype=np.uint8)[[0, 1, 0, 1]]
+        handle["classes"] = np.array([b"sirna_1", b"sirna_2"])
+    return ("data_pipeline", "import-cell-h5", str(path), "--out", str(tmp_path / "shards")), "book.h5"
+
+
+CASES = {
+    "train, graph: truncated shard": truncated_shard_in_train("graph_api"),
+    "train, Keras: truncated shard": truncated_shard_in_train("keras_api"),
+    "train, graph: missing shard": missing_shard_in_train("graph_api"),
+    "train, Keras: missing shard": missing_shard_in_train("keras_api"),
+    "evaluate, graph: missing shard": missing_shard_in("graph_api", "evaluate"),
+    "evaluate, Keras: missing shard": missing_shard_in("keras_api", "evaluate"),
+    "predict, graph: missing shard": missing_shard_in("graph_api", "predict"),
+    "predict, Keras: missing shard": missing_shard_in("keras_api", "predict"),
+    "evaluate, graph: truncated checkpoint": truncated_graph_checkpoint,
+    "export-cell-h5: missing shard": missing_shard_in_export,
+    "export-cell-h5: float feature shards": features_export,
+    "import-cell-h5: saturated int8 images": saturated_int8_cell,
+    "predict --out: an existing folder": predict_out_is_a_folder,
+    **{f"{command}: --out below a regular file": out_below_a_file(command)
+       for command in ("synth", "build", "show", "export-cell-h5", "import-cell-h5", "graph_api train",
+                       "keras_api train", "extract-features", "predict")},
+    "extract-features --batch-size 0": bad_flag("graph_api", "extract-features", "--manifest", "MANIFEST",
+                                                "--out", "OUT", "--batch-size", "0", "--batch-size"),
+    "import-cell-h5 --shard-size 0": bad_flag("data_pipeline", "import-cell-h5", "CELL", "--out", "OUT",
+                                              "--shard-size", "0", "--shard-size"),
+    "build --size 0": bad_flag("data_pipeline", "build", "--root", "ROOT", "--out", "OUT", "--size", "0", "--size"),
+    "build --workers 0": bad_flag("data_pipeline", "build", "--root", "ROOT", "--out", "OUT", "--workers", "0",
+                                  "--workers"),
+    "synth --wells -3": bad_flag("data_pipeline", "synth", "--out", "OUT", "--wells", "-3", "--wells"),
+    "predict --top-k 0": bad_flag("keras_api", "predict", "--run", "OUT", "--top-k", "0", "--top-k"),
+    "benchmarks run --steps 0": bad_flag("benchmarks", "run", "--steps", "0", "--steps"),
+    "benchmarks report: results schema 99": results_file({"schema": 99, "runs": []}),
+    "benchmarks report: an older results file": results_file({"schema": 1, "runs": [{"ok": True}]}),
+}
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_is_one_line_and_changes_nothing(name, world, tmp_path):
+    args, culprit = CASES[name](world, tmp_path)
+    before = {key: _tree(world["base"]) for key in ("base",)}
+    result = run_cli(*args, timeout=TIMEOUT_S)
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and culprit in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert _tree(world["base"]) == before["base"], "the command changed files it was not asked to write"
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name], "a temporary file was left behind"
