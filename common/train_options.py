@@ -26,7 +26,3 @@ class TrainOptions:
                    patience=args.patience, min_delta=args.min_delta, resume=not args.no_resume,
                    weights=args.weights)
 
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The shuffle seed of one epoch: a resumed run sees the same order as an uninterrupted one."""
-    return seed * 100_003 + epoch

@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import signal
+import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -60,8 +61,10 @@ class BuildOptions:
     raw_size: int | None = None    # every site's PNG side; a site of another size is refused
 
 
-def plan_shards(sites: pd.DataFrame, class_names: list[str], shard_size: int) -> list[ShardJob]:
-    """Sites (one row per well and site, with a `split` column) -> shard jobs, per split in id order."""
+def plan_shards(sites: pd.DataFrame, class_names: list[str], shard_size: int, seed: int = 0) -> list[ShardJob]:
+    """Sites (one row per well and site, with a `split` column) -> shard jobs. Each split is
+    stored in a seeded random order (a permutation of its id order), so neighbouring samples,
+    and the blocks the reader shuffles, are random draws rather than neighbouring wells."""
     if shard_size < 1:
         raise DataError(f"shard size {shard_size} must be at least 1")
     test_rows = (sites["split"] == "test").to_numpy()
@@ -72,6 +75,8 @@ def plan_shards(sites: pd.DataFrame, class_names: list[str], shard_size: int) ->
     for split, part in frame.groupby("split", sort=True):
         rows = [(r.dataset, r.experiment, int(r.plate), r.well, int(r.site), r.id_code, int(r.label))
                 for r in part.itertuples(index=False)]
+        order = np.random.default_rng([seed, zlib.crc32(split.encode())]).permutation(len(rows))
+        rows = [rows[i] for i in order]
         n_shards = -(-len(rows) // shard_size)
         for i in range(n_shards):
             jobs.append(ShardJob(f"{split}-{i:05d}-of-{n_shards:05d}.h5", split,

@@ -39,7 +39,7 @@ def cmd_build(args) -> None:
         args.root, cell_types=args.cell_types, experiments=args.experiments,
         include_controls=args.include_controls, include_test=args.include_test,
         val_fraction=args.val_fraction, val_experiments=args.val_experiments, seed=args.seed)
-    jobs = plan_shards(sites, class_names, args.shard_size)
+    jobs = plan_shards(sites, class_names, args.shard_size, args.seed)
     options = BuildOptions(root=args.root, out_dir=args.out, image_mode=args.mode, image_size=args.size,
                            shard_size=args.shard_size, workers=args.workers, skip_bad=args.skip_bad,
                            source={"root": str(Path(args.root).resolve()),

@@ -1,13 +1,14 @@
 """The one `tf.data` input pipeline both model APIs consume.
 
 Design, for speed on few cores: the per-sample stream carries only (shard, index) pairs
-(a few bytes each), so shuffling and batching never copy pixels. Shuffling permutes
-blocks of `block_size` consecutive samples across all shards each epoch (the build
-already stored each split in a seeded random order, so a block is a random handful of
-sites); a batch of indices is then read in one call per contiguous run of samples
-straight into the output array (h5py serialises every read behind one lock, so per-sample
-reads would be slow), converted to float in one pass, prefetched, and copied to the GPU
-when one is visible. Works in eager mode and inside a TF1 `tf.Graph`.
+(a few bytes each), so shuffling and batching never copy pixels. Each pass over a split is
+a uniform random permutation of all its samples (stateless: pass k of seed s is the same
+order wherever and however often it is built); a batch of indices is sorted and then read
+in one h5py call per contiguous run of samples, straight into the output array, converted
+to float in one pass, prefetched, and copied to the GPU when one is visible. The build
+stores each split in a seeded random order, so neither the stored order nor the sorting
+within a batch puts neighbouring wells together. Works in eager mode and inside a TF1
+`tf.Graph`.
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ SCALES = ("unit", "raw", None)  # [0, 1] floats, [0, 255] floats, or the stored 
 def make_dataset(manifest_path: str | os.PathLike | dict, split: str, batch_size: int, *,
                  shuffle: bool | None = None, seed: int | None = None, repeat: bool = False,
                  image_mode: str | None = None, dtype: tf.DType = tf.float32, scale: str | None = "unit",
-                 one_hot: bool = False, drop_remainder: bool = False, block_size: int = 16,
+                 one_hot: bool = False, drop_remainder: bool = False, block_size: int = 1,
+                 steps_per_epoch: int | None = None, first_epoch: int = 0,
                  deterministic: bool | None = None, device: str | None = "auto",
                  verify: bool = False, retain_memory: bool = True) -> tf.data.Dataset:
     """Batches of ``(images, labels)`` from the shards of one split.
@@ -36,8 +38,14 @@ def make_dataset(manifest_path: str | os.PathLike | dict, split: str, batch_size
     images: (B, H, W, C) `dtype`, in [0, 1] for ``scale="unit"``, [0, 255] for ``"raw"``,
     or the stored uint8 for ``None``; labels: (B,) int32 class indices (-1 = unlabelled),
     or (B, num_classes) float32 with ``one_hot``. One pass (without ``repeat``) yields every
-    sample of the split exactly once; with ``repeat`` each epoch is reshuffled.
-    ``shuffle`` defaults to True for "train"; a ``seed`` makes the order reproducible.
+    sample of the split exactly once, in a new order each time it is iterated; with ``repeat``
+    each pass is reshuffled (pass k with seed pair (seed, k)). ``shuffle`` defaults to True for "train"; a ``seed`` (an int, or an
+    int64 tensor such as a TF1 placeholder) makes the order reproducible. ``block_size`` > 1
+    shuffles blocks of that many stored neighbours instead of single samples.
+    ``steps_per_epoch``: an endless stream of epochs ``first_epoch``, ``first_epoch + 1``, ...,
+    each the first `steps_per_epoch` batches of ``make_dataset(..., seed=epoch_seed(seed, e),
+    repeat=True)``: the order a trainer that re-creates the dataset every epoch sees, so both
+    APIs, and a resumed run, see the same batches in every epoch.
     ``device``: "auto" copies batches to the first GPU if any, a device name copies there,
     None keeps them on the host. ``retain_memory`` raises glibc's mmap/trim thresholds
     (see `data_pipeline.allocator`), which doubles the rate of large float batches.
@@ -57,24 +65,53 @@ def make_dataset(manifest_path: str | os.PathLike | dict, split: str, batch_size
     records = split_records(manifest, split)
     shuffle = (split == "train") if shuffle is None else shuffle
     deterministic = True if deterministic is None else deterministic
+    if seed is None:
+        seed = int(np.random.default_rng().integers(2 ** 31))
     counts = [int(r["count"]) for r in records]
-    blocks = np.array([(i, start, min(start + block_size, n))
-                       for i, n in enumerate(counts) for start in range(0, n, block_size)], np.int64)
-    indices = tf.data.Dataset.from_tensor_slices(blocks)
-    if shuffle:
-        indices = indices.shuffle(len(blocks), seed=seed, reshuffle_each_iteration=True)
-    indices = indices.map(_block_to_indices).unbatch()
-    indices = indices.apply(tf.data.experimental.assert_cardinality(sum(counts)))
-    if repeat:
-        indices = indices.repeat()
+    blocks = tf.constant([(i, start, min(start + block_size, n))
+                          for i, n in enumerate(counts) for start in range(0, n, block_size)], tf.int64)
+
+    def epoch(epoch_seed_value, salted: bool = False) -> tf.data.Dataset:
+        """Batches of (shard, index) pairs: passes 0, 1, ... (or one) with seeds (epoch_seed_value, k).
+        `salted`: one pass whose k is drawn anew each time the dataset is iterated (reproducibly
+        for the seed), so `fit` over a finite dataset sees a new order every epoch."""
+        passes = tf.data.Dataset.range(2 ** 62 if repeat else 1)
+        if salted:
+            passes = tf.data.Dataset.random(seed=epoch_seed_value, rerandomize_each_iteration=True).take(1)
+        indices = passes.flat_map(lambda k: tf.data.Dataset.from_tensor_slices(
+            _pass_order(blocks, shuffle, epoch_seed_value, k))).map(_block_to_indices).unbatch()
+        return indices.batch(batch_size, drop_remainder=drop_remainder)
+
+    if steps_per_epoch is not None:
+        batches = tf.data.Dataset.range(first_epoch, 2 ** 62).flat_map(
+            lambda e: epoch(epoch_seed(tf.cast(seed, tf.int64), e)).take(steps_per_epoch))
+    else:
+        batches = epoch(seed, salted=shuffle and not repeat and isinstance(seed, int))
+    endless = repeat or steps_per_epoch is not None
+    batches = batches.apply(tf.data.experimental.assert_cardinality(
+        tf.data.INFINITE_CARDINALITY if endless
+        else sum(counts) // batch_size if drop_remainder else -(-sum(counts) // batch_size)))
     reader = _BatchReader(manifest, records)
-    batches = indices.batch(batch_size, drop_remainder=drop_remainder)
     batches = batches.map(reader.read_tensors, num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=deterministic)
     # A map of its own: TF's cast runs outside the GIL, unlike the numpy read above.
     convert = _converter(dtype, scale, one_hot, len(manifest["class_names"]), manifest["dtype"])
     batches = batches.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return _to_device(batches, device)
+
+
+def epoch_seed(seed, epoch):
+    """The shuffle seed of one epoch (ints or int64 tensors): a resumed run, and the other
+    API, see the same order as an uninterrupted run."""
+    return seed * 100_003 + epoch
+
+
+def _pass_order(blocks: tf.Tensor, shuffle: bool, seed, k) -> tf.Tensor:
+    """The blocks of one pass: a stateless uniform permutation for seed pair (seed, k)."""
+    if not shuffle:
+        return blocks
+    pair = tf.stack([tf.cast(seed, tf.int64), tf.cast(k, tf.int64)])
+    return tf.gather(blocks, tf.random.experimental.stateless_shuffle(tf.range(tf.shape(blocks)[0]), seed=pair))
 
 
 def _block_to_indices(block):
@@ -106,7 +143,9 @@ class _BatchReader:
             return self._files[path]
 
     def read(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, 2) int64 [shard, index] -> images (B, H, W, C) as stored, labels (B,) int32."""
+        """(B, 2) int64 [shard, index] -> images (B, H, W, C) as stored, labels (B,) int32, in
+        (shard, index) order: a batch is a set, and sorted it reads in fewer, forward calls."""
+        pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
         n = len(pairs)
         images = _aligned_empty((n,) + self.shape, self.stored)
         labels = np.empty(n, np.int32)

@@ -12,9 +12,10 @@ import numpy as np
 import tensorflow as tf
 
 from common import run_files
-from common.train_options import TrainOptions, epoch_seed
+from common.train_options import TrainOptions
 from common.weights_source import resolve_vgg16_weights
 from data_pipeline import make_dataset
+from data_pipeline.dataset import epoch_seed
 from data_pipeline.errors import DataError
 from data_pipeline.progress import Progress
 

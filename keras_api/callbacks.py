@@ -27,22 +27,18 @@ def _finite(logs: dict | None) -> bool:
 
 
 class AtomicModelCheckpoint(keras.callbacks.Callback):
-    """ModelCheckpoint's `save_best_only` behaviour, written atomically; epochs whose logs
-    are not finite are never saved."""
+    """ModelCheckpoint's `save_best_only` behaviour, written atomically, whose "best" is the
+    early-stopping callback's: the same monitor, `min_delta` and state across a resume, so
+    best.keras always holds the epoch that `restore_best_weights` restores (and the graph
+    trainer's rule picks). List it after `early_stopping`. Epochs whose logs are not finite
+    are never saved."""
 
-    def __init__(self, path: str | os.PathLike, monitor: str = "val_loss", min_delta: float = 0.0) -> None:
+    def __init__(self, path: str | os.PathLike, early_stopping: keras.callbacks.EarlyStopping) -> None:
         super().__init__()
-        self.path, self.monitor, self.min_delta = Path(path), monitor, min_delta
-        self.mode = "min" if "loss" in monitor else "max"
-        self.best: float | None = None
+        self.path, self.early_stopping = Path(path), early_stopping
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get(self.monitor)
-        if value is None or not _finite(logs):
-            return
-        better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
-        if better:
-            self.best = float(value)
+        if self.early_stopping.best_epoch == epoch and _finite(logs):
             save_model_atomic(self.model, self.path)
 
 

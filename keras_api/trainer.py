@@ -67,10 +67,13 @@ class KerasTrainer:
         self.model = compile_model(build_model(config.model, config.image_shape, config.num_classes,
                                                precision=config.precision, weights=options.weights), config)
 
-    def _datasets(self):
+    def _datasets(self, first_epoch: int):
+        """Train batches from `first_epoch` on, epoch e in the order the graph trainer's epoch e
+        has (the same per-epoch seed), and the val split."""
         one_hot = self.config.loss == "categorical"
         train = make_dataset(self.manifest, "train", self.options.batch_size, shuffle=True, seed=self.config.seed,
-                             drop_remainder=True, repeat=True, one_hot=one_hot)
+                             drop_remainder=True, steps_per_epoch=self.steps, first_epoch=first_epoch,
+                             one_hot=one_hot)
         val = make_dataset(self.manifest, "val", self.options.batch_size, shuffle=False, one_hot=one_hot)
         return train, val
 
@@ -112,12 +115,12 @@ class KerasTrainer:
                      keras.callbacks.BackupAndRestore(str(self.backup), double_checkpoint=True,
                                                       delete_checkpoint=False),
                      stopping,
-                     AtomicModelCheckpoint(self.out / "best.keras", opts.monitor, opts.min_delta),
+                     AtomicModelCheckpoint(self.out / "best.keras", stopping),
                      keras.callbacks.CSVLogger(str(self.out / "epochs.csv"), append=True),
                      RunFiles(self.out, history, opts.batch_size, f"{self.config.model} (keras_api)", stopping)]
         if opts.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(str(self.out / "tensorboard"), profile_batch=0))
-        train, val = self._datasets()
+        train, val = self._datasets(first)
         note = run_files.completion_note(history, first, opts.epochs, self.out)
         if note:
             print(note)

@@ -43,6 +43,14 @@ def shard_dir(synth_root, tmp_path_factory) -> Path:
     return out
 
 
+def site_in_last_shard(root: Path, shard_size: int = 8, channel: int = 5) -> Path:
+    """A channel PNG of a site that a default CLI build (seed 0) puts in its last shard:
+    damage there is met only after earlier shards were written."""
+    sites, classes = select_sites(root)
+    dataset, experiment, plate, well, site, _id, _label = plan_shards(sites, classes, shard_size)[-1].samples[0]
+    return root / dataset / experiment / f"Plate{plate}" / f"{well}_s{site}_w{channel}.png"
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python -m <args>` from the repository root; captures output. A None value in
     `env` removes that variable."""

@@ -10,7 +10,7 @@ from data_pipeline.build import KILL_AFTER_ENV, KILL_BEFORE_RENAME_ENV
 from data_pipeline.errors import DataError
 from data_pipeline.shards import load_manifest, verify_manifest
 
-from conftest import build_tiny, run_cli
+from conftest import build_tiny, run_cli, site_in_last_shard
 
 
 def test_manifest_lists_every_site_once_with_checksums(shard_dir, synth_root):
@@ -137,8 +137,7 @@ def _snapshot(folder):
 def test_failed_rebuild_leaves_the_previous_build_intact(synth_root, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(synth_root, root)
-    last = pd.read_csv(root / "train.csv").sort_values("id_code").iloc[-1]  # in the build's last shard
-    victim = root / "train" / last.experiment / f"Plate{last.plate}" / f"{last.well}_s2_w5.png"
+    victim = site_in_last_shard(root)
     victim.write_bytes(victim.read_bytes()[:60])
     out = tmp_path / "shards"
     assert run_cli(*_build_cmd(synth_root, out)).returncode == 0

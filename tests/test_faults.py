@@ -13,10 +13,9 @@ from pathlib import Path
 import h5py
 import imageio.v3 as imageio
 import numpy as np
-import pandas as pd
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, site_in_last_shard
 from data_pipeline.png import write_gray8
 from data_pipeline.shards import load_manifest
 from shard_helpers import feature_shards
@@ -171,13 +170,12 @@ def saturated_int8_cell(world, tmp_path):
 def site_of_another_size(world, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(world["root"], root)
-    row = pd.read_csv(root / "train.csv").sort_values("id_code").iloc[-1]  # in the build's last shard
-    last = root / "train" / row.experiment / f"Plate{row.plate}" / f"{row.well}_s2_w1.png"
+    last = site_in_last_shard(root, channel=1)
     for channel in range(1, 7):  # a whole site, consistent in itself, at half the resolution
         path = last.with_name(last.name.replace("_w1", f"_w{channel}"))
         write_gray8(path, imageio.imread(path)[::2, ::2].copy())
     return ("data_pipeline", "build", "--root", str(root), "--out", str(tmp_path / "out"), "--size", "32",
-            "--workers", "1"), last.name[:-7]
+            "--workers", "1"), last.name[:-len("_w1.png")]
 
 
 CASES = {

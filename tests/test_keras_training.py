@@ -142,3 +142,15 @@ def test_extract_features_cli_writes_feature_shards(shard_dir, tmp_path):
     assert manifest["image_mode"] == "vgg16_features" and manifest["image_shape"] == [1, 1, 512]
     assert sum(s["count"] for s in manifest["shards"]) == sum(s["count"] for s in source["shards"])
     assert "randomly initialised" in result.stderr
+
+
+def test_best_checkpoint_is_the_epoch_early_stopping_restores(features, tmp_path):
+    """Validation loss falls every epoch, but never by more than min_delta: the best epoch is
+    the first, for early stopping, restore_best_weights and best.keras alike (the graph's rule)."""
+    history = train(_head(learning_rate=1e-4), str(features), tmp_path / "run",
+                    TrainOptions(epochs=3, batch_size=16, patience=5, min_delta=10.0, tensorboard=False))
+    assert history["val_loss"][0] > history["val_loss"][1] > history["val_loss"][2]  # the case this tests
+    assert history["early_stopping"]["best_epoch"] == 0
+    best, final = _weights(tmp_path / "run" / "best.keras"), _weights(tmp_path / "run" / "final.keras")
+    for name in best:
+        np.testing.assert_array_equal(best[name], final[name], err_msg=name)
