@@ -127,18 +127,21 @@ class _BatchReader:
         self.paths = [str(shard_path(manifest, r)) for r in records]
         self.shape = tuple(manifest["image_shape"])
         self.stored = np.dtype(manifest["dtype"])
-        self._files: dict[str, h5py.File] = {}
+        self._files: dict[str, tuple[h5py.Dataset, np.ndarray]] = {}
         self._lock = threading.Lock()
 
-    def _file(self, index: int) -> h5py.File:
+    def _open(self, index: int) -> tuple[h5py.Dataset, np.ndarray]:
+        """Shard `index`'s images dataset and all its labels (read once: a per-sample label
+        read would cost as much as the image's)."""
         path = self.paths[index]
         with self._lock:
             if path not in self._files:
                 try:
-                    self._files[path] = h5py.File(path, "r")
+                    handle = h5py.File(path, "r")
+                    self._files[path] = (handle["images"], handle["labels"][:])
                 except FileNotFoundError:
                     raise record_for_tensorflow(DataError(f"{path}: shard listed in the manifest is missing")) from None
-                except OSError as err:
+                except (OSError, KeyError) as err:
                     raise record_for_tensorflow(DataError(f"{path}: unreadable shard ({err})")) from None
             return self._files[path]
 
@@ -152,10 +155,10 @@ class _BatchReader:
         new_run = np.flatnonzero((np.diff(pairs[:, 0]) != 0) | (np.diff(pairs[:, 1]) != 1)) + 1
         for lo, hi in zip(np.r_[0, new_run], np.r_[new_run, n]):
             shard, start = int(pairs[lo, 0]), int(pairs[lo, 1])
-            handle = self._file(shard)
+            stored_images, stored_labels = self._open(shard)
             try:
-                handle["images"].read_direct(images, np.s_[start:start + hi - lo], np.s_[lo:hi])
-                handle["labels"].read_direct(labels, np.s_[start:start + hi - lo], np.s_[lo:hi])
+                stored_images.read_direct(images, np.s_[start:start + hi - lo], np.s_[lo:hi])
+                labels[lo:hi] = stored_labels[start:start + hi - lo]
             except (OSError, KeyError, ValueError, TypeError) as err:
                 raise record_for_tensorflow(DataError(
                     f"{self.paths[shard]}: cannot read samples {start}..{start + hi - lo} ({err})")) from None

@@ -28,7 +28,7 @@ SHARD_FIELDS = ("images", "labels", "id_codes", "sites")
 # gives each build's shards names of their own, so a build never overwrites the shards a
 # published manifest lists: its new manifest replaces the old one only when it is complete.
 SHARD_FILE = re.compile(r"^(?P<base>[a-z]+-\d{5}-of-\d{5})(-(?P<tag>[0-9a-f]{8}))?\.h5$")
-_CHUNK_BYTES = 1 << 20
+_CHUNK_BYTES = 1 << 16
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -87,8 +87,9 @@ def publish_manifest(out_dir: Path, manifest: dict) -> None:
 
 
 def _chunk_samples(sample_bytes: int, n: int) -> int:
-    """Samples per HDF5 chunk: a power of two of at most ~1 MiB, so the reader's blocks
-    (a multiple of it, starting at multiples of it) never decode a chunk twice."""
+    """Samples per HDF5 chunk: one sample of 64 KiB or more (the reader draws samples in a
+    uniform random order, and a larger chunk would be decoded, checksum and all, for each
+    sample it holds), else a power of two of up to ~64 KiB (small samples: fewer chunks)."""
     fit = max(1, _CHUNK_BYTES // max(1, sample_bytes))
     return min(n, 1 << (fit.bit_length() - 1))
 
