@@ -45,8 +45,9 @@ class SessionTrainer:
             self.set_epoch = v1.placeholder(tf.int64, ())
             self.assign_epoch = v1.assign(self.epoch_var, self.set_epoch)
             self.init = v1.global_variables_initializer()
-            self.summaries = v1.summary.merge([v1.summary.scalar("loss", self.g.loss),
-                                               v1.summary.scalar("accuracy", self.g.accuracy)])
+            # Per-step values under tags of their own; the per-epoch means (below) use Keras's tags.
+            self.summaries = v1.summary.merge([v1.summary.scalar("batch_loss", self.g.loss),
+                                               v1.summary.scalar("batch_accuracy", self.g.accuracy)])
         self.session = v1.Session(graph=self.g.graph)
 
     # --- set-up -------------------------------------------------------------------------
@@ -146,26 +147,28 @@ class SessionTrainer:
     def fit(self) -> dict:
         first, history = self.start()
         opts = self.options
-        writer = None
-        if opts.tensorboard:
+        writers = {}
+        if opts.tensorboard:  # laid out as Keras's TensorBoard callback does: the two runs overlay
             with self.g.graph.as_default():  # FileWriter refuses eager mode
-                writer = v1.summary.FileWriter(str(self.out / "tensorboard"), self.g.graph)
+                writers = {part: v1.summary.FileWriter(str(self.out / "tensorboard" / part),
+                                                       self.g.graph if part == "train" else None)
+                           for part in ("train", "validation")}
         mode = "min" if "loss" in opts.monitor else "max"
         stopped = history["early_stopping"].get("stopped_epoch") is not None
         note = run_files.completion_note(history, first, opts.epochs, self.out)
         if note:
             print(note)
         for epoch in range(first, opts.epochs if not stopped else first):
-            loss, acc, rate = self.train_epoch(epoch, writer)
+            loss, acc, rate = self.train_epoch(epoch, writers.get("train"))
             val_loss, val_acc = self.evaluate()
             for key, value in zip(run_files.HISTORY_KEYS, (loss, acc, val_loss, val_acc, rate)):
                 history[key].append(value)
             print(f"epoch {epoch + 1}/{opts.epochs}: loss {loss:.4f} accuracy {acc:.4f} "
                   f"val_loss {val_loss:.4f} val_accuracy {val_acc:.4f} ({rate:.1f} images/s)", flush=True)
-            if writer:
-                writer.add_summary(v1.Summary(value=[v1.Summary.Value(tag="val_loss", simple_value=val_loss),
-                                                     v1.Summary.Value(tag="val_accuracy", simple_value=val_acc)]),
-                                   (epoch + 1) * self.steps)
+            for part, (part_loss, part_acc) in zip(writers, ((loss, acc), (val_loss, val_acc))):
+                writers[part].add_summary(v1.Summary(value=[
+                    v1.Summary.Value(tag="epoch_loss", simple_value=part_loss),
+                    v1.Summary.Value(tag="epoch_accuracy", simple_value=part_acc)]), epoch)
             best, stop = early_stopping.update(history["early_stopping"], history[opts.monitor][-1], epoch,
                                                opts.patience, opts.min_delta, mode)
             if best:
@@ -179,9 +182,9 @@ class SessionTrainer:
                 break
         if opts.restore_best and history["early_stopping"]["best_epoch"] is not None:
             with self.g.graph.as_default():
-                self.best_saver.restore(self.session, v1.train.latest_checkpoint(str(self.out / "best")))
+                self.best_saver.restore(self.session, saved_checkpoints(self.out / "best")[0])
         self._save(self.final_saver, self.out / "final" / "ckpt")
-        if writer:
+        for writer in writers.values():
             writer.close()
         return history
 
