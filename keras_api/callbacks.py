@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
+import zipfile
 from pathlib import Path
 
 import keras
@@ -57,13 +59,19 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         super().on_train_begin(logs)
         if self.state.get("best") is None:
             return
-        self.best, self.best_epoch = self.state["best"], self.state["best_epoch"]
-        self.wait = self.state["wait"]
         if self.restore_best_weights and self.best_path.exists():
             current = self.model.get_weights()
-            self.model.load_weights(self.best_path)
+            try:
+                self.model.load_weights(self.best_path)
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:  # .keras is a zip
+                print(f"warning: {self.best_path}: unreadable ({str(err).splitlines()[0][:160]}); the best "
+                      f"epoch so far is forgotten and early stopping counts afresh", file=sys.stderr)
+                self.model.set_weights(current)
+                return
             self.best_weights = self.model.get_weights()
             self.model.set_weights(current)
+        self.best, self.best_epoch = self.state["best"], self.state["best_epoch"]
+        self.wait = self.state["wait"]
 
     def record(self) -> dict:
         """The current state in run_files' early-stopping format."""

@@ -8,6 +8,7 @@ Mismatched names or shapes are refused with a message naming them. Call these ou
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import keras
@@ -112,7 +113,7 @@ def load_model_file(path: str | os.PathLike) -> keras.Model:
         if "safe_mode" in text or "Lambda" in text:
             raise DataError(f"{path}: contains a Lambda layer (arbitrary code); refused in safe mode") from None
         raise DataError(f"{path}: not a loadable .keras model ({text.splitlines()[0][:200]})") from None
-    except (OSError, KeyError, TypeError) as err:
+    except (OSError, KeyError, TypeError, zipfile.BadZipFile) as err:  # a .keras file is a zip archive
         raise DataError(f"{path}: not a loadable .keras model ({str(err).splitlines()[0][:200]})") from None
 
 

@@ -71,3 +71,30 @@ def test_synth_cli_and_bad_arguments(tmp_path):
     assert bad.returncode == 2 and "unknown cell type 'NEURON'" in bad.stderr
     unknown = run_cli("data_pipeline", "frobnicate")
     assert unknown.returncode == 2
+
+
+def test_the_books_own_code_trains_on_our_cell_h5(shard_dir, tmp_path):
+    """The textbook's loader (P3.26) and its VGG16-transfer head compile and fit (P3.31-P3.33),
+    written as the book writes them, plain Keras and h5py, run unchanged on an exported cell.h5."""
+    import keras
+    export_cell_h5(shard_dir / "manifest.json", tmp_path / "cell.h5")
+    with h5py.File(tmp_path / "cell.h5", "r") as f:  # P3.26
+        X_train, Y_train = f["x_train"][:], f["y_train"][:]
+        X_val, Y_val = f["x_val"][:], f["y_val"][:]
+        classes = f["classes"][:]
+    conv_base = keras.applications.VGG16(weights=None, include_top=False, input_shape=X_train.shape[1:])  # P3.31
+    conv_base.trainable = False
+    model = keras.Sequential([conv_base,
+                              keras.layers.Conv2D(64, (1, 1), activation="relu"),
+                              keras.layers.Flatten(),
+                              keras.layers.Dense(2048, activation="relu"),
+                              keras.layers.Dropout(0.5),
+                              keras.layers.Dense(2048, activation="relu"),
+                              keras.layers.Dropout(0.5),
+                              keras.layers.Dense(len(classes), activation="softmax")])
+    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-4),  # P3.32
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(X_train / 255.0, Y_train, batch_size=32, epochs=1,  # P3.33
+                        validation_data=(X_val / 255.0, Y_val), verbose=0)
+    assert np.isfinite(history.history["loss"][0]) and "val_accuracy" in history.history
+    assert Y_train.shape == (len(X_train), len(classes))

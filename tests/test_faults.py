@@ -99,6 +99,13 @@ def truncated_graph_checkpoint(world, tmp_path):
     return ("graph_api", "evaluate", "--run", str(run), "--manifest", str(world["features"])), "final/ckpt"
 
 
+def truncated_keras_model(world, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(world["runs"]["keras_api"], run)
+    _truncate(run / "final.keras")
+    return ("keras_api", "evaluate", "--run", str(run), "--manifest", str(world["features"])), "final.keras"
+
+
 def missing_shard_in_export(world, tmp_path):
     manifest = _copy_shards(world, tmp_path)
     victim = _first_shard(manifest)
@@ -189,6 +196,7 @@ CASES = {
     "predict, graph: missing shard": missing_shard_in("graph_api", "predict"),
     "predict, Keras: missing shard": missing_shard_in("keras_api", "predict"),
     "evaluate, graph: truncated checkpoint": truncated_graph_checkpoint,
+    "evaluate, Keras: truncated final.keras": truncated_keras_model,
     "export-cell-h5: missing shard": missing_shard_in_export,
     "export-cell-h5: float feature shards": features_export,
     "import-cell-h5: saturated int8 images": saturated_int8_cell,

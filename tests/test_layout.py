@@ -110,3 +110,12 @@ def test_cpu_run_logs_no_error_lines(shard_dir, tmp_path):
     bad = run_cli("keras_api", "predict", "--run", str(tmp_path), env={"TF_CPP_MIN_LOG_LEVEL": None})
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'run_config.json'}: not a training run (no run_config.json)"]
+
+
+def test_code_and_docs_speak_of_the_software_only():
+    insider = re.compile(r"\bissue \d|\(issue|\bthis session\b|\.\./shared/|DESIGN\.md", re.IGNORECASE)
+    files = [REPO / "README.md", REPO / "Makefile", *sorted((REPO / "docs").rglob("*.md"))]
+    files += [p for package in PACKAGES for p in sorted((REPO / package).glob("*.py"))]
+    for path in files:
+        hits = [line.strip() for line in path.read_text().splitlines() if insider.search(line)]
+        assert not hits, f"{path.relative_to(REPO)}: {hits[0]}"

@@ -111,3 +111,15 @@ def test_keras_damaged_backup_without_a_previous_one_is_one_line(features, tmp_p
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "unreadable backup" in errors[0] and "Traceback" not in result.stderr
+
+
+def test_keras_resume_with_a_damaged_best_checkpoint_says_so_and_trains_on(features, tmp_path):
+    run = tmp_path / "run"
+    assert _train("keras_api", features, run, 1).returncode == 0
+    _truncate(run / "best.keras")
+    resumed = _train("keras_api", features, run, 2)
+    assert resumed.returncode == 0, resumed.stderr
+    warnings = [line for line in resumed.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "best.keras" in warnings[0]
+    assert _epochs_in_history(run) == 2
+    assert json.loads((run / "history.json").read_text())["early_stopping"]["best_epoch"] == 1
