@@ -113,7 +113,9 @@ def test_cpu_run_logs_no_error_lines(shard_dir, tmp_path):
 
 
 def test_code_and_docs_speak_of_the_software_only():
-    insider = re.compile(r"\bissue \d|\(issue|\bthis session\b|\.\./shared/|DESIGN\.md", re.IGNORECASE)
+    # Words that speak of how the work was organised; spelled in parts so this file does not match.
+    work_words = [r"\bissue \d", r"\(issue", r"\bthis " + "session" + r"\b", r"\.\./shared/", r"DESIGN\.md"]
+    insider = re.compile("|".join(work_words), re.IGNORECASE)
     files = [REPO / "README.md", REPO / "Makefile", *sorted((REPO / "docs").rglob("*.md"))]
     files += [p for package in PACKAGES for p in sorted((REPO / package).glob("*.py"))]
     for path in files:
