@@ -18,7 +18,8 @@ from pathlib import Path
 
 from data_pipeline.atomic import write_json
 from data_pipeline.build import BuildOptions, build_shards, plan_shards, select_sites
-from data_pipeline.errors import ArgumentParser, DataError, positive_int
+from data_pipeline.errors import ArgumentParser, DataError, exit_process, positive_int
+from data_pipeline.tf_logging import quiet_tensorflow_logs
 from data_pipeline.synthetic import SynthConfig, generate
 
 from .stats_basic import format_rate, summarize
@@ -97,4 +98,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    quiet_tensorflow_logs()  # before make_dataset imports TensorFlow
+    exit_process(main())
