@@ -5,7 +5,8 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from data_pipeline.errors import ArgumentParser, DataError, main_with_errors, non_negative_float, non_negative_int, positive_int
+from data_pipeline.errors import (ArgumentParser, DataError, main_with_errors, non_negative_float,
+                                  non_negative_int, positive_int)
 
 from .config import MAX_REPEATS, MODELS, MODES, PRECISIONS, PRESET_BUDGET_S, preset, with_overrides
 

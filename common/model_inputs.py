@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from data_pipeline.errors import DataError
+from data_pipeline.constants import FEATURE_MODE
 
 
 def check_input_shape(name: str, input_shape) -> None:
@@ -24,6 +25,6 @@ def check_input_shape(name: str, input_shape) -> None:
 def check_manifest_input(name: str, manifest: dict) -> None:
     """DataError if the shards of `manifest` cannot feed model `name`: the head trains on
     feature shards (`extract-features`), the other models on images."""
-    if name == "vgg16_head" and manifest["image_mode"] != "vgg16_features":
+    if name == "vgg16_head" and manifest["image_mode"] != FEATURE_MODE:
         raise DataError(f"{manifest['_path']}: vgg16_head trains on feature shards (extract-features), "
                         f"not {manifest['image_mode']!r}")

@@ -21,7 +21,7 @@ from .build import BuildOptions, ShardJob, make_manifest
 from .constants import IMAGE_MODE_RAW, IMAGE_MODE_RGB
 from .errors import DataError
 from .atomic import atomic_path
-from .shards import content_tag, load_manifest, open_h5, publish_manifest, read_split, sha256_file, write_shard
+from .shards import content_tag, load_manifest, open_h5, publish_manifest, read_split, write_shard
 
 SPLITS = (("train", "x_train", "y_train"), ("val", "x_val", "y_val"))
 
@@ -103,7 +103,8 @@ def import_cell_h5(path: str | os.PathLike, out_dir: str | os.PathLike, shard_si
                            image_size=x_train.shape[1], shard_size=shard_size,
                            source={"cell_h5": str(path.resolve())})
     done, jobs = {}, []
-    tag = content_tag(sha256_file(path), shard_size)
+    stat = path.stat()  # the file was just read whole: its identity, not a second read, names the shards
+    tag = content_tag(str(path.resolve()), stat.st_size, stat.st_mtime_ns, shard_size)
     for split, x_name, y_name in SPLITS:
         x = _as_uint8(arrays[x_name], path, x_name)
         if x.shape[1:] != x_train.shape[1:]:

@@ -30,5 +30,6 @@ RAW_IMAGE_SIZE = 512
 IMAGE_MODE_RGB = "rgb224"          # rxrx1-utils composite, resized (textbook P3.19-P3.20)
 IMAGE_MODE_RAW = "raw6"            # the six channels, resized
 IMAGE_MODES = (IMAGE_MODE_RGB, IMAGE_MODE_RAW)
+FEATURE_MODE = "vgg16_features"    # shards of cached 7x7x512 features (extract-features)
 DEFAULT_IMAGE_SIZE = 224
 SHARD_SCHEMA_VERSION = 1

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from .allocator import keep_freed_memory
 from .errors import DataError, record_for_tensorflow
-from .shards import load_manifest, shard_path, split_records, verify_manifest
+from .shards import load_manifest, open_shard, shard_path, split_records, verify_manifest
 
 SCALES = ("unit", "raw", None)  # [0, 1] floats, [0, 255] floats, or the stored uint8
 
@@ -39,8 +39,9 @@ def make_dataset(manifest_path: str | os.PathLike | dict, split: str, batch_size
     or the stored uint8 for ``None``; labels: (B,) int32 class indices (-1 = unlabelled),
     or (B, num_classes) float32 with ``one_hot``. One pass (without ``repeat``) yields every
     sample of the split exactly once, in a new order each time it is iterated; with ``repeat``
-    each pass is reshuffled (pass k with seed pair (seed, k)). ``shuffle`` defaults to True for "train"; a ``seed`` (an int, or an
-    int64 tensor such as a TF1 placeholder) makes the order reproducible. ``block_size`` > 1
+    each pass is reshuffled (pass k with seed pair (seed, k)). ``shuffle`` defaults to True
+    for "train"; a ``seed`` (an int, or an int64 tensor such as a TF1 placeholder) makes the
+    order reproducible. ``block_size`` > 1
     shuffles blocks of that many stored neighbours instead of single samples.
     ``steps_per_epoch``: an endless stream of epochs ``first_epoch``, ``first_epoch + 1``, ...,
     each the first `steps_per_epoch` batches of ``make_dataset(..., seed=epoch_seed(seed, e),
@@ -137,10 +138,10 @@ class _BatchReader:
         with self._lock:
             if path not in self._files:
                 try:
-                    handle = h5py.File(path, "r")
+                    handle = open_shard(path)
                     self._files[path] = (handle["images"], handle["labels"][:])
-                except FileNotFoundError:
-                    raise record_for_tensorflow(DataError(f"{path}: shard listed in the manifest is missing")) from None
+                except DataError as err:
+                    raise record_for_tensorflow(err) from None
                 except (OSError, KeyError) as err:
                     raise record_for_tensorflow(DataError(f"{path}: unreadable shard ({err})")) from None
             return self._files[path]

@@ -7,6 +7,7 @@ A wrong path, a corrupt file or a bad flag value ends a command with one line
 from __future__ import annotations
 
 import argparse
+import collections
 import math
 import os
 import sys
@@ -26,7 +27,7 @@ class DataError(Exception):
 
 # DataErrors raised where TensorFlow wraps them (inside `tf.numpy_function`, as an opaque
 # UnknownError): recorded when raised, so the command can report the original one line.
-_raised_in_tensorflow: list[DataError] = []
+_raised_in_tensorflow: collections.deque[DataError] = collections.deque(maxlen=32)
 
 
 def record_for_tensorflow(err: DataError) -> DataError:

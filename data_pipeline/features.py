@@ -12,10 +12,10 @@ from typing import Callable
 import numpy as np
 
 from .build import BuildOptions, ShardJob, make_manifest
+from .constants import FEATURE_MODE
 from .images import as_model_input
 from .shards import content_tag, load_manifest, publish_manifest, read_shard, tagged_name, write_shard
 
-FEATURE_MODE = "vgg16_features"
 
 
 def write_feature_shards(manifest_path: str, out_dir: str | Path, compute: Callable[[np.ndarray], np.ndarray],

@@ -94,14 +94,15 @@ def _chunk_samples(sample_bytes: int, n: int) -> int:
     return min(n, 1 << (fit.bit_length() - 1))
 
 
-def open_h5(path: str | os.PathLike, what: str = "HDF5 file") -> h5py.File:
-    """Open an HDF5 file for reading; DataError naming it if it is missing or unreadable."""
+def open_h5(path: str | os.PathLike, what: str = "HDF5 file", missing: str | None = None) -> h5py.File:
+    """Open an HDF5 file for reading; DataError naming it if it is missing (``missing``, or
+    "<what> not found") or unreadable."""
     try:
         return h5py.File(path, "r")
     except FileNotFoundError:
-        raise DataError(f"{path}: {what} not found") from None
+        raise DataError(f"{path}: {missing or what + ' not found'}") from None
     except OSError as err:
-        raise DataError(f"{path}: not a readable {what} ({err})") from None
+        raise DataError(f"{path}: not a readable {what} ({str(err).splitlines()[0][:200]})") from None
 
 
 def load_manifest(path: str | os.PathLike) -> dict:
@@ -171,17 +172,20 @@ def verify_manifest(manifest: dict, check_sha: bool = True) -> None:
         verify_shard(manifest, record, check_sha)
 
 
+def open_shard(path: str | os.PathLike) -> h5py.File:
+    """Open a shard a manifest lists; DataError naming it if it is missing or unreadable."""
+    return open_h5(path, "shard", missing="shard listed in the manifest is missing")
+
+
 def read_shard(manifest: dict, record: dict, fields=SHARD_FIELDS) -> dict[str, np.ndarray]:
     """The datasets `fields` of one shard, read whole; DataError naming the shard if it is
     missing, truncated or lacks a field."""
     path = shard_path(manifest, record)
-    try:
-        with h5py.File(path, "r") as handle:
+    with open_shard(path) as handle:
+        try:
             return {field: handle[field][:] for field in fields}
-    except FileNotFoundError:
-        raise DataError(f"{path}: shard listed in the manifest is missing") from None
-    except (OSError, KeyError) as err:
-        raise DataError(f"{path}: unreadable shard ({str(err).splitlines()[0][:200]})") from None
+        except (OSError, KeyError) as err:
+            raise DataError(f"{path}: unreadable shard ({str(err).splitlines()[0][:200]})") from None
 
 
 def read_split(manifest: dict, split: str, fields=SHARD_FIELDS) -> dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 
 from common import run_files
-from data_pipeline.atomic import atomic_path
+from data_pipeline.atomic import atomic_path, atomic_write_bytes
 
 
 def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
@@ -112,3 +112,10 @@ class RunFiles(keras.callbacks.Callback):
         if self.early_stopping is not None:
             self.history["early_stopping"] = self.early_stopping.record()
         run_files.save_history(self.out, self.history, self.title)
+
+
+def keep_csv_rows(path: Path, rows: int) -> None:
+    """Cut CSVLogger's epochs.csv to its header and first `rows` epochs (those being resumed from)."""
+    if path.exists():
+        lines = path.read_text().splitlines(keepends=True)
+        atomic_write_bytes(path, "".join(lines[:rows + 1]).encode())

@@ -2,25 +2,25 @@
 (early stopping, atomic checkpoints, BackupAndRestore, TensorBoard, CSVLogger, NaN stop)."""
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import h5py
 import keras
 
 from common import run_files
 from common.train_options import TrainOptions
 from data_pipeline import make_dataset
 from data_pipeline.constants import NUM_CLASSES
-from data_pipeline.atomic import atomic_path, atomic_write_bytes
+from data_pipeline.atomic import atomic_path
 from data_pipeline.errors import DataError
 
-from .callbacks import AtomicModelCheckpoint, ResumableEarlyStopping, RunFiles, save_model_atomic
+from .callbacks import (AtomicModelCheckpoint, ResumableEarlyStopping, RunFiles, keep_csv_rows,
+                        save_model_atomic)
 from .model import build_model
 from .optimizers import make_optimizer
+from .weights import backup_epoch, backup_problem
 
 LOSSES = ("sparse", "categorical")
 
@@ -138,29 +138,6 @@ class KerasTrainer:
         save_model_atomic(self.model, self.out / "final.keras")
         save_model_atomic(self.model, self.out / "final.weights.h5")
         return history
-
-
-def backup_problem(weights: Path, metadata: Path) -> str | None:
-    """Why a BackupAndRestore backup (weights + metadata) cannot be resumed from, or None."""
-    try:
-        backup_epoch(metadata)
-        with h5py.File(weights, "r") as handle:  # read every array: a truncated file fails here
-            handle.visititems(lambda _name, node: node[()] if isinstance(node, h5py.Dataset) else None)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        return f"{weights}: unreadable backup ({str(err).splitlines()[0][:160]})"
-    return None
-
-
-def backup_epoch(metadata: Path) -> int:
-    """Epochs done per BackupAndRestore's training_metadata.json."""
-    return int(json.loads(metadata.read_text())["epoch"])
-
-
-def keep_csv_rows(path: Path, rows: int) -> None:
-    """Cut CSVLogger's epochs.csv to its header and first `rows` epochs (those being resumed from)."""
-    if path.exists():
-        lines = path.read_text().splitlines(keepends=True)
-        atomic_write_bytes(path, "".join(lines[:rows + 1]).encode())
 
 
 def train(config: KerasConfig, manifest: str, out_dir: str | Path, options: TrainOptions) -> dict:

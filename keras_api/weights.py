@@ -1,4 +1,5 @@
-"""The weights bridge between the two APIs, by the naming contract `<layer>/<weight>`.
+"""The weights bridge between the two APIs, by the naming contract `<layer>/<weight>`, and
+the checks of Keras's own weight files (`.keras`, `.weights.h5`, BackupAndRestore backups).
 
 Keras model -> graph variables (in a TF1 Session) and back, and a graph checkpoint ->
 a Keras ``.weights.h5``. Works on names alone, so it needs nothing from `graph_api`.
@@ -7,10 +8,12 @@ Mismatched names or shapes are refused with a message naming them. Call these ou
 """
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import tensorflow as tf
@@ -128,3 +131,19 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> keras.Mode
         first = str(err).splitlines()[0][:240]
         raise DataError(f"{path}: weights do not fit model {model.name!r} ({first})") from None
     return model
+
+
+def backup_problem(weights: Path, metadata: Path) -> str | None:
+    """Why a BackupAndRestore backup (weights + metadata) cannot be resumed from, or None."""
+    try:
+        backup_epoch(metadata)
+        with h5py.File(weights, "r") as handle:  # read every array: a truncated file fails here
+            handle.visititems(lambda _name, node: node[()] if isinstance(node, h5py.Dataset) else None)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"{weights}: unreadable backup ({str(err).splitlines()[0][:160]})"
+    return None
+
+
+def backup_epoch(metadata: Path) -> int:
+    """Epochs done per BackupAndRestore's training_metadata.json."""
+    return int(json.loads(metadata.read_text())["epoch"])
