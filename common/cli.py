@@ -39,7 +39,7 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run directory written by train")
     p.add_argument("--manifest", help="predict every sample of a split of these shards")
     p.add_argument("--split", default="test")
-    p.add_argument("--root", help="or one site: RxRx1 data root ...")
+    p.add_argument("--root", help="or one site: RxRx1 data root (Kaggle, RxRx1 v1.0 or WILDS layout) ...")
     p.add_argument("--id-code", help="... its <experiment>_<plate>_<well> ...")
     p.add_argument("--site", type=int, default=1, choices=(1, 2))
     p.add_argument("--dataset", default="test", choices=("train", "test"))

@@ -15,7 +15,7 @@ import numpy as np
 from data_pipeline.atomic import atomic_write_bytes
 from data_pipeline.errors import DataError
 from data_pipeline.images import as_model_input, load_site, site_to_sample
-from data_pipeline.layout import SiteKey, parse_id_code
+from data_pipeline.layout import SiteKey, detect_layout, parse_id_code
 from data_pipeline.shards import load_manifest, read_split
 
 from .run_files import load_run_config
@@ -81,7 +81,8 @@ def read_samples(manifest: dict, split: str) -> tuple[np.ndarray, np.ndarray, li
 def site_input(args, image_shape: Sequence[int], image_mode: str) -> np.ndarray:
     """One site from PNGs -> (1, H, W, C) model input, made as the shards were."""
     experiment, plate, well = parse_id_code(args.id_code)
-    site = load_site(args.root, SiteKey(args.dataset, experiment, plate, well, args.site))
+    site = load_site(args.root, SiteKey(args.dataset, experiment, plate, well, args.site),
+                     layout=detect_layout(args.root))
     return as_model_input(site_to_sample(site, image_mode, int(image_shape[0]))[None])
 
 

@@ -26,9 +26,9 @@ import pandas as pd
 
 from .constants import DEFAULT_IMAGE_SIZE, IMAGE_MODE_RGB, SHARD_SCHEMA_VERSION
 from .errors import DataError
-from .images import load_channel, load_site, sample_channels, site_to_sample
-from .layout import SiteKey, site_channel_path
-from .metadata import (class_names_for, encode_labels, expand_sites, read_metadata, select,
+from .images import load_site, sample_channels, site_side, site_to_sample
+from .layout import LAYOUT_WILDS, SiteKey, detect_layout
+from .metadata import (LABELLED_POOL, class_names_for, encode_labels, read_sites, select,
                        split_by_experiment, split_random)
 from .atomic import TMP_MARK, write_json
 from .shards import MANIFEST_NAME, publish_manifest, sha256_file, tagged_name, write_shard
@@ -37,6 +37,8 @@ JOURNAL_NAME = MANIFEST_NAME + ".partial"
 # Test hooks: simulate a kill (SIGKILL, no clean-up) at a chosen point of a build.
 KILL_AFTER_ENV = "DATA_PIPELINE_TEST_KILL_AFTER_SHARDS"
 KILL_BEFORE_RENAME_ENV = "DATA_PIPELINE_TEST_KILL_BEFORE_RENAME"
+# Splits of sites kept out of training and validation: their labels need not be in the class list.
+HELD_OUT_SPLITS = ("test", "id_test")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class BuildOptions:
     skip_bad: bool = False
     source: dict = field(default_factory=dict)
     raw_size: int | None = None    # every site's PNG side; a site of another size is refused
+    layout: str | None = None      # of `root` (layout.LAYOUTS); detected from the files if None
 
 
 def plan_shards(sites: pd.DataFrame, class_names: list[str], shard_size: int, seed: int = 0) -> list[ShardJob]:
@@ -67,7 +70,7 @@ def plan_shards(sites: pd.DataFrame, class_names: list[str], shard_size: int, se
     and the blocks the reader shuffles, are random draws rather than neighbouring wells."""
     if shard_size < 1:
         raise DataError(f"shard size {shard_size} must be at least 1")
-    test_rows = (sites["split"] == "test").to_numpy()
+    test_rows = sites["split"].isin(HELD_OUT_SPLITS).to_numpy()
     encode_labels(sites[~test_rows], class_names)  # raises if a train/val class is not listed
     labels = encode_labels(sites, class_names, unknown_as_unlabelled=True)
     frame = sites.assign(label=labels).sort_values(["split", "id_code", "site"], kind="stable")
@@ -88,7 +91,7 @@ def plan_fingerprint(jobs: list[ShardJob], options: BuildOptions, class_names: l
     """Hash of everything that determines the shards' content, to match a journal to a plan."""
     payload = json.dumps([[j.file, j.split, j.samples] for j in jobs] + [
         options.image_mode, options.image_size, class_names, SHARD_SCHEMA_VERSION,
-        str(Path(options.root).resolve()), options.skip_bad])
+        str(Path(options.root).resolve()), options.skip_bad, options.layout])
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -99,7 +102,8 @@ def build_one_shard(job: ShardJob, options: BuildOptions, class_names: list[str]
     for sample in job.samples:
         dataset, experiment, plate, well, site, id_code, label = sample
         try:
-            site_image = load_site(options.root, SiteKey(dataset, experiment, plate, well, site), options.raw_size)
+            site_image = load_site(options.root, SiteKey(dataset, experiment, plate, well, site),
+                                   options.raw_size, options.layout)
         except DataError as err:
             if not options.skip_bad:
                 raise
@@ -127,8 +131,7 @@ def _first_site_size(jobs: list[ShardJob], options: BuildOptions) -> int | None:
     for job in jobs:
         for dataset, experiment, plate, well, site, _id, _label in job.samples[:8]:
             try:
-                return int(load_channel(site_channel_path(options.root, SiteKey(dataset, experiment, plate, well,
-                                                                                  site), 1)).shape[0])
+                return site_side(options.root, SiteKey(dataset, experiment, plate, well, site), options.layout)
             except DataError:
                 continue
     return None
@@ -186,6 +189,8 @@ def build_shards(jobs: list[ShardJob], class_names: list[str], options: BuildOpt
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(out_dir)
+    if options.layout is None:
+        options = replace(options, layout=detect_layout(options.root))
     fingerprint = plan_fingerprint(jobs, options, class_names)
     done = _finished_records(out_dir, fingerprint)
     todo = [job for job in jobs if job.file not in done]
@@ -243,17 +248,45 @@ def make_manifest(jobs, done, class_names, options: BuildOptions, fingerprint: s
 
 def select_sites(root: str | os.PathLike, *, cell_types=None, experiments=None,
                  include_controls: bool = False, include_test: bool = False,
-                 val_fraction: float = 0.2, val_experiments=None, seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
-    """Metadata -> one row per site with a `split` column, and the class list of the selection."""
-    frame = read_metadata(root)
-    datasets = ("train", "test") if include_test else ("train",)
+                 val_fraction: float = 0.2, val_experiments=None, seed: int = 0,
+                 official_split: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """Metadata of any known layout -> one row per site with a `split` column, and the class
+    list of the selection. The labelled pool (Kaggle and RxRx1 v1.0 "train"; WILDS "train" and
+    "val") is split at random per well or by `val_experiments`; `official_split` keeps WILDS's
+    own train / val / test / id_test instead."""
+    frame, layout = read_sites(root)
+    pool = LABELLED_POOL[layout]
+    if official_split:
+        return _official_split(frame, layout, cell_types=cell_types, experiments=experiments,
+                               include_controls=include_controls, include_test=include_test,
+                               val_experiments=val_experiments)
+    datasets = pool + ("test",) if include_test else pool
     chosen = select(frame, cell_types=cell_types, experiments=experiments, datasets=datasets,
                     include_controls=include_controls)
-    train_part = chosen[chosen["dataset"] == "train"]
+    train_part = chosen[chosen["dataset"].isin(pool)]
     if train_part.empty:
         raise DataError("the selection has no training rows")
     split = (split_by_experiment(train_part, val_experiments) if val_experiments
              else split_random(train_part, val_fraction, seed))
     chosen = chosen.assign(split="test")
     chosen.loc[train_part.index, "split"] = split
-    return expand_sites(chosen), class_names_for(train_part)
+    return chosen.drop(columns=["official_split"], errors="ignore"), class_names_for(train_part)
+
+
+def _official_split(frame: pd.DataFrame, layout: str, *, cell_types, experiments, include_controls,
+                    include_test, val_experiments) -> tuple[pd.DataFrame, list[str]]:
+    if layout != LAYOUT_WILDS:
+        raise DataError(f"--official-split: only the WILDS layout has an official split; this root "
+                        f"is in the {layout} layout")
+    if val_experiments:
+        raise DataError("--official-split: the official split fixes the validation experiments; "
+                        "drop --val-experiments")
+    chosen = select(frame, cell_types=cell_types, experiments=experiments,
+                    datasets=("train", "val", "test"), include_controls=include_controls)
+    chosen = chosen.assign(split=chosen.pop("official_split"))
+    if not include_test:
+        chosen = chosen[~chosen["split"].isin(HELD_OUT_SPLITS)].reset_index(drop=True)
+    train_part = chosen[chosen["split"] == "train"]
+    if train_part.empty:
+        raise DataError("the selection has no training rows")
+    return chosen, class_names_for(train_part)

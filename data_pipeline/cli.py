@@ -10,8 +10,12 @@ from pathlib import Path
 from typing import Sequence
 
 from .constants import CELL_TYPES, DEFAULT_IMAGE_SIZE, IMAGE_MODE_RGB, IMAGE_MODES
-from .errors import ArgumentParser, non_negative_int, positive_int
+from .layout import LAYOUT_KAGGLE, LAYOUT_WILDS, LAYOUTS
+from .errors import ArgumentParser, DataError, non_negative_int, positive_int
 from .progress import Progress
+
+
+LAYOUTS_HELP = "Layouts read: " + "; ".join(f"{name} = {text}" for name, text in LAYOUTS.items())
 
 
 def _csv_list(text: str) -> list[str]:
@@ -26,23 +30,32 @@ def cmd_synth(args) -> None:
                          signal=args.signal, seed=args.seed)
     config.validate()
     with Progress(2 * len(plate_layout(config)), "synth sites") as bar:
-        layout = generate(config, args.out, progress=bar)
+        layout = generate(config, args.out, progress=bar, release=args.layout)
     elapsed = bar.close()
     sites = 2 * len(layout)
-    print(f"synthetic RxRx1: {sites} sites ({len(layout)} wells, {args.classes} classes, "
-          f"{args.size}x{args.size}) in {args.out} [{sites / elapsed:.1f} sites/s]")
+    print(f"synthetic RxRx1 ({args.layout} layout): {sites} sites ({len(layout)} wells, {args.classes} "
+          f"classes, {args.size}x{args.size}) in {args.out} [{sites / elapsed:.1f} sites/s]")
 
 
 def cmd_build(args) -> None:
     from .build import BuildOptions, build_shards, plan_shards, select_sites
+    from .layout import detect_layout
+    from .images import sample_channels
+    layout = detect_layout(args.root)
+    if layout == LAYOUT_WILDS and sample_channels(args.mode) != 3:
+        raise DataError(f"--mode {args.mode}: the {layout} layout ships RGB composites only; "
+                        f"use --mode {IMAGE_MODE_RGB}")
     sites, class_names = select_sites(
         args.root, cell_types=args.cell_types, experiments=args.experiments,
         include_controls=args.include_controls, include_test=args.include_test,
-        val_fraction=args.val_fraction, val_experiments=args.val_experiments, seed=args.seed)
+        val_fraction=args.val_fraction, val_experiments=args.val_experiments, seed=args.seed,
+        official_split=args.official_split)
     jobs = plan_shards(sites, class_names, args.shard_size, args.seed)
     options = BuildOptions(root=args.root, out_dir=args.out, image_mode=args.mode, image_size=args.size,
                            shard_size=args.shard_size, workers=args.workers, skip_bad=args.skip_bad,
-                           source={"root": str(Path(args.root).resolve()),
+                           layout=layout,
+                           source={"root": str(Path(args.root).resolve()), "layout": layout,
+                                   "official_split": args.official_split,
                                    "cell_types": args.cell_types, "experiments": args.experiments,
                                    "include_controls": args.include_controls,
                                    "val_fraction": args.val_fraction,
@@ -74,10 +87,11 @@ def cmd_inspect(args) -> None:
 
 def cmd_show(args) -> None:
     from .images import load_site
-    from .layout import SiteKey, parse_id_code
+    from .layout import SiteKey, detect_layout, parse_id_code
     from .plots import plot_site
     experiment, plate, well = parse_id_code(args.id_code)
-    site = load_site(args.root, SiteKey(args.dataset, experiment, plate, well, args.site))
+    site = load_site(args.root, SiteKey(args.dataset, experiment, plate, well, args.site),
+                     layout=detect_layout(args.root))
     out = plot_site(site, f"{args.id_code} site {args.site}", args.out)
     print(f"wrote {out}")
 
@@ -98,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m data_pipeline", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="write a synthetic RxRx1 in the Kaggle layout")
+    p = sub.add_parser("synth", help="write a synthetic RxRx1 in the file layout of a release")
     p.add_argument("--out", required=True, help="data root to create")
+    p.add_argument("--layout", choices=tuple(LAYOUTS), default=LAYOUT_KAGGLE, help=LAYOUTS_HELP)
     p.add_argument("--classes", type=positive_int, default=10)
     p.add_argument("--cell-types", type=_csv_list, default=["U2OS"], help=f"comma list of {CELL_TYPES}")
     p.add_argument("--experiments", type=positive_int, default=2, help="training experiments per cell type")
@@ -112,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("build", help="PNGs -> HDF5 shards + manifest.json")
-    p.add_argument("--root", required=True, help="RxRx1 data root (with train.csv)")
+    p.add_argument("--root", required=True, help="RxRx1 data root; its layout is detected. " + LAYOUTS_HELP)
     p.add_argument("--out", required=True, help="shard folder")
     p.add_argument("--mode", choices=IMAGE_MODES, default=IMAGE_MODE_RGB)
     p.add_argument("--size", type=positive_int, default=DEFAULT_IMAGE_SIZE)
@@ -125,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--val-experiments", type=_csv_list, default=None,
                    help="validate on these experiments instead of a random fraction")
+    p.add_argument("--official-split", action="store_true",
+                   help="WILDS layout: keep its train/val/test, and id_test (training experiments' "
+                        "site 2), instead of a random or --val-experiments split")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--skip-bad", action="store_true", help="record unreadable sites instead of failing")
     p.set_defaults(func=cmd_build)
@@ -136,10 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("show", help="PNG of one site's six channels and its composite")
-    p.add_argument("--root", required=True)
+    p.add_argument("--root", required=True, help="RxRx1 data root (any layout build reads)")
     p.add_argument("--id-code", required=True, help="<experiment>_<plate>_<well>")
     p.add_argument("--site", type=int, default=1, choices=(1, 2))
-    p.add_argument("--dataset", default="train", choices=("train", "test"))
+    p.add_argument("--dataset", default="train", choices=("train", "test"),
+                   help="Kaggle layout's image folder (the other layouts need none)")
     p.add_argument("--out", required=True, help="PNG to write")
     p.set_defaults(func=cmd_show)
 

@@ -1,8 +1,8 @@
 """Site images: load six channels, make the rxrx1-utils RGB composite, resize.
 
-Shapes: a site is (S, S, 6) uint8 (S = 512 for real RxRx1); the composite is (S, S, 3)
-uint8; samples written to shards are (size, size, 3) for ``rgb224`` or (size, size, 6) for
-``raw6``, uint8.
+Shapes: a site is (S, S, 6) uint8 (S = 512 for real RxRx1), or (S, S, 3) uint8 in the WILDS
+layout, which ships the composite only (S = 256); the composite is (S, S, 3) uint8; samples
+written to shards are (size, size, 3) for ``rgb224`` or (size, size, 6) for ``raw6``, uint8.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from .constants import CHANNELS, IMAGE_MODE_RAW, IMAGE_MODE_RGB, IMAGE_MODES
 from .errors import DataError
-from .layout import SiteKey, site_channel_path
+from .layout import LAYOUT_KAGGLE, LAYOUT_WILDS, SiteKey, site_channel_path
 
 # rxrx1-utils rxrx/io.py RGB_MAP: colour of each channel and the intensity range that is
 # stretched to full brightness.
@@ -28,8 +28,9 @@ RGB_MAP = {
 }
 
 
-def load_channel(path: str | os.PathLike, expected_size: int | None = None) -> np.ndarray:
-    """One 8-bit grayscale PNG -> (S, S) uint8; DataError naming the file if it is bad."""
+def load_channel(path: str | os.PathLike, expected_size: int | None = None, rgb: bool = False) -> np.ndarray:
+    """One 8-bit PNG -> (S, S) uint8 grayscale, or (S, S, 3) with `rgb`; DataError naming the
+    file if it is bad."""
     try:
         image = iio.imread(path, plugin="pillow")
     except FileNotFoundError:
@@ -37,21 +38,32 @@ def load_channel(path: str | os.PathLike, expected_size: int | None = None) -> n
     except Exception as err:  # decoders raise many types for corrupt data
         raise DataError(f"{path}: corrupt PNG ({type(err).__name__}: {err})") from None
     # Some decoders return a partial image for a truncated file: check what came back.
-    if image.dtype != np.uint8 or image.ndim != 2:
-        raise DataError(f"{path}: expected 8-bit grayscale, got {image.dtype} of shape {image.shape}")
+    wanted_ndim, kind = (3, "8-bit RGB") if rgb else (2, "8-bit grayscale")
+    if image.dtype != np.uint8 or image.ndim != wanted_ndim or (rgb and image.shape[2] != 3):
+        raise DataError(f"{path}: expected {kind}, got {image.dtype} of shape {image.shape}")
     if image.shape[0] != image.shape[1] or (expected_size and image.shape[0] != expected_size):
         want = f"{expected_size}x{expected_size}" if expected_size else "square"
         raise DataError(f"{path}: image is {image.shape[0]}x{image.shape[1]}, expected {want}")
     return image
 
 
-def load_site(root: str | os.PathLike, key: SiteKey, expected_size: int | None = None) -> np.ndarray:
-    """The six channels of one site stacked -> (S, S, 6) uint8."""
-    channels = [load_channel(site_channel_path(root, key, c), expected_size) for c in CHANNELS]
+def load_site(root: str | os.PathLike, key: SiteKey, expected_size: int | None = None,
+              layout: str = LAYOUT_KAGGLE) -> np.ndarray:
+    """The six channels of one site stacked -> (S, S, 6) uint8; in the WILDS layout the
+    site's RGB composite -> (S, S, 3) uint8."""
+    if layout == LAYOUT_WILDS:
+        return load_channel(site_channel_path(root, key, None, layout), expected_size, rgb=True)
+    channels = [load_channel(site_channel_path(root, key, c, layout), expected_size) for c in CHANNELS]
     sizes = {c.shape for c in channels}
     if len(sizes) != 1:
         raise DataError(f"site {key.sample_id}: channels differ in size {sorted(sizes)}")
     return np.stack(channels, axis=-1)
+
+
+def site_side(root: str | os.PathLike, key: SiteKey, layout: str = LAYOUT_KAGGLE) -> int:
+    """The side in pixels of a site's (first channel's) PNG."""
+    channel = None if layout == LAYOUT_WILDS else 1
+    return int(load_channel(site_channel_path(root, key, channel, layout), rgb=channel is None).shape[0])
 
 
 def convert_tensor_to_rgb(site: np.ndarray, channels=CHANNELS, vmax: float = 255) -> np.ndarray:
@@ -114,9 +126,13 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def site_to_sample(site: np.ndarray, mode: str, size: int) -> np.ndarray:
-    """(S, S, 6) uint8 site -> shard sample: composite RGB or raw channels, resized."""
+    """(S, S, 6) uint8 site (or an (S, S, 3) composite already) -> shard sample: composite RGB
+    or raw channels, resized."""
     if mode == IMAGE_MODE_RGB:
-        return resize(convert_tensor_to_rgb(site), size)
+        return resize(site if site.shape[-1] == 3 else convert_tensor_to_rgb(site), size)
+    if mode == IMAGE_MODE_RAW and site.shape[-1] != 6:
+        raise DataError(f"image mode {mode} needs the six channels; this site has {site.shape[-1]} "
+                        "(the WILDS layout ships RGB composites only)")
     if mode == IMAGE_MODE_RAW:
         return resize(site, size)
     raise DataError(f"unknown image mode {mode!r}: expected one of {IMAGE_MODES}")

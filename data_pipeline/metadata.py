@@ -1,8 +1,11 @@
 """RxRx1 metadata (textbook P3.2-P3.23): read, validate, combine, select, encode, split.
 
-Produces one frame with a row per well and the columns
-``id_code, experiment, plate, well, sirna, dataset, well_type, cell_type``; `expand_sites`
-turns it into one row per imaged site (the unit stored in shards).
+`read_sites` gives one row per imaged site (the unit stored in shards) with the columns
+``id_code, experiment, plate, well, sirna, dataset, well_type, cell_type, site`` from any
+layout `layout.detect_layout` knows; WILDS adds ``official_split``. The Kaggle CSVs hold a
+row per well (`read_metadata`), which `expand_sites` turns into its two sites; the RxRx1 v1.0
+and WILDS ``metadata.csv`` hold a row per site (`read_release_metadata`), whose ``sirna_id``
+(0-1138, numbered as Kaggle's ``sirna``) becomes ``sirna``.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .layout import parse_id_code, validate_experiment
+from .layout import (LAYOUT_KAGGLE, LAYOUT_WILDS, RELEASE_METADATA, detect_layout, parse_id_code,
+                     validate_experiment)
 
 METADATA_FILES = {
     # file name: (dataset, default well_type, has sirna)
@@ -26,6 +30,12 @@ METADATA_FILES = {
 BASE_COLUMNS = ("id_code", "experiment", "plate", "well")
 WELL_TYPES = ("treatment", "positive_control", "negative_control")
 COLUMNS = ("id_code", "experiment", "plate", "well", "sirna", "dataset", "well_type", "cell_type")
+RELEASE_COLUMNS = ("well_id", "experiment", "plate", "well", "site", "dataset", "well_type", "sirna_id")
+# Datasets each release's metadata.csv uses, and those whose rows form the labelled pool a
+# build splits into train/val (WILDS moved four experiments from train to its own "val").
+RELEASE_DATASETS = {"rxrx1": ("train", "test"), "wilds": ("train", "val", "test")}
+LABELLED_POOL = {"kaggle": ("train",), "rxrx1": ("train",), "wilds": ("train", "val")}
+MAX_SIRNA_ID = 1138
 
 
 def read_metadata_file(path: str | os.PathLike, dataset: str, default_well_type: str | None,
@@ -102,6 +112,63 @@ def read_metadata(root: str | os.PathLike) -> pd.DataFrame:
         raise DataError(f"{root}: id_code {combined['id_code'][duplicated].iloc[0]!r} "
                         "appears in more than one metadata row")
     return combined
+
+
+def read_release_metadata(path: str | os.PathLike, layout: str) -> pd.DataFrame:
+    """An RxRx1 v1.0 / WILDS ``metadata.csv`` -> one row per site (see the module docstring).
+    WILDS rows get ``official_split``: its ``dataset``, except training experiments' site 2,
+    which WILDS holds out as ``id_test``."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype={"well_id": str, "experiment": str, "well": str, "dataset": str,
+                                         "well_type": str})
+    except FileNotFoundError:
+        raise DataError(f"{path}: metadata file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        raise DataError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    missing = [c for c in RELEASE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    if frame[list(RELEASE_COLUMNS)].isna().any().any():
+        bad = frame[frame[list(RELEASE_COLUMNS)].isna().any(axis=1)].index[0]
+        raise DataError(f"{path}: empty value in row {bad + 2}")
+    frame = frame.rename(columns={"well_id": "id_code"})
+    _validate_rows(frame, path)
+    for column, low, high in (("site", 1, 2), ("sirna_id", 0, MAX_SIRNA_ID)):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = ~values.between(low, high) | (values != values.round())
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{path}, row {row + 2}: {column} {str(frame[column].iloc[row])!r} must be an "
+                            f"integer in {low}..{high}")
+        frame[column] = values.astype("int64")
+    for column, allowed in (("dataset", RELEASE_DATASETS[layout]), ("well_type", WELL_TYPES)):
+        unknown = sorted(set(frame[column]) - set(allowed))
+        if unknown:
+            raise DataError(f"{path}: unknown {column} {unknown[0]!r} (the {layout} layout has "
+                            f"{', '.join(allowed)})")
+    duplicated = frame.duplicated(["id_code", "site"])
+    if duplicated.any():
+        row = frame[duplicated].iloc[0]
+        raise DataError(f"{path}: site {row.id_code}_s{row.site} appears in more than one row")
+    frame["sirna"] = frame["sirna_id"].astype("Int64")
+    frame["plate"] = frame["plate"].astype("int64")
+    frame["cell_type"] = frame["experiment"].str.split("-").str[0]
+    columns = list(COLUMNS) + ["site"]
+    if layout == LAYOUT_WILDS:
+        held_out = (frame["dataset"] == "train") & (frame["site"] == 2)
+        frame["official_split"] = frame["dataset"].where(~held_out, "id_test")
+        columns.append("official_split")
+    return frame[columns].reset_index(drop=True)
+
+
+def read_sites(root: str | os.PathLike, layout: str | None = None) -> tuple[pd.DataFrame, str]:
+    """Every imaged site listed under `root` (one row each) and the layout it was read as
+    (detected from the files unless given)."""
+    layout = layout or detect_layout(root)
+    if layout == LAYOUT_KAGGLE:
+        return expand_sites(read_metadata(root)), layout
+    return read_release_metadata(Path(root) / RELEASE_METADATA, layout), layout
 
 
 def select(frame: pd.DataFrame, *, cell_types: Iterable[str] | None = None,

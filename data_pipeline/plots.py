@@ -38,7 +38,14 @@ def channel_colormap(channel: int) -> LinearSegmentedColormap:
 
 
 def plot_site(site: np.ndarray, title: str, path: str | os.PathLike) -> Path:
-    """(S, S, 6) uint8 site -> one PNG: six channels in their colours + the RGB composite."""
+    """(S, S, 6) uint8 site -> one PNG: six channels in their colours + the RGB composite; an
+    (S, S, 3) composite (WILDS layout) -> the composite alone."""
+    if site.shape[-1] == 3:
+        fig, ax = plt.subplots(1, 1, figsize=(4, 4.4))
+        ax.imshow(site)
+        ax.set_axis_off()
+        fig.suptitle(f"{title} (composite)")
+        return save_figure(fig, path)
     fig, axes = plt.subplots(1, 7, figsize=(21, 3.4))
     for ax, channel in zip(axes, CHANNELS):
         ax.imshow(site[:, :, channel - 1], cmap=channel_colormap(channel), vmin=0,

@@ -1,4 +1,4 @@
-"""A minimal, deterministic 8-bit grayscale PNG encoder.
+"""A minimal, deterministic 8-bit grayscale / RGB PNG encoder.
 
 The synthetic data set writes 6 PNGs per site; Pillow's adaptive row filtering makes
 noisy 512x512 images take ~10 ms each, while Huffman-only zlib on unfiltered rows takes
@@ -28,20 +28,23 @@ def _deflate(data: bytes) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
-def encode_gray8(image: np.ndarray) -> bytes:
-    """(H, W) uint8 -> PNG bytes (colour type 0, bit depth 8, filter 0 on every row)."""
-    if image.dtype != np.uint8 or image.ndim != 2:
-        raise ValueError(f"expected a 2-D uint8 array, got {image.dtype} {image.shape}")
-    height, width = image.shape
-    rows = np.empty((height, width + 1), dtype=np.uint8)
+def encode_png8(image: np.ndarray) -> bytes:
+    """(H, W) or (H, W, 3) uint8 -> PNG bytes (colour type 0 or 2, bit depth 8, filter 0 on
+    every row)."""
+    rgb = image.ndim == 3 and image.shape[2] == 3
+    if image.dtype != np.uint8 or not (image.ndim == 2 or rgb):
+        raise ValueError(f"expected a (H, W) or (H, W, 3) uint8 array, got {image.dtype} {image.shape}")
+    height, width = image.shape[:2]
+    row_bytes = width * (3 if rgb else 1)
+    rows = np.empty((height, row_bytes + 1), dtype=np.uint8)
     rows[:, 0] = 0  # filter type "None"
-    rows[:, 1:] = image
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows[:, 1:] = image.reshape(height, row_bytes)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2 if rgb else 0, 0, 0, 0)
     return (_SIGNATURE + _chunk(b"IHDR", header)
             + _chunk(b"IDAT", _deflate(rows.tobytes())) + _chunk(b"IEND", b""))
 
 
-def write_gray8(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write a PNG atomically (temporary name, then rename)."""
+def write_png8(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write a grayscale or RGB PNG atomically (temporary name, then rename)."""
     with atomic_path(path, fsync=False) as tmp:
-        tmp.write_bytes(encode_gray8(image))
+        tmp.write_bytes(encode_png8(image))

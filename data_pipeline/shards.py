@@ -27,7 +27,7 @@ SHARD_FIELDS = ("images", "labels", "id_codes", "sites")
 # Shard files: <split>-<i>-of-<n>[-<tag>].h5. The tag (8 hex digits, from the build's plan)
 # gives each build's shards names of their own, so a build never overwrites the shards a
 # published manifest lists: its new manifest replaces the old one only when it is complete.
-SHARD_FILE = re.compile(r"^(?P<base>[a-z]+-\d{5}-of-\d{5})(-(?P<tag>[0-9a-f]{8}))?\.h5$")
+SHARD_FILE = re.compile(r"^(?P<base>[a-z_]+-\d{5}-of-\d{5})(-(?P<tag>[0-9a-f]{8}))?\.h5$")
 _CHUNK_BYTES = 1 << 16
 
 

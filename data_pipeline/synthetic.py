@@ -1,4 +1,5 @@
-"""A synthetic RxRx1, written in the exact Kaggle layout and CSV schema.
+"""A synthetic RxRx1, written in the exact file layout and CSV schema of a release: Kaggle,
+rxrx.ai RxRx1 v1.0 or WILDS (see `layout`).
 
 Each site has cell-like content per channel (nuclei, ER, actin, nucleoli, mitochondria,
 Golgi), a class signal (per-siRNA channel intensities and nucleus shape) that a CNN can
@@ -21,9 +22,9 @@ from .constants import (CELL_TYPES, CHANNELS, NEGATIVE_CONTROL_SIRNA, POSITIVE_C
                         RAW_IMAGE_SIZE, WELL_COLUMNS, WELL_ROWS)
 from .atomic import atomic_path
 from .errors import DataError
-from .images import RGB_MAP
-from .layout import SiteKey, site_channel_path
-from .png import write_gray8
+from .images import RGB_MAP, convert_tensor_to_rgb
+from .layout import LAYOUT_KAGGLE, LAYOUT_WILDS, LAYOUTS, RELEASE_METADATA, SiteKey, site_channel_path
+from .png import write_png8
 
 ALL_WELLS = tuple(f"{row}{col:02d}" for row in WELL_ROWS for col in WELL_COLUMNS)
 # Typical (nucleus radius, cell radius, elongation) at 512 px, per cell type.
@@ -101,8 +102,12 @@ def _wells_of_plate(config: SynthConfig, experiment: str, plate: int, dataset: s
              "well_type": types[i], "dataset": dataset} for i in range(len(wells))]
 
 
-def write_metadata(config: SynthConfig, root: Path, layout: pd.DataFrame) -> None:
-    """train.csv, train_controls.csv, test.csv, test_controls.csv as in the Kaggle release."""
+def write_metadata(config: SynthConfig, root: Path, layout: pd.DataFrame, release: str = LAYOUT_KAGGLE) -> None:
+    """The release's metadata: Kaggle's train.csv, train_controls.csv, test.csv,
+    test_controls.csv, or RxRx1 v1.0 / WILDS's metadata.csv."""
+    if release != LAYOUT_KAGGLE:
+        _write_csv(release_metadata(config, layout, release), root / RELEASE_METADATA)
+        return
     columns = ["id_code", "experiment", "plate", "well"]
     for dataset in ("train", "test"):
         part = layout[layout["dataset"] == dataset].sort_values("id_code")
@@ -112,6 +117,25 @@ def write_metadata(config: SynthConfig, root: Path, layout: pd.DataFrame) -> Non
         treat_cols = columns + (["sirna"] if dataset == "train" else [])
         _write_csv(treatment[treat_cols], root / f"{dataset}.csv")
         _write_csv(controls[columns + ["sirna", "well_type"]], root / f"{dataset}_controls.csv")
+
+
+def release_metadata(config: SynthConfig, layout: pd.DataFrame, release: str) -> pd.DataFrame:
+    """metadata.csv of RxRx1 v1.0 / WILDS: a row per site. WILDS validates on whole
+    experiments: here the last training experiment of each cell type (when there are two)."""
+    rows = []
+    for well in layout.sort_values("id_code").itertuples(index=False):
+        dataset = well.dataset
+        if release == LAYOUT_WILDS and dataset == "train" and config.train_experiments > 1 \
+                and well.experiment.endswith(f"-{config.train_experiments:02d}"):
+            dataset = "val"
+        name = "EMPTY" if well.sirna == NEGATIVE_CONTROL_SIRNA else f"s{20000 + well.sirna}"
+        for site in (1, 2):
+            rows.append({"site_id": f"{well.id_code}_{site}", "well_id": well.id_code,
+                         "cell_type": well.experiment.split("-")[0], "dataset": dataset,
+                         "experiment": well.experiment, "plate": well.plate, "well": well.well,
+                         "site": site, "well_type": well.well_type, "sirna": name,
+                         "sirna_id": well.sirna})
+    return pd.DataFrame(rows)
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -234,9 +258,13 @@ def site_rng(seed: int, key: SiteKey) -> np.random.Generator:
 
 
 def generate(config: SynthConfig, root: str | os.PathLike,
-             progress: Callable[[int], None] | None = None) -> pd.DataFrame:
-    """Write the whole data set under `root`; returns the well layout. Existing PNGs are overwritten."""
+             progress: Callable[[int], None] | None = None, release: str = LAYOUT_KAGGLE) -> pd.DataFrame:
+    """Write the whole data set under `root` in the file layout of `release`; returns the well
+    layout. Existing PNGs are overwritten. The pixels are the same in every layout (WILDS
+    stores their rxrx1-utils composite)."""
     config.validate()
+    if release not in LAYOUTS:
+        raise DataError(f"unknown layout {release!r}: expected one of {', '.join(LAYOUTS)}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     layout = plate_layout(config)
@@ -248,11 +276,15 @@ def generate(config: SynthConfig, root: str | os.PathLike,
             key = SiteKey(well.dataset, well.experiment, well.plate, well.well, site)
             planes = renderer.render_channels(site_rng(config.seed, key), well.experiment.split("-")[0],
                                               cls, exp)
-            for plane, channel in zip(planes, CHANNELS):
-                path = site_channel_path(root, key, channel)
+            if release == LAYOUT_WILDS:
+                planes, channels = [convert_tensor_to_rgb(np.stack(planes, axis=-1))], [None]
+            else:
+                channels = CHANNELS
+            for plane, channel in zip(planes, channels):
+                path = site_channel_path(root, key, channel, release)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                write_gray8(path, plane)
+                write_png8(path, plane)
             if progress:
                 progress(1)
-    write_metadata(config, root, layout)
+    write_metadata(config, root, layout, release)
     return layout

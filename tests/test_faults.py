@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, site_in_last_shard
-from data_pipeline.png import write_gray8
+from data_pipeline.png import write_png8
 from data_pipeline.shards import load_manifest
 from shard_helpers import feature_shards
 
@@ -180,7 +180,7 @@ def site_of_another_size(world, tmp_path):
     last = site_in_last_shard(root, channel=1)
     for channel in range(1, 7):  # a whole site, consistent in itself, at half the resolution
         path = last.with_name(last.name.replace("_w1", f"_w{channel}"))
-        write_gray8(path, imageio.imread(path)[::2, ::2].copy())
+        write_png8(path, imageio.imread(path)[::2, ::2].copy())
     return ("data_pipeline", "build", "--root", str(root), "--out", str(tmp_path / "out"), "--size", "32",
             "--workers", "1"), last.name[:-len("_w1.png")]
 

@@ -4,7 +4,7 @@ import pytest
 from data_pipeline.constants import CHANNELS
 from data_pipeline.errors import DataError
 from data_pipeline.images import RGB_MAP, convert_tensor_to_rgb, load_channel, resize, site_to_sample
-from data_pipeline.png import encode_gray8
+from data_pipeline.png import encode_png8
 
 
 def rxrx1_utils_reference(t, vmax=255):
@@ -50,15 +50,15 @@ def test_sample_modes_have_the_right_shapes():
 def test_png_encoder_round_trips(tmp_path):
     image = np.random.default_rng(2).integers(0, 256, (40, 40), dtype=np.uint8)
     path = tmp_path / "x.png"
-    path.write_bytes(encode_gray8(image))
+    path.write_bytes(encode_png8(image))
     np.testing.assert_array_equal(load_channel(path), image)
 
 
 def test_bad_pngs_are_named(tmp_path):
-    good = encode_gray8(np.full((64, 64), 7, np.uint8))
+    good = encode_png8(np.full((64, 64), 7, np.uint8))
     (tmp_path / "truncated.png").write_bytes(good[: len(good) // 2])
     (tmp_path / "garbage.png").write_bytes(b"not a png at all")
-    (tmp_path / "small.png").write_bytes(encode_gray8(np.zeros((32, 32), np.uint8)))
+    (tmp_path / "small.png").write_bytes(encode_png8(np.zeros((32, 32), np.uint8)))
     for name in ("truncated.png", "garbage.png"):
         with pytest.raises(DataError, match=name):
             load_channel(tmp_path / name)
