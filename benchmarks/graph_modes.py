@@ -46,7 +46,8 @@ def _train_step(config: BenchConfig, num_classes: int):
 
 
 def _inference_step(config: BenchConfig, num_classes: int):
-    """As `_train_step`, for the inference tower alone (softmax probabilities)."""
+    """As `_train_step`, for the inference tower alone (float32 logits, as the Keras model
+    returns them)."""
     graph = tf.Graph()
     with graph.as_default():
         init = None
@@ -57,11 +58,11 @@ def _inference_step(config: BenchConfig, num_classes: int):
             images, _ = iterator.get_next()
             init = iterator.initializer
         gc = _graph_config(config, num_classes)
-        probabilities = tf.nn.softmax(build_model(config.model, images, False, num_classes, **gc.model_options()))
+        logits = build_model(config.model, images, False, num_classes, **gc.model_options())
     if config.mode == "graph-feed":
         batches = numpy_batches(config)
-        return graph, [probabilities], lambda: {images: next(batches)[0]}, init
-    return graph, [probabilities], lambda: {}, init
+        return graph, [logits], lambda: {images: next(batches)[0]}, init
+    return graph, [logits], lambda: {}, init
 
 
 def make_graph_step(config: BenchConfig, num_classes: int) -> tuple[Callable[[], None], Callable[[], None]]:

@@ -61,7 +61,7 @@ def run_fit(config: BenchConfig, num_classes: int) -> tuple[list[float], dict]:
     data = train_dataset(config)
     steps = config.warmup + config.steps
     if config.task == "train":
-        model.compile(optimizer=_optimizer(config), loss=keras.losses.SparseCategoricalCrossentropy(),
+        model.compile(optimizer=_optimizer(config), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"], jit_compile=config.xla)
         timer = _StepTimes(time.perf_counter())
         model.fit(data, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0, shuffle=False)
@@ -84,16 +84,16 @@ def make_loop_step(config: BenchConfig, num_classes: int) -> tuple[Callable[[], 
         run = tf.function(infer, jit_compile=config.xla) if compiled else infer
         return (lambda: run(next(iterator)[0]).numpy()), (lambda: None)
     optimizer = _optimizer(config)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def train_step(images, labels):
         with tf.GradientTape() as tape:
-            probabilities = model(images, training=True)
-            loss = loss_fn(labels, probabilities)
+            logits = model(images, training=True)
+            loss = loss_fn(labels, logits)
             scaled = optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        predicted = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
         return loss, tf.reduce_mean(tf.cast(tf.equal(predicted, labels), tf.float32))
 
     run = tf.function(train_step, jit_compile=config.xla) if compiled else train_step

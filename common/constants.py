@@ -14,6 +14,13 @@ VGG16_HEAD_TRAINABLE_PARAMS = 12_924_052
 RESNET50_PARAMS = 25_858_004
 RESNET50_TRAINABLE_PARAMS = 25_804_884
 
+# --- Input of a pretrained VGG16 base ---------------------------------------------------
+# keras.applications' "caffe" preprocessing (`vgg16.preprocess_input`): [0, 255] RGB -> BGR
+# minus the ImageNet channel means. The shards give [0, 1] RGB, scaled by 255 first.
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+PIXEL_RANGE = 255.0
+PREPROCESSINGS = (None, "caffe")
+
 # --- Batch normalisation: Keras BatchNormalization defaults ---------------------------
 BN_MOMENTUM = 0.99
 BN_EPSILON_KERAS = 1e-3            # keras.layers.BatchNormalization default

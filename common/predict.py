@@ -21,6 +21,21 @@ from data_pipeline.shards import load_manifest, read_split
 from .run_files import load_run_config
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """(N, C) logits -> (N, C) float32 probabilities (shifted by the row maximum: no overflow)."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(N,) sparse softmax cross-entropy in nats of (N, C) logits: the loss both APIs train
+    with (`tf.nn.sparse_softmax_cross_entropy_with_logits`, Keras's from_logits=True)."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(shifted).sum(axis=1))
+    return log_norm - shifted[np.arange(len(labels)), labels]
+
+
 def class_mismatch(manifest: dict, model_classes: list[str]) -> str:
     """The message for a manifest whose classes are not the model's: names the first difference."""
     theirs = manifest["class_names"]
@@ -34,7 +49,8 @@ def class_mismatch(manifest: dict, model_classes: list[str]) -> str:
 class PredictorBase:
     """What both APIs' Predictors share: the run's classes, shape check, top-k names.
 
-    A subclass sets ``self.run`` (run_config.json) and implements `_probabilities`.
+    A subclass sets ``self.run`` (run_config.json) and implements `_logits`; the softmax and
+    the loss are computed here, once for both APIs, from the float32 logits.
     """
 
     run: dict
@@ -51,15 +67,19 @@ class PredictorBase:
         if manifest["class_names"] != self.run["class_names"]:
             raise DataError(class_mismatch(manifest, self.run["class_names"]))
 
-    def probabilities_of(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """(N, H, W, C) model input -> (N, classes) softmax probabilities."""
+    def logits_of(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(N, H, W, C) model input -> (N, classes) float32 logits."""
         if tuple(images.shape[1:]) != tuple(self.run["image_shape"]):
             raise DataError(f"input of shape {tuple(images.shape[1:])}, the model takes "
                             f"{tuple(self.run['image_shape'])}")
-        return np.concatenate([self._probabilities(images[i:i + batch_size])
+        return np.concatenate([np.asarray(self._logits(images[i:i + batch_size]), np.float32)
                                for i in range(0, len(images), batch_size)])
 
-    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
+    def probabilities_of(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(N, H, W, C) model input -> (N, classes) softmax probabilities."""
+        return softmax(self.logits_of(images, batch_size))
+
+    def _logits(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
@@ -129,9 +149,9 @@ def run_evaluate(args, predictor) -> float:
     images, labels, _ = read_samples(manifest, args.split)
     if (labels < 0).all():
         raise DataError(f"{args.manifest}: split {args.split!r} has no labels to evaluate against")
-    probabilities = predictor.probabilities_of(images)
+    logits = predictor.logits_of(images)
     known = labels >= 0
-    accuracy = float((probabilities.argmax(1)[known] == labels[known]).mean())
-    loss = float(-np.log(np.maximum(probabilities[known, labels[known]], 1e-7)).mean())
+    accuracy = float((logits.argmax(1)[known] == labels[known]).mean())
+    loss = float(cross_entropy(logits[known], labels[known]).mean())
     print(f"{args.split}: {int(known.sum())} samples, accuracy {accuracy:.4f}, loss {loss:.4f}")
     return accuracy

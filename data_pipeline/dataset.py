@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Iterable, Iterator
 
 import h5py
 import numpy as np
@@ -69,8 +70,7 @@ def make_dataset(manifest_path: str | os.PathLike | dict, split: str, batch_size
     if seed is None:
         seed = int(np.random.default_rng().integers(2 ** 31))
     counts = [int(r["count"]) for r in records]
-    blocks = tf.constant([(i, start, min(start + block_size, n))
-                          for i, n in enumerate(counts) for start in range(0, n, block_size)], tf.int64)
+    blocks = _blocks(manifest, split, block_size)
 
     def epoch(epoch_seed_value, salted: bool = False) -> tf.data.Dataset:
         """Batches of (shard, index) pairs: passes 0, 1, ... (or one) with seeds (epoch_seed_value, k).
@@ -101,10 +101,57 @@ def make_dataset(manifest_path: str | os.PathLike | dict, split: str, batch_size
     return _to_device(batches, device)
 
 
+def pass_order(manifest_path: str | os.PathLike | dict, split: str, seed, k=0) -> tf.Tensor:
+    """(N, 2) int64 [shard, index] of every sample of `split` in the order of shuffled pass `k`
+    for `seed` (ints or int64 tensors): the order `make_dataset(..., seed=seed, repeat=True)`
+    streams in its pass k, for a feed_dict loop that reads its batches with `read_batches`."""
+    manifest = manifest_path if isinstance(manifest_path, dict) else load_manifest(manifest_path)
+    return _pass_order(_blocks(manifest, split, 1), True, seed, k)[:, :2]
+
+
+def stored_order(manifest_path: str | os.PathLike | dict, split: str) -> np.ndarray:
+    """(N, 2) int64 [shard, index] of `split` as stored (`make_dataset(..., shuffle=False)`'s order)."""
+    manifest = manifest_path if isinstance(manifest_path, dict) else load_manifest(manifest_path)
+    counts = [int(r["count"]) for r in split_records(manifest, split)]
+    return np.array([(i, j) for i, n in enumerate(counts) for j in range(n)], np.int64).reshape(-1, 2)
+
+
+def read_batches(manifest_path: str | os.PathLike | dict, split: str, orders: Iterable[np.ndarray],
+                 batch_size: int, drop_remainder: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Numpy batches for a feed_dict loop, read from the shards without TensorFlow: the stream
+    of (n, 2) [shard, index] arrays in `orders` (e.g. pass after pass of `pass_order`) cut into
+    batches of `batch_size`, each read and scaled as `make_dataset(scale="unit")` reads it ->
+    images (B, H, W, C) float32, labels (B,) int32; the same batches for the same order."""
+    manifest = manifest_path if isinstance(manifest_path, dict) else load_manifest(manifest_path)
+    reader = _BatchReader(manifest, split_records(manifest, split))
+    factor = np.float32(1.0 / 255.0) if manifest["dtype"] == "uint8" else None
+    pending = np.empty((0, 2), np.int64)
+
+    def batch(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = reader.read(pairs)
+        images = images.astype(np.float32)
+        return (images * factor if factor is not None else images), labels
+
+    for order in orders:
+        pending = np.concatenate([pending, np.asarray(order, np.int64).reshape(-1, 2)])
+        while len(pending) >= batch_size:
+            yield batch(pending[:batch_size])
+            pending = pending[batch_size:]
+    if len(pending) and not drop_remainder:
+        yield batch(pending)
+
+
 def epoch_seed(seed, epoch):
     """The shuffle seed of one epoch (ints or int64 tensors): a resumed run, and the other
     API, see the same order as an uninterrupted run."""
     return seed * 100_003 + epoch
+
+
+def _blocks(manifest: dict, split: str, block_size: int) -> tf.Tensor:
+    """(n_blocks, 3) int64 [shard, start, stop]: the split's samples in runs of `block_size`."""
+    counts = [int(r["count"]) for r in split_records(manifest, split)]
+    return tf.constant([(i, start, min(start + block_size, n))
+                        for i, n in enumerate(counts) for start in range(0, n, block_size)], tf.int64)
 
 
 def _pass_order(blocks: tf.Tensor, shuffle: bool, seed, k) -> tf.Tensor:

@@ -29,13 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     return model_cli.api_parser("graph_api", __doc__.splitlines()[0], cmd_train, _train_arguments)
 
 
-def _hide_tf1_deprecation_notices() -> None:
-    """This package uses the TF1 API on purpose; TF's notice that parts of it (e.g. the Saver's
-    checkpoint removal) are deprecated would only bury the progress lines."""
-    import tensorflow as tf
-    tf.get_logger().addFilter(lambda record: "is deprecated and will be removed" not in record.getMessage())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    _hide_tf1_deprecation_notices()
+    from .graph import hide_tf1_deprecation_notices
+    hide_tf1_deprecation_notices()
     return main_with_errors(build_parser(), argv, lambda args: args.func(args))

@@ -1,5 +1,10 @@
 """The TF1 training graph: inputs (placeholders or a tf.data iterator), two towers sharing
-one set of variables, loss, accuracy and the train op."""
+one set of variables, loss, accuracy and the train op; and the TF1 runtime it is run on.
+
+Entry points that own their process (``python -m graph_api``, the benchmark's graph workers)
+call `use_tf1_runtime` first: graph mode, reference variables, control flow v1. The same
+functions build the same graph inside an eager (TF2) process, under ``graph.as_default()``,
+which is how the equivalence tests run both APIs in one process."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -59,6 +64,31 @@ class TrainGraph:
     train_init: tf.Operation | None = None
     eval_init: tf.Operation | None = None
     model_variables: list = field(default_factory=list)
+    train_order: tf.Tensor | None = None   # feed_dict: (N, 2) [shard, index] of pass `pass_index`
+    pass_index: tf.Tensor | None = None    # int64 placeholder, default 0
+
+
+def use_tf1_runtime() -> None:
+    """Switch this process to TensorFlow 1.x semantics with `tf.compat.v1.disable_v2_behavior`:
+    no eager execution, reference (not resource) variables, control flow v1 (Switch/Merge, not
+    If/While), v1 tensor shapes and v1 tf.data. Call before any graph is built."""
+    hide_tf1_deprecation_notices()
+    v1.disable_v2_behavior()
+
+
+def hide_tf1_deprecation_notices() -> None:
+    """This package uses the TF1 API on purpose; TF's notices that parts of it are deprecated
+    would only bury the progress lines."""
+    tf.get_logger().addFilter(lambda record: "deprecated and will be removed" not in record.getMessage())
+
+
+def runtime_facts() -> dict:
+    """The runtime this process really runs on, as observed (not as requested)."""
+    return {"executing_eagerly": tf.executing_eagerly(),
+            "resource_variables": v1.resource_variables_enabled(),
+            "control_flow_v2": v1.control_flow_v2_enabled(),
+            "tf1_runtime": not (tf.executing_eagerly() or v1.resource_variables_enabled()
+                                or v1.control_flow_v2_enabled())}
 
 
 def _loss_and_accuracy(logits: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -84,7 +114,8 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
 
     feed="dataset": both towers read `make_dataset` iterators of `manifest` (train split
     repeated per epoch via `train_init`, val split via `eval_init`). feed="feed_dict":
-    both towers read the `images`/`labels` placeholders (the textbook style).
+    both towers read the `images`/`labels` placeholders (the textbook style), fed numpy
+    batches that the loop reads from the shards in the order `train_order` gives.
     `train_dataset` (called inside the new graph) replaces the manifest's train split, e.g.
     in-memory batches for benchmarks; the eval tower then reads the placeholders.
     """
@@ -94,7 +125,7 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
     with graph.as_default():
         v1.set_random_seed(config.seed)
         epoch_seed = v1.placeholder_with_default(tf.constant(config.seed, tf.int64), (), name="epoch_seed")
-        train_init = eval_init = None
+        train_init = eval_init = train_order = pass_index = None
         if config.feed == "dataset" and train_dataset is not None:
             train_it = v1.data.make_initializable_iterator(train_dataset())
             images, labels = train_it.get_next()
@@ -115,6 +146,10 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
             images = v1.placeholder(tf.float32, (None,) + tuple(config.image_shape), name="images")
             labels = v1.placeholder(tf.int32, (None,), name="labels")
             eval_images, eval_labels = images, labels
+            if manifest is not None:  # the order of each pass; the loop reads the pixels itself
+                from data_pipeline.dataset import pass_order
+                pass_index = v1.placeholder_with_default(tf.constant(0, tf.int64), (), name="pass_index")
+                train_order = pass_order(manifest, "train", epoch_seed, pass_index)
         logits = build_model(config.model, images, True, config.num_classes, **config.model_options())
         with v1.variable_scope(v1.get_variable_scope(), reuse=True):
             eval_logits = build_model(config.model, eval_images, False, config.num_classes,
@@ -130,4 +165,4 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
         return TrainGraph(graph, config, images, labels, eval_images, eval_labels, learning_rate, epoch_seed,
                           loss, accuracy, train_op, eval_loss, eval_accuracy, tf.nn.softmax(eval_logits),
                           tf.shape(eval_labels)[0],
-                          train_init, eval_init, model_variables(graph))
+                          train_init, eval_init, model_variables(graph), train_order, pass_index)

@@ -10,9 +10,9 @@ from data_pipeline.errors import DataError
 from data_pipeline.features import write_feature_shards
 from common.predict import PredictorBase
 from data_pipeline.shards import load_manifest
-from common.weights_source import resolve_vgg16_weights
+from common.weights_source import base_preprocessing, resolve_vgg16_weights
 
-from .model import build_model, check_input
+from .model import build_model, check_input, preprocess
 from .vgg16_transfer import vgg16_base
 from .weights import load_keras_weights, saved_checkpoints, verify_checkpoint
 
@@ -23,15 +23,17 @@ def extract_features(manifest_path: str, out_dir: str | Path, weights: str | Non
                      batch_size: int = 32) -> dict:
     """Run the frozen VGG16 base (in a Session) over every shard -> float32 feature shards + manifest.
 
-    Pixels are fed in [0, 1], the input the end-to-end model is trained on.
+    The base sees what the end-to-end model's base sees: for pretrained weights the caffe
+    transform of the [0, 1] pixels (`preprocess`), for a random base the pixels as stored.
     """
     manifest = load_manifest(manifest_path)
     weights_path = resolve_vgg16_weights(weights)
+    preprocessing = base_preprocessing(weights_path)
     graph = tf.Graph()
     with graph.as_default():
         images = v1.placeholder(tf.float32, (None,) + tuple(manifest["image_shape"]), name="images")
         check_input("vgg16_transfer", images)
-        features = vgg16_base(images)
+        features = vgg16_base(preprocess(images, preprocessing))
         session = v1.Session(graph=graph)
         session.run(v1.global_variables_initializer())
         if weights_path is not None:
@@ -39,7 +41,8 @@ def extract_features(manifest_path: str, out_dir: str | Path, weights: str | Non
     with session:
         return write_feature_shards(manifest_path, out_dir, lambda x: session.run(features, {images: x}),
                                     {"manifest": manifest["_path"], "api": "graph",
-                                     "weights": str(weights_path) if weights_path else "random"}, batch_size)
+                                     "weights": str(weights_path) if weights_path else "random",
+                                     "preprocessing": preprocessing}, batch_size)
 
 
 class Predictor(PredictorBase):
@@ -54,17 +57,16 @@ class Predictor(PredictorBase):
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.images = v1.placeholder(tf.float32, (None,) + tuple(self.run["image_shape"]), name="images")
-            logits = build_model(config["model"], self.images, False, len(self.run["class_names"]),
+            self.logits = build_model(config["model"], self.images, False, len(self.run["class_names"]),
                                  bn_mode=config["bn_mode"], data_format=config["data_format"],
                                  precision=config["precision"], preprocessing=config["preprocessing"])
-            self.probabilities = tf.nn.softmax(logits)
             variables = v1.global_variables()
             verify_checkpoint(ckpt, variables)
             self.session = v1.Session(graph=self.graph)
             v1.train.Saver(variables).restore(self.session, ckpt)
 
-    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(self.probabilities, {self.images: batch})
+    def _logits(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(self.logits, {self.images: batch})
 
     def close(self) -> None:
         self.session.close()

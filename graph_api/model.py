@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.errors import DataError
+from common.constants import IMAGENET_BGR_MEAN, PIXEL_RANGE, PREPROCESSINGS
 from common.model_inputs import check_input_shape
 
 from .layers import BN_MODES, Training
@@ -13,8 +14,17 @@ from .vgg16_transfer import vgg16_head, vgg16_transfer
 
 MODELS = {"vgg16_transfer": vgg16_transfer, "resnet50": resnet50, "vgg16_head": vgg16_head}
 PRECISIONS = {"fp32": tf.float32, "mixed_bfloat16": tf.bfloat16, "mixed_float16": tf.float16}
-# keras.applications "caffe" preprocessing: RGB in [0, 255] -> BGR minus the ImageNet mean.
-IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+def preprocess(images: tf.Tensor, preprocessing: str | None) -> tf.Tensor:
+    """(B, H, W, 3) [0, 1] RGB -> float32 model input: as is (None), or keras.applications'
+    "caffe" transform of the same pixels in [0, 255] (BGR, ImageNet means subtracted)."""
+    if preprocessing not in PREPROCESSINGS:
+        raise DataError(f"unknown preprocessing {preprocessing!r}: expected one of {PREPROCESSINGS}")
+    x = tf.cast(images, tf.float32)
+    if preprocessing == "caffe":
+        x = x[..., ::-1] * PIXEL_RANGE - tf.constant(IMAGENET_BGR_MEAN, tf.float32)
+    return x
 
 
 def check_input(name: str, images: tf.Tensor) -> None:
@@ -38,7 +48,7 @@ def build_model(name: str, images: tf.Tensor, training: Training, num_classes: i
     Python bool or a boolean tensor. ``precision``: "fp32", or mixed "mixed_bfloat16" /
     "mixed_float16" (float32 variables, low-precision compute, float32 logits).
     ``data_format="NCHW"`` transposes once at the input (for GPUs). ``preprocessing="caffe"``
-    applies keras.applications' VGG16/ResNet50 ImageNet preprocessing to [0, 255] RGB input.
+    applies keras.applications' VGG16 ImageNet preprocessing to the [0, 1] RGB input (`preprocess`).
     """
     if name not in MODELS:
         raise DataError(f"unknown model {name!r}: expected one of {sorted(MODELS)}")
@@ -49,12 +59,7 @@ def build_model(name: str, images: tf.Tensor, training: Training, num_classes: i
     if data_format not in ("NHWC", "NCHW"):
         raise DataError(f"unknown data format {data_format!r}: expected NHWC or NCHW")
     check_input(name, images)
-    x = tf.cast(images, tf.float32)
-    if preprocessing == "caffe":
-        x = x[..., ::-1] - tf.constant(IMAGENET_BGR_MEAN, tf.float32)
-    elif preprocessing is not None:
-        raise DataError(f"unknown preprocessing {preprocessing!r}: expected None or 'caffe'")
-    x = tf.cast(x, PRECISIONS[precision])
+    x = tf.cast(preprocess(images, preprocessing), PRECISIONS[precision])
     if data_format == "NCHW":
         x = tf.transpose(x, [0, 3, 1, 2])
     logits = MODELS[name](x, training, num_classes, bn_mode=bn_mode, data_format=data_format)

@@ -2,6 +2,7 @@
 TensorBoard, NaN guard, resume with identical continuation."""
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
@@ -13,14 +14,13 @@ import tensorflow as tf
 
 from common import run_files
 from common.train_options import TrainOptions
-from common.weights_source import resolve_vgg16_weights
-from data_pipeline import make_dataset
-from data_pipeline.dataset import epoch_seed
+from common.weights_source import base_preprocessing, resolve_vgg16_weights
+from data_pipeline.dataset import epoch_seed, read_batches, stored_order
 from data_pipeline.errors import DataError
 from data_pipeline.progress import Progress
 
 from . import early_stopping
-from .graph import GraphConfig, TrainGraph, build_train_graph
+from .graph import GraphConfig, TrainGraph, build_train_graph, runtime_facts
 from .weights import graph_layers, load_keras_weights, saved_checkpoints, verify_checkpoint
 
 v1 = tf.compat.v1
@@ -31,8 +31,12 @@ class SessionTrainer:
     def __init__(self, config: GraphConfig, manifest_path: str, out_dir: str | Path, options: TrainOptions):
         self.options, self.out = options, Path(out_dir)
         self.manifest = run_files.load_training_manifest(manifest_path, config.model)
-        self.config = config = replace(config, **run_files.input_fields(self.manifest))
-        self.steps = run_files.start_run("graph", config.model, self.manifest, self.out, asdict(config),
+        self.weights = resolve_vgg16_weights(options.weights) if config.model == "vgg16_transfer" else None
+        self.config = config = replace(config, **run_files.input_fields(self.manifest),
+                                       preprocessing=base_preprocessing(self.weights))
+        # The runtime is recorded as it ran: TF1 under `python -m graph_api`, TF2 in an eager process.
+        self.steps = run_files.start_run("graph", config.model, self.manifest, self.out,
+                                         dict(asdict(config), runtime=runtime_facts()),
                                          options.batch_size, options.steps_per_epoch)
         self.g: TrainGraph = build_train_graph(config, self.manifest, options.batch_size)
         with self.g.graph.as_default():
@@ -59,11 +63,10 @@ class SessionTrainer:
             if resumed is not None:
                 return resumed
         if self.config.model == "vgg16_transfer":
-            path = resolve_vgg16_weights(self.options.weights)
+            path = self.weights
             if path is not None:
                 base = [name for name in graph_layers(self.g.model_variables) if name.startswith("block")]
-                with self.g.graph.as_default():
-                    load_keras_weights(self.session, self.g.model_variables, path, base)
+                load_keras_weights(self.session, self.g.model_variables, path, base)
                 print(f"VGG16 base weights: {path}")
         return 0, run_files.new_history()
 
@@ -76,13 +79,11 @@ class SessionTrainer:
         candidates = saved_checkpoints(folder)
         for i, ckpt in enumerate(candidates):
             try:
-                with self.g.graph.as_default():
-                    verify_checkpoint(ckpt, v1.global_variables())
+                verify_checkpoint(ckpt, v1.global_variables())
             except DataError as err:
                 print(f"warning: {err.message}; trying the checkpoint before it", file=sys.stderr)
                 continue
-            with self.g.graph.as_default():
-                self.saver.restore(self.session, ckpt)
+            self.saver.restore(self.session, ckpt)
             done = int(self.session.run(self.epoch_var))
             history = run_files.load_history(self.out, done) or run_files.new_history()
             print(f"resumed from {ckpt} after epoch {done}" + (" (the newest readable checkpoint)" if i else ""))
@@ -94,11 +95,12 @@ class SessionTrainer:
 
     # --- one epoch ------------------------------------------------------------------------
     def _batches(self, epoch: int):
-        """Numpy batches for feed_dict mode, from an eager pipeline outside the graph."""
-        ds = make_dataset(self.manifest, "train", self.options.batch_size, shuffle=True,
-                          seed=epoch_seed(self.config.seed, epoch), drop_remainder=True, repeat=True)
-        for images, labels in ds:
-            yield images.numpy(), labels.numpy()
+        """feed_dict mode: numpy batches read from the shards (the textbook's loop), pass after
+        pass in the order the graph's `train_order` gives, the dataset mode's order."""
+        seed = epoch_seed(self.config.seed, epoch)
+        orders = (self.session.run(self.g.train_order, {self.g.epoch_seed: seed, self.g.pass_index: k})
+                  for k in itertools.count())
+        return read_batches(self.manifest, "train", orders, self.options.batch_size, drop_remainder=True)
 
     def train_epoch(self, epoch: int, writer) -> tuple[float, float, float]:
         """Runs the steps of one epoch -> (mean loss, mean accuracy, images/s)."""
@@ -129,7 +131,7 @@ class SessionTrainer:
         """Mean loss and accuracy over the whole val split (weighted by batch size)."""
         g = self.g
         if self.config.feed == "feed_dict":
-            batches = ((x.numpy(), y.numpy()) for x, y in make_dataset(self.manifest, "val", self.options.batch_size))
+            batches = read_batches(self.manifest, "val", [stored_order(self.manifest, "val")], self.options.batch_size)
         else:
             self.session.run(g.eval_init)
             batches = iter(lambda: None, 0)  # endless: the iterator ends by OutOfRange
@@ -145,14 +147,19 @@ class SessionTrainer:
 
     # --- the loop ---------------------------------------------------------------------------
     def fit(self) -> dict:
+        """Train the remaining epochs -> history. Runs with the training graph as the default
+        graph, as a TF1 program's main loop does (so it also runs inside an eager process)."""
+        with self.g.graph.as_default():
+            return self._fit()
+
+    def _fit(self) -> dict:
         first, history = self.start()
         opts = self.options
         writers = {}
         if opts.tensorboard:  # laid out as Keras's TensorBoard callback does: the two runs overlay
-            with self.g.graph.as_default():  # FileWriter refuses eager mode
-                writers = {part: v1.summary.FileWriter(str(self.out / "tensorboard" / part),
-                                                       self.g.graph if part == "train" else None)
-                           for part in ("train", "validation")}
+            writers = {part: v1.summary.FileWriter(str(self.out / "tensorboard" / part),
+                                                   self.g.graph if part == "train" else None)
+                       for part in ("train", "validation")}
         mode = "min" if "loss" in opts.monitor else "max"
         stopped = history["early_stopping"].get("stopped_epoch") is not None
         note = run_files.completion_note(history, first, opts.epochs, self.out)
@@ -181,16 +188,14 @@ class SessionTrainer:
                       f"for {opts.patience} epochs")
                 break
         if opts.restore_best and history["early_stopping"]["best_epoch"] is not None:
-            with self.g.graph.as_default():
-                self.best_saver.restore(self.session, saved_checkpoints(self.out / "best")[0])
+            self.best_saver.restore(self.session, saved_checkpoints(self.out / "best")[0])
         self._save(self.final_saver, self.out / "final" / "ckpt")
         for writer in writers.values():
             writer.close()
         return history
 
     def _save(self, saver: v1.train.Saver, prefix: Path, **kwargs) -> None:
-        with self.g.graph.as_default():  # Savers refuse to run in eager mode
-            saver.save(self.session, str(prefix), **kwargs)
+        saver.save(self.session, str(prefix), **kwargs)
 
     def close(self) -> None:
         self.session.close()

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from data_pipeline.errors import DataError
 from data_pipeline.features import write_feature_shards
 from common.predict import PredictorBase
 from data_pipeline.shards import load_manifest
-from common.weights_source import KERAS_CACHE_VGG16
+from common.weights_source import base_preprocessing, resolve_vgg16_weights
 
 from .weights import load_model_file
 
@@ -18,14 +19,19 @@ def extract_features(manifest_path: str, out_dir: str | Path, weights: str | Non
                      batch_size: int = 32) -> dict:
     """Run the frozen VGG16 base over every shard -> float32 (7, 7, 512) feature shards + manifest.
 
-    Pixels are fed in [0, 1], the input the end-to-end model is trained on.
+    The base sees what the end-to-end model's base sees: for pretrained weights the caffe
+    transform of the [0, 1] pixels (`CaffePreprocessing`), for a random base the pixels as stored.
     """
-    from .vgg16_transfer import vgg16_base
+    from .vgg16_transfer import input_layers, vgg16_base
     manifest = load_manifest(manifest_path)
-    base = vgg16_base(tuple(manifest["image_shape"]), weights)
-    source = {None: "random", "none": "random", "imagenet": str(KERAS_CACHE_VGG16)}.get(weights, str(weights))
+    path = resolve_vgg16_weights(weights)
+    preprocessing = base_preprocessing(path)
+    layers = input_layers(preprocessing) + [vgg16_base(tuple(manifest["image_shape"]), str(path) if path else "none")]
+    base = keras.Sequential([keras.Input(tuple(manifest["image_shape"])), *layers])
     return write_feature_shards(manifest_path, out_dir, lambda x: np.asarray(base(x, training=False)),
-                                {"manifest": manifest["_path"], "api": "keras", "weights": source}, batch_size)
+                                {"manifest": manifest["_path"], "api": "keras",
+                                 "weights": str(path) if path else "random", "preprocessing": preprocessing},
+                                batch_size)
 
 
 class Predictor(PredictorBase):
@@ -41,5 +47,10 @@ class Predictor(PredictorBase):
             raise DataError(f"{path}: {self.model.output_shape[-1]} outputs, the run has "
                             f"{len(self.run['class_names'])} classes")
 
-    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model(batch, training=False), np.float32)
+    def _logits(self, batch: np.ndarray) -> np.ndarray:
+        output = np.asarray(self.model(batch, training=False), np.float32)
+        if self.run.get("outputs") == "logits":
+            return output
+        # A run saved before the models ended in logits ends in a softmax: log-probabilities are
+        # logits of the same softmax.
+        return np.log(np.maximum(output, np.finfo(np.float32).tiny))

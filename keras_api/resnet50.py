@@ -3,16 +3,25 @@ from __future__ import annotations
 
 import keras
 
+from .vgg16_transfer import input_layers
 
-def resnet50(input_shape=(224, 224, 3), num_classes: int = 1108, *, logits: bool = False,
+
+def resnet50(input_shape=(224, 224, 3), num_classes: int = 1108, *, preprocessing: str | None = None,
              **_unused) -> keras.Model:
-    """(B, S, S, 3), S >= 32 -> (B, num_classes); 25,858,004 parameters at 1108 classes.
+    """(B, S, S, 3), S >= 32 -> (B, num_classes) float32 logits; 25,858,004 parameters at 1108
+    classes.
 
-    Under a mixed precision policy the output is cast to float32 (a parameter-free layer),
-    as Keras's mixed-precision guide recommends for the softmax.
+    Under a mixed precision policy the logits are cast to float32 (a parameter-free layer)
+    so that the softmax inside the loss runs in float32, the Keras mixed-precision guide's rule.
     """
-    model = keras.applications.ResNet50(weights=None, input_shape=tuple(input_shape), classes=num_classes,
-                                        classifier_activation=None if logits else "softmax")
+    inputs = keras.Input(tuple(input_shape))
+    x = inputs
+    for layer in input_layers(preprocessing):
+        x = layer(x)
+    model = keras.applications.ResNet50(weights=None, input_tensor=x, classes=num_classes,
+                                        classifier_activation=None)
+    if x is not inputs:
+        model = keras.Model(inputs, model.output, name=model.name)
     if model.output.dtype == "float32":
         return model
     output = keras.layers.Activation("linear", dtype="float32", name="float32_output")(model.output)

@@ -11,6 +11,7 @@ import keras
 
 from common import run_files
 from common.train_options import TrainOptions
+from common.weights_source import base_preprocessing, resolve_vgg16_weights
 from data_pipeline import make_dataset
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.atomic import atomic_path
@@ -37,15 +38,17 @@ class KerasConfig:
     learning_rate: float | None = None
     loss: str = "sparse"            # sparse labels, or one-hot ("categorical", as the textbook)
     jit_compile: bool = False       # pinned: Keras 3's "auto" means XLA only on GPUs
+    preprocessing: str | None = None  # set from the VGG16 weights: "caffe" for a pretrained base
     seed: int = 0
 
 
 def compile_model(model: keras.Model, config: KerasConfig) -> keras.Model:
-    """RMSprop (or the configured optimizer), cross-entropy, accuracy; `jit_compile` as configured."""
+    """RMSprop (or the configured optimizer), cross-entropy from the model's logits (the graph's
+    loss; with one-hot labels for "categorical"), accuracy; `jit_compile` as configured."""
     if config.loss not in LOSSES:
         raise DataError(f"unknown loss {config.loss!r}: expected one of {LOSSES}")
-    loss = (keras.losses.SparseCategoricalCrossentropy() if config.loss == "sparse"
-            else keras.losses.CategoricalCrossentropy())
+    loss = (keras.losses.SparseCategoricalCrossentropy(from_logits=True) if config.loss == "sparse"
+            else keras.losses.CategoricalCrossentropy(from_logits=True))
     model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate), loss=loss,
                   metrics=["accuracy"], jit_compile=config.jit_compile)
     return model
@@ -57,7 +60,9 @@ class KerasTrainer:
     def __init__(self, config: KerasConfig, manifest_path: str, out_dir: str | Path, options: TrainOptions):
         self.options, self.out = options, Path(out_dir)
         self.manifest = run_files.load_training_manifest(manifest_path, config.model)
-        self.config = config = replace(config, **run_files.input_fields(self.manifest))
+        weights = resolve_vgg16_weights(options.weights) if config.model == "vgg16_transfer" else None
+        self.config = config = replace(config, **run_files.input_fields(self.manifest),
+                                       preprocessing=base_preprocessing(weights))
         self.steps = run_files.start_run("keras", config.model, self.manifest, self.out, asdict(config),
                                          options.batch_size, options.steps_per_epoch)
         self.backup = self.out / "backup"
@@ -65,7 +70,8 @@ class KerasTrainer:
             shutil.rmtree(self.backup)
         keras.utils.set_random_seed(config.seed)
         self.model = compile_model(build_model(config.model, config.image_shape, config.num_classes,
-                                               precision=config.precision, weights=options.weights), config)
+                                               precision=config.precision, weights=str(weights) if weights else "none",
+                                               preprocessing=config.preprocessing), config)
 
     def _datasets(self, first_epoch: int):
         """Train batches from `first_epoch` on, epoch e in the order the graph trainer's epoch e

@@ -23,9 +23,9 @@ v1 = tf.compat.v1
 CLASSES = 5
 
 
-def _keras_model(name, size, logits=True):
+def _keras_model(name, size):
     keras.utils.set_random_seed(0)
-    return keras_api.build_model(name, (size, size, 3), CLASSES, weights="none", logits=logits)
+    return keras_api.build_model(name, (size, size, 3), CLASSES, weights="none")
 
 
 def _batch(size, n=4, seed=0):

@@ -1,0 +1,95 @@
+"""graph_api on the TF1 runtime: `python -m graph_api` and a process that calls
+`use_tf1_runtime` run graph mode with reference variables and control flow v1, while the same
+library still builds its graphs inside this (eager) test process; feed_dict batches are read
+from the shards in the dataset mode's order."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO, run_cli
+from data_pipeline import make_dataset
+from data_pipeline.dataset import epoch_seed, read_batches
+from data_pipeline.shards import load_manifest
+from graph_api.graph import GraphConfig, build_train_graph, runtime_facts
+from shard_helpers import feature_shards
+
+v1 = tf.compat.v1
+
+# Builds one BN layer whose `training` is a tensor (so a cond is built) and reports what it got.
+PROBE = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    from graph_api.graph import runtime_facts, use_tf1_runtime
+    from graph_api.layers import batch_norm
+    if sys.argv[1] == "tf1":
+        use_tf1_runtime()
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        x = v1.placeholder(tf.float32, (None, 4, 4, 8))
+        training = v1.placeholder_with_default(True, ())
+        y = batch_norm(x, "bn", training)
+        print(json.dumps({"facts": runtime_facts(), "ops": sorted({op.type for op in graph.get_operations()}),
+                          "variables": sorted({type(v).__name__ for v in v1.global_variables()})}))
+""")
+
+
+def _probe(runtime: str) -> dict:
+    result = subprocess.run([sys.executable, "-c", PROBE, runtime], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_tf1_runtime_has_graph_mode_reference_variables_and_control_flow_v1():
+    tf1, tf2 = _probe("tf1"), _probe("tf2")
+    assert tf1["facts"] == {"executing_eagerly": False, "resource_variables": False, "control_flow_v2": False,
+                            "tf1_runtime": True}
+    assert tf1["variables"] == ["RefVariable"]
+    assert {"Switch", "Merge"} <= set(tf1["ops"]) and not {"If", "StatelessIf"} & set(tf1["ops"])
+    # the same code in a TF2 process builds what the TF1 runtime replaces
+    assert tf2["facts"]["tf1_runtime"] is False and tf2["variables"] == ["ResourceVariable"]
+    assert {"If", "StatelessIf"} & set(tf2["ops"])
+
+
+def test_graph_cli_trains_on_the_tf1_runtime_and_records_it(tmp_path):
+    manifest = feature_shards(tmp_path, n_train=32, n_val=16)
+    out = tmp_path / "run"
+    for feed in ("dataset", "feed_dict"):
+        result = run_cli("graph_api", "train", "--model", "vgg16_head", "--manifest", str(manifest), "--out",
+                         str(out / feed), "--epochs", "1", "--batch-size", "8", "--feed", feed)
+        assert result.returncode == 0, result.stderr[-2000:]
+        config = json.loads((out / feed / "run_config.json").read_text())["graph_config"]
+        assert config["runtime"]["tf1_runtime"] is True and config["feed"] == feed
+    assert runtime_facts()["tf1_runtime"] is False  # this test process stays eager
+
+
+@pytest.mark.parametrize("stored", ["float32 features", "uint8 images"])
+def test_feed_dict_batches_are_read_from_the_shards_in_the_dataset_order(tmp_path, shard_dir, stored):
+    if stored == "uint8 images":  # scaled to [0, 1] as make_dataset scales them
+        manifest, model, shape, classes = shard_dir / "manifest.json", "resnet50", (32, 32, 3), 4
+    else:
+        manifest, model, shape, classes = feature_shards(tmp_path, n_train=40, n_val=8), "vgg16_head", (2, 2, 512), 4
+    n_train = load_manifest(manifest)["splits"]["train"]
+    batch, seed = 6, epoch_seed(3, 2)
+    steps = 2 * n_train // batch + 1  # into a third pass
+    g = build_train_graph(GraphConfig(model=model, image_shape=shape, num_classes=classes, feed="feed_dict"),
+                          str(manifest), batch)
+    with g.graph.as_default(), v1.Session(graph=g.graph) as session:
+        orders = (session.run(g.train_order, {g.epoch_seed: seed, g.pass_index: k}) for k in range(100))
+        fed = [b for b, _ in zip(read_batches(str(manifest), "train", orders, batch, drop_remainder=True),
+                                 range(steps))]
+    streamed = list(make_dataset(str(manifest), "train", batch, seed=seed, repeat=True, drop_remainder=True,
+                                 device=None).take(steps))
+    assert len(fed) == len(streamed) == steps
+    for (images, labels), (want_images, want_labels) in zip(fed, streamed):
+        assert images.dtype == np.float32 and labels.dtype == np.int32
+        np.testing.assert_array_equal(images, want_images.numpy())
+        np.testing.assert_array_equal(labels, want_labels.numpy())
