@@ -11,7 +11,11 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from data_pipeline.errors import DataError
 
-GRAPH_MODES = ("graph", "graph-feed", "graph-fused-bn")
+GRAPH_MODES = ("graph", "graph-feed", "graph-fused-bn", "graph-v2")
+# Graph modes whose worker keeps TensorFlow 2 semantics: the `graph` mode's graph and Session,
+# without `use_tf1_runtime` (resource variables, control flow v2), to measure what the TF1
+# runtime itself changes.
+TF2_RUNTIME_MODES = ("graph-v2",)
 KERAS_MODES = ("keras-fit", "keras-ctl", "eager")
 MODES = GRAPH_MODES + KERAS_MODES
 MODELS = ("resnet50", "vgg16_transfer", "vgg16_head")
@@ -129,8 +133,10 @@ def preset(name: str, manifest: str | None = None) -> tuple[list, int]:
     ladder = ("eager", "keras-ctl", "graph", "graph-feed", "keras-fit")
     if name == "quick":
         configs = _sweep(("graph", "keras-fit"), (4, 16), model="resnet50", image_size=64, steps=8)
+        configs += _sweep(("graph-v2",), (16,), model="resnet50", image_size=64, steps=8)
         configs += _sweep(("graph", "keras-fit"), (8,), model="vgg16_head", steps=30, warmup=3)
-        configs += _sweep([m for m in ladder if m != "graph-feed"], (32,), model="vgg16_head", steps=30, warmup=3)
+        configs += _sweep([m for m in ladder if m != "graph-feed"] + ["graph-v2"], (32,), model="vgg16_head",
+                          steps=30, warmup=3)
         configs += [BenchConfig(mode=m, model="vgg16_head", batch=32, xla=True, steps=30, warmup=3)
                     for m in ("keras-ctl", "graph")]
         return configs, 3

@@ -1,5 +1,7 @@
 """The graph_api modes as step functions: `graph` (in-graph tf.data), `graph-feed`
-(feed_dict from numpy, the textbook style), `graph-fused-bn` (fused_batch_norm).
+(feed_dict from numpy, the textbook style), `graph-fused-bn` (fused_batch_norm), all on the
+TF1 runtime (the worker calls `use_tf1_runtime`), and `graph-v2`: `graph`'s graph and Session
+in a process that keeps TF2 semantics.
 
 Each `step()` is one `Session.run`, which returns only when the step's work is done, so
 per-step times cannot be flattered by asynchronous dispatch.

@@ -14,7 +14,7 @@ import resource
 import sys
 import time
 
-from .config import GRAPH_MODES, PINNED_ENV, BenchConfig
+from .config import GRAPH_MODES, PINNED_ENV, TF2_RUNTIME_MODES, BenchConfig
 
 RESULT_MARK = "RESULT "
 
@@ -79,11 +79,14 @@ def measure(config: BenchConfig, env: dict) -> dict:
                                       "Session global_jit_level ON_1 + TF_XLA_FLAGS=--tf_xla_cpu_global_jit")
     if len(times) != total:
         raise RuntimeError(f"expected {total} step times, got {len(times)}")
+    from graph_api.graph import runtime_facts
+    facts["runtime"] = runtime_facts()
     return {"config": config.to_dict(), "key": config.key(), "ok": True,
             "build_s": build_s, "first_step_s": build_s + times[0],
             "warmup_times_s": times[:config.warmup], "step_times_s": times[config.warmup:],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "xla_mechanism": facts.get("xla_mechanism"), "settings": _settings(config, num_classes, facts, env)}
+            "xla_mechanism": facts.get("xla_mechanism"), "runtime": facts["runtime"],
+            "settings": _settings(config, num_classes, facts, env)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     if config.xla and config.mode in GRAPH_MODES and config.device == "cpu":
         # Session auto-clustering skips the CPU unless told (it compiled nothing without this).
         os.environ["TF_XLA_FLAGS"] = f"{os.environ.get('TF_XLA_FLAGS', '')} --tf_xla_cpu_global_jit".strip()
+    if config.mode in GRAPH_MODES and config.mode not in TF2_RUNTIME_MODES:
+        from graph_api.graph import use_tf1_runtime
+        use_tf1_runtime()  # graph_api's modes time the TF1 program the CLI runs
     try:
         result = measure(config, env)
     except Exception as err:  # recorded for this configuration; the run goes on (as timm does)

@@ -91,10 +91,11 @@ def test_presets_and_unknown_names():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """Two modes of the VGG16 head, tiny steps, one repeat each of two batch sizes."""
+    """Three modes of the VGG16 head (graph on the TF1 runtime, the same graph on the TF2
+    runtime, Keras fit), tiny steps, two repeats of two batch sizes."""
     out = tmp_path_factory.mktemp("bench")
     result = run_cli("benchmarks", "run", "--preset", "quick", "--models", "vgg16_head", "--modes", "graph",
-                     "keras-fit", "--batches", "8", "32", "--steps", "3", "--warmup", "1", "--repeats", "2",
+                     "graph-v2", "keras-fit", "--batches", "8", "32", "--steps", "3", "--warmup", "1", "--repeats", "2",
                      "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     return out
@@ -104,19 +105,22 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
     results = json.loads((tiny_run / "results.json").read_text())
     assert results["schema"] == 1 and results["git_commit"] and results["machine"]["cpu_count"]
     ok = [r for r in results["runs"] if r["ok"]]
-    # graph and keras-fit at batches 8 and 32, plus the preset's graph + XLA at 32; 2 repeats
-    assert len(ok) == len(results["runs"]) == 5 * 2
+    # graph and keras-fit at batches 8 and 32, the preset's graph-v2 and graph + XLA at 32; 2 repeats
+    assert len(ok) == len(results["runs"]) == 6 * 2
     assert all(len(r["step_times_s"]) == 3 and len(r["warmup_times_s"]) == 1 for r in ok)
     assert [r["config"]["mode"] for r in results["runs"][:4]] == ["graph", "keras-fit"] * 2  # interleaved
     summary = results["summary"]
-    assert {r["mode"] for r in summary["ratios"]} == {"graph"} and len(summary["ratios"]) == 2
+    assert {r["mode"] for r in summary["ratios"]} == {"graph", "graph-v2"} and len(summary["ratios"]) == 3
+    # the runtime each worker really ran on: graph_api's modes on TF1, graph-v2 and Keras on TF2
+    runtimes = {r["config"]["mode"]: r["runtime"]["tf1_runtime"] for r in ok}
+    assert runtimes == {"graph": True, "graph-v2": False, "keras-fit": False}
     assert {f["mode"] for f in summary["fits"]} == {"graph", "keras-fit"}
     report = (tiny_run / "report.md").read_text()
     assert "## Verdict" in report and "Claimed: not using Keras is about 2.5x faster" in report
-    assert "## Precision of the measurement" in report and report.count("| met |") + report.count("| missed") == 2
+    assert "## Precision of the measurement" in report and report.count("| met |") + report.count("| missed") == 3
     for name in ("ratios.png", "throughput_vs_batch.png", "step_times.png", "results.csv"):
         assert (tiny_run / name).stat().st_size > 0
-    assert len((tiny_run / "results.csv").read_text().splitlines()) == 1 + 5
+    assert len((tiny_run / "results.csv").read_text().splitlines()) == 1 + 6
 
 
 def test_compare_and_its_bad_input(tiny_run, tmp_path):
@@ -132,7 +136,7 @@ def test_unknown_mode_or_model_is_one_clear_line(tmp_path):
     result = run_cli("benchmarks", "run", "--modes", "session", "--out", str(tmp_path))
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and errors == ["error: unknown mode session: expected one of graph, graph-feed, "
-                                                 "graph-fused-bn, keras-fit, keras-ctl, eager"]
+                                                 "graph-fused-bn, graph-v2, keras-fit, keras-ctl, eager"]
 
 
 def test_a_failing_configuration_is_recorded_and_the_run_goes_on(tmp_path):
