@@ -20,8 +20,8 @@ def resnet50(input_shape=(224, 224, 3), num_classes: int = 1108, *, preprocessin
         x = layer(x)
     model = keras.applications.ResNet50(weights=None, input_tensor=x, classes=num_classes,
                                         classifier_activation=None)
-    if x is not inputs:
-        model = keras.Model(inputs, model.output, name=model.name)
+    # Re-wrapped so that the model's input is the single Input tensor, not a list of it.
+    model = keras.Model(inputs, model.output, name=model.name)
     if model.output.dtype == "float32":
         return model
     output = keras.layers.Activation("linear", dtype="float32", name="float32_output")(model.output)

@@ -128,3 +128,62 @@ def test_resnet50_bn_moving_statistics_after_three_steps():
         want = keras_vars[key].numpy()
         assert np.abs(want - initial[key]).max() > 1e-4, key  # three updates really happened
         np.testing.assert_allclose(graph_vars[key].numpy(), want, rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+def _graph_logits(name, size, model, x, **options):
+    graph = tf.Graph()
+    with graph.as_default():
+        images = v1.placeholder(tf.float32, (None, size, size, 3))
+        logits = graph_api.build_model(name, images, False, CLASSES, **options)
+        variables, init = v1.global_variables(), v1.global_variables_initializer()
+    session = v1.Session(graph=graph)
+    session.run(init)
+    keras_to_graph(model, session, variables)
+    got = session.run(logits, {images: x})
+    session.close()
+    assert logits.dtype == tf.float32
+    return got
+
+
+# bfloat16 keeps 8 significant bits (each rounding is off by up to 2^-9 relative). Both APIs
+# cast the same float32 weights and activations at the same layers, so on one CPU they run the
+# same bf16 kernels and agree exactly (measured: max difference 0); the bound leaves room for
+# kernels that accumulate in another order, a few roundings over ResNet50's 53 layers.
+BF16_TOLERANCE = 0.05
+
+
+@pytest.mark.parametrize("name, size, precision, preprocessing", [
+    ("resnet50", 32, "mixed_bfloat16", None),
+    ("vgg16_transfer", 64, "mixed_bfloat16", "caffe"),
+    ("vgg16_transfer", 64, "fp32", "caffe"),
+])
+def test_same_logits_under_mixed_precision_and_caffe_input(name, size, precision, preprocessing):
+    keras.utils.set_random_seed(0)
+    model = keras_api.build_model(name, (size, size, 3), CLASSES, weights="none", precision=precision,
+                                  preprocessing=preprocessing)
+    x, _ = _batch(size)
+    expected = model(x, training=False)
+    assert expected.dtype == "float32"  # the softmax of the loss and of predict runs in float32
+    expected = expected.numpy()
+    got = _graph_logits(name, size, model, x, precision=precision, preprocessing=preprocessing)
+    spread = expected.std()
+    tolerance = BF16_TOLERANCE if precision == "mixed_bfloat16" else 1e-5
+    print(f"{name} {precision} {preprocessing}: max |graph - keras| {np.abs(got - expected).max():.3g}, "
+          f"logit spread {spread:.3g}")
+    assert np.abs(got - expected).max() <= tolerance * spread
+    if precision != "fp32":  # the policy is in effect: the same weights give other logits in fp32
+        full = _graph_logits(name, size, model, x, precision="fp32", preprocessing=preprocessing)
+        assert np.abs(full - got).max() > 1e-3 * spread
+
+
+def test_caffe_input_is_keras_vgg16_preprocess_input_in_both_apis():
+    from keras_api.vgg16_transfer import CaffePreprocessing
+    x, _ = _batch(8)
+    expected = keras.applications.vgg16.preprocess_input(x * 255.0)
+    np.testing.assert_allclose(CaffePreprocessing()(x).numpy(), expected, atol=1e-4)
+    graph = tf.Graph()
+    with graph.as_default():
+        images = v1.placeholder(tf.float32, (None, 8, 8, 3))
+        out = graph_api.model.preprocess(images, "caffe")
+        with v1.Session() as session:
+            np.testing.assert_allclose(session.run(out, {images: x}), expected, atol=1e-4)
