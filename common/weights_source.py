@@ -11,9 +11,9 @@ both APIs load them through the same code path as the ImageNet file.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
-import functools
 import sys
 from pathlib import Path
 

@@ -249,12 +249,12 @@ def make_manifest(jobs, done, class_names, options: BuildOptions, fingerprint: s
 def select_sites(root: str | os.PathLike, *, cell_types=None, experiments=None,
                  include_controls: bool = False, include_test: bool = False,
                  val_fraction: float = 0.2, val_experiments=None, seed: int = 0,
-                 official_split: bool = False) -> tuple[pd.DataFrame, list[str]]:
-    """Metadata of any known layout -> one row per site with a `split` column, and the class
-    list of the selection. The labelled pool (Kaggle and RxRx1 v1.0 "train"; WILDS "train" and
-    "val") is split at random per well or by `val_experiments`; `official_split` keeps WILDS's
-    own train / val / test / id_test instead."""
-    frame, layout = read_sites(root)
+                 official_split: bool = False, layout: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Metadata of any known layout (`layout`, detected if None) -> one row per site with a
+    `split` column, and the class list of the selection. The labelled pool (Kaggle and RxRx1
+    v1.0 "train"; WILDS "train" and "val") is split at random per well or by
+    `val_experiments`; `official_split` keeps WILDS's own train / val / test / id_test instead."""
+    frame, layout = read_sites(root, layout)
     pool = LABELLED_POOL[layout]
     if official_split:
         return _official_split(frame, layout, cell_types=cell_types, experiments=experiments,
@@ -264,13 +264,19 @@ def select_sites(root: str | os.PathLike, *, cell_types=None, experiments=None,
     chosen = select(frame, cell_types=cell_types, experiments=experiments, datasets=datasets,
                     include_controls=include_controls)
     train_part = chosen[chosen["dataset"].isin(pool)]
-    if train_part.empty:
-        raise DataError("the selection has no training rows")
+    classes = _training_classes(train_part)
     split = (split_by_experiment(train_part, val_experiments) if val_experiments
              else split_random(train_part, val_fraction, seed))
     chosen = chosen.assign(split="test")
     chosen.loc[train_part.index, "split"] = split
-    return chosen.drop(columns=["official_split"], errors="ignore"), class_names_for(train_part)
+    return chosen.drop(columns=["official_split"], errors="ignore"), classes
+
+
+def _training_classes(train_part: pd.DataFrame) -> list[str]:
+    """The class list of the rows a model trains on; DataError if there are none."""
+    if train_part.empty:
+        raise DataError("the selection has no training rows")
+    return class_names_for(train_part)
 
 
 def _official_split(frame: pd.DataFrame, layout: str, *, cell_types, experiments, include_controls,
@@ -286,7 +292,4 @@ def _official_split(frame: pd.DataFrame, layout: str, *, cell_types, experiments
     chosen = chosen.assign(split=chosen.pop("official_split"))
     if not include_test:
         chosen = chosen[~chosen["split"].isin(HELD_OUT_SPLITS)].reset_index(drop=True)
-    train_part = chosen[chosen["split"] == "train"]
-    if train_part.empty:
-        raise DataError("the selection has no training rows")
-    return chosen, class_names_for(train_part)
+    return chosen, _training_classes(chosen[chosen["split"] == "train"])

@@ -49,7 +49,7 @@ def cmd_build(args) -> None:
         args.root, cell_types=args.cell_types, experiments=args.experiments,
         include_controls=args.include_controls, include_test=args.include_test,
         val_fraction=args.val_fraction, val_experiments=args.val_experiments, seed=args.seed,
-        official_split=args.official_split)
+        official_split=args.official_split, layout=layout)
     jobs = plan_shards(sites, class_names, args.shard_size, args.seed)
     options = BuildOptions(root=args.root, out_dir=args.out, image_mode=args.mode, image_size=args.size,
                            shard_size=args.shard_size, workers=args.workers, skip_bad=args.skip_bad,

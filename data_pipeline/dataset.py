@@ -52,7 +52,7 @@ def make_dataset(manifest_path: str | os.PathLike | dict, split: str, batch_size
     None keeps them on the host. ``retain_memory`` raises glibc's mmap/trim thresholds
     (see `data_pipeline.allocator`), which doubles the rate of large float batches.
     """
-    manifest = manifest_path if isinstance(manifest_path, dict) else load_manifest(manifest_path)
+    manifest = _manifest(manifest_path)
     if image_mode is not None and image_mode != manifest["image_mode"]:
         raise DataError(f"{manifest['_path']}: shards hold {manifest['image_mode']!r}, "
                         f"not the requested {image_mode!r}")
@@ -70,7 +70,7 @@ def make_dataset(manifest_path: str | os.PathLike | dict, split: str, batch_size
     if seed is None:
         seed = int(np.random.default_rng().integers(2 ** 31))
     counts = [int(r["count"]) for r in records]
-    blocks = _blocks(manifest, split, block_size)
+    blocks = tf.constant(_block_rows(counts, block_size), tf.int64)
 
     def epoch(epoch_seed_value, salted: bool = False) -> tf.data.Dataset:
         """Batches of (shard, index) pairs: passes 0, 1, ... (or one) with seeds (epoch_seed_value, k).
@@ -105,15 +105,15 @@ def pass_order(manifest_path: str | os.PathLike | dict, split: str, seed, k=0) -
     """(N, 2) int64 [shard, index] of every sample of `split` in the order of shuffled pass `k`
     for `seed` (ints or int64 tensors): the order `make_dataset(..., seed=seed, repeat=True)`
     streams in its pass k, for a feed_dict loop that reads its batches with `read_batches`."""
-    manifest = manifest_path if isinstance(manifest_path, dict) else load_manifest(manifest_path)
-    return _pass_order(_blocks(manifest, split, 1), True, seed, k)[:, :2]
+    manifest = _manifest(manifest_path)
+    blocks = tf.constant(_block_rows(_counts(manifest, split), 1), tf.int64)
+    return _pass_order(blocks, True, seed, k)[:, :2]
 
 
 def stored_order(manifest_path: str | os.PathLike | dict, split: str) -> np.ndarray:
     """(N, 2) int64 [shard, index] of `split` as stored (`make_dataset(..., shuffle=False)`'s order)."""
-    manifest = manifest_path if isinstance(manifest_path, dict) else load_manifest(manifest_path)
-    counts = [int(r["count"]) for r in split_records(manifest, split)]
-    return np.array([(i, j) for i, n in enumerate(counts) for j in range(n)], np.int64).reshape(-1, 2)
+    manifest = _manifest(manifest_path)
+    return np.array(_block_rows(_counts(manifest, split), 1), np.int64).reshape(-1, 3)[:, :2]
 
 
 def read_batches(manifest_path: str | os.PathLike | dict, split: str, orders: Iterable[np.ndarray],
@@ -122,7 +122,7 @@ def read_batches(manifest_path: str | os.PathLike | dict, split: str, orders: It
     of (n, 2) [shard, index] arrays in `orders` (e.g. pass after pass of `pass_order`) cut into
     batches of `batch_size`, each read and scaled as `make_dataset(scale="unit")` reads it ->
     images (B, H, W, C) float32, labels (B,) int32; the same batches for the same order."""
-    manifest = manifest_path if isinstance(manifest_path, dict) else load_manifest(manifest_path)
+    manifest = _manifest(manifest_path)
     reader = _BatchReader(manifest, split_records(manifest, split))
     factor = np.float32(1.0 / 255.0) if manifest["dtype"] == "uint8" else None
     pending = np.empty((0, 2), np.int64)
@@ -147,11 +147,18 @@ def epoch_seed(seed, epoch):
     return seed * 100_003 + epoch
 
 
-def _blocks(manifest: dict, split: str, block_size: int) -> tf.Tensor:
-    """(n_blocks, 3) int64 [shard, start, stop]: the split's samples in runs of `block_size`."""
-    counts = [int(r["count"]) for r in split_records(manifest, split)]
-    return tf.constant([(i, start, min(start + block_size, n))
-                        for i, n in enumerate(counts) for start in range(0, n, block_size)], tf.int64)
+def _manifest(manifest_path: str | os.PathLike | dict) -> dict:
+    """A loaded manifest as is, or the manifest at a path."""
+    return manifest_path if isinstance(manifest_path, dict) else load_manifest(manifest_path)
+
+
+def _counts(manifest: dict, split: str) -> list[int]:
+    return [int(r["count"]) for r in split_records(manifest, split)]
+
+
+def _block_rows(counts: list[int], block_size: int) -> list[tuple[int, int, int]]:
+    """[shard, start, stop] of each run of `block_size` stored neighbours, shard after shard."""
+    return [(i, start, min(start + block_size, n)) for i, n in enumerate(counts) for start in range(0, n, block_size)]
 
 
 def _pass_order(blocks: tf.Tensor, shuffle: bool, seed, k) -> tf.Tensor:
@@ -256,6 +263,6 @@ def _to_device(dataset: tf.data.Dataset, device: str | None) -> tf.data.Dataset:
 def num_batches(manifest_path: str | os.PathLike | dict, split: str, batch_size: int,
                 drop_remainder: bool = False) -> int:
     """Batches in one pass over a split (what `make_dataset` yields without repeat)."""
-    manifest = manifest_path if isinstance(manifest_path, dict) else load_manifest(manifest_path)
+    manifest = _manifest(manifest_path)
     total = sum(r["count"] for r in split_records(manifest, split))
     return total // batch_size if drop_remainder else -(-total // batch_size)

@@ -170,12 +170,13 @@ def _first_release_site(path: Path) -> SiteKey:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
     try:
         return SiteKey("train", validate_experiment(row["experiment"]), validate_plate(row["plate"]),
-                       validate_well(row["well"]), validate_site(_int_or_none(row["site"])))
+                       validate_well(row["well"]), validate_site(int_or_none(row["site"])))
     except DataError as err:
         raise DataError(f"{path}, row 2: {err.message}") from None
 
 
-def _int_or_none(text) -> int | None:
+def int_or_none(text) -> int | None:
+    """`text` as an int, or None if it is not one (for validation messages)."""
     try:
         return int(text)
     except (TypeError, ValueError):

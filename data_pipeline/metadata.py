@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .layout import (LAYOUT_KAGGLE, LAYOUT_WILDS, RELEASE_METADATA, detect_layout, parse_id_code,
-                     validate_experiment)
+from .layout import (LAYOUT_KAGGLE, LAYOUT_WILDS, RELEASE_METADATA, detect_layout, int_or_none,
+                     parse_id_code, validate_experiment)
 
 METADATA_FILES = {
     # file name: (dataset, default well_type, has sirna)
@@ -85,16 +85,9 @@ def _validate_rows(frame: pd.DataFrame, path: Path) -> None:
             validate_experiment(row.experiment)
         except DataError as err:
             raise DataError(f"{path}, row {row_number}: {err.message}") from None
-        if (experiment, plate, well) != (row.experiment, _as_int(row.plate), row.well):
+        if (experiment, plate, well) != (row.experiment, int_or_none(row.plate), row.well):
             raise DataError(f"{path}, row {row_number}: id_code {row.id_code!r} does not match "
                             f"experiment/plate/well {row.experiment}/{row.plate}/{row.well}")
-
-
-def _as_int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def read_metadata(root: str | os.PathLike) -> pd.DataFrame:

@@ -22,7 +22,8 @@ def extract_features(manifest_path: str, out_dir: str | Path, weights: str | Non
     The base sees what the end-to-end model's base sees: for pretrained weights the caffe
     transform of the [0, 1] pixels (`CaffePreprocessing`), for a random base the pixels as stored.
     """
-    from .vgg16_transfer import input_layers, vgg16_base
+    from .model import input_layers
+    from .vgg16_transfer import vgg16_base
     manifest = load_manifest(manifest_path)
     path = resolve_vgg16_weights(weights)
     preprocessing = base_preprocessing(path)

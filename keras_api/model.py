@@ -3,12 +3,36 @@ from __future__ import annotations
 
 import keras
 
+from common.constants import IMAGENET_BGR_MEAN, PIXEL_RANGE, PREPROCESSINGS
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.errors import DataError
 from common.model_inputs import check_input_shape
 
 from .resnet50 import resnet50
 from .vgg16_transfer import vgg16_head, vgg16_transfer
+
+
+@keras.saving.register_keras_serializable(package="rxrx1")
+class CaffePreprocessing(keras.layers.Layer):
+    """(B, H, W, 3) [0, 1] RGB -> `keras.applications.vgg16.preprocess_input` of the same pixels
+    in [0, 255] (BGR, ImageNet means subtracted); float32 under every policy, as the graph's
+    `preprocess`. A registered layer, not a Lambda, so a `.keras` file loads in safe mode."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def call(self, images):
+        x = keras.ops.cast(images, "float32")
+        return keras.ops.flip(x, axis=-1) * PIXEL_RANGE - keras.ops.convert_to_tensor(IMAGENET_BGR_MEAN, "float32")
+
+
+def input_layers(preprocessing: str | None) -> list[keras.layers.Layer]:
+    """The layers between the [0, 1] input and a model: none, or the caffe transform."""
+    if preprocessing not in PREPROCESSINGS:
+        raise DataError(f"unknown preprocessing {preprocessing!r}: expected one of {PREPROCESSINGS}")
+    return [CaffePreprocessing(name="caffe_preprocessing")] if preprocessing == "caffe" else []
+
 
 MODELS = {"vgg16_transfer": vgg16_transfer, "resnet50": resnet50, "vgg16_head": vgg16_head}
 PRECISIONS = {"fp32": "float32", "mixed_bfloat16": "mixed_bfloat16", "mixed_float16": "mixed_float16"}
@@ -25,7 +49,7 @@ def build_model(name: str, input_shape=(224, 224, 3), num_classes: int = NUM_CLA
     policy is restored afterwards); the logits are float32 under every policy. ``weights`` is the
     VGG16 base's source: "imagenet" (Keras's cache file), a path, or "none".
     ``preprocessing="caffe"`` transforms the [0, 1] RGB input as a pretrained VGG16 expects
-    (`vgg16_transfer.CaffePreprocessing`), as the graph's `build_model` does.
+    (`CaffePreprocessing`), as the graph's `build_model` does.
     """
     if name not in MODELS:
         raise DataError(f"unknown model {name!r}: expected one of {sorted(MODELS)}")
@@ -35,6 +59,7 @@ def build_model(name: str, input_shape=(224, 224, 3), num_classes: int = NUM_CLA
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(PRECISIONS[precision])
     try:
-        return MODELS[name](tuple(input_shape), num_classes, weights=weights, preprocessing=preprocessing)
+        return MODELS[name](tuple(input_shape), num_classes, weights=weights,
+                            input_layers=input_layers(preprocessing))
     finally:
         keras.mixed_precision.set_global_policy(previous)

@@ -1,13 +1,13 @@
 """ResNet50 (textbook P3.36): `keras.applications.ResNet50(weights=None, classes=...)`."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import keras
 
-from .vgg16_transfer import input_layers
 
-
-def resnet50(input_shape=(224, 224, 3), num_classes: int = 1108, *, preprocessing: str | None = None,
-             **_unused) -> keras.Model:
+def resnet50(input_shape=(224, 224, 3), num_classes: int = 1108, *,
+             input_layers: Sequence[keras.layers.Layer] = (), **_unused) -> keras.Model:
     """(B, S, S, 3), S >= 32 -> (B, num_classes) float32 logits; 25,858,004 parameters at 1108
     classes.
 
@@ -16,7 +16,7 @@ def resnet50(input_shape=(224, 224, 3), num_classes: int = 1108, *, preprocessin
     """
     inputs = keras.Input(tuple(input_shape))
     x = inputs
-    for layer in input_layers(preprocessing):
+    for layer in input_layers:
         x = layer(x)
     model = keras.applications.ResNet50(weights=None, input_tensor=x, classes=num_classes,
                                         classifier_activation=None)

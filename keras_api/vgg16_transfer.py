@@ -10,31 +10,11 @@ from __future__ import annotations
 
 import keras
 
-from common.constants import (HEAD_CONV_FILTERS, HEAD_DENSE_UNITS, HEAD_DROPOUT, IMAGENET_BGR_MEAN,
-                              PIXEL_RANGE)
+from typing import Sequence
+
+from common.constants import HEAD_CONV_FILTERS, HEAD_DENSE_UNITS, HEAD_DROPOUT
 from data_pipeline.errors import DataError
 from common.weights_source import resolve_vgg16_weights
-
-@keras.saving.register_keras_serializable(package="rxrx1")
-class CaffePreprocessing(keras.layers.Layer):
-    """(B, H, W, 3) [0, 1] RGB -> `keras.applications.vgg16.preprocess_input` of the same pixels
-    in [0, 255] (BGR, ImageNet means subtracted); float32 under every policy, as the graph's
-    `preprocess`. A registered layer, not a Lambda, so a `.keras` file loads in safe mode."""
-
-    def __init__(self, **kwargs) -> None:
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-
-    def call(self, images):
-        x = keras.ops.cast(images, "float32")
-        return keras.ops.flip(x, axis=-1) * PIXEL_RANGE - keras.ops.convert_to_tensor(IMAGENET_BGR_MEAN, "float32")
-
-
-def input_layers(preprocessing: str | None) -> list[keras.layers.Layer]:
-    """The layers between the [0, 1] input and a model: none, or the caffe transform."""
-    if preprocessing not in (None, "caffe"):
-        raise DataError(f"unknown preprocessing {preprocessing!r}: expected None or 'caffe'")
-    return [CaffePreprocessing(name="caffe_preprocessing")] if preprocessing == "caffe" else []
 
 
 def vgg16_base(input_shape=(224, 224, 3), weights: str | None = "imagenet") -> keras.Model:
@@ -65,18 +45,18 @@ def head_layers(num_classes: int) -> list[keras.layers.Layer]:
 
 
 def vgg16_transfer(input_shape=(224, 224, 3), num_classes: int = 1108, *, weights: str | None = "imagenet",
-                   preprocessing: str | None = None, **_unused) -> keras.Model:
+                   input_layers: Sequence[keras.layers.Layer] = (), **_unused) -> keras.Model:
     """(B, 224, 224, 3) [0, 1] RGB -> (B, num_classes); 12,924,052 trainable parameters at 1108
-    classes. ``preprocessing="caffe"`` puts `CaffePreprocessing` before the base."""
-    return keras.Sequential([keras.Input(tuple(input_shape)), *input_layers(preprocessing),
+    classes. `input_layers` (e.g. `model.CaffePreprocessing`) come before the base."""
+    return keras.Sequential([keras.Input(tuple(input_shape)), *input_layers,
                              vgg16_base(input_shape, weights),
                              *head_layers(num_classes)], name="vgg16_transfer")
 
 
-def vgg16_head(input_shape=(7, 7, 512), num_classes: int = 1108, *, preprocessing: str | None = None,
-               **_unused) -> keras.Model:
+def vgg16_head(input_shape=(7, 7, 512), num_classes: int = 1108, *,
+               input_layers: Sequence[keras.layers.Layer] = (), **_unused) -> keras.Model:
     """The head alone, on cached VGG16 features (textbook P3.27-P3.30)."""
-    if preprocessing is not None:
+    if input_layers:
         raise DataError("vgg16_head takes features: their preprocessing happened at extraction")
     return keras.Sequential([keras.Input(tuple(input_shape)), *head_layers(num_classes)],
                             name="vgg16_head")

@@ -109,7 +109,7 @@ def load_model_file(path: str | os.PathLike) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: model file not found")
-    from . import vgg16_transfer  # noqa: F401  registers CaffePreprocessing, which a model may hold
+    from . import model  # noqa: F401  registers CaffePreprocessing, which a model may hold
     try:
         return keras.models.load_model(path, safe_mode=True)
     except ValueError as err:

@@ -177,7 +177,7 @@ def test_same_logits_under_mixed_precision_and_caffe_input(name, size, precision
 
 
 def test_caffe_input_is_keras_vgg16_preprocess_input_in_both_apis():
-    from keras_api.vgg16_transfer import CaffePreprocessing
+    from keras_api.model import CaffePreprocessing
     x, _ = _batch(8)
     expected = keras.applications.vgg16.preprocess_input(x * 255.0)
     np.testing.assert_allclose(CaffePreprocessing()(x).numpy(), expected, atol=1e-4)
