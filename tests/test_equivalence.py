@@ -2,11 +2,11 @@
 
 fp32 on CPU, small images (ResNet50 at 32-64 px, VGG16-transfer at 64 px).
 
-Keras's side of the training steps runs eagerly (`run_eagerly=True`): under `tf.function`
-Grappler's fusions change float summation order, and the ill-conditioned gradients of a
-from-scratch BN ResNet amplify that to ~1% in conv1's first update (measured at 64 px,
-batch 16); eager Keras and the TF1 Session agree to ~1e-6. The update *rules* are what
-these tests pin down. Over several ResNet50 steps Keras departs from itself (compiled, or
+Keras's side of the training steps here runs eagerly (`run_eagerly=True`); the compiled `fit`
+path, the other optimizers on ResNet50 and NCHW are in test_equivalence_updates.py. Under
+`tf.function` Grappler's arithmetic optimizer reorders float sums, and the ill-conditioned
+gradients of a from-scratch BN ResNet amplify that to percents of some updates; eager Keras and
+the TF1 Session agree to ~1e-6. The update *rules* are what these tests pin down. Over several ResNet50 steps Keras departs from itself (compiled, or
 inputs + 1e-6) as much as from the graph: `docs/equivalence.md` has the measurement.
 """
 import keras
@@ -16,21 +16,11 @@ import tensorflow as tf
 
 import graph_api
 import keras_api
-from graph_api.graph import GraphConfig, build_train_graph
-from keras_api.weights import graph_to_keras, keras_to_graph, keras_variables
+from equivalence_helpers import (CLASSES, batch as _batch, graph_logits, graph_steps, keras_model as _keras_model,
+                                 keras_steps)
+from keras_api.weights import keras_variables
 
 v1 = tf.compat.v1
-CLASSES = 5
-
-
-def _keras_model(name, size):
-    keras.utils.set_random_seed(0)
-    return keras_api.build_model(name, (size, size, 3), CLASSES, weights="none")
-
-
-def _batch(size, n=4, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.random((n, size, size, 3), dtype=np.float32), rng.integers(0, CLASSES, n).astype(np.int32)
 
 
 @pytest.mark.parametrize("name, size", [("resnet50", 32), ("vgg16_transfer", 64)])
@@ -38,53 +28,19 @@ def test_same_weights_give_the_same_logits(name, size):
     model = _keras_model(name, size)
     x, _ = _batch(size)
     expected = model(x, training=False).numpy()
-    graph = tf.Graph()
-    with graph.as_default():
-        images = v1.placeholder(tf.float32, (None, size, size, 3))
-        logits = graph_api.build_model(name, images, False, CLASSES)
-        variables, init = v1.global_variables(), v1.global_variables_initializer()
-    session = v1.Session(graph=graph)  # not as a context manager: that would make the graph default
-    session.run(init)
-    keras_to_graph(model, session, variables)
-    got = session.run(logits, {images: x})
-    session.close()
+    got = graph_logits(name, size, model, x)
     assert np.abs(got - expected).max() <= 1e-4
     counted = sum(int(np.prod(v.shape)) for v in keras_variables(model).values())
     assert counted == model.count_params()
-
-
-def _graph_after_steps(name, size, model, optimizer, batches, learning_rate=1e-3, **hyper):
-    config = GraphConfig(model=name, image_shape=(size, size, 3), num_classes=CLASSES, feed="feed_dict",
-                         optimizer=optimizer, optimizer_options=hyper, learning_rate=learning_rate)
-    g = build_train_graph(config)
-    with g.graph.as_default():
-        init = v1.global_variables_initializer()
-        no_dropout = {op.outputs[0]: 0.0 for op in g.graph.get_operations() if op.name.endswith("/rate")}
-    result = keras.models.clone_model(model)
-    session = v1.Session(graph=g.graph)
-    session.run(init)
-    keras_to_graph(model, session, g.model_variables)
-    for x, y in batches:
-        session.run(g.train_op, {g.images: x, g.labels: y, **no_dropout})
-    graph_to_keras(session, g.model_variables, result)
-    session.close()
-    return keras_variables(result)
-
-
-def _keras_after_steps(model, optimizer, batches):
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  run_eagerly=True)
-    for x, y in batches:
-        model.train_on_batch(x, y)
-    return keras_variables(model)
 
 
 def _keras_optimizer(optimizer, learning_rate=1e-3):
     return keras.optimizers.SGD(learning_rate) if optimizer == "sgd" else keras.optimizers.RMSprop(learning_rate)
 
 
-# RMSprop on ResNet50 is left to VGG16: its first step lr g / sqrt(0.1 g^2 + 1e-7) turns the
-# ~5e-8 relative rounding of conv1's gradients into up to 5e-3 of the step where |g| ~ 1e-3.
+# RMSprop's first step lr g / sqrt(0.1 g^2 + 1e-7) turns the ~5e-8 relative rounding of ResNet50's
+# conv1 gradients into up to 5e-3 of the step where |g| ~ 1e-3: on ResNet50 the rules are compared
+# on the same gradients (test_equivalence_updates.py).
 @pytest.mark.parametrize("name, size, optimizer", [("resnet50", 64, "sgd"), ("vgg16_transfer", 64, "sgd"),
                                                    ("vgg16_transfer", 64, "rmsprop")])
 def test_one_training_step_updates_every_weight_identically(name, size, optimizer):
@@ -94,11 +50,11 @@ def test_one_training_step_updates_every_weight_identically(name, size, optimize
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
     initial = {k: v.numpy().copy() for k, v in keras_variables(model).items()}
-    graph_vars = _graph_after_steps(name, size, model, optimizer, batches)
-    keras_vars = _keras_after_steps(model, _keras_optimizer(optimizer), batches)
+    graph_vars = graph_steps(name, size, model, optimizer, batches)
+    keras_vars = keras_steps(model, _keras_optimizer(optimizer), batches)
     changed = 0
-    for key, var in keras_vars.items():
-        want, got = var.numpy(), graph_vars[key].numpy()
+    for key, want in keras_vars.items():
+        got = graph_vars[key]
         if "moving_" in key:
             np.testing.assert_allclose(got, want, atol=1e-5, err_msg=key)
             continue
@@ -120,29 +76,14 @@ def test_resnet50_bn_moving_statistics_after_three_steps():
     batches = [_batch(64, n=8, seed=s) for s in range(3)]
     model = _keras_model("resnet50", 64)
     initial = {k: v.numpy().copy() for k, v in keras_variables(model).items()}
-    graph_vars = _graph_after_steps("resnet50", 64, model, "sgd", batches, learning_rate=0.0)
-    keras_vars = _keras_after_steps(model, _keras_optimizer("sgd", 0.0), batches)
+    graph_vars = graph_steps("resnet50", 64, model, "sgd", batches, learning_rate=0.0)
+    keras_vars = keras_steps(model, _keras_optimizer("sgd", 0.0), batches)
     moving = [key for key in keras_vars if "moving_" in key]
     assert len(moving) == 2 * 53
     for key in moving:
-        want = keras_vars[key].numpy()
+        want = keras_vars[key]
         assert np.abs(want - initial[key]).max() > 1e-4, key  # three updates really happened
-        np.testing.assert_allclose(graph_vars[key].numpy(), want, rtol=1e-5, atol=1e-5, err_msg=key)
-
-
-def _graph_logits(name, size, model, x, **options):
-    graph = tf.Graph()
-    with graph.as_default():
-        images = v1.placeholder(tf.float32, (None, size, size, 3))
-        logits = graph_api.build_model(name, images, False, CLASSES, **options)
-        variables, init = v1.global_variables(), v1.global_variables_initializer()
-    session = v1.Session(graph=graph)
-    session.run(init)
-    keras_to_graph(model, session, variables)
-    got = session.run(logits, {images: x})
-    session.close()
-    assert logits.dtype == tf.float32
-    return got
+        np.testing.assert_allclose(graph_vars[key], want, rtol=1e-5, atol=1e-5, err_msg=key)
 
 
 # bfloat16 keeps 8 significant bits (each rounding is off by up to 2^-9 relative). Both APIs
@@ -165,14 +106,14 @@ def test_same_logits_under_mixed_precision_and_caffe_input(name, size, precision
     expected = model(x, training=False)
     assert expected.dtype == "float32"  # the softmax of the loss and of predict runs in float32
     expected = expected.numpy()
-    got = _graph_logits(name, size, model, x, precision=precision, preprocessing=preprocessing)
+    got = graph_logits(name, size, model, x, precision=precision, preprocessing=preprocessing)
     spread = expected.std()
     tolerance = BF16_TOLERANCE if precision == "mixed_bfloat16" else 1e-5
     print(f"{name} {precision} {preprocessing}: max |graph - keras| {np.abs(got - expected).max():.3g}, "
           f"logit spread {spread:.3g}")
     assert np.abs(got - expected).max() <= tolerance * spread
     if precision != "fp32":  # the policy is in effect: the same weights give other logits in fp32
-        full = _graph_logits(name, size, model, x, precision="fp32", preprocessing=preprocessing)
+        full = graph_logits(name, size, model, x, precision="fp32", preprocessing=preprocessing)
         assert np.abs(full - got).max() > 1e-3 * spread
 
 

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from test_equivalence import CLASSES, _batch, _keras_model
+from equivalence_helpers import CLASSES, batch as _batch, keras_model as _keras_model
 from graph_api.graph import GraphConfig, build_train_graph
 from keras_api.weights import graph_to_keras, keras_to_graph, keras_variables
 

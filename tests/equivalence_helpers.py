@@ -1,0 +1,104 @@
+"""Shared by the equivalence tests and docs/probes: one model, one batch, and one or more
+training steps run by each API from the same weights."""
+from __future__ import annotations
+
+import contextlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import graph_api
+import keras_api
+from graph_api.graph import GraphConfig, build_train_graph
+from keras_api.weights import graph_model_variables, graph_to_keras, keras_to_graph, keras_variables
+
+v1 = tf.compat.v1
+CLASSES = 5
+
+
+def keras_model(name: str, size: int) -> keras.Model:
+    """The model `name` at (size, size, 3), CLASSES classes, seeded: every call gives the same weights."""
+    keras.utils.set_random_seed(0)
+    return keras_api.build_model(name, (size, size, 3), CLASSES, weights="none")
+
+
+def batch(size: int, n: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(n, size, size, 3) float32 in [0, 1) and (n,) int32 labels."""
+    rng = np.random.default_rng(seed)
+    return rng.random((n, size, size, 3), dtype=np.float32), rng.integers(0, CLASSES, n).astype(np.int32)
+
+
+def snapshot(model: keras.Model) -> dict[str, np.ndarray]:
+    return {k: np.array(v.numpy()) for k, v in keras_variables(model).items()}
+
+
+def graph_logits(name: str, size: int, model: keras.Model, x: np.ndarray, training: bool = False,
+                 **options) -> np.ndarray:
+    """graph_api's float32 logits (B, CLASSES) for `x` with `model`'s weights; `options` go to
+    `graph_api.build_model` (precision, preprocessing, data_format, ...)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        images = v1.placeholder(tf.float32, (None, size, size, 3))
+        logits = graph_api.build_model(name, images, training, CLASSES, **options)
+        variables, init = v1.global_variables(), v1.global_variables_initializer()
+    assert logits.dtype == tf.float32
+    session = v1.Session(graph=graph)  # not as a context manager: that would make the graph default
+    session.run(init)
+    keras_to_graph(model, session, variables)
+    got = session.run(logits, {images: x})
+    session.close()
+    return got
+
+
+def graph_steps(name: str, size: int, model: keras.Model, optimizer: str, batches, learning_rate: float = 1e-3,
+                gradients: bool = False, data_format: str = "NHWC", **hyper):
+    """Train steps of graph_api from `model`'s weights (dropout off) -> the variables after them as
+    {contract name: array}; with ``gradients``, also the gradients of the first batch's loss
+    at the starting weights, fetched on their own before any step."""
+    config = GraphConfig(model=name, image_shape=(size, size, 3), num_classes=CLASSES, feed="feed_dict",
+                         optimizer=optimizer, optimizer_options=hyper, learning_rate=learning_rate,
+                         data_format=data_format)
+    g = build_train_graph(config)
+    with g.graph.as_default():
+        init = v1.global_variables_initializer()
+        no_dropout = {op.outputs[0]: 0.0 for op in g.graph.get_operations() if op.name.endswith("/rate")}
+        trainable = {k: v for k, v in graph_model_variables(g.model_variables).items()
+                     if v in v1.trainable_variables()}
+        grad_ops = dict(zip(trainable, tf.gradients(g.loss, list(trainable.values()))))
+    result = keras.models.clone_model(model)
+    session = v1.Session(graph=g.graph)
+    session.run(init)
+    keras_to_graph(model, session, g.model_variables)
+    feeds = [{g.images: x, g.labels: y, **no_dropout} for x, y in batches]
+    grads = session.run(grad_ops, feeds[0]) if gradients else None
+    for feed in feeds:
+        session.run(g.train_op, feed)
+    graph_to_keras(session, g.model_variables, result)
+    session.close()
+    return (snapshot(result), grads) if gradients else snapshot(result)
+
+
+def keras_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer, batches, eager: bool = True,
+                fit: bool = False) -> dict[str, np.ndarray]:
+    """Keras train steps on `model` (changed in place) -> its variables after them. ``eager``:
+    ``run_eagerly``; else the compiled `tf.function` step, through `fit` when ``fit``."""
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  run_eagerly=eager)
+    for x, y in batches:
+        if fit:
+            model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+        else:
+            model.train_on_batch(x, y)
+    return snapshot(model)
+
+
+@contextlib.contextmanager
+def grappler_options(**options: bool):
+    """Grappler's graph rewrites set as given for `tf.function`s traced inside, restored after."""
+    before = tf.config.optimizer.get_experimental_options()
+    tf.config.optimizer.set_experimental_options(options)
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({k: before.get(k, True) for k in options})
