@@ -79,25 +79,32 @@ def extract_command(load_extract: Callable[[], Callable]) -> Callable:
     return command
 
 
+Spec = tuple  # (help, add_arguments(parser), command(args)) of a command only one API has
+
+
 def build_parser(prog: str, description: str, commands: dict[str, Callable[[argparse.Namespace], None]],
-                 add_api_train_arguments: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
+                 add_api_train_arguments: Callable[[argparse.ArgumentParser], None],
+                 extra: dict[str, Spec] | None = None) -> argparse.ArgumentParser:
     """The `train | extract-features | predict | evaluate` parser both APIs share; `commands`
-    maps each command to the API's function, `add_api_train_arguments` adds its own train flags."""
+    maps each command to the API's function, `add_api_train_arguments` adds its own train flags,
+    `extra` adds commands of the API's own."""
     parser = ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", required=True)
     specs = {"train": ("train a model", lambda p: (add_train_arguments(p), add_api_train_arguments(p))),
              "extract-features": ("frozen VGG16 base over shards -> 7x7x512 feature shards", add_extract_arguments),
              "predict": ("top-k classes for one site or a split", add_predict_arguments),
              "evaluate": ("accuracy and loss on a split", add_evaluate_arguments)}
-    for name, (help_text, add_arguments) in specs.items():
+    specs = {name: (help_text, add, commands[name]) for name, (help_text, add) in specs.items()}
+    for name, (help_text, add_arguments, func) in {**specs, **(extra or {})}.items():
         p = sub.add_parser(name, help=help_text)
         add_arguments(p)
-        p.set_defaults(func=commands[name])
+        p.set_defaults(func=func)
     return parser
 
 
 def api_parser(package: str, description: str, cmd_train: Callable[[argparse.Namespace], None],
-               add_api_train_arguments: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
+               add_api_train_arguments: Callable[[argparse.ArgumentParser], None],
+               extra: dict[str, Spec] | None = None) -> argparse.ArgumentParser:
     """`build_parser` for an API package whose `inference` module has `extract_features` and
     `Predictor` (imported only when a command needs them: TensorFlow start-up is slow)."""
     def inference():
@@ -106,7 +113,7 @@ def api_parser(package: str, description: str, cmd_train: Callable[[argparse.Nam
                 "extract-features": extract_command(lambda: inference().extract_features),
                 "predict": predictor_command(lambda run: inference().Predictor(run), run_predict),
                 "evaluate": predictor_command(lambda run: inference().Predictor(run), run_evaluate)}
-    return build_parser(f"python -m {package}", description, commands, add_api_train_arguments)
+    return build_parser(f"python -m {package}", description, commands, add_api_train_arguments, extra)
 
 
 def print_done(history: dict, out: str, monitor: str = "val_loss") -> None:

@@ -12,16 +12,9 @@ from pathlib import Path
 import keras
 
 from common import run_files
-from data_pipeline.atomic import atomic_path, atomic_write_bytes
+from data_pipeline.atomic import atomic_write_bytes
 
-
-def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
-    """`model.save` (.keras) or `save_weights` (.weights.h5) to a temporary name, then rename:
-    a crash mid-write leaves the previous file intact (Keras's own save writes in place)."""
-    path = Path(path)
-    with atomic_path(path, keep_suffix=True) as tmp:
-        (model.save_weights if path.name.endswith(".weights.h5") else model.save)(tmp)
-    return path
+from .weights import save_model_atomic
 
 
 def _finite(logs: dict | None) -> bool:

@@ -1,4 +1,4 @@
-"""``python -m keras_api train | extract-features | predict | evaluate`` (Keras fit)."""
+"""``python -m keras_api train | extract-features | predict | evaluate | from-graph`` (Keras fit)."""
 from __future__ import annotations
 
 import argparse
@@ -24,8 +24,23 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jit-compile", action="store_true", help="XLA (Keras 3 turns it on only on GPUs)")
 
 
+def cmd_from_graph(args) -> None:
+    from .weights import export_graph_run
+    path = export_graph_run(args.run, args.out, args.checkpoint)
+    print(f"wrote {path} from the {args.checkpoint} checkpoint of {args.run}")
+
+
+def _from_graph_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="run directory written by python -m graph_api train")
+    p.add_argument("--out", required=True, help="model.keras (architecture + weights) or model.weights.h5")
+    p.add_argument("--checkpoint", choices=("final", "best"), default="final",
+                   help="final (the best epoch when early stopping restored it) or best")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    return model_cli.api_parser("keras_api", __doc__.splitlines()[0], cmd_train, _train_arguments)
+    extra = {"from-graph": ("a graph_api run -> a Keras .keras or .weights.h5", _from_graph_arguments,
+                            cmd_from_graph)}
+    return model_cli.api_parser("keras_api", __doc__.splitlines()[0], cmd_train, _train_arguments, extra)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

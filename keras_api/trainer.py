@@ -17,11 +17,10 @@ from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.atomic import atomic_path
 from data_pipeline.errors import DataError
 
-from .callbacks import (AtomicModelCheckpoint, ResumableEarlyStopping, RunFiles, keep_csv_rows,
-                        save_model_atomic)
+from .callbacks import AtomicModelCheckpoint, ResumableEarlyStopping, RunFiles, keep_csv_rows
 from .model import build_model
 from .optimizers import make_optimizer
-from .weights import backup_epoch, backup_problem
+from .weights import backup_epoch, backup_problem, save_model_atomic
 
 LOSSES = ("sparse", "categorical")
 

@@ -1,8 +1,9 @@
 """The weights bridge between the two APIs, by the naming contract `<layer>/<weight>`, and
 the checks of Keras's own weight files (`.keras`, `.weights.h5`, BackupAndRestore backups).
 
-Keras model -> graph variables (in a TF1 Session) and back, and a graph checkpoint ->
-a Keras ``.weights.h5``. Works on names alone, so it needs nothing from `graph_api`.
+Keras model -> graph variables (in a TF1 Session) and back, and a graph run's checkpoint ->
+a Keras ``.keras`` / ``.weights.h5`` (`export_graph_run`, ``python -m keras_api from-graph``).
+Works on names alone, so it needs nothing from `graph_api`.
 Mismatched names or shapes are refused with a message naming them. Call these outside a
 ``with graph.as_default()`` block: Keras variables are eager and cannot be read inside one.
 """
@@ -86,8 +87,9 @@ def graph_to_keras(session: v1.Session, variables: list[tf.Variable], model: ker
     return len(values)
 
 
-def checkpoint_to_keras(checkpoint: str, model: keras.Model, out_path: str | os.PathLike) -> Path:
-    """A graph checkpoint -> `out_path` (.weights.h5 of `model`), written atomically."""
+def load_graph_checkpoint(checkpoint: str, model: keras.Model) -> int:
+    """A graph checkpoint's model variables -> `model`'s weights, by the naming contract;
+    returns how many tensors were copied. Names or shapes that differ are refused."""
     try:
         reader = tf.train.load_checkpoint(checkpoint)
         shapes = dict(tf.train.list_variables(checkpoint))
@@ -98,10 +100,43 @@ def checkpoint_to_keras(checkpoint: str, model: keras.Model, out_path: str | os.
     _match(keras_vars, {short: shapes[full] for short, full in names.items()}, f"{checkpoint} -> Keras")
     for short, full in names.items():
         keras_vars[short].assign(reader.get_tensor(full))
+    return len(names)
+
+
+MODEL_FILE_SUFFIXES = (".keras", ".weights.h5")
+
+
+def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
+    """`model.save` (.keras) or `save_weights` (.weights.h5) to a temporary name, then rename:
+    a crash mid-write leaves the previous file intact (Keras's own save writes in place)."""
+    path = Path(path)
+    with atomic_path(path, keep_suffix=True) as tmp:
+        (model.save_weights if path.name.endswith(".weights.h5") else model.save)(tmp)
+    return path
+
+
+def export_graph_run(run_dir: str | os.PathLike, out_path: str | os.PathLike, checkpoint: str = "final") -> Path:
+    """A graph_api run -> a Keras model file: `.keras` (architecture and weights, loads with
+    `keras.models.load_model`) or `.weights.h5` (weights of `keras_api.build_model` with the
+    run's model, input shape, classes, precision and preprocessing). ``checkpoint``: the run's
+    ``final`` (best epoch restored when early stopping was on) or ``best`` checkpoint."""
+    from common.run_files import load_run_config
+    from .model import build_model
     out_path = Path(out_path)
-    with atomic_path(out_path, keep_suffix=True) as tmp:
-        model.save_weights(tmp)
-    return out_path
+    if not out_path.name.endswith(MODEL_FILE_SUFFIXES):
+        raise DataError(f"{out_path}: expected a name ending in .keras or .weights.h5")
+    run = load_run_config(run_dir)
+    if run.get("api") != "graph":
+        raise DataError(f"{run_dir}: trained with {run.get('api')}_api, not graph_api; its final.keras "
+                        "already is a Keras model")
+    found = tf.train.latest_checkpoint(str(Path(run_dir) / checkpoint))
+    if found is None:
+        raise DataError(f"{Path(run_dir) / checkpoint}: no checkpoint (did training finish?)")
+    config = run["graph_config"]
+    model = build_model(run["model"], tuple(run["image_shape"]), len(run["class_names"]),
+                        precision=config["precision"], weights="none", preprocessing=config["preprocessing"])
+    load_graph_checkpoint(found, model)
+    return save_model_atomic(model, out_path)
 
 
 def load_model_file(path: str | os.PathLike) -> keras.Model:

@@ -7,7 +7,7 @@ import pytest
 
 from data_pipeline.errors import DataError
 from common.train_options import TrainOptions
-from keras_api.callbacks import save_model_atomic
+from keras_api.weights import save_model_atomic
 from keras_api.inference import Predictor
 from keras_api.trainer import KerasConfig, train
 from keras_api.weights import load_model_file, load_weights_file

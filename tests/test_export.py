@@ -1,0 +1,64 @@
+"""`python -m keras_api from-graph`: a graph_api run becomes a Keras `.keras` / `.weights.h5`
+that computes the graph's logits."""
+import keras
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from data_pipeline.dataset import read_batches, stored_order
+from data_pipeline.shards import load_manifest
+
+
+def _val_images(manifest_path) -> np.ndarray:
+    manifest = load_manifest(manifest_path)
+    return next(read_batches(manifest, "val", [stored_order(manifest, "val")], 16))[0].astype(np.float32)
+
+
+@pytest.mark.parametrize("model, weights", [("resnet50", "none"), ("vgg16_transfer", "hed")])
+def test_graph_run_exported_to_keras_computes_the_graphs_logits(model, weights, shard_dir, tmp_path):
+    from graph_api.inference import Predictor
+    from keras_api.model import build_model
+    from keras_api.weights import load_model_file, load_weights_file
+    manifest = str(shard_dir / "manifest.json")
+    run = tmp_path / "run"
+    result = run_cli("graph_api", "train", "--model", model, "--manifest", manifest, "--out", str(run),
+                     "--epochs", "2", "--batch-size", "8", "--weights", weights, "--patience", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for out, checkpoint in (("m.keras", "final"), ("m.weights.h5", "best")):
+        result = run_cli("keras_api", "from-graph", "--run", str(run), "--out", str(tmp_path / out),
+                         "--checkpoint", checkpoint)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"wrote {tmp_path / out}" in result.stdout
+    x = _val_images(manifest)
+    predictor = Predictor(run)
+    want = predictor.logits_of(x)
+    predictor.close()
+    exported = load_model_file(tmp_path / "m.keras")
+    got = exported(x, training=False).numpy()
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, want.std())
+    # with early stopping on, final holds the best epoch's weights: the best checkpoint's weights
+    # file, loaded into a model built from the run's settings, gives the same logits
+    fresh = build_model(model, x.shape[1:], want.shape[1], weights="none",
+                        preprocessing="caffe" if weights == "hed" else None)
+    load_weights_file(fresh, tmp_path / "m.weights.h5")
+    np.testing.assert_allclose(fresh(x, training=False).numpy(), got, atol=1e-5)
+    # the weights are what makes them equal: a fresh initialisation does not
+    assert not np.allclose(got, keras.models.clone_model(exported)(x, training=False).numpy(), atol=1e-3)
+
+
+def test_from_graph_refuses_bad_input_and_keeps_existing_files(shard_dir, tmp_path):
+    keras_run = tmp_path / "keras"
+    result = run_cli("keras_api", "train", "--model", "resnet50", "--manifest", str(shard_dir / "manifest.json"),
+                     "--out", str(keras_run), "--epochs", "1", "--batch-size", "8", "--steps-per-epoch", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    existing = tmp_path / "old.keras"
+    existing.write_bytes(b"previous contents")
+    cases = [(("--run", str(keras_run), "--out", str(existing)), f"error: {keras_run}: trained with keras_api"),
+             (("--run", str(tmp_path / "nothing"), "--out", str(existing)), "error: "),
+             (("--run", str(keras_run), "--out", str(tmp_path / "m.h5")), f"error: {tmp_path / 'm.h5'}: expected")]
+    for args, message in cases:
+        result = run_cli("keras_api", "from-graph", *args)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert existing.read_bytes() == b"previous contents"
