@@ -9,8 +9,9 @@ import argparse
 import importlib
 from typing import Callable
 
-from data_pipeline.errors import ArgumentParser, non_negative_float, non_negative_int, positive_int
+from data_pipeline.errors import ArgumentParser, fraction, non_negative_float, non_negative_int, positive_int
 
+from .constants import HEAD_DROPOUT
 from .predict import PredictorBase, run_evaluate, run_predict
 
 MODEL_CHOICES = ("vgg16_transfer", "resnet50", "vgg16_head")
@@ -31,7 +32,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=non_negative_int, default=None, help="early stopping patience (epochs)")
     p.add_argument("--min-delta", type=non_negative_float, default=0.0)
     p.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="initialisation, dropout and the shuffle order (the same order in both APIs)")
+    p.add_argument("--init-weights", help="start from this Keras .weights.h5 of the same model (e.g. another "
+                   "API's run or keras_api from-graph) instead of the seed's initialisation")
+    p.add_argument("--dropout", type=fraction, default=HEAD_DROPOUT,
+                   help=f"rate of the VGG16 head's two dropout layers (default {HEAD_DROPOUT}, the textbook's)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if checkpoints exist")
 
 

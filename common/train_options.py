@@ -18,11 +18,12 @@ class TrainOptions:
     resume: bool = True
     weights: str | None = "imagenet"      # VGG16 base: "imagenet" (Keras cache), a path, or "none"
     tensorboard: bool = True
+    init_weights: str | None = None       # a Keras .weights.h5 of the same model to start from
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "TrainOptions":
         """From the flags of `common.cli.add_train_arguments`."""
         return cls(epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
                    patience=args.patience, min_delta=args.min_delta, resume=not args.no_resume,
-                   weights=args.weights)
+                   weights=args.weights, init_weights=args.init_weights)
 

@@ -75,6 +75,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1) (a dropout rate)."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
 def exit_process(code: int) -> None:
     """End a command with `code`. After a failure in a process that runs TensorFlow, end it
     at once: input-pipeline threads blocked on a failed iterator can keep the interpreter

@@ -14,7 +14,8 @@ def cmd_train(args) -> None:
     from .trainer import train
     config = GraphConfig(model=args.model, precision=args.precision, bn_mode=args.bn_mode,
                          data_format=args.data_format, optimizer=args.optimizer,
-                         learning_rate=args.learning_rate, feed=args.feed, seed=args.seed)
+                         learning_rate=args.learning_rate, feed=args.feed, seed=args.seed,
+                         dropout=args.dropout)
     options = TrainOptions.from_args(args)
     model_cli.print_done(train(config, args.manifest, args.out, options), args.out, options.monitor)
 

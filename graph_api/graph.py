@@ -12,6 +12,7 @@ from typing import Callable
 
 import tensorflow as tf
 
+from common.constants import HEAD_DROPOUT
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.errors import DataError
 
@@ -33,6 +34,7 @@ class GraphConfig:
     bn_mode: str = "keras"
     data_format: str = "NHWC"
     preprocessing: str | None = None
+    dropout: float = HEAD_DROPOUT   # the VGG16 head's rate
     optimizer: str = "rmsprop"
     learning_rate: float | None = None
     optimizer_options: dict = field(default_factory=dict)
@@ -41,7 +43,7 @@ class GraphConfig:
 
     def model_options(self) -> dict:
         return {"bn_mode": self.bn_mode, "data_format": self.data_format, "precision": self.precision,
-                "preprocessing": self.preprocessing}
+                "preprocessing": self.preprocessing, "dropout": self.dropout}
 
 
 @dataclass

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.errors import DataError
-from common.constants import IMAGENET_BGR_MEAN, PIXEL_RANGE, PREPROCESSINGS
+from common.constants import HEAD_DROPOUT, IMAGENET_BGR_MEAN, PIXEL_RANGE, PREPROCESSINGS
 from common.model_inputs import check_input_shape
 
 from .layers import BN_MODES, Training
@@ -39,7 +39,7 @@ def check_input(name: str, images: tf.Tensor) -> None:
 
 def build_model(name: str, images: tf.Tensor, training: Training, num_classes: int = NUM_CLASSES, *,
                 bn_mode: str = "keras", data_format: str = "NHWC", precision: str = "fp32",
-                preprocessing: str | None = None) -> tf.Tensor:
+                preprocessing: str | None = None, dropout: float = HEAD_DROPOUT) -> tf.Tensor:
     """Build model `name` on `images` (B, H, W, C) NHWC into the default graph -> float32 logits (B, classes).
 
     Variables follow the naming contract (`<keras layer>/<weight>`) under the current
@@ -49,6 +49,7 @@ def build_model(name: str, images: tf.Tensor, training: Training, num_classes: i
     "mixed_float16" (float32 variables, low-precision compute, float32 logits).
     ``data_format="NCHW"`` transposes once at the input (for GPUs). ``preprocessing="caffe"``
     applies keras.applications' VGG16 ImageNet preprocessing to the [0, 1] RGB input (`preprocess`).
+    ``dropout`` is the VGG16 head's rate (ResNet50 has no dropout).
     """
     if name not in MODELS:
         raise DataError(f"unknown model {name!r}: expected one of {sorted(MODELS)}")
@@ -62,5 +63,5 @@ def build_model(name: str, images: tf.Tensor, training: Training, num_classes: i
     x = tf.cast(preprocess(images, preprocessing), PRECISIONS[precision])
     if data_format == "NCHW":
         x = tf.transpose(x, [0, 3, 1, 2])
-    logits = MODELS[name](x, training, num_classes, bn_mode=bn_mode, data_format=data_format)
+    logits = MODELS[name](x, training, num_classes, bn_mode=bn_mode, data_format=data_format, dropout=dropout)
     return tf.cast(logits, tf.float32)

@@ -36,7 +36,8 @@ class SessionTrainer:
                                        preprocessing=base_preprocessing(self.weights))
         # The runtime is recorded as it ran: TF1 under `python -m graph_api`, TF2 in an eager process.
         self.steps = run_files.start_run("graph", config.model, self.manifest, self.out,
-                                         dict(asdict(config), runtime=runtime_facts()),
+                                         dict(asdict(config), runtime=runtime_facts(),
+                                              init_weights=self.options.init_weights),
                                          options.batch_size, options.steps_per_epoch)
         self.g: TrainGraph = build_train_graph(config, self.manifest, options.batch_size)
         with self.g.graph.as_default():
@@ -62,7 +63,10 @@ class SessionTrainer:
             resumed = self._resume()
             if resumed is not None:
                 return resumed
-        if self.config.model == "vgg16_transfer":
+        if self.options.init_weights:  # every layer, the VGG16 base included
+            load_keras_weights(self.session, self.g.model_variables, self.options.init_weights)
+            print(f"initial weights: {self.options.init_weights}")
+        elif self.config.model == "vgg16_transfer":
             path = self.weights
             if path is not None:
                 base = [name for name in graph_layers(self.g.model_variables) if name.startswith("block")]

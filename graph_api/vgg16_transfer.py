@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from common.constants import HEAD_CONV_FILTERS, HEAD_DENSE_UNITS, HEAD_DROPOUT
 
-from .layers import Training, conv2d, dense, dropout, flatten, max_pool
+from .layers import Training, conv2d, dense, dropout as dropout_layer, flatten, max_pool
 
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (filters, convolutions)
 
@@ -28,25 +28,26 @@ def vgg16_base(images: tf.Tensor, *, data_format: str = "NHWC", trainable: bool 
 
 
 def transfer_head(features: tf.Tensor, training: Training, num_classes: int, *,
-                  data_format: str = "NHWC") -> tf.Tensor:
-    """(B, 7, 7, 512) base features -> (B, num_classes) logits; 12,924,052 parameters at 1108 classes."""
+                  data_format: str = "NHWC", dropout: float = HEAD_DROPOUT) -> tf.Tensor:
+    """(B, 7, 7, 512) base features -> (B, num_classes) logits; 12,924,052 parameters at 1108 classes.
+    ``dropout``: the rate of both dropout layers (the textbook's 0.5; 0 turns them off)."""
     x = conv2d(features, HEAD_CONV_FILTERS, 1, "conv1x1", activation="relu", data_format=data_format)
     x = flatten(x, "flatten", data_format=data_format)
     x = dense(x, HEAD_DENSE_UNITS, "fc1", activation="relu")
-    x = dropout(x, HEAD_DROPOUT, "dropout1", training)
+    x = dropout_layer(x, dropout, "dropout1", training)
     x = dense(x, HEAD_DENSE_UNITS, "fc2", activation="relu")
-    x = dropout(x, HEAD_DROPOUT, "dropout2", training)
+    x = dropout_layer(x, dropout, "dropout2", training)
     return dense(x, num_classes, "prediction")
 
 
 def vgg16_transfer(images: tf.Tensor, training: Training, num_classes: int, *,
-                   data_format: str = "NHWC", **_unused) -> tf.Tensor:
+                   data_format: str = "NHWC", dropout: float = HEAD_DROPOUT, **_unused) -> tf.Tensor:
     """(B, 224, 224, 3) -> (B, num_classes) logits, base frozen."""
     return transfer_head(vgg16_base(images, data_format=data_format), training, num_classes,
-                         data_format=data_format)
+                         data_format=data_format, dropout=dropout)
 
 
 def vgg16_head(features: tf.Tensor, training: Training, num_classes: int, *,
-               data_format: str = "NHWC", **_unused) -> tf.Tensor:
+               data_format: str = "NHWC", dropout: float = HEAD_DROPOUT, **_unused) -> tf.Tensor:
     """The head alone, on cached (B, 7, 7, 512) features (textbook P3.27-P3.30)."""
-    return transfer_head(features, training, num_classes, data_format=data_format)
+    return transfer_head(features, training, num_classes, data_format=data_format, dropout=dropout)

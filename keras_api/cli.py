@@ -13,7 +13,7 @@ def cmd_train(args) -> None:
     from .trainer import KerasConfig, train
     config = KerasConfig(model=args.model, precision=args.precision, optimizer=args.optimizer,
                          learning_rate=args.learning_rate, loss=args.loss, jit_compile=args.jit_compile,
-                         seed=args.seed)
+                         seed=args.seed, dropout=args.dropout)
     options = TrainOptions.from_args(args)
     model_cli.print_done(train(config, args.manifest, args.out, options), args.out, options.monitor)
 

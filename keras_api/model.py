@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import keras
 
-from common.constants import IMAGENET_BGR_MEAN, PIXEL_RANGE, PREPROCESSINGS
+from common.constants import HEAD_DROPOUT, IMAGENET_BGR_MEAN, PIXEL_RANGE, PREPROCESSINGS
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.errors import DataError
 from common.model_inputs import check_input_shape
@@ -40,7 +40,7 @@ PRECISIONS = {"fp32": "float32", "mixed_bfloat16": "mixed_bfloat16", "mixed_floa
 
 def build_model(name: str, input_shape=(224, 224, 3), num_classes: int = NUM_CLASSES, *,
                 precision: str = "fp32", weights: str | None = "imagenet",
-                preprocessing: str | None = None) -> keras.Model:
+                preprocessing: str | None = None, dropout: float = HEAD_DROPOUT) -> keras.Model:
     """Model `name` for (H, W, C) inputs -> (B, num_classes) float32 logits, as the graph's
     `build_model`: both APIs train with cross-entropy from logits and apply the softmax in
     `predict`.
@@ -49,7 +49,8 @@ def build_model(name: str, input_shape=(224, 224, 3), num_classes: int = NUM_CLA
     policy is restored afterwards); the logits are float32 under every policy. ``weights`` is the
     VGG16 base's source: "imagenet" (Keras's cache file), a path, or "none".
     ``preprocessing="caffe"`` transforms the [0, 1] RGB input as a pretrained VGG16 expects
-    (`CaffePreprocessing`), as the graph's `build_model` does.
+    (`CaffePreprocessing`), as the graph's `build_model` does. ``dropout`` is the VGG16 head's
+    rate (ResNet50 has no dropout).
     """
     if name not in MODELS:
         raise DataError(f"unknown model {name!r}: expected one of {sorted(MODELS)}")
@@ -60,6 +61,6 @@ def build_model(name: str, input_shape=(224, 224, 3), num_classes: int = NUM_CLA
     keras.mixed_precision.set_global_policy(PRECISIONS[precision])
     try:
         return MODELS[name](tuple(input_shape), num_classes, weights=weights,
-                            input_layers=input_layers(preprocessing))
+                            input_layers=input_layers(preprocessing), dropout=dropout)
     finally:
         keras.mixed_precision.set_global_policy(previous)

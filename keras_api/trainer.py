@@ -13,6 +13,7 @@ from common import run_files
 from common.train_options import TrainOptions
 from common.weights_source import base_preprocessing, resolve_vgg16_weights
 from data_pipeline import make_dataset
+from common.constants import HEAD_DROPOUT
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.atomic import atomic_path
 from data_pipeline.errors import DataError
@@ -20,7 +21,7 @@ from data_pipeline.errors import DataError
 from .callbacks import AtomicModelCheckpoint, ResumableEarlyStopping, RunFiles, keep_csv_rows
 from .model import build_model
 from .optimizers import make_optimizer
-from .weights import backup_epoch, backup_problem, save_model_atomic
+from .weights import backup_epoch, backup_problem, load_weights_file, save_model_atomic
 
 LOSSES = ("sparse", "categorical")
 
@@ -38,6 +39,7 @@ class KerasConfig:
     loss: str = "sparse"            # sparse labels, or one-hot ("categorical", as the textbook)
     jit_compile: bool = False       # pinned: Keras 3's "auto" means XLA only on GPUs
     preprocessing: str | None = None  # set from the VGG16 weights: "caffe" for a pretrained base
+    dropout: float = HEAD_DROPOUT     # the VGG16 head's rate
     seed: int = 0
 
 
@@ -62,7 +64,8 @@ class KerasTrainer:
         weights = resolve_vgg16_weights(options.weights) if config.model == "vgg16_transfer" else None
         self.config = config = replace(config, **run_files.input_fields(self.manifest),
                                        preprocessing=base_preprocessing(weights))
-        self.steps = run_files.start_run("keras", config.model, self.manifest, self.out, asdict(config),
+        self.steps = run_files.start_run("keras", config.model, self.manifest, self.out,
+                                         dict(asdict(config), init_weights=options.init_weights),
                                          options.batch_size, options.steps_per_epoch)
         self.backup = self.out / "backup"
         if not options.resume and self.backup.exists():
@@ -70,7 +73,9 @@ class KerasTrainer:
         keras.utils.set_random_seed(config.seed)
         self.model = compile_model(build_model(config.model, config.image_shape, config.num_classes,
                                                precision=config.precision, weights=str(weights) if weights else "none",
-                                               preprocessing=config.preprocessing), config)
+                                               preprocessing=config.preprocessing, dropout=config.dropout), config)
+        if options.init_weights:  # a resumed run's backup replaces them when fit starts
+            load_weights_file(self.model, options.init_weights)
 
     def _datasets(self, first_epoch: int):
         """Train batches from `first_epoch` on, epoch e in the order the graph trainer's epoch e

@@ -31,32 +31,35 @@ def vgg16_base(input_shape=(224, 224, 3), weights: str | None = "imagenet") -> k
     return base
 
 
-def head_layers(num_classes: int) -> list[keras.layers.Layer]:
+def head_layers(num_classes: int, dropout: float = HEAD_DROPOUT) -> list[keras.layers.Layer]:
+    """The head after the base; ``dropout`` is the rate of both dropout layers (0 turns them off)."""
     mixed = keras.mixed_precision.global_policy().compute_dtype != "float32"
     return [
         keras.layers.Conv2D(HEAD_CONV_FILTERS, 1, activation="relu", name="conv1x1"),
         keras.layers.Flatten(name="flatten"),
         keras.layers.Dense(HEAD_DENSE_UNITS, activation="relu", name="fc1"),
-        keras.layers.Dropout(HEAD_DROPOUT, name="dropout1"),
+        keras.layers.Dropout(dropout, name="dropout1"),
         keras.layers.Dense(HEAD_DENSE_UNITS, activation="relu", name="fc2"),
-        keras.layers.Dropout(HEAD_DROPOUT, name="dropout2"),
+        keras.layers.Dropout(dropout, name="dropout2"),
         keras.layers.Dense(num_classes, name="prediction"),
     ] + ([keras.layers.Activation("linear", dtype="float32", name="float32_output")] if mixed else [])
 
 
 def vgg16_transfer(input_shape=(224, 224, 3), num_classes: int = 1108, *, weights: str | None = "imagenet",
-                   input_layers: Sequence[keras.layers.Layer] = (), **_unused) -> keras.Model:
+                   input_layers: Sequence[keras.layers.Layer] = (), dropout: float = HEAD_DROPOUT,
+                   **_unused) -> keras.Model:
     """(B, 224, 224, 3) [0, 1] RGB -> (B, num_classes); 12,924,052 trainable parameters at 1108
     classes. `input_layers` (e.g. `model.CaffePreprocessing`) come before the base."""
     return keras.Sequential([keras.Input(tuple(input_shape)), *input_layers,
                              vgg16_base(input_shape, weights),
-                             *head_layers(num_classes)], name="vgg16_transfer")
+                             *head_layers(num_classes, dropout)], name="vgg16_transfer")
 
 
 def vgg16_head(input_shape=(7, 7, 512), num_classes: int = 1108, *,
-               input_layers: Sequence[keras.layers.Layer] = (), **_unused) -> keras.Model:
+               input_layers: Sequence[keras.layers.Layer] = (), dropout: float = HEAD_DROPOUT,
+               **_unused) -> keras.Model:
     """The head alone, on cached VGG16 features (textbook P3.27-P3.30)."""
     if input_layers:
         raise DataError("vgg16_head takes features: their preprocessing happened at extraction")
-    return keras.Sequential([keras.Input(tuple(input_shape)), *head_layers(num_classes)],
+    return keras.Sequential([keras.Input(tuple(input_shape)), *head_layers(num_classes, dropout)],
                             name="vgg16_head")
