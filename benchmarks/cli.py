@@ -1,4 +1,4 @@
-"""``python -m benchmarks run | report | compare``: TF1 graphs vs Keras, measured honestly."""
+"""``python -m benchmarks run | report | compare | parity``: TF1 graphs vs Keras, measured honestly."""
 from __future__ import annotations
 
 import argparse
@@ -58,6 +58,23 @@ def cmd_report(args) -> None:
     print(f"report: {write_report(results, args.out or Path(args.results).parent)}")
 
 
+def cmd_parity(args) -> None:
+    from .parity import ParityConfig, run_parity, write_parity_report
+    from .report import load_results, write_report
+    config = ParityConfig(**{k: v for k, v in vars(args).items() if k not in ("command", "func")})
+    record = run_parity(config)
+    print(f"parity: {write_parity_report(record, config.out)}")
+    for key, gap in record["same_start"]["gaps"].items():
+        print(f"same start: {key} gap {gap['max_gap']:.3g} (tolerance {gap['tolerance']:.3g})")
+    for metric, result in record["seeds"]["tost"].items():
+        print(f"{config.seeds} seeds: final {metric} keras - graph {result['difference']:+.4f} "
+              f"[{result['lo']:+.4f}, {result['hi']:+.4f}], margin +-{result['margin']:g}: "
+              f"{'equivalent' if result['equivalent'] else 'not shown equivalent'}")
+    results = Path(config.out) / "results.json"
+    if results.exists():  # the benchmark report beside it gains the parity section
+        print(f"report: {write_report(load_results(results), config.out)}")
+
+
 def cmd_compare(args) -> None:
     from .compare import compare
     print(compare(args.a, args.b))
@@ -89,6 +106,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results")
     p.add_argument("--out", help="directory (default: the results file's)")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("parity", help="do both APIs train to the same results? (same start, N seeds, TOST)")
+    p.add_argument("--manifest", required=True, help="shards the model trains on (feature shards for vgg16_head)")
+    p.add_argument("--out", default="reports/latest", help="parity.json/.md/.png go here (and into report.md)")
+    p.add_argument("--model", choices=MODELS, default="vgg16_head")
+    p.add_argument("--seeds", type=positive_int, default=5, help="independent runs per API (>= 2)")
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--learning-rate", type=non_negative_float, default=1e-4)
+    p.add_argument("--optimizer", choices=("rmsprop", "sgd", "adam"), default="rmsprop")
+    p.add_argument("--weights", default="none", help="the VGG16 base of vgg16_transfer (as train's --weights)")
+    p.add_argument("--tolerance", type=non_negative_float, default=0.02,
+                   help="same start: losses within this x ln(classes), accuracies within max(this, 2 samples)")
+    p.add_argument("--margin-accuracy", type=non_negative_float, default=0.05,
+                   help="seeds: equivalence margin of the mean final val accuracy")
+    p.add_argument("--margin-loss", type=non_negative_float, default=0.10,
+                   help="seeds: equivalence margin of the mean final val loss (nats)")
+    p.set_defaults(func=cmd_parity)
     p = sub.add_parser("compare", help="two results files side by side")
     p.add_argument("a")
     p.add_argument("b")

@@ -70,3 +70,39 @@ def step_times(runs: list[dict], path: Path) -> Path | None:
     ax.set_xlabel("step time (ms, log scale)")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def parity_curves(record: dict, path: Path) -> Path:
+    """Same start: the four curves of both APIs per epoch. Seeds: every seed's final val accuracy
+    and loss per API, the means, and the TOST interval of the difference against the margin."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    styles = {"graph": {"color": "tab:blue", "linestyle": "-"}, "keras": {"color": "tab:orange", "linestyle": "--"}}
+    for ax, keys in zip(axes[0], (("loss", "val_loss"), ("accuracy", "val_accuracy"))):
+        for api, history in record["same_start"]["curves"].items():
+            for key in keys:
+                epochs = range(1, len(history[key]) + 1)
+                ax.plot(epochs, history[key], marker="o" if key.startswith("val") else ".",
+                        label=f"{api} {key}", **styles[api])
+        ax.set_xlabel("epoch")
+        ax.set_title(f"same start: {keys[0]}", fontsize=9)
+        ax.legend(fontsize=7)
+    for ax, metric in zip(axes[1], ("val_accuracy", "val_loss")):
+        finals, result = record["seeds"]["final"], record["seeds"]["tost"][metric]
+        for x, api in enumerate(("graph", "keras")):
+            values = finals[api][metric]
+            ax.scatter([x] * len(values), values, color=styles[api]["color"], alpha=0.7)
+            ax.hlines(sum(values) / len(values), x - 0.2, x + 0.2, color="black")
+        ax.set_xticks([0, 1], ["graph", "keras"])
+        ax.set_xlim(-0.5, 2.5)
+        # the difference keras - graph and its interval, drawn on the graph mean's scale at x = 2
+        base = sum(finals["graph"][metric]) / len(finals["graph"][metric])
+        ax.errorbar([2], [base + result["difference"]], yerr=[[result["difference"] - result["lo"]],
+                                                               [result["hi"] - result["difference"]]],
+                    fmt="s", color="black", capsize=4, label="keras - graph, 90% interval")
+        ax.axhspan(base - result["margin"], base + result["margin"], color="green", alpha=0.12,
+                   label=f"margin +-{result['margin']:g}")
+        ax.set_title(f"{len(finals['graph'][metric])} seeds: final {metric} "
+                     f"({'equivalent' if result['equivalent'] else 'not shown equivalent'})", fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -12,6 +12,7 @@ from data_pipeline.atomic import atomic_write_bytes
 import numpy as np
 
 from . import plots
+from .parity import load_parity, parity_markdown
 from .config import BASELINE, CLAIMED_RATIO, GRAPH_MODES, PRECISION_TARGET, SCHEMA_VERSION, group_of
 from .summary import interval_half_widths, summarize_results, within_target
 
@@ -264,6 +265,9 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     for name, path in pictures.items():
         if path is not None:
             lines += [f"![{name}]({name})", ""]
+    parity = load_parity(out)  # written by `python -m benchmarks parity` into the same directory
+    if parity is not None:
+        lines += parity_markdown(parity)
     report = out / "report.md"
     atomic_write_bytes(report, "\n".join(lines).encode())
     return report

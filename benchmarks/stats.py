@@ -77,3 +77,32 @@ def crossover_batch(fast: dict, slow: dict, claimed: float) -> dict:
     if slope < 0:  # the ratio falls as the batch grows: it holds below the crossing
         return {"holds": "below", "batch": crossing} if crossing > 1 else {"holds": "never", "batch": None}
     return {"holds": "above", "batch": crossing} if crossing > 1 else {"holds": "always", "batch": None}
+
+
+def tost(a: Sequence[float], b: Sequence[float], margin: float, alpha: float = 0.05) -> dict:
+    """Equivalence of two means by two one-sided Welch t-tests (TOST): is |mean(b) - mean(a)| <
+    `margin`? Equivalent when both one-sided tests reject at `alpha`, i.e. when the 1 - 2 alpha
+    (90%) interval of the difference lies inside (-margin, margin). Each sample needs >= 2 values.
+
+    Returns the difference b - a, its interval, the TOST p-value (the larger one-sided p) and
+    the decision; with zero spread in both samples the interval is the point difference.
+    """
+    from scipy import stats as sps
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.size < 2 or b.size < 2:
+        raise ValueError(f"TOST needs at least 2 values per sample, got {a.size} and {b.size}")
+    diff = float(b.mean() - a.mean())
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = float(np.sqrt(va + vb))
+    if se == 0:
+        inside = abs(diff) < margin
+        return {"difference": diff, "lo": diff, "hi": diff, "p": 0.0 if inside else 1.0, "df": None,
+                "margin": margin, "alpha": alpha, "equivalent": inside}
+    # Welch-Satterthwaite degrees of freedom: the samples' variances are not assumed equal
+    df = float((va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1)))
+    p_lower = float(sps.t.sf((diff + margin) / se, df))   # H0: difference <= -margin
+    p_upper = float(sps.t.cdf((diff - margin) / se, df))  # H0: difference >= margin
+    half = float(sps.t.ppf(1 - alpha, df)) * se
+    p = max(p_lower, p_upper)
+    return {"difference": diff, "lo": diff - half, "hi": diff + half, "p": p, "df": df, "margin": margin,
+            "alpha": alpha, "equivalent": p < alpha}

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
+
+from data_pipeline.errors import DataError
 
 
 @dataclass
@@ -19,6 +22,11 @@ class TrainOptions:
     weights: str | None = "imagenet"      # VGG16 base: "imagenet" (Keras cache), a path, or "none"
     tensorboard: bool = True
     init_weights: str | None = None       # a Keras .weights.h5 of the same model to start from
+
+    def __post_init__(self) -> None:
+        # Checked before a trainer creates the run directory: nothing is written for a wrong path.
+        if self.init_weights is not None and not Path(self.init_weights).is_file():
+            raise DataError(f"{self.init_weights}: initial weights file not found")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "TrainOptions":

@@ -1,13 +1,14 @@
 """benchmarks: statistics with known answers, the comparability check, a tiny end-to-end run,
 report and compare, and the bad-input cases."""
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from benchmarks.config import BenchConfig, check_comparable, preset
 from benchmarks.report import precision_rows
-from benchmarks.stats import crossover_batch, overhead_fit, ratio_interval
+from benchmarks.stats import crossover_batch, overhead_fit, ratio_interval, tost
 from data_pipeline.errors import DataError
 
 from conftest import run_cli
@@ -221,3 +222,26 @@ def test_verdict_credits_fused_batch_norm_gain_to_the_kernel():
     ratios[1]["ratio"] = 0.8  # slower than manual BN (as under XLA on this CPU): no credit claimed
     text = verdict({"ratios": ratios, "fits": [], "crossovers": []})
     assert "manual batch norm: 0.80x" in text and "belongs to the kernel" not in text
+
+
+def test_report_includes_the_parity_section_written_beside_it(tiny_run, tmp_path):
+    """`benchmarks report` picks up a parity.json in its directory (made-up curves: this checks
+    the rendering; tests/test_parity.py runs the real experiment)."""
+    from benchmarks.parity import ParityConfig, curve_gaps
+    from benchmarks.runner import machine_info
+    shutil.copytree(tiny_run, tmp_path / "r")
+    curves = {"loss": [1.0, 0.5], "accuracy": [0.5, 0.8], "val_loss": [1.1, 0.7], "val_accuracy": [0.4, 0.7]}
+    finals = {"graph": {"val_accuracy": [0.70, 0.72, 0.69], "val_loss": [0.70, 0.66, 0.71]},
+              "keras": {"val_accuracy": [0.71, 0.70, 0.73], "val_loss": [0.69, 0.72, 0.68]}}
+    record = {"config": vars(ParityConfig(manifest="m.json", seeds=3)), "machine": machine_info(), "num_classes": 4,
+              "samples": {"train": 32, "val": 16},
+              "same_start": {"curves": {"graph": curves, "keras": curves},
+                             "gaps": curve_gaps(curves, curves, 4, {"train": 32, "val": 16}, 0.02)},
+              "seeds": {"final": finals, "tost": {m: tost(finals["graph"][m], finals["keras"][m], 0.05)
+                                                  for m in ("val_accuracy", "val_loss")}}}
+    (tmp_path / "r" / "parity.json").write_text(json.dumps(record))
+    result = run_cli("benchmarks", "report", str(tmp_path / "r" / "results.json"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "## Training parity" in report and "![parity.png](parity.png)" in report
+    assert "final val_accuracy: graph 0.7033" in report and "**equivalent**" in report

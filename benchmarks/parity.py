@@ -1,0 +1,195 @@
+"""Training parity: do graph_api and keras_api reach the same results, or are Keras's worse?
+
+Two experiments, each run through the real command lines (``python -m graph_api train``, on
+the TF1 runtime, and ``python -m keras_api train``), one fresh process per run:
+
+* **same start**: both APIs from one initial weights file (`--init-weights`, written here
+  from Keras's initialisation), the same batch order (`--seed`), dropout off (masks cannot be
+  shared across APIs). The per-epoch curves must agree within a stated tolerance: losses
+  within ``tolerance x ln(classes)`` (the loss of a uniform guess), accuracies within
+  ``max(tolerance, 2 / samples)``.
+* **independent seeds**: N seeds per API, each with its own initialisation, dropout masks and
+  order. Final validation accuracy and loss are compared with an equivalence test (TOST,
+  Welch, alpha 0.05) against stated margins.
+
+Results go to ``parity.json``, ``parity.md`` and ``parity.png`` in the output directory; the
+benchmark report (`report.md`) includes the section when the file is there.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data_pipeline.atomic import atomic_write_bytes, write_json
+from data_pipeline.errors import DataError
+from data_pipeline.progress import Progress
+
+from .runner import REPO, machine_info, worker_env
+from .stats import tost
+
+APIS = ("graph", "keras")
+FINAL_METRICS = ("val_accuracy", "val_loss")
+CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
+PARITY_JSON = "parity.json"
+
+
+@dataclass
+class ParityConfig:
+    manifest: str
+    out: str = "reports/latest"
+    model: str = "vgg16_head"
+    seeds: int = 5
+    epochs: int = 10
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    optimizer: str = "rmsprop"
+    weights: str = "none"           # the VGG16 base of vgg16_transfer
+    tolerance: float = 0.02         # same start: curves agree within this (see the module docstring)
+    margin_accuracy: float = 0.05   # seeds: equivalent if the mean final val accuracies differ less
+    margin_loss: float = 0.10       # ... and the mean final val losses (nats)
+    alpha: float = 0.05
+
+
+def _train(api: str, config: ParityConfig, out: Path, seed: int, extra: list[str], env: dict) -> dict:
+    """One training run through the API's command line -> its history.json."""
+    args = [sys.executable, "-m", f"{api}_api", "train", "--model", config.model, "--manifest", config.manifest,
+            "--out", str(out), "--epochs", str(config.epochs), "--batch-size", str(config.batch_size),
+            "--learning-rate", str(config.learning_rate), "--optimizer", config.optimizer, "--seed", str(seed),
+            "--weights", config.weights, "--no-resume", *extra]
+    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()] or ["no output"]
+        reason = lines[-1].removeprefix("error: ")
+        raise DataError(reason if proc.returncode == 2 else f"{api}_api train (seed {seed}) failed: {reason[:300]}")
+    return json.loads((out / "history.json").read_text())
+
+
+def _initial_weights(config: ParityConfig, manifest: dict, path: Path) -> Path:
+    """Keras's initialisation of the model (seed 0, dropout off) as a .weights.h5 both APIs start from."""
+    import keras
+    import keras_api
+    keras.utils.set_random_seed(0)
+    model = keras_api.build_model(config.model, tuple(manifest["image_shape"]), len(manifest["class_names"]),
+                                  weights=config.weights, dropout=0.0)
+    from keras_api.weights import save_model_atomic
+    return save_model_atomic(model, path)
+
+
+def curve_gaps(graph: dict, keras: dict, num_classes: int, samples: dict[str, int], tolerance: float) -> dict:
+    """Per curve: the largest |graph - keras| over epochs, the tolerance it is held to, and whether it holds."""
+    gaps = {}
+    for key in CURVES:
+        a, b = np.asarray(graph[key], float), np.asarray(keras[key], float)
+        if a.size != b.size or a.size == 0:
+            raise DataError(f"same-start runs have {a.size} and {b.size} epochs of {key}")
+        bound = (tolerance * math.log(num_classes) if "loss" in key
+                 else max(tolerance, 2.0 / samples["val" if key.startswith("val") else "train"]))
+        worst = float(np.abs(a - b).max())
+        gaps[key] = {"max_gap": worst, "tolerance": bound, "holds": worst <= bound}
+    return gaps
+
+
+def run_parity(config: ParityConfig) -> dict:
+    """Both experiments -> the parity record (also written to `config.out`/parity.json)."""
+    from common.run_files import load_training_manifest
+    from data_pipeline import num_batches
+    if config.seeds < 2:
+        raise DataError(f"--seeds: the equivalence test needs at least 2 seeds per API, got {config.seeds}")
+    manifest = load_training_manifest(config.manifest, config.model)
+    out = Path(config.out)
+    work = out / "parity-runs"
+    work.mkdir(parents=True, exist_ok=True)
+    classes = len(manifest["class_names"])
+    samples = {"train": num_batches(manifest, "train", config.batch_size, True) * config.batch_size,
+               "val": sum(s["count"] for s in manifest["shards"] if s["split"] == "val")}
+    if samples["val"] == 0:
+        raise DataError(f"{config.manifest}: no val split to compare the APIs on")
+    env = worker_env()
+    init = _initial_weights(config, manifest, work / "initial.weights.h5")
+    histories: dict = {"same_start": {}, "seeds": {api: [] for api in APIS}}
+    bar = Progress(2 + 2 * config.seeds, "parity runs")
+    for api in APIS:
+        histories["same_start"][api] = _train(api, config, work / f"same-start-{api}", 0,
+                                              ["--init-weights", str(init), "--dropout", "0"], env)
+        bar(1)
+    for seed in range(1, config.seeds + 1):
+        for api in APIS:  # interleaved: drift of the machine cannot favour one API
+            histories["seeds"][api].append(_train(api, config, work / f"seed{seed}-{api}", seed, [], env))
+            bar(1)
+    bar.close()
+    finals = {api: {m: [h[m][-1] for h in histories["seeds"][api]] for m in FINAL_METRICS} for api in APIS}
+    margins = {"val_accuracy": config.margin_accuracy, "val_loss": config.margin_loss}
+    record = {"config": asdict(config), "machine": machine_info(), "num_classes": classes, "samples": samples,
+              "same_start": {"curves": histories["same_start"],
+                             "gaps": curve_gaps(histories["same_start"]["graph"], histories["same_start"]["keras"],
+                                                classes, samples, config.tolerance)},
+              "seeds": {"final": finals,
+                        "tost": {m: tost(finals["graph"][m], finals["keras"][m], margins[m], config.alpha)
+                                 for m in FINAL_METRICS},
+                        "curves": {api: [{k: h[k] for k in CURVES} for h in histories["seeds"][api]]
+                                   for api in APIS}}}
+    write_json(out / PARITY_JSON, record)
+    return record
+
+
+def _tost_line(metric: str, result: dict, finals: dict) -> str:
+    graph, keras = np.asarray(finals["graph"][metric]), np.asarray(finals["keras"][metric])
+    head = (f"- final {metric}: graph {graph.mean():.4f} (sd {graph.std(ddof=1):.4f}), keras {keras.mean():.4f} "
+            f"(sd {keras.std(ddof=1):.4f}); keras - graph = {result['difference']:+.4f}, "
+            f"{1 - 2 * result['alpha']:.0%} interval [{result['lo']:+.4f}, {result['hi']:+.4f}], "
+            f"margin +-{result['margin']:g}, TOST p = {result['p']:.3g}: ")
+    if result["equivalent"]:
+        return head + "**equivalent** within the margin."
+    beyond = max(result["hi"] - result["margin"], -result["margin"] - result["lo"])
+    return head + f"**not shown equivalent**: the interval reaches {beyond:.4f} beyond the margin."
+
+
+def parity_markdown(record: dict) -> list[str]:
+    """The parity section of a report, as markdown lines."""
+    c, machine = record["config"], record["machine"]
+    n = c["seeds"]
+    lines = ["## Training parity: does Keras reach worse results?", "",
+             f"Model `{c['model']}` on `{c['manifest']}` ({record['num_classes']} classes, {record['samples']['train']} "
+             f"train samples per epoch, {record['samples']['val']} val), {c['epochs']} epochs, batch {c['batch_size']}, "
+             f"{c['optimizer']} lr {c['learning_rate']:g}; each run is `python -m graph_api train` (TF1 runtime) "
+             f"or `python -m keras_api train` in its own process. Machine: {machine.get('cpu_model')}, "
+             f"{machine.get('cpu_count')} CPUs, flags {', '.join(machine.get('cpu_flags_of_note', []))}.", "",
+             "**Same start** (one initial weights file, the same batch order, dropout off): largest gap over "
+             "the epochs, and the tolerance (losses: "
+             f"{c['tolerance']:g} x ln({record['num_classes']}); accuracies: max({c['tolerance']:g}, 2 samples)).", "",
+             "| curve | largest graph - keras gap | tolerance | holds |", "| --- | --- | --- | --- |"]
+    for key, gap in record["same_start"]["gaps"].items():
+        lines.append(f"| {key} | {gap['max_gap']:.3g} | {gap['tolerance']:.3g} | {'yes' if gap['holds'] else '**no**'} |")
+    lines += ["", f"**{n} independent seeds per API** (own initialisation, dropout masks, order), final epoch, "
+              f"two one-sided Welch t-tests at alpha {c['alpha']:g}:", ""]
+    lines += [_tost_line(m, record["seeds"]["tost"][m], record["seeds"]["final"]) for m in FINAL_METRICS]
+    lines += ["", "![parity.png](parity.png)", ""]
+    return lines
+
+
+def write_parity_report(record: dict, out_dir: str | Path) -> Path:
+    """parity.md and parity.png into `out_dir` -> parity.md's path."""
+    from .plots import parity_curves
+    out = Path(out_dir)
+    parity_curves(record, out / "parity.png")
+    path = out / "parity.md"
+    atomic_write_bytes(path, "\n".join(["# Training parity of graph_api and keras_api", ""] +
+                                       parity_markdown(record)[2:]).encode())
+    return path
+
+
+def load_parity(out_dir: str | Path) -> dict | None:
+    """The parity record beside a report, or None when parity was not run there."""
+    path = Path(out_dir) / PARITY_JSON
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: unreadable parity record ({err})") from None
