@@ -67,14 +67,16 @@ def _tf1_optimizer(name: str, lr, hyper: dict):
     return v1.train.AdamOptimizer(lr, epsilon=hyper.get("epsilon", 1e-8))
 
 
-def _all_before_any(grads: list) -> list:
-    """The gradients, each available only once all are computed (TF1's GATE_GRAPH).
-
-    On the TF1 runtime a read of a reference variable aliases its buffer, and an update op runs
-    as soon as its own gradient exists: without the gate, the assign to `prediction/kernel`
-    can run before the backward pass of the layers below has read that kernel, and their
-    gradients then use the updated weights (measured: 2-6% of the first SGD update of the VGG16
-    head's lower layers, and run to run nondeterminism)."""
+def _all_before_any(grads: list, var_list: Sequence[tf.Variable]) -> list:
+    """On the TF1 runtime: the gradients, each available only once all are computed (TF1's
+    GATE_GRAPH). A read of a reference variable aliases its buffer, and an update op runs as soon
+    as its own gradient exists: without the gate the assign to `prediction/kernel` can run before
+    the backward pass of the layers below has read that kernel, and their gradients then use the
+    updated weights (measured: 2-42% of the first SGD update of the VGG16 head's lower layers).
+    Resource variables (the TF2 runtime) need no gate: a read never sees an update that depends
+    on it, and the gate would only keep updates from overlapping the backward pass."""
+    if not any(var.op.type in ("VariableV2", "Variable") for var in var_list):
+        return grads
     present = [g for g in grads if g is not None]
     gated = iter(tf.tuple(present)) if present else iter(())
     return [next(gated) if g is not None else None for g in grads]
@@ -96,7 +98,7 @@ def minimize(loss: tf.Tensor, var_list: Sequence[tf.Variable], learning_rate: tf
         grads = tf.gradients(loss * loss_scale if loss_scale != 1.0 else loss, list(var_list))
         if loss_scale != 1.0:
             grads = [g / loss_scale if g is not None else None for g in grads]
-        grads = _all_before_any(grads)
+        grads = _all_before_any(grads, var_list)
         if optimizer.startswith("tf1_"):
             return _tf1_optimizer(optimizer, learning_rate, hyper).apply_gradients(
                 list(zip(grads, var_list)), global_step=step)
