@@ -105,11 +105,10 @@ def _median_gap(got: dict, want: dict, initial: dict) -> float:
 def test_nchw_graph_computes_what_nhwc_does():
     """The graph in NCHW (the GPU layout; one transpose at the input, flatten back in NHWC order).
 
-    ResNet50: inference logits agree to 1e-5. Training-mode logits, BN statistics and weight
-    updates cannot: changing the input by one float32 spacing (2^-23 relative)
-    already moves training logits by ~5e-4 of their spread (BN over 8 samples, 53 times) and the
-    updates of weights and statistics by ~1.5% (median over tensors; measured at 32 px, batch 8), so NCHW's gaps must stay
-    within 3x those of such a nudge. VGG16-transfer's head, well conditioned, updates to 1e-5
+    ResNet50: inference logits agree to 1e-5. BN statistics and weight updates of a training step
+    cannot: changing the input by one float32 spacing (2^-23 relative) already moves them by
+    ~1.5% (median over tensors; measured at 32 px, batch 8: BN over 8 samples, 53 times, is
+    that sensitive), so NCHW's median gap must stay within 3x that of such a nudge. VGG16-transfer's head, well conditioned, updates to 1e-5
     (its flatten is where a wrong NCHW order would show)."""
     model = keras_model("resnet50", SIZE)
     initial = snapshot(model)
@@ -118,11 +117,6 @@ def test_nchw_graph_computes_what_nhwc_does():
     nudged = (x * (1 + rng.choice([-1.0, 1.0], x.shape) * 2.0 ** -23)).astype(np.float32)
     nhwc = graph_logits("resnet50", SIZE, model, x)
     assert np.abs(graph_logits("resnet50", SIZE, model, x, data_format="NCHW") - nhwc).max() <= 1e-5 * nhwc.std()
-    nhwc = graph_logits("resnet50", SIZE, model, x, training=True)
-    layout = np.abs(graph_logits("resnet50", SIZE, model, x, training=True, data_format="NCHW") - nhwc).max()
-    rounding = np.abs(graph_logits("resnet50", SIZE, model, nudged, training=True) - nhwc).max()
-    print(f"ResNet50 training-mode logits gap: NCHW {layout:.3g}, input nudged {rounding:.3g}")
-    assert 0 < rounding and layout <= 3 * rounding
     nhwc = graph_steps("resnet50", SIZE, model, "sgd", [(x, y)])
     nchw = graph_steps("resnet50", SIZE, model, "sgd", [(x, y)], data_format="NCHW")
     rounding = _median_gap(graph_steps("resnet50", SIZE, model, "sgd", [(nudged, y)]), nhwc, initial)
