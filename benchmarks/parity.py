@@ -74,10 +74,10 @@ def _initial_weights(config: ParityConfig, manifest: dict, path: Path) -> Path:
     """Keras's initialisation of the model (seed 0, dropout off) as a .weights.h5 both APIs start from."""
     import keras
     import keras_api
+    from keras_api.weights import save_model_atomic
     keras.utils.set_random_seed(0)
     model = keras_api.build_model(config.model, tuple(manifest["image_shape"]), len(manifest["class_names"]),
                                   weights=config.weights, dropout=0.0)
-    from keras_api.weights import save_model_atomic
     return save_model_atomic(model, path)
 
 

@@ -85,7 +85,8 @@ def extract_command(load_extract: Callable[[], Callable]) -> Callable:
     return command
 
 
-Spec = tuple  # (help, add_arguments(parser), command(args)) of a command only one API has
+# A command only one API has: (help, add its arguments to a parser, run it on the parsed args).
+Spec = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]]
 
 
 def build_parser(prog: str, description: str, commands: dict[str, Callable[[argparse.Namespace], None]],

@@ -134,7 +134,8 @@ def export_graph_run(run_dir: str | os.PathLike, out_path: str | os.PathLike, ch
         raise DataError(f"{Path(run_dir) / checkpoint}: no checkpoint (did training finish?)")
     config = run["graph_config"]
     model = build_model(run["model"], tuple(run["image_shape"]), len(run["class_names"]),
-                        precision=config["precision"], weights="none", preprocessing=config["preprocessing"])
+                        precision=config["precision"], weights="none", preprocessing=config["preprocessing"],
+                        **({"dropout": config["dropout"]} if "dropout" in config else {}))
     load_graph_checkpoint(found, model)
     return save_model_atomic(model, out_path)
 
