@@ -61,6 +61,7 @@ def cmd_report(args) -> None:
 def cmd_parity(args) -> None:
     from .parity import ParityConfig, run_parity, write_parity_report
     from .report import load_results, write_report
+    from .stats import tost_decision
     config = ParityConfig(**{k: v for k, v in vars(args).items() if k not in ("command", "func")})
     record = run_parity(config)
     print(f"parity: {write_parity_report(record, config.out)}")
@@ -69,7 +70,7 @@ def cmd_parity(args) -> None:
     for metric, result in record["seeds"]["tost"].items():
         print(f"{config.seeds} seeds: final {metric} keras - graph {result['difference']:+.4f} "
               f"[{result['lo']:+.4f}, {result['hi']:+.4f}], margin +-{result['margin']:g}: "
-              f"{'equivalent' if result['equivalent'] else 'not shown equivalent'}")
+              f"{tost_decision(result)}")
     results = Path(config.out) / "results.json"
     if results.exists():  # the benchmark report beside it gains the parity section
         print(f"report: {write_report(load_results(results), config.out)}")

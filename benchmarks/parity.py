@@ -99,6 +99,7 @@ def run_parity(config: ParityConfig) -> dict:
     """Both experiments -> the parity record (also written to `config.out`/parity.json)."""
     from common.run_files import load_training_manifest
     from data_pipeline import num_batches
+    from data_pipeline.shards import split_records
     if config.seeds < 2:
         raise DataError(f"--seeds: the equivalence test needs at least 2 seeds per API, got {config.seeds}")
     manifest = load_training_manifest(config.manifest, config.model)
@@ -107,7 +108,7 @@ def run_parity(config: ParityConfig) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     classes = len(manifest["class_names"])
     samples = {"train": num_batches(manifest, "train", config.batch_size, True) * config.batch_size,
-               "val": sum(s["count"] for s in manifest["shards"] if s["split"] == "val")}
+               "val": sum(record["count"] for record in split_records(manifest, "val"))}
     if samples["val"] == 0:
         raise DataError(f"{config.manifest}: no val split to compare the APIs on")
     env = worker_env()

@@ -7,6 +7,7 @@ from pathlib import Path
 from data_pipeline.plots import plt, save_figure
 
 from .config import CLAIMED_RATIO, MODES
+from .stats import tost_decision
 
 
 def throughput_vs_batch(configs: dict[str, dict], path: Path) -> Path | None:
@@ -102,7 +103,7 @@ def parity_curves(record: dict, path: Path) -> Path:
         ax.axhspan(base - result["margin"], base + result["margin"], color="green", alpha=0.12,
                    label=f"margin +-{result['margin']:g}")
         ax.set_title(f"{len(finals['graph'][metric])} seeds: final {metric} "
-                     f"({'equivalent' if result['equivalent'] else 'not shown equivalent'})", fontsize=9)
+                     f"({tost_decision(result)})", fontsize=9)
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return save_figure(fig, path)

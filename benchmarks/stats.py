@@ -106,3 +106,8 @@ def tost(a: Sequence[float], b: Sequence[float], margin: float, alpha: float = 0
     p = max(p_lower, p_upper)
     return {"difference": diff, "lo": diff - half, "hi": diff + half, "p": p, "df": df, "margin": margin,
             "alpha": alpha, "equivalent": p < alpha}
+
+
+def tost_decision(result: dict) -> str:
+    """A `tost` result in words: "equivalent" or "not shown equivalent"."""
+    return "equivalent" if result["equivalent"] else "not shown equivalent"
