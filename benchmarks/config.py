@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import asdict, dataclass, fields, replace
 
+from common.small_models import SMALL_MODELS
 from data_pipeline.errors import DataError
 
 GRAPH_MODES = ("graph", "graph-feed", "graph-fused-bn", "graph-v2")
@@ -16,19 +17,30 @@ GRAPH_MODES = ("graph", "graph-feed", "graph-fused-bn", "graph-v2")
 # without `use_tf1_runtime` (resource variables, control flow v2), to measure what the TF1
 # runtime itself changes.
 TF2_RUNTIME_MODES = ("graph-v2",)
-KERAS_MODES = ("keras-fit", "keras-ctl", "eager")
-MODES = GRAPH_MODES + KERAS_MODES
-MODELS = ("resnet50", "vgg16_transfer", "vgg16_head")
-TASKS = ("train", "inference")
+# keras-fit-spe: fit with `steps_per_execution`; keras-tob: train_on_batch / predict_on_batch per
+# step; keras-predict: one `model.predict(x)` per batch (the textbook's per-image loop);
+# keras-call: one eager `model(x)` per batch.
+KERAS_MODES = ("keras-fit", "keras-fit-spe", "keras-tob", "keras-ctl", "eager", "keras-predict", "keras-call")
+# Keras 2 (tf-keras) in its own worker with TF_USE_LEGACY_KERAS=1: fit under tf.function, and
+# fit in TF1 graph mode (`disable_eager_execution`), the Keras of the 2017-2019 reports.
+TF_KERAS_MODES = ("tfkeras-fit", "tfkeras-v1")
+MODES = GRAPH_MODES + KERAS_MODES + TF_KERAS_MODES
+IMAGE_MODELS = ("resnet50", "vgg16_transfer", "vgg16_head")
+MODELS = IMAGE_MODELS + tuple(SMALL_MODELS)
+# gradients: forward + backward, no update (its fixed cost against train's is the update's)
+TASKS = ("train", "gradients", "inference")
 PRECISIONS = ("fp32", "mixed_bfloat16", "mixed_float16")
-DATA = ("synthetic", "pipeline")
+DATA = ("synthetic", "numpy", "pipeline")
+OPTIMIZERS = ("rmsprop", "sgd")
+STEPS_PER_EXECUTION = 32   # keras-fit-spe; one timed sample is one execution, reported per step
 BASELINE = "keras-fit"
+INFERENCE_BASELINE = "keras-predict"  # where no keras-fit ran: the textbook's one call per batch
 CLAIMED_RATIO = 2.5
 PRECISION_TARGET = 0.10  # each graph / keras-fit interval within +-10% of its ratio
 SCHEMA_VERSION = 1       # of results.json (docs/benchmarks.md)
 # Presets that may add interleaved repeats for imprecise comparisons, and their time budget (s)
 # for the whole run: quick must end within 15 minutes on this 2-core CPU.
-PRESET_BUDGET_S = {"quick": 13 * 60.0}
+PRESET_BUDGET_S = {"quick": 11 * 60.0}
 MAX_REPEATS = 10
 # Environment variables that change what TensorFlow computes or how fast: pinned and recorded.
 PINNED_ENV = ("TF_ENABLE_ONEDNN_OPTS", "TF_SET_ONEDNN_FPMATH_MODE", "TF_XLA_FLAGS", "OMP_NUM_THREADS",
@@ -56,23 +68,45 @@ class BenchConfig:
     steps: int = 10
     warmup: int = 2
     seed: int = 0
-    num_classes: int = 1108
+    num_classes: int | None = None  # None: RxRx1's 1108, or a small model's own
+    optimizer: str = "rmsprop"
+
+    def classes(self) -> int:
+        if self.num_classes is not None:
+            return self.num_classes
+        return SMALL_MODELS[self.model].num_classes if self.model in SMALL_MODELS else 1108
 
     def key(self) -> str:
         """A readable identifier, unique within a run."""
         parts = [self.mode, self.model, self.task, f"b{self.batch}", f"{self.input_shape()[0]}px",
                  self.precision, "xla" if self.xla else "noxla", self.device, self.data_format, self.data]
+        if self.optimizer != "rmsprop":
+            parts.append(self.optimizer)
         return "/".join(parts)
+
+    def bundle(self) -> tuple:
+        """Configurations with the same bundle run one after another in one worker process:
+        one mode and one execution environment, any models, tasks and batch sizes."""
+        return (self.mode, self.precision, self.xla, self.device, self.data_format)
 
     def group(self) -> str:
         """The key without the mode: configurations in one group are compared with each other."""
         return group_of(self.key())
 
-    def input_shape(self) -> tuple[int, int, int]:
+    def input_shape(self) -> tuple:
+        if self.model in SMALL_MODELS:
+            return SMALL_MODELS[self.model].input_shape
         return (7, 7, 512) if self.model == "vgg16_head" else (self.image_size, self.image_size, 3)
+
+    def steps_per_sample(self) -> int:
+        """Training steps behind one timed sample (fit's executions hold several)."""
+        return STEPS_PER_EXECUTION if self.mode == "keras-fit-spe" else 1
 
     def applicable(self) -> str | None:
         """Why this combination cannot run, or None."""
+        reason = self._mode_task_reason()
+        if reason:
+            return reason
         if self.mode == "eager" and self.xla:
             return "XLA needs a compiled function; plain eager has none"
         if self.mode not in GRAPH_MODES and self.data_format == "NCHW":
@@ -81,12 +115,31 @@ class BenchConfig:
             return "only ResNet50 has batch norm"
         if self.model == "vgg16_head" and self.data == "pipeline" and self.manifest is None:
             return "vgg16_head on pipeline data needs a feature-shard manifest"
+        if self.model in SMALL_MODELS and self.data == "pipeline":
+            return "the small models read in-memory data, not RxRx1 shards"
+        if self.optimizer != "rmsprop" and self.task != "train":
+            return "the optimizer matters only in training"
+        return None
+
+    def _mode_task_reason(self) -> str | None:
+        if self.mode in ("keras-predict", "keras-call") and self.task != "inference":
+            return f"{self.mode} is a prediction call"
+        if self.mode == "keras-fit-spe" and self.task != "train":
+            return "steps_per_execution is measured in training"
+        if self.task == "gradients" and self.mode not in ("graph", "graph-feed", "graph-v2", "keras-ctl", "eager"):
+            return "a gradients-only step needs a loop of our own (graph or custom loop)"
+        if self.mode in TF_KERAS_MODES:
+            if self.model not in SMALL_MODELS or self.task != "train":
+                return "the tf-keras modes train the small models"
+            if self.precision != "fp32" or self.xla or self.device != "cpu":
+                return "the tf-keras modes run fp32 without XLA on the CPU"
         return None
 
     def validate(self) -> "BenchConfig":
         for name, value, allowed in (("mode", self.mode, MODES), ("model", self.model, MODELS),
                                      ("task", self.task, TASKS), ("precision", self.precision, PRECISIONS),
                                      ("data", self.data, DATA), ("device", self.device, ("cpu", "gpu")),
+                                     ("optimizer", self.optimizer, OPTIMIZERS),
                                      ("data format", self.data_format, ("NHWC", "NCHW"))):
             if value not in allowed:
                 raise DataError(f"unknown {name} {value!r}: expected one of {', '.join(allowed)}")
@@ -105,12 +158,17 @@ class BenchConfig:
         return cls(**{k: v for k, v in data.items() if k in known}).validate()
 
 
+# How many samples a mode timed, not what a step computes: per-step times compare across them
+# (fit with steps_per_execution times fewer, longer samples).
+SAMPLE_COUNTS = {"steps", "warmup"}
+
+
 def check_comparable(settings: dict[str, dict]) -> None:
     """`settings` maps mode -> the settings a worker reported (config without mode, environment,
     threads, versions). Refuses, naming the first difference, unless all are equal."""
     items = list(settings.items())
     for (mode_a, a), (mode_b, b) in itertools.combinations(items, 2):
-        for key in sorted(set(a) | set(b)):
+        for key in sorted((set(a) | set(b)) - SAMPLE_COUNTS):
             if a.get(key) != b.get(key):
                 raise DataError(f"{mode_a} and {mode_b} differ in {key} ({a.get(key)!r} vs {b.get(key)!r}); "
                                 "only the mode may differ within a comparison")
@@ -125,21 +183,13 @@ def _sweep(modes, batches, **common) -> list[BenchConfig]:
 def preset(name: str, manifest: str | None = None) -> tuple[list, int]:
     """(configurations, repeats) of a named preset.
 
-    quick: this 2-core CPU in under 15 minutes: ResNet50 at 64x64 (graph vs Keras fit at two
-    batch sizes) and the graph/eager ladder on the VGG16 head on cached features; in-memory
-    data, with the shards -> tf.data rate measured beside them (`manifest`).
+    quick: the verdict map on this 2-core CPU within about 11 minutes (`quick_configs`), with the
+    shards -> tf.data rate measured beside it (`manifest`).
     full: every mode x batch sweep at 224x224. gpu: 224x224, batches to 256, XLA and mixed.
     """
     ladder = ("eager", "keras-ctl", "graph", "graph-feed", "keras-fit")
     if name == "quick":
-        configs = _sweep(("graph", "keras-fit"), (4, 16), model="resnet50", image_size=64, steps=8)
-        configs += _sweep(("graph-v2",), (16,), model="resnet50", image_size=64, steps=8)
-        configs += _sweep(("graph", "keras-fit"), (8,), model="vgg16_head", steps=30, warmup=3)
-        configs += _sweep([m for m in ladder if m != "graph-feed"] + ["graph-v2"], (32,), model="vgg16_head",
-                          steps=30, warmup=3)
-        configs += [BenchConfig(mode=m, model="vgg16_head", batch=32, xla=True, steps=30, warmup=3)
-                    for m in ("keras-ctl", "graph")]
-        return configs, 3
+        return quick_configs(), 3
     if name == "full":
         configs = _sweep(MODES, (8, 16, 32, 64), model="resnet50", steps=8)
         configs += _sweep(("graph", "keras-fit"), (32,), model="resnet50", task="inference", steps=8)
@@ -163,6 +213,41 @@ def preset(name: str, manifest: str | None = None) -> tuple[list, int]:
                               data="pipeline", manifest=manifest)
         return configs, 3
     raise DataError(f"unknown preset {name!r}: expected quick, full or gpu")
+
+
+OVERHEAD_MODES = ("graph", "graph-feed", "keras-fit", "keras-fit-spe", "keras-tob", "keras-ctl", "eager",
+                  "tfkeras-fit", "tfkeras-v1")
+PER_CALL_MODES = ("graph-feed", "keras-predict", "keras-tob", "keras-call")
+
+
+def _small(modes, batches, **common) -> list[BenchConfig]:
+    """Small-model configurations on in-memory arrays; fit's executions of 32 steps are fewer."""
+    configs = []
+    for config in _sweep(modes, batches, data="numpy", steps=40, warmup=10, **common):
+        configs.append(replace(config, steps=8, warmup=2) if config.mode == "keras-fit-spe" else config)
+    return configs
+
+
+def quick_configs() -> list[BenchConfig]:
+    """The verdict map on this 2-core CPU within the demo's budget: compute-bound training
+    (ResNet50 64 px), the VGG16 head's fixed cost split into dispatch and update, the textbook's
+    one-image-per-call loops, the overhead regime (MLP at batch 1-1,024, trivial model at 1) in
+    every execution mode, and the origin model of the 2.5x figure."""
+    configs = _sweep(("graph", "keras-fit"), (16,), model="resnet50", image_size=64, steps=8)
+    head = dict(model="vgg16_head", steps=20, warmup=3)
+    configs += _sweep(("graph", "keras-fit", "keras-ctl"), (8, 32, 128), **head)
+    configs += _sweep(("graph", "keras-ctl"), (8, 32, 128), task="gradients", **head)
+    configs += _sweep(("eager", "graph-v2"), (32,), **head)
+    configs += _sweep(("graph", "keras-fit"), (32,), task="inference", **head)
+    configs += _sweep(PER_CALL_MODES, (1,), task="inference", data="numpy", steps=30, warmup=5, model="vgg16_head")
+    configs += _sweep(PER_CALL_MODES, (1,), task="inference", data="numpy", steps=10, warmup=3, model="resnet50",
+                      image_size=64)
+    configs += _small(OVERHEAD_MODES, (1, 32, 1024), model="mlp")
+    configs += _small(OVERHEAD_MODES, (1,), model="trivial")
+    origin = dict(model="embedding", optimizer="sgd")
+    configs += _small(("graph", "graph-feed", "keras-fit", "keras-ctl", "tfkeras-fit", "tfkeras-v1"), (32,), **origin)
+    configs += _small(("graph", "keras-ctl"), (32,), task="gradients", model="embedding")
+    return configs
 
 
 def with_overrides(configs: list[BenchConfig], **overrides) -> list[BenchConfig]:

@@ -1,100 +1,126 @@
-"""The keras_api modes: `keras-fit` (compile/fit), `keras-ctl` (custom loop under
-`tf.function`) and `eager` (GradientTape, no `tf.function`).
-
-Steps are synchronised by reading the loss (or outputs) back to the host, so per-step
-times include all of the step's work.
+"""The modes in which Keras drives the loop: `keras-fit` (compile/fit, or predict for
+inference), `keras-fit-spe` (fit with `steps_per_execution`), and Keras 2's fit from tf-keras:
+`tfkeras-fit` (under tf.function) and `tfkeras-v1` (TF1 graph mode). They are timed from inside
+by a callback that reads the step's logs back to the host, so each time holds the step's work.
 """
 from __future__ import annotations
 
+import math
 import time
-from typing import Callable
+from types import ModuleType
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_api import build_model
-from keras_api.optimizers import make_optimizer
+from common.small_models import SMALL_MODELS
 
-from .config import BenchConfig
-from .inputs import train_dataset
+from .config import TF_KERAS_MODES, BenchConfig
+from .inputs import numpy_arrays, train_dataset
 
 
-def _model(config: BenchConfig, num_classes: int) -> keras.Model:
-    keras.utils.set_random_seed(config.seed)
-    return build_model(config.model, config.input_shape(), num_classes, precision=config.precision,
+def keras_module(config: BenchConfig) -> ModuleType:
+    """Keras 3, or tf-keras (Keras 2) for the tfkeras modes."""
+    if config.mode in TF_KERAS_MODES:
+        import tf_keras
+        return tf_keras
+    import keras
+    return keras
+
+
+def build(config: BenchConfig, k: ModuleType):
+    """The equivalence-tested model of `config.model` in Keras module `k` (float32 logits)."""
+    k.utils.set_random_seed(config.seed)
+    if config.mode in TF_KERAS_MODES:
+        from keras_api.small_models import build_small_model
+        return build_small_model(config.model, config.classes(), keras_module=k)
+    from keras_api import build_model
+    return build_model(config.model, config.input_shape(), config.classes(), precision=config.precision,
                        weights="none")
 
 
-def _optimizer(config: BenchConfig) -> keras.optimizers.Optimizer:
-    optimizer = make_optimizer("rmsprop")
-    if config.precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-class _StepTimes(keras.callbacks.Callback):
-    """Wall time of each batch, synchronised by converting the step's logs to host values."""
-
-    def __init__(self, start: float) -> None:
-        super().__init__()
-        self.last, self.times = start, []
-
-    def _end(self, logs) -> None:
-        for value in (logs or {}).values():
-            np.asarray(value)
-        now = time.perf_counter()
-        self.times.append(now - self.last)
-        self.last = now
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._end(logs)
-
-    def on_predict_batch_end(self, batch, logs=None):
-        self._end(logs)
-
-
-def run_fit(config: BenchConfig, num_classes: int) -> tuple[list[float], dict]:
-    """keras-fit: one `fit` (or `predict`) call of warm-up + timed steps -> (step times incl.
-    the first, facts). Keras drives the loop, so it is timed from inside by a callback."""
-    model = _model(config, num_classes)
-    data = train_dataset(config)
-    steps = config.warmup + config.steps
-    if config.task == "train":
-        model.compile(optimizer=_optimizer(config), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"], jit_compile=config.xla)
-        timer = _StepTimes(time.perf_counter())
-        model.fit(data, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0, shuffle=False)
+def optimizer(config: BenchConfig, k: ModuleType):
+    """The graph's optimizer rule in Keras `k` (Keras 3's defaults: RMSprop rho 0.9, eps 1e-7);
+    float16 gets Keras's dynamic loss scaling, as the graph's."""
+    from common.constants import RMSPROP_EPSILON, RMSPROP_LEARNING_RATE, RMSPROP_RHO
+    if config.mode == "tfkeras-v1":  # Keras 2's TF1 graph mode trains with its legacy optimizers
+        k = k.optimizers.legacy
     else:
-        model.compile(jit_compile=config.xla)
-        timer = _StepTimes(time.perf_counter())
-        model.predict(data.map(lambda x, y: x), steps=steps, callbacks=[timer], verbose=0)
-    return timer.times, {"xla_effective": bool(model.jit_compile),
-                         "xla_mechanism": "compile(jit_compile=True)" if model.jit_compile else None}
+        k = k.optimizers
+    if config.optimizer == "sgd":
+        opt = k.SGD(learning_rate=0.01)
+    else:
+        opt = k.RMSprop(learning_rate=RMSPROP_LEARNING_RATE, rho=RMSPROP_RHO, epsilon=RMSPROP_EPSILON)
+    if config.precision == "mixed_float16":
+        import keras
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
 
 
-def make_loop_step(config: BenchConfig, num_classes: int) -> tuple[Callable[[], None], Callable[[], None]]:
-    """(step, close) for keras-ctl / eager: our own loop around the same Keras model."""
-    model = _model(config, num_classes)
-    iterator = iter(train_dataset(config))
-    compiled = config.mode == "keras-ctl"
+def updates_applied(model, k: ModuleType) -> int:
+    """The optimizer's step counter as the model's backend holds it."""
+    return int(k.backend.get_value(model.optimizer.iterations)) if hasattr(k.backend, "get_value") \
+        else int(np.asarray(model.optimizer.iterations))
+
+
+def _timer(k: ModuleType, total: int, per_sample: int, start: float):
+    """A callback of Keras module `k` that records each batch-end's wall time / `per_sample`
+    steps and stops fit once `total` samples are recorded."""
+
+    class StepTimes(k.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.last, self.times = start, []
+
+        def _end(self, logs) -> None:
+            for value in (logs or {}).values():
+                np.asarray(value)  # the step's results on the host: its work is done
+            now = time.perf_counter()
+            self.times.append((now - self.last) / per_sample)
+            self.last = now
+            if len(self.times) >= total:
+                self.model.stop_training = True
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._end(logs)
+
+        def on_predict_batch_end(self, batch, logs=None):
+            self._end(logs)
+
+    return StepTimes()
+
+
+def run_fit(config: BenchConfig) -> tuple[list[float], float, dict]:
+    """One fit (or predict) of warm-up + timed samples -> (sample times, build seconds (model,
+    compile), facts). Each sample is one step, or one execution of `steps_per_sample` steps
+    reported per step."""
+    k = keras_module(config)
+    started = time.perf_counter()
+    model = build(config, k)
+    total, per = config.warmup + config.steps, config.steps_per_sample()
     if config.task == "inference":
-        def infer(images):
-            return model(images, training=False)
-        run = tf.function(infer, jit_compile=config.xla) if compiled else infer
-        return (lambda: run(next(iterator)[0]).numpy()), (lambda: None)
-    optimizer = _optimizer(config)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    def train_step(images, labels):
-        with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            loss = loss_fn(labels, logits)
-            scaled = optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        return loss, tf.reduce_mean(tf.cast(tf.equal(predicted, labels), tf.float32))
-
-    run = tf.function(train_step, jit_compile=config.xla) if compiled else train_step
-    return (lambda: [t.numpy() for t in run(*next(iterator))]), (lambda: None)
+        model.compile(jit_compile=config.xla)
+        build_s = time.perf_counter() - started
+        timer = _timer(k, total, 1, time.perf_counter())
+        model.predict(train_dataset(config).map(lambda x, y: x), steps=total, callbacks=[timer], verbose=0)
+        return timer.times, build_s, {"xla_effective": bool(model.jit_compile), "updates_applied": 0}
+    options = {"jit_compile": config.xla} if k.__name__ == "keras" else {}
+    if per > 1:
+        options["steps_per_execution"] = per
+    model.compile(optimizer=optimizer(config, k), metrics=[k.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                  loss=k.losses.SparseCategoricalCrossentropy(from_logits=True), **options)
+    build_s = time.perf_counter() - started
+    timer = _timer(k, total, per, time.perf_counter())
+    # Keras 2's graph mode makes its target placeholder with the output's rank: per-token labels
+    # (B, T) of (B, T, C) logits go in as (B, T, 1), which its sparse loss and metric squeeze.
+    rank_fix = config.mode == "tfkeras-v1" and len(SMALL_MODELS.get(config.model, SMALL_MODELS["mlp"]).label_shape)
+    if config.data == "numpy":  # the textbook's fit(X_train, Y_train, batch_size=...), epochs as needed
+        inputs, labels = numpy_arrays(config)
+        epochs = math.ceil(total * per * config.batch / len(inputs))
+        model.fit(inputs, labels[..., None] if rank_fix else labels, batch_size=config.batch, epochs=epochs,
+                  callbacks=[timer], verbose=0, shuffle=False)
+    else:
+        data = train_dataset(config)
+        if rank_fix:
+            data = data.map(lambda x, y: (x, y[..., None]))
+        model.fit(data, epochs=1, steps_per_epoch=total * per, callbacks=[timer], verbose=0)
+    jit = bool(getattr(model, "jit_compile", False))
+    return timer.times[:total], build_s, {"xla_effective": jit, "updates_applied": updates_applied(model, k)}

@@ -41,16 +41,40 @@ def ratios(ratio_list: list[dict], path: Path) -> Path | None:
     if not ratio_list:
         return None
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(ratio_list) + 1.5))
-    labels = [f"{r['mode']} | {r['group']}" for r in ratio_list]
+    labels = [f"{r['mode']} vs {r['baseline']} | {r['group']}" for r in ratio_list]
     y = range(len(ratio_list))
-    ax.errorbar([r["ratio"] for r in ratio_list], y,
-                xerr=[[r["ratio"] - r["lo"] for r in ratio_list], [r["hi"] - r["ratio"] for r in ratio_list]],
-                fmt="o", capsize=3)
+    ax.errorbar([r["ratio"] for r in ratio_list], y, xerr=_error_bars(ratio_list), fmt="o", capsize=3)
     ax.axvline(CLAIMED_RATIO, color="red", linestyle="--", label=f"claimed {CLAIMED_RATIO}x")
-    ax.axvline(1.0, color="grey", linestyle=":", label="as fast as keras-fit")
+    ax.axvline(1.0, color="grey", linestyle=":", label="as fast as the Keras baseline")
     ax.set_yticks(list(y), labels, fontsize=7)
-    ax.set_xlabel("speed relative to keras-fit (median step time ratio, 95% bootstrap interval)")
+    ax.set_xlabel("speed relative to the Keras baseline (ratio of median step times, 95% interval over repeats)")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _error_bars(rows: list[dict]) -> list[list[float]]:
+    """Distances from each ratio to its interval's ends (0 where a single repeat gave none)."""
+    return [[r["ratio"] - r["lo"] if r.get("lo") is not None else 0.0 for r in rows],
+            [r["hi"] - r["ratio"] if r.get("hi") is not None else 0.0 for r in rows]]
+
+
+def ratio_vs_step(rows: list[dict], path: Path) -> Path | None:
+    """The verdict map as a picture: each row's ratio (95% interval) against the TF1 side's
+    median step time, log-log, with the claimed 2.5x marked."""
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for r in rows:
+        ax.errorbar([r["step_ms"]], [r["ratio"]], yerr=[[e] for e in (_error_bars([r])[0][0], _error_bars([r])[1][0])],
+                    fmt="o", capsize=3, label=f"{r['scenario'][:60]} ({r['fast']} / {r['slow']})")
+    ax.axhline(CLAIMED_RATIO, color="red", linestyle="--", label=f"claimed {CLAIMED_RATIO}x")
+    ax.axhline(1.0, color="grey", linestyle=":")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("per-step (per-call) time of the TF1-style side, ms")
+    ax.set_ylabel("speed ratio: TF1-style / Keras")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return save_figure(fig, path)
 

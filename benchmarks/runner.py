@@ -24,7 +24,8 @@ from typing import Callable
 from data_pipeline.atomic import write_json
 from data_pipeline.tf_logging import quiet_tensorflow_logs
 
-from .config import MAX_REPEATS, PINNED_ENV, PRECISION_TARGET, SCHEMA_VERSION, BenchConfig, group_of
+from .config import (MAX_REPEATS, PINNED_ENV, PRECISION_TARGET, SCHEMA_VERSION, TF_KERAS_MODES, BenchConfig,
+                     group_of)
 from .worker import RESULT_MARK
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,24 +66,36 @@ def worker_env() -> dict:
     return env
 
 
-def run_one(config: BenchConfig, env: dict, timeout: float) -> dict:
-    """One configuration in a fresh Python process -> its result record."""
+def run_bundle(configs: list[BenchConfig], env: dict, timeout: float) -> list[dict]:
+    """Configurations of one bundle (`BenchConfig.bundle`), one after another in a fresh Python
+    process -> a result record for each; `timeout` (s) is per configuration."""
     started = time.perf_counter()
+    if configs[0].mode in TF_KERAS_MODES:
+        env = {**env, "TF_USE_LEGACY_KERAS": "1"}  # Keras 2 as tf.keras, in its own process
+    command = [sys.executable, "-m", "benchmarks.worker", json.dumps([c.to_dict() for c in configs])]
     try:
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(config.to_dict())],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"key": config.key(), "config": config.to_dict(), "ok": False,
-                "error": f"timed out after {timeout:.0f} s"}
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
-    if lines:
-        record = json.loads(lines[-1][len(RESULT_MARK):])
-    else:  # killed (e.g. out of memory) before it could report
+        proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=timeout * len(configs))
+        stdout, failure = proc.stdout, None
+    except subprocess.TimeoutExpired as err:
+        stdout = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+        failure = f"timed out after {timeout * len(configs):.0f} s"
+    records = {}
+    for line in stdout.splitlines():
+        if line.startswith(RESULT_MARK):
+            record = json.loads(line[len(RESULT_MARK):])
+            records[record["key"]] = record
+    if failure is None and len(records) < len(configs):  # killed (e.g. out of memory) before reporting
         tail = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
-        record = {"key": config.key(), "config": config.to_dict(), "ok": False,
-                  "error": f"worker exited with status {proc.returncode}: {tail[0][:300]}"}
-    record["wall_s"] = time.perf_counter() - started
-    return record
+        failure = f"worker exited with status {proc.returncode}: {tail[0][:300]}"
+    wall = (time.perf_counter() - started) / len(configs)
+    out = []
+    for config in configs:
+        record = records.get(config.key()) or {"key": config.key(), "config": config.to_dict(), "ok": False,
+                                               "error": failure}
+        record["wall_s"] = wall  # the process's wall time, shared among its configurations
+        out.append(record)
+    return out
 
 
 def _pipeline_rates(configs: list[BenchConfig], manifest: str | None) -> list[dict]:
@@ -101,36 +114,66 @@ def _pipeline_rates(configs: list[BenchConfig], manifest: str | None) -> list[di
 def _log_record(log: Callable[[str], None], record: dict, config: BenchConfig, progress: str) -> None:
     if record["ok"]:
         times = sorted(record["step_times_s"])
-        outcome = f"{config.batch / times[len(times) // 2]:,.1f} images/s"
+        outcome = f"{config.batch / times[len(times) // 2]:,.1f} samples/s"
     else:
         outcome = f"FAILED: {record['error']}"
     log(f"[{progress}] {config.key()} repeat {record['repeat'] + 1}: {outcome} ({record['wall_s']:.0f} s)")
 
 
-def _round_estimate_s(results: dict, keys: list[str]) -> float:
+def bundles(configs: list[BenchConfig]) -> list[list[BenchConfig]]:
+    """The configurations grouped by `BenchConfig.bundle` (one worker process each), in the
+    order their first member appears."""
+    grouped: dict[tuple, list[BenchConfig]] = {}
+    for config in configs:
+        grouped.setdefault(config.bundle(), []).append(config)
+    return list(grouped.values())
+
+
+def _wall_estimate_s(results: dict, keys: set[str]) -> float:
     """Expected wall time of one more repeat of `keys`: the mean of their runs so far."""
-    walls = {}
+    walls: dict[str, list[float]] = {}
     for run in results["runs"]:
         walls.setdefault(run["key"], []).append(run.get("wall_s", 0.0))
     return sum(sum(walls[k]) / len(walls[k]) for k in keys if k in walls)
+
+
+def extra_plan(results: dict, target: float, max_repeats: int) -> dict[str, int]:
+    """Repeats in all for each configuration key, fixed once from the first stage: both sides of
+    every imprecise graph-mode ratio get `stein_repeats` of its first-stage spread."""
+    from .stats import log_ratios, stein_repeats
+    from .summary import imprecise_pairs, per_config
+    configs, first = per_config(results), results["repeats"]
+    plan: dict[str, int] = {}
+    for pair in imprecise_pairs(results, target):
+        keys = [f"{pair['mode']}/{pair['group']}", f"{pair['baseline']}/{pair['group']}"]
+        fast, slow = (configs[k]["repeat_medians_s"] for k in keys)
+        stage = sorted((r for r in set(fast) & set(slow) if int(r) < first), key=int)
+        n = stein_repeats(log_ratios([fast[r] for r in stage], [slow[r] for r in stage]), target, cap=max_repeats)
+        for key in keys:
+            plan[key] = max(plan.get(key, 0), n)
+    return {k: n for k, n in plan.items() if n > first}
 
 
 def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | None = None,
         manifest: str | None = None, timeout: float = 1800, log: Callable[[str], None] = print,
         budget_s: float | None = None, max_repeats: int = MAX_REPEATS,
         target: float = PRECISION_TARGET) -> dict:
-    """Every applicable configuration `repeats` times, interleaved; returns the results.
+    """Every applicable configuration `repeats` times, interleaved, one process per bundle and
+    repeat; returns the results.
 
-    With `budget_s`, further interleaved repeats follow for the two sides of every graph /
-    keras-fit ratio whose interval is still wider than +-`target`, up to `max_repeats` in all,
-    while the run's elapsed time plus the next repeat's expected time stays within `budget_s`.
+    With `budget_s`, extra repeats follow for both sides of every graph-mode ratio whose
+    interval is wider than +-`target`: how many is decided once, from the first `repeats`
+    (Stein's two-stage rule, `extra_plan`, at most `max_repeats` in all), and they run
+    interleaved, one repeat at a time, while the run's elapsed time plus the next repeat's
+    expected time stays within `budget_s`.
     """
-    from .summary import imprecise_keys, summarize_results
+    from .summary import summarize_results
     started = time.monotonic()
     results = {"schema": SCHEMA_VERSION, "preset": preset, "repeats": repeats, "machine": machine_info(),
                "git_commit": _git_commit(), "started": dt.datetime.now(dt.timezone.utc).isoformat(),
                "environment": {name: os.environ.get(name) for name in PINNED_ENV},
-               "adaptive": {"budget_s": budget_s, "max_repeats": max_repeats, "target": target, "extra": []},
+               "adaptive": {"budget_s": budget_s, "max_repeats": max_repeats, "target": target, "extra": [],
+                            "plan": {}},
                "configs": [c.to_dict() for c in configs], "runs": [], "skipped": [], "pipeline": []}
     runnable = []
     for config in configs:
@@ -146,38 +189,39 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     env, total, done = worker_env(), len(runnable) * repeats, 0
 
-    def measure(config: BenchConfig, repeat: int, progress: str) -> None:
-        record = run_one(config, env, timeout)
-        record["repeat"] = repeat
-        results["runs"].append(record)
-        _log_record(log, record, config, progress)
-        write_json(out_path, results)
+    def measure(chosen: list[BenchConfig], repeat: int, progress: Callable[[], str]) -> None:
+        for bundle in bundles(chosen):
+            for record, config in zip(run_bundle(bundle, env, timeout), bundle):
+                record["repeat"] = repeat
+                results["runs"].append(record)
+                _log_record(log, record, config, progress())
+            write_json(out_path, results)
 
     for repeat in range(repeats):
-        for config in runnable:
+        def progress() -> str:
+            nonlocal done
             done += 1
-            measure(config, repeat, f"{done}/{total}")
+            return f"{done}/{total}"
+        measure(runnable, repeat, progress)
+    plan = extra_plan(results, target, max_repeats) if budget_s and repeats >= 2 else {}
+    results["adaptive"]["plan"] = plan
     repeat = repeats
-    while budget_s:  # one bootstrap summary per round decides the next
-        keys = imprecise_keys(results, target)
-        estimate, elapsed = _round_estimate_s(results, keys), time.monotonic() - started
+    while budget_s:
+        keys = {k for k, n in plan.items() if n > repeat}
+        estimate, elapsed = _wall_estimate_s(results, keys), time.monotonic() - started
         used = f"{elapsed / 60:.1f} of {budget_s / 60:.1f} min used"
         if not keys:
-            log(f"extra repeats: none needed ({used})")
-            break
-        if repeat >= max_repeats:
-            log(f"extra repeats: the cap of {max_repeats} repeats is reached; the report says which "
-                f"comparisons are still wider than +-{target:.0%} ({used})")
+            log(f"extra repeats: {'done' if plan else 'none needed'} ({used})")
             break
         if elapsed + estimate > budget_s:
-            log(f"extra repeats: stopped by the time budget ({used})")
+            log(f"extra repeats: stopped by the time budget ({used}); the report states each interval as measured")
             break
-        log(f"repeat {repeat + 1} of at most {max_repeats} for {len({group_of(k) for k in keys})} comparison(s) "
-            f"outside +-{target:.0%} (about {estimate:.0f} s; {used})")
-        results["adaptive"]["extra"].append({"repeat": repeat, "keys": keys})
+        log(f"repeat {repeat + 1} for {len({group_of(k) for k in keys})} comparison(s) planned to reach "
+            f"+-{target:.0%} (about {estimate:.0f} s; {used})")
+        results["adaptive"]["extra"].append({"repeat": repeat, "keys": sorted(keys)})
         chosen = [c for c in runnable if c.key() in keys]
-        for i, config in enumerate(chosen, 1):
-            measure(config, repeat, f"extra {i}/{len(chosen)}")
+        count = iter(range(1, len(chosen) + 1))
+        measure(chosen, repeat, lambda: f"extra {next(count)}/{len(chosen)}")
         repeat += 1
     results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
     results["summary"] = summarize_results(results)

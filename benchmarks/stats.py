@@ -1,5 +1,5 @@
-"""Statistics of the harness: throughput summaries, bootstrap intervals of ratios, and the
-fixed-overhead fit step_time = a + b x batch."""
+"""Statistics of the harness: throughput summaries, t intervals of ratios over repeats
+(processes), the fixed-overhead fit step_time = a + b x batch, and TOST equivalence."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -8,45 +8,67 @@ import numpy as np
 
 from .stats_basic import summarize
 
-BOOTSTRAP_SAMPLES = 2000
-
-
 def throughput(step_times_by_repeat: Sequence[Sequence[float]], batch: int) -> dict:
     """Images/s summary over every timed step of every repeat (median, IQR, range, n)."""
     rates = [batch / t for times in step_times_by_repeat for t in times]
     return summarize(rates)
 
 
-def _resampled_medians(groups: Sequence[Sequence[float]], rng: np.random.Generator, picks: np.ndarray) -> np.ndarray:
-    """Two-level bootstrap of the median: `picks` (n x repeats) says which repeats each
-    resample takes; the steps within each picked repeat are resampled too, so drift between
-    repeats widens the interval as it should."""
-    arrays = [np.asarray(g, float) for g in groups]
-    out = np.empty(len(picks))
-    for i, row in enumerate(picks):
-        out[i] = np.median(np.concatenate([rng.choice(arrays[p], arrays[p].size) for p in row]))
+def log_ratios(fast: Sequence[float], slow: Sequence[float]) -> np.ndarray:
+    """log(slow_i / fast_i) of paired repeats: per-repeat median step times (s) of two modes
+    that ran side by side (interleaved), so drift common to the pair cancels."""
+    fast, slow = np.asarray(fast, float), np.asarray(slow, float)
+    if fast.shape != slow.shape or fast.ndim != 1:
+        raise ValueError(f"paired repeats need equal counts, got {fast.size} and {slow.size}")
+    return np.log(slow / fast)
+
+
+def ratio_interval(fast: Sequence[float], slow: Sequence[float], level: float = 0.95,
+                   first_stage: int | None = None) -> dict:
+    """How many times faster `fast` is than `slow`: the geometric mean of the per-repeat ratios
+    slow_i / fast_i, with a t interval on their logarithms.
+
+    The independent unit is the process (a repeat): steps within one share its state, so only
+    the spread between repeats says how far another run could land. With `first_stage`, the
+    spread is taken from the first `first_stage` pairs only and the mean from all (Stein's
+    two-stage procedure): when the number of extra repeats is chosen from that first-stage
+    spread, the interval still keeps its level exactly for normal log ratios. One repeat gives
+    no interval (lo and hi are None).
+    """
+    from scipy import stats as sps
+    d = log_ratios(fast, slow)
+    n = d.size
+    n0 = n if first_stage is None else max(1, min(first_stage, n))
+    mean = float(d.mean())
+    out = {"ratio": float(np.exp(mean)), "lo": None, "hi": None, "level": level, "repeats": int(n),
+           "first_stage": int(n0), "paired": True,
+           "method": "paired t on log ratios" + (", Stein two-stage" if n > n0 else "")}
+    if n0 < 2:
+        return out
+    half = float(sps.t.ppf((1 + level) / 2, n0 - 1) * d[:n0].std(ddof=1) / np.sqrt(n))
+    out.update(lo=float(np.exp(mean - half)), hi=float(np.exp(mean + half)))
     return out
 
 
-def ratio_interval(numerator: Sequence[Sequence[float]], denominator: Sequence[Sequence[float]],
-                   seed: int = 0, n: int = BOOTSTRAP_SAMPLES, level: float = 0.95, paired: bool = False) -> dict:
-    """Ratio of median step times denominator/numerator, i.e. how many times faster the
-    numerator's mode is; each argument is per-repeat lists of step times (s).
+def stein_repeats(first_stage: Sequence[float], target: float, level: float = 0.95, cap: int = 10) -> int:
+    """Repeats in all (>= the first stage, <= `cap`) for a `ratio_interval` within +-`target`
+    of its ratio, from the first stage's log ratios: N >= (t * s / log(1 + target))^2."""
+    from scipy import stats as sps
+    d = np.asarray(first_stage, float)
+    if d.size < 2:
+        return cap
+    needed = (sps.t.ppf((1 + level) / 2, d.size - 1) * d.std(ddof=1) / np.log1p(target)) ** 2
+    return int(min(cap, max(d.size, np.ceil(needed))))
 
-    ``paired``: repeat i of both sides ran side by side (interleaved A B A B), so a resample
-    takes the same repeats from both and machine drift common to the pair cancels, as the
-    interleaving intends. Returns the point estimate and a percentile bootstrap interval.
-    """
-    if paired and len(numerator) != len(denominator):
-        raise ValueError(f"paired repeats need equal counts, got {len(numerator)} and {len(denominator)}")
-    rng = np.random.default_rng(seed)
-    point = float(np.median(np.concatenate([np.asarray(g, float) for g in denominator])) /
-                  np.median(np.concatenate([np.asarray(g, float) for g in numerator])))
-    picks_num = rng.integers(0, len(numerator), (n, len(numerator)))
-    picks_den = picks_num if paired else rng.integers(0, len(denominator), (n, len(denominator)))
-    boot = _resampled_medians(denominator, rng, picks_den) / _resampled_medians(numerator, rng, picks_num)
-    lo, hi = np.percentile(boot, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return {"ratio": point, "lo": float(lo), "hi": float(hi), "level": level, "paired": paired}
+
+def mean_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float | None, float | None]:
+    """(mean, lo, hi): a t interval of the mean of independent values (None with fewer than 2)."""
+    from scipy import stats as sps
+    v = np.asarray(values, float)
+    if v.size < 2:
+        return float(v.mean()), None, None
+    half = float(sps.t.ppf((1 + level) / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
 
 
 def overhead_fit(batches: Sequence[int], step_times: Sequence[float]) -> dict | None:

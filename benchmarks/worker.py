@@ -1,12 +1,14 @@
-"""One benchmark configuration, in its own process:
+"""Benchmark configurations of one mode, one after another in their own process:
 
-    python -m benchmarks.worker '<config JSON>'
+    python -m benchmarks.worker '<JSON list of configurations>'
 
-prints one line ``RESULT <JSON>`` with the per-step times (warm-up included, marked),
-the time to the first step, peak memory, and the settings that must match across modes.
+prints one line ``RESULT <JSON>`` per configuration with the per-sample step times (warm-up
+included, marked), the time to the first step, peak memory, what the process observed (updates
+applied, XLA compiled, runtime, thread pools) and the settings that must match across modes.
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
@@ -14,23 +16,25 @@ import resource
 import sys
 import time
 
-from .config import GRAPH_MODES, PINNED_ENV, TF2_RUNTIME_MODES, BenchConfig
+from .config import GRAPH_MODES, PINNED_ENV, TF2_RUNTIME_MODES, TF_KERAS_MODES, BenchConfig
 
 RESULT_MARK = "RESULT "
+# Measured per configuration and compared across modes: an API's own choice (e.g. fit's
+# thread pools) that differs from the other side's shows up as a refused comparison.
+FACT_SETTINGS = ("xla_effective", "intra_op_threads", "inter_op_threads")
 
 
-def _settings(config: BenchConfig, num_classes: int, facts: dict, env: dict) -> dict:
+def _settings(config: BenchConfig, facts: dict, env: dict) -> dict:
     """Everything but the mode that shapes the measurement, as this process saw it."""
     import keras
     import tensorflow as tf
     settings = {k: v for k, v in config.to_dict().items() if k != "mode"}
-    settings.update(num_classes=num_classes, tensorflow=tf.__version__, keras=keras.__version__,
+    settings.update(num_classes=_num_classes(config), tensorflow=tf.__version__, keras=keras.__version__,
                     python=platform.python_version(),
                     intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
                     inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
-                    cpu_count=os.cpu_count(), xla_effective=facts.get("xla_effective", config.xla),
-                    visible_gpus=len(tf.config.list_physical_devices("GPU")),
-                    env=env)
+                    cpu_count=os.cpu_count(), visible_gpus=len(tf.config.list_physical_devices("GPU")), env=env)
+    settings.update({name: facts[name] for name in FACT_SETTINGS if name in facts})
     return settings
 
 
@@ -38,77 +42,105 @@ def _num_classes(config: BenchConfig) -> int:
     if config.data == "pipeline":
         from data_pipeline.shards import load_manifest
         return len(load_manifest(config.manifest)["class_names"])
-    return config.num_classes
+    return config.classes()
 
 
-def _timed_steps(step, total: int) -> list[float]:
-    times = []
-    for _ in range(total):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return times
+def _keras_used(config: BenchConfig) -> str:
+    if config.mode in TF_KERAS_MODES:
+        import tf_keras
+        return f"tf-keras {tf_keras.__version__}"
+    if config.mode in GRAPH_MODES:
+        return "none"
+    import keras
+    return f"keras {keras.__version__}"
 
 
 def measure(config: BenchConfig, env: dict) -> dict:
-    """Build the mode's model and step, run warm-up + timed steps -> result record."""
+    """Build the mode's model and step, run warm-up + timed samples -> result record."""
     import tensorflow as tf
     if config.device == "gpu" and not tf.config.list_physical_devices("GPU"):
         raise RuntimeError("no GPU visible to TensorFlow")
-    num_classes = _num_classes(config)
-    facts: dict = {}
-    started = time.perf_counter()
+    if _num_classes(config) != config.classes():
+        from dataclasses import replace
+        config = replace(config, num_classes=_num_classes(config))
     total = config.warmup + config.steps
-    if config.mode == "keras-fit":
+    if config.mode in ("keras-fit", "keras-fit-spe") + TF_KERAS_MODES:
         from .keras_modes import run_fit
-        times, facts = run_fit(config, num_classes)
-        build_s = 0.0
+        times, build_s, facts = run_fit(config)
     else:
-        if config.mode in ("keras-ctl", "eager"):
-            from .keras_modes import make_loop_step as make_step
+        started = time.perf_counter()
+        if config.mode in GRAPH_MODES:
+            from .graph_modes import make_graph_step
+            step = make_graph_step(config)
         else:
-            from .graph_modes import make_graph_step as make_step
-        step, close = make_step(config, num_classes)
+            from .keras_calls import make_call_step
+            step = make_call_step(config)
         build_s = time.perf_counter() - started
         try:
-            times = _timed_steps(step, total)
+            from .steps import timed_steps
+            times = timed_steps(step.run, total)
+            facts = step.facts()
         finally:
-            close()
-        if config.xla:
-            facts["xla_mechanism"] = ("tf.function(jit_compile=True)" if config.mode == "keras-ctl" else
-                                      "Session global_jit_level ON_1 + TF_XLA_FLAGS=--tf_xla_cpu_global_jit")
+            step.close()
     if len(times) != total:
         raise RuntimeError(f"expected {total} step times, got {len(times)}")
+    per = config.steps_per_sample()
+    if config.task == "train" and facts.get("updates_applied") != total * per:
+        raise RuntimeError(f"{facts.get('updates_applied')} updates applied, expected {total * per}: the timed "
+                           "samples are not the steps they claim to be")
     from graph_api.graph import runtime_facts
-    facts["runtime"] = runtime_facts()
     return {"config": config.to_dict(), "key": config.key(), "ok": True,
-            "build_s": build_s, "first_step_s": build_s + times[0],
+            "build_s": build_s, "first_step_s": build_s + times[0] * per, "steps_per_sample": per,
             "warmup_times_s": times[:config.warmup], "step_times_s": times[config.warmup:],
+            "updates_applied": facts.get("updates_applied"), "xla_cluster_ops": facts.get("xla_cluster_ops"),
+            "sparse_update_ops": facts.get("sparse_update_ops"),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "xla_mechanism": facts.get("xla_mechanism"), "runtime": facts["runtime"],
-            "settings": _settings(config, num_classes, facts, env)}
+            "keras_used": _keras_used(config), "runtime": runtime_facts(), "settings": _settings(config, facts, env)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    config = BenchConfig.from_dict(json.loads(argv[0]))
-    env = {name: os.environ.get(name) for name in PINNED_ENV}  # the caller's, the same for every mode
+def _prepare_process(config: BenchConfig) -> None:
+    """The process state a bundle's mode needs, set before TensorFlow runs anything."""
     if config.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # a CPU run on a GPU machine stays on the CPU
-    if config.xla and config.mode in GRAPH_MODES and config.device == "cpu":
-        # Session auto-clustering skips the CPU unless told (it compiled nothing without this).
+    if config.xla and config.device == "cpu":
+        # Session auto-clustering skips the CPU unless told (it compiled nothing without this);
+        # set for every XLA mode so that the environments compared are the same.
         os.environ["TF_XLA_FLAGS"] = f"{os.environ.get('TF_XLA_FLAGS', '')} --tf_xla_cpu_global_jit".strip()
     if config.mode in GRAPH_MODES and config.mode not in TF2_RUNTIME_MODES:
         from graph_api.graph import use_tf1_runtime
         use_tf1_runtime()  # graph_api's modes time the TF1 program the CLI runs
-    try:
-        result = measure(config, env)
-    except Exception as err:  # recorded for this configuration; the run goes on (as timm does)
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        result = {"config": config.to_dict(), "key": config.key(), "ok": False,
-                  "error": f"{type(err).__name__}: {message[:300]}"}
-    print(RESULT_MARK + json.dumps(result), flush=True)
-    return 0 if result["ok"] else 1
+    if config.mode == "tfkeras-v1":
+        import tensorflow as tf
+        tf.compat.v1.disable_eager_execution()  # Keras 2 in TF1 graph mode, Session underneath
+
+
+def _error_record(config: BenchConfig, err: BaseException) -> dict:
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return {"config": config.to_dict(), "key": config.key(), "ok": False,
+            "error": f"{type(err).__name__}: {message[:300]}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    loaded = json.loads(argv[0])
+    configs = [BenchConfig.from_dict(c) for c in (loaded if isinstance(loaded, list) else [loaded])]
+    if len({c.bundle() for c in configs}) != 1:
+        raise SystemExit("error: a worker runs configurations of one bundle (mode and environment)")
+    _prepare_process(configs[0])
+    env = {name: os.environ.get(name) for name in PINNED_ENV}  # as this process runs with them
+    failed = 0
+    for config in configs:
+        try:
+            result = measure(config, env)
+        except Exception as err:  # recorded for this configuration; the run goes on (as timm does)
+            result = _error_record(config, err)
+        failed += not result["ok"]
+        print(RESULT_MARK + json.dumps(result), flush=True)
+        if config.mode not in GRAPH_MODES:
+            from .keras_modes import keras_module
+            keras_module(config).backend.clear_session()  # the next model starts from a clean Keras state
+        gc.collect()
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Callable
 import tensorflow as tf
 
 from common.constants import HEAD_DROPOUT
+from common.small_models import input_signature
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.errors import DataError
 
@@ -94,9 +95,10 @@ def runtime_facts() -> dict:
 
 
 def _loss_and_accuracy(logits: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Mean sparse categorical cross-entropy (nats) and top-1 accuracy of (B, C) logits."""
+    """Mean sparse categorical cross-entropy (nats) and top-1 accuracy of (B, C) logits (or (B, T,
+    C) with (B, T) labels: one prediction per token)."""
     loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-    correct = tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels)
+    correct = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
     return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
 
 
@@ -107,6 +109,13 @@ def model_variables(graph: tf.Graph | None = None) -> list[tf.Variable]:
     skip = ("optimizer/", "global_step", "/biased", "/local_step")
     return [v for v in graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)
             if not any(part in v.op.name for part in skip)]
+
+
+def _placeholders(config: GraphConfig) -> tuple[tf.Tensor, tf.Tensor]:
+    """`images` and `labels` placeholders of any batch size for `config.model`'s inputs."""
+    dtype, label_shape = input_signature(config.model)
+    return (v1.placeholder(tf.as_dtype(dtype), (None,) + tuple(config.image_shape), name="images"),
+            v1.placeholder(tf.int32, (None,) + tuple(label_shape), name="labels"))
 
 
 def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, batch_size: int = 32,
@@ -132,8 +141,7 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
             train_it = v1.data.make_initializable_iterator(train_dataset())
             images, labels = train_it.get_next()
             train_init = train_it.initializer
-            eval_images = v1.placeholder(tf.float32, (None,) + tuple(config.image_shape), name="images")
-            eval_labels = v1.placeholder(tf.int32, (None,), name="labels")
+            eval_images, eval_labels = _placeholders(config)
         elif config.feed == "dataset":
             if manifest is None:
                 raise DataError("feed='dataset' needs a manifest")
@@ -145,8 +153,7 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
             (images, labels), (eval_images, eval_labels) = train_it.get_next(), eval_it.get_next()
             train_init, eval_init = train_it.initializer, eval_it.initializer
         else:
-            images = v1.placeholder(tf.float32, (None,) + tuple(config.image_shape), name="images")
-            labels = v1.placeholder(tf.int32, (None,), name="labels")
+            images, labels = _placeholders(config)
             eval_images, eval_labels = images, labels
             if manifest is not None:  # the order of each pass; the loop reads the pixels itself
                 from data_pipeline.dataset import pass_order

@@ -65,7 +65,17 @@ def _activate(x: tf.Tensor, activation: str | None) -> tf.Tensor:
         return tf.nn.relu(x)
     if activation == "softmax":
         return tf.nn.softmax(x)
+    if activation == "sigmoid":
+        return tf.nn.sigmoid(x)
     raise ValueError(f"unknown activation {activation!r}")
+
+
+def embedding(ids: tf.Tensor, vocabulary: int, dim: int, name: str) -> tf.Tensor:
+    """Keras Embedding: (B, T) int ids -> (B, T, dim) rows of `<name>/embeddings`, uniform in
+    +-0.05 as Keras initialises it. Its gradient is `IndexedSlices` (the rows looked up)."""
+    with v1.variable_scope(name):
+        table = _variable("embeddings", (vocabulary, dim), v1.random_uniform_initializer(-0.05, 0.05), True)
+    return tf.nn.embedding_lookup(table, ids)
 
 
 def zero_pad(x: tf.Tensor, pad: int, name: str, data_format: str = "NHWC") -> tf.Tensor:

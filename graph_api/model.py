@@ -7,9 +7,11 @@ from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.errors import DataError
 from common.constants import HEAD_DROPOUT, IMAGENET_BGR_MEAN, PIXEL_RANGE, PREPROCESSINGS
 from common.model_inputs import check_input_shape
+from common.small_models import SMALL_MODELS
 
 from .layers import BN_MODES, Training
 from .resnet50 import resnet50
+from .small_models import build_small_model
 from .vgg16_transfer import vgg16_head, vgg16_transfer
 
 MODELS = {"vgg16_transfer": vgg16_transfer, "resnet50": resnet50, "vgg16_head": vgg16_head}
@@ -49,8 +51,13 @@ def build_model(name: str, images: tf.Tensor, training: Training, num_classes: i
     "mixed_float16" (float32 variables, low-precision compute, float32 logits).
     ``data_format="NCHW"`` transposes once at the input (for GPUs). ``preprocessing="caffe"``
     applies keras.applications' VGG16 ImageNet preprocessing to the [0, 1] RGB input (`preprocess`).
-    ``dropout`` is the VGG16 head's rate (ResNet50 has no dropout).
+    ``dropout`` is the VGG16 head's rate (ResNet50 has no dropout). The overhead study's small
+    models (`common.small_models`: mlp, trivial, embedding) build here too.
     """
+    if name in SMALL_MODELS:
+        if precision not in PRECISIONS:
+            raise DataError(f"unknown precision {precision!r}: expected one of {sorted(PRECISIONS)}")
+        return build_small_model(name, images, num_classes, PRECISIONS[precision])
     if name not in MODELS:
         raise DataError(f"unknown model {name!r}: expected one of {sorted(MODELS)}")
     if bn_mode not in BN_MODES:

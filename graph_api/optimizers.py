@@ -29,6 +29,7 @@ def _slot(var: tf.Variable, name: str) -> tf.Variable:
 
 
 def _rmsprop(g, var, lr, step, rho=RMSPROP_RHO, momentum=RMSPROP_MOMENTUM, epsilon=RMSPROP_EPSILON):
+    g = tf.convert_to_tensor(g)  # Keras's rule decays every row's velocity: dense by definition
     velocity = _slot(var, "velocity")
     new_velocity = v1.assign(velocity, rho * velocity + (1 - rho) * tf.square(g))
     increment = lr * g / tf.sqrt(new_velocity + epsilon)
@@ -40,13 +41,17 @@ def _rmsprop(g, var, lr, step, rho=RMSPROP_RHO, momentum=RMSPROP_MOMENTUM, epsil
 
 def _sgd(g, var, lr, step, momentum=0.0, nesterov=False):
     if momentum == 0:
+        if isinstance(g, tf.IndexedSlices):  # an embedding's rows: only they change, as in Keras
+            return v1.scatter_sub(var, g.indices, g.values * lr)
         return v1.assign_sub(var, g * lr)
+    g = tf.convert_to_tensor(g)
     m = _slot(var, "momentum")
     new_m = v1.assign(m, m * momentum - g * lr)
     return v1.assign_add(var, new_m * momentum - g * lr if nesterov else new_m)
 
 
 def _adam(g, var, lr, step, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    g = tf.convert_to_tensor(g)
     local_step = tf.cast(step + 1, tf.float32)
     alpha = lr * tf.sqrt(1 - tf.pow(beta_2, local_step)) / (1 - tf.pow(beta_1, local_step))
     m, v = _slot(var, "momentum"), _slot(var, "velocity")

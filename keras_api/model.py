@@ -7,8 +7,10 @@ from common.constants import HEAD_DROPOUT, IMAGENET_BGR_MEAN, PIXEL_RANGE, PREPR
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.errors import DataError
 from common.model_inputs import check_input_shape
+from common.small_models import SMALL_MODELS
 
 from .resnet50 import resnet50
+from .small_models import build_small_model
 from .vgg16_transfer import vgg16_head, vgg16_transfer
 
 
@@ -50,16 +52,20 @@ def build_model(name: str, input_shape=(224, 224, 3), num_classes: int = NUM_CLA
     VGG16 base's source: "imagenet" (Keras's cache file), a path, or "none".
     ``preprocessing="caffe"`` transforms the [0, 1] RGB input as a pretrained VGG16 expects
     (`CaffePreprocessing`), as the graph's `build_model` does. ``dropout`` is the VGG16 head's
-    rate (ResNet50 has no dropout).
+    rate (ResNet50 has no dropout). The overhead study's small models (`common.small_models`:
+    mlp, trivial, embedding) build here too; they take their own input shape.
     """
-    if name not in MODELS:
+    if name not in MODELS and name not in SMALL_MODELS:
         raise DataError(f"unknown model {name!r}: expected one of {sorted(MODELS)}")
     if precision not in PRECISIONS:
         raise DataError(f"unknown precision {precision!r}: expected one of {sorted(PRECISIONS)}")
-    check_input_shape(name, input_shape)
+    if name not in SMALL_MODELS:
+        check_input_shape(name, input_shape)
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(PRECISIONS[precision])
     try:
+        if name in SMALL_MODELS:
+            return build_small_model(name, num_classes)
         return MODELS[name](tuple(input_shape), num_classes, weights=weights,
                             input_layers=input_layers(preprocessing), dropout=dropout)
     finally:

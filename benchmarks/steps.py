@@ -1,0 +1,24 @@
+"""What every mode hands the worker: a synchronous step, how to close it, and the facts it
+observed (updates applied, XLA compiled, thread pools), read once the timed steps are done."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass
+class Step:
+    run: Callable[[], object]                          # one step; returns when its work is done
+    close: Callable[[], None] = lambda: None
+    facts: Callable[[], dict] = field(default=lambda: {})
+
+
+def timed_steps(step: Callable[[], object], total: int) -> list[float]:
+    """Wall time (s) of each of `total` calls of `step`."""
+    times = []
+    for _ in range(total):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times

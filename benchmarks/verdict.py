@@ -1,0 +1,205 @@
+"""The verdict as a map: for each regime or textbook scenario, the measured ratio of the
+TF1-style program over its Keras counterpart with its 95% interval, whether 2.5x holds, and the
+mechanism measured; then the answer in one paragraph, and a projection onto published GPUs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .config import CLAIMED_RATIO
+from .summary import pair_ratio
+
+# Published per-image training compute of ResNet50 (images/s of whole training steps), the
+# GPU side of the projection: NVIDIA DeepLearningExamples TF1 ResNet50 (V100 fp32, A100 AMP),
+# tf_cnn_benchmarks (P100 fp32).
+PUBLISHED_GPUS = (("P100, fp32 (tf_cnn_benchmarks)", 219.0), ("V100, fp32 (NVIDIA DeepLearningExamples, TF1)", 412.0),
+                  ("A100, AMP (NVIDIA DeepLearningExamples, TF1)", 2375.0))
+PROJECTION_BATCHES = (32, 256)
+PROJECTED_MODES = (("graph", "keras-fit"), ("graph", "keras-fit-spe"), ("graph-feed", "keras-fit"))
+
+
+@dataclass(frozen=True)
+class Row:
+    regime: str
+    scenario: str
+    fast: str                 # the TF1-style (or fixed) side's mode
+    slow: str                 # the Keras side's mode
+    model: str
+    task: str
+    batch: int | None         # None: the largest batch measured
+    data: str | None = None   # None: any
+    optimizer: str = "rmsprop"
+
+
+ROWS = (
+    Row("compute-bound training", "ResNet50 from scratch (P3.36), 64 px", "graph", "keras-fit", "resnet50", "train", None),
+    Row("fixed cost per step", "VGG16 head on cached features (P3.27-P3.30), batch 32", "graph", "keras-fit",
+        "vgg16_head", "train", 32),
+    Row("per-call overhead", "features one image per call (P3.25/P3.27): Session.run vs model.predict(x)",
+        "graph-feed", "keras-predict", "vgg16_head", "inference", 1),
+    Row("per-call overhead", "the same loop, Keras fixed: Session.run vs predict_on_batch(x)", "graph-feed", "keras-tob",
+        "vgg16_head", "inference", 1),
+    Row("per-call overhead", "predicting one site (P3.38), ResNet50 64 px: Session.run vs model.predict(x)",
+        "graph-feed", "keras-predict", "resnet50", "inference", 1),
+    Row("overhead regime", "trivial model, batch 1: TF1 feed_dict loop vs fit(X, Y)", "graph-feed", "keras-fit",
+        "trivial", "train", 1),
+    Row("overhead regime", "MNIST-style MLP, batch 32: TF1 feed_dict loop vs fit(X, Y)", "graph-feed", "keras-fit",
+        "mlp", "train", 32),
+    Row("overhead regime", "MLP, batch 32: TF1 loop vs fit with steps_per_execution=32", "graph-feed",
+        "keras-fit-spe", "mlp", "train", 32),
+    Row("overhead regime", "MLP, batch 1,024: TF1 feed_dict loop vs fit(X, Y)", "graph-feed", "keras-fit", "mlp",
+        "train", 1024),
+    Row("Keras of the claim's era", "MLP, batch 32: TF1 loop vs Keras 2 fit in TF1 graph mode", "graph-feed",
+        "tfkeras-v1", "mlp", "train", 32),
+    Row("Keras of the claim's era", "MLP, batch 32: TF1 loop vs Keras 2 fit (tf.function)", "graph-feed",
+        "tfkeras-fit", "mlp", "train", 32),
+    Row("origin of 2.5x", "keras#7818's model (100k x 512 embedding), SGD: TF1 loop vs Keras 3 fit", "graph-feed",
+        "keras-fit", "embedding", "train", 32, optimizer="sgd"),
+    Row("origin of 2.5x", "the same, vs Keras 2 fit (tf.function)", "graph-feed", "tfkeras-fit", "embedding", "train", 32,
+        optimizer="sgd"),
+    Row("origin of 2.5x", "the same, vs Keras 2 fit in TF1 graph mode", "graph-feed", "tfkeras-v1", "embedding", "train",
+        32, optimizer="sgd"),
+    Row("graph vs eager", "VGG16 head, batch 32: Session vs eager GradientTape (no tf.function)", "graph", "eager",
+        "vgg16_head", "train", 32),
+)
+
+
+def _find(configs: dict, mode: str, row: Row, batch: int | None = None) -> dict | None:
+    matches = [e for e in configs.values()
+               if "throughput" in e and e["mode"] == mode and e["model"] == row.model and e["task"] == row.task
+               and (row.data is None or e["data"] == row.data) and e.get("optimizer", "rmsprop") == row.optimizer
+               and (batch is None or e["batch"] == batch)]
+    return max(matches, key=lambda e: e["batch"]) if matches else None
+
+
+def claim(ratio: dict) -> str:
+    """Does a ratio's interval say the 2.5x claim holds?"""
+    if ratio.get("lo") is None:
+        return "inconclusive (1 repeat)"
+    if ratio["lo"] >= CLAIMED_RATIO:
+        return "holds"
+    if ratio["hi"] < CLAIMED_RATIO:
+        return "does not hold"
+    return "inconclusive"
+
+
+def _fit(fits: list[dict], mode: str, model: str, task: str) -> dict | None:
+    for f in fits:
+        if f["mode"] == mode and f["family"].startswith(f"{model}/{task}/"):
+            return f
+    return None
+
+
+def _ms(x: float) -> str:
+    return f"{x * 1000:,.0f} us" if x < 1 else f"{x:,.1f} ms"
+
+
+def mechanism(row: Row, summary: dict, fast: dict, slow: dict) -> str:
+    """What the measurements say causes this row's ratio."""
+    configs, fits = summary["configs"], summary["fits"]
+    if row.task == "inference":
+        tob = _find(configs, "keras-tob", row, fast["batch"])
+        text = f"median / p95 per call {_ms(fast['median_step_ms'])} / {_ms(fast['p95_step_ms'])} vs " \
+               f"{_ms(slow['median_step_ms'])} / {_ms(slow['p95_step_ms'])}"
+        if row.slow == "keras-predict" and tob:
+            text += f"; predict() adds {_ms(slow['median_step_ms'] - tob['median_step_ms'])} per call over " \
+                    "predict_on_batch (a data adapter, an iterator and callbacks for every call)"
+        return text
+    if row.slow == "eager":
+        return (f"eager runs every op from Python: {slow['median_step_ms']:,.1f} vs {fast['median_step_ms']:,.1f} ms "
+                "per step")
+    updates = []
+    for mode in (row.fast, "keras-ctl"):
+        train, grads = _fit(fits, mode, row.model, "train"), _fit(fits, mode, row.model, "gradients")
+        if train and grads:
+            updates.append(f"{mode} a = {train['a_ms']:.1f} ms, of which the update {train['a_ms'] - grads['a_ms']:.1f} ms")
+    if row.model == "embedding":
+        ops = {m: (e or {}).get("sparse_update_ops") for m, e in
+               ((row.fast, fast), ("keras-ctl", _find(configs, "keras-ctl", row, fast["batch"])))}
+        listed = "; ".join(f"{m}: {', '.join(v) if v else 'dense'}" for m, v in ops.items() if v is not None)
+        return f"embedding rows written by {listed}" if listed else "embedding update ops not recorded"
+    if updates:
+        return "fixed cost split: " + "; ".join(updates)
+    if fast["median_step_ms"] < 5:
+        return f"per-step dispatch: {_ms(fast['median_step_ms'])} vs {_ms(slow['median_step_ms'])} per step"
+    return f"per-step compute {fast['median_step_ms']:,.0f} ms: both run the same kernels"
+
+
+def verdict_map(summary: dict, first_stage: int | None = None) -> list[dict]:
+    """The rows of `ROWS` this run measured, each with its ratio, interval, claim and mechanism."""
+    rows = []
+    for row in ROWS:
+        slow = _find(summary["configs"], row.slow, row, row.batch)
+        fast = _find(summary["configs"], row.fast, row, slow["batch"] if slow else row.batch)
+        if not (fast and slow) or fast["group"] != slow["group"]:
+            continue
+        if any(r["group"] == fast["group"] for r in summary.get("refused", [])):
+            continue
+        ratio = pair_ratio(fast, slow, first_stage)
+        if ratio is None:
+            continue
+        rows.append({"regime": row.regime, "scenario": row.scenario, "fast": row.fast, "slow": row.slow,
+                     "group": fast["group"], "step_ms": fast["median_step_ms"], **ratio, "claim": claim(ratio),
+                     "mechanism": mechanism(row, summary, fast, slow)})
+    return rows
+
+
+def answer(rows: list[dict]) -> str:
+    """One paragraph: is not using Keras 2.5x faster?"""
+    if not rows:
+        return "No row of the verdict map was measured in this run."
+    holds = [r for r in rows if r["claim"] == "holds"]
+    near = [r for r in rows if r["lo"] is not None and r["hi"] < 1.25 and r["lo"] > 0.8]
+    text = f"Is not using Keras {CLAIMED_RATIO}x faster? In {len(holds)} of {len(rows)} measured situations. "
+    if holds:
+        text += "It holds where " + "; ".join(f"{r['scenario']} ({r['ratio']:.1f}x)" for r in holds) + ". "
+    if near:
+        text += (f"In {len(near)} the two are within 25% of each other, e.g. {near[0]['scenario']} "
+                 f"({near[0]['ratio']:.2f}x). ")
+    text += ("The gap is the size of what Keras does per call or per step (predict's set-up, fit's loop) "
+             "against the work of the step: large where the step is tiny or a single sample, gone where "
+             "kernels dominate, and closed within Keras by predict_on_batch, model(x) or steps_per_execution.")
+    return text
+
+
+def gpu_projection(summary: dict) -> list[dict]:
+    """Projected fast/slow ratios on published GPUs: each mode's per-step dispatch, measured as
+    its trivial-model step at batch 1 on this CPU, plus batch / the GPU's published images/s."""
+    dispatch = {}
+    for e in summary["configs"].values():
+        if "throughput" in e and e["model"] == "trivial" and e["task"] == "train" and e["batch"] == 1:
+            dispatch[e["mode"]] = e["median_step_ms"] / 1000
+    out = []
+    for fast, slow in PROJECTED_MODES:
+        if fast in dispatch and slow in dispatch:
+            for gpu, rate in PUBLISHED_GPUS:
+                for batch in PROJECTION_BATCHES:
+                    compute = batch / rate
+                    out.append({"gpu": gpu, "batch": batch, "fast": fast, "slow": slow,
+                                "dispatch_fast_ms": dispatch[fast] * 1000, "dispatch_slow_ms": dispatch[slow] * 1000,
+                                "compute_ms": compute * 1000,
+                                "ratio": (dispatch[slow] + compute) / (dispatch[fast] + compute)})
+    return out
+
+
+def map_markdown(rows: list[dict], fmt: Callable[[dict], str]) -> list[str]:
+    lines = [f"| regime | scenario | TF1 side / Keras side | ratio [95%] | {CLAIMED_RATIO}x | mechanism (measured) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['regime']} | {r['scenario']} | {r['fast']} / {r['slow']} | {fmt(r)} | {r['claim']} | "
+                     f"{r['mechanism']} |")
+    return lines
+
+
+def projection_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["Projection, not measurement. Assumed: each mode's per-step cost on the host is what it is on this CPU "
+             "(its trivial-model step at batch 1), the GPU's work per image is the published ResNet50 training rate "
+             "whatever the API, and nothing else (input, transfers) is on the critical path.", "",
+             "| GPU (published ResNet50 images/s) | batch | modes | dispatch ms | GPU compute ms | projected ratio |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['gpu']} | {r['batch']} | {r['fast']} / {r['slow']} | {r['dispatch_fast_ms']:.2f} / "
+                     f"{r['dispatch_slow_ms']:.2f} | {r['compute_ms']:,.1f} | {r['ratio']:.3f}x |")
+    return lines
