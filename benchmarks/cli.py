@@ -47,6 +47,13 @@ def cmd_run(args) -> None:
     results = run(configs, args.repeats or repeats, out / "results.json", preset=args.preset,
                   manifest=args.manifest, budget_s=budget_s, max_repeats=args.max_repeats)
     report = write_report(results, out)
+    from .report import ratio_text
+    from .verdict import answer, verdict_map
+    rows = verdict_map(results["summary"], results["repeats"])
+    print("verdict map (TF1-style side / Keras side, 95% interval over repeats):")
+    for row in rows:
+        print(f"  {row['regime']}: {row['scenario']}: {ratio_text(row)} -> 2.5x {row['claim']}")
+    print(answer(rows))
     print(f"report: {report}")
     for refused in results["summary"]["refused"]:
         raise DataError(f"comparison refused for {refused['group']}: {refused['reason']}")

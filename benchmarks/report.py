@@ -186,7 +186,7 @@ def verdict(summary: dict) -> str:
     parts = [f"Claimed: not using Keras is about {CLAIMED_RATIO}x faster. Measured (graph mode / its Keras "
              "baseline, geometric mean of the per-repeat ratios of median step times, 95% t interval over repeats):"]
     for r in graph:
-        parts.append(f"{r['mode']} {ratio_text(r)} vs {r['baseline']} for {r['group']} ({claim(r)})")
+        parts.append(f"{r['mode']} {ratio_text(r)} vs {r.get('baseline', BASELINE)} for {r['group']} ({claim(r)})")
     holds = [r for r in graph if claim(r) == "holds"]
     text = parts[0] + " " + "; ".join(parts[1:]) + ". "
     text += (f"The claim holds for {len(holds)} of {len(graph)} comparisons. " if holds
