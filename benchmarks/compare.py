@@ -1,7 +1,7 @@
 """Two results files side by side (e.g. this CPU and a user's GPU, or before/after a change)."""
 from __future__ import annotations
 
-from .report import load_results
+from .report import load_results, ratio_text
 
 
 def compare(path_a: str, path_b: str) -> str:
@@ -18,7 +18,7 @@ def compare(path_a: str, path_b: str) -> str:
         rb = cb.get(key, {}).get("throughput", {}).get("median")
         ratio = f"{rb / ra:.2f}" if ra and rb else "n/a"
         lines.append(f"| {key} | {_rate(ra)} | {_rate(rb)} | {ratio} |")
-    lines += ["", "| mode vs keras-fit in | A ratio [95%] | B ratio [95%] |", "|---|---|---|"]
+    lines += ["", "| mode vs the Keras baseline in | A ratio [95%] | B ratio [95%] |", "|---|---|---|"]
     ratios_a = {(r["mode"], r["group"]): r for r in a["summary"]["ratios"]}
     ratios_b = {(r["mode"], r["group"]): r for r in b["summary"]["ratios"]}
     for mode, group in sorted(set(ratios_a) | set(ratios_b)):
@@ -32,4 +32,4 @@ def _rate(x: float | None) -> str:
 
 
 def _ratio(r: dict | None) -> str:
-    return "n/a" if r is None else f"{r['ratio']:.2f}x [{r['lo']:.2f}, {r['hi']:.2f}]"
+    return "n/a" if r is None else ratio_text(r)

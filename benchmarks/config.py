@@ -191,7 +191,7 @@ def preset(name: str, manifest: str | None = None) -> tuple[list, int]:
     if name == "quick":
         return quick_configs(), 3
     if name == "full":
-        configs = _sweep(MODES, (8, 16, 32, 64), model="resnet50", steps=8)
+        configs = _sweep(GRAPH_MODES + ("keras-fit", "keras-ctl", "eager"), (8, 16, 32, 64), model="resnet50", steps=8)
         configs += _sweep(("graph", "keras-fit"), (32,), model="resnet50", task="inference", steps=8)
         configs += _sweep(("graph", "graph-feed", "keras-fit", "keras-ctl"), (8, 32), model="vgg16_transfer", steps=6)
         configs += _sweep(ladder, (1, 8, 32, 128, 512), model="vgg16_head", steps=50, warmup=3)
