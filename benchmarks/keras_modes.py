@@ -38,8 +38,9 @@ def build(config: BenchConfig, k: ModuleType):
 
 
 def optimizer(config: BenchConfig, k: ModuleType):
-    """The graph's optimizer rule in Keras `k` (Keras 3's defaults: RMSprop rho 0.9, eps 1e-7);
-    float16 gets Keras's dynamic loss scaling, as the graph's."""
+    """The graph's optimizer rule in Keras `k` (Keras 3's defaults: RMSprop rho 0.9, eps 1e-7).
+    float16 gets Keras's LossScaleOptimizer, which scales dynamically; the graph scales by a
+    static 1024 (docs/benchmarks.md says what that leaves unequal)."""
     from common.constants import RMSPROP_EPSILON, RMSPROP_LEARNING_RATE, RMSPROP_RHO
     if config.mode == "tfkeras-v1":  # Keras 2's TF1 graph mode trains with its legacy optimizers
         k = k.optimizers.legacy
