@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=positive_int, help="interleaved repeats (preset's by default)")
     p.add_argument("--budget-min", type=non_negative_float,
                    help="after the repeats, repeat graph/Keras-fit pairs whose interval is wider than +-10%% while "
-                        "the whole run stays within this many minutes (quick: 13; 0: off; off when --repeats is given)")
+                        "the whole run stays within this many minutes (quick: 9; 0: off; off when --repeats is given)")
     p.add_argument("--max-repeats", type=positive_int, default=MAX_REPEATS, help="at most this many repeats of a pair")
     p.add_argument("--image-size", type=positive_int, help="image size for image models (preset's by default)")
     p.add_argument("--precision", choices=PRECISIONS, help="every configuration in this precision")
