@@ -122,9 +122,9 @@ def within_target(ratio: dict, target: float = PRECISION_TARGET) -> bool:
 
 
 def fits(configs: dict[str, dict]) -> list[dict]:
-    """Per family and mode, step_time = a + b x batch over the batch sizes measured: the fit of
-    the pooled medians, and t intervals of a and b over the repeats that measured every batch
-    (each process's own fit)."""
+    """Per family and mode, step_time = a + b x batch over the batch sizes measured: with two or
+    more repeats that measured every batch, a and b are the means of each process's own fit with
+    t intervals; with one, the fit of the pooled medians."""
     points = defaultdict(list)
     for entry in configs.values():
         if "throughput" in entry:
@@ -137,7 +137,9 @@ def fits(configs: dict[str, dict]) -> list[dict]:
             continue
         per_repeat = _per_repeat_fits(entries)
         for name in ("a_ms", "b_ms"):
-            _, lo, hi = mean_interval([f[name] for f in per_repeat.values()])
+            mean, lo, hi = mean_interval([f[name] for f in per_repeat.values()])
+            if lo is not None:  # the interval's own centre: the mean of the processes' fits
+                fit[name] = mean
             fit[name.replace("_ms", "_lo_ms")], fit[name.replace("_ms", "_hi_ms")] = lo, hi
         out.append({"family": fam, "mode": mode, **fit, "batches": sorted(batches), "per_repeat": per_repeat})
     return out

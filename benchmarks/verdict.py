@@ -114,10 +114,15 @@ def mechanism(row: Row, summary: dict, fast: dict, slow: dict) -> str:
         if train and grads:
             updates.append(f"{mode} a = {train['a_ms']:.1f} ms, of which the update {train['a_ms'] - grads['a_ms']:.1f} ms")
     if row.model == "embedding":
-        ops = {m: (e or {}).get("sparse_update_ops") for m, e in
-               ((row.fast, fast), ("keras-ctl", _find(configs, "keras-ctl", row, fast["batch"])))}
-        listed = "; ".join(f"{m}: {', '.join(v) if v else 'dense'}" for m, v in ops.items() if v is not None)
-        return f"embedding rows written by {listed}" if listed else "embedding update ops not recorded"
+        parts = []
+        for mode in ("graph", "keras-ctl"):
+            train = _find(configs, mode, row, fast["batch"])
+            grads = _find(configs, mode, Row("", "", mode, mode, row.model, "gradients", fast["batch"]), fast["batch"])
+            if train and grads:
+                ops = ", ".join(train.get("sparse_update_ops") or []) or "dense"
+                parts.append(f"{mode}: update {train['median_step_ms'] - grads['median_step_ms']:.1f} ms of "
+                             f"{train['median_step_ms']:.1f} ({ops})")
+        return "the step minus its gradients-only step: " + "; ".join(parts) if parts else "update not split"
     if updates:
         return "fixed cost split: " + "; ".join(updates)
     if fast["median_step_ms"] < 5:
