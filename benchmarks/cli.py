@@ -47,8 +47,7 @@ def cmd_run(args) -> None:
     results = run(configs, args.repeats or repeats, out / "results.json", preset=args.preset,
                   manifest=args.manifest, budget_s=budget_s, max_repeats=args.max_repeats)
     report = write_report(results, out)
-    from .report import ratio_text
-    from .verdict import answer, verdict_map
+    from .verdict import answer, ratio_text, verdict_map
     rows = verdict_map(results["summary"], results["repeats"])
     print("verdict map (TF1-style side / Keras side, 95% interval over repeats):")
     for row in rows:

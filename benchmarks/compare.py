@@ -1,7 +1,8 @@
 """Two results files side by side (e.g. this CPU and a user's GPU, or before/after a change)."""
 from __future__ import annotations
 
-from .report import load_results, ratio_text
+from .report import load_results
+from .verdict import ratio_text
 
 
 def compare(path_a: str, path_b: str) -> str:

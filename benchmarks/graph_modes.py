@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from common.small_models import input_signature
 from graph_api import build_model
 from graph_api.graph import GraphConfig, build_train_graph
 
 from .config import BenchConfig
 from .inputs import numpy_batches, train_dataset
-from .steps import Step
+from .steps import Step, scatter_ops
 
 v1 = tf.compat.v1
 XLA_OPS = ("_XlaRun", "_XlaCompile", "XlaLaunch")  # what a compiled cluster runs as
@@ -62,7 +63,7 @@ def _inference_step(config: BenchConfig):
     with graph.as_default():
         init = None
         if config.mode == "graph-feed":
-            dtype = tf.int32 if config.model == "embedding" else tf.float32
+            dtype = tf.as_dtype(input_signature(config.model)[0])
             images = v1.placeholder(dtype, (None,) + config.input_shape(), name="images")
         else:
             iterator = v1.data.make_initializable_iterator(train_dataset(config))
@@ -100,7 +101,7 @@ def make_graph_step(config: BenchConfig) -> Step:
         updates = int(session.run(global_step)) if global_step is not None else 0
         clusters = _compiled_clusters(session, fetches, feed)
         return {"updates_applied": updates if config.task == "train" else 0, "xla_effective": clusters > 0,
-                "sparse_update_ops": sorted({op.type for op in graph.get_operations() if "Scatter" in op.type}),
+                "sparse_update_ops": scatter_ops(graph),
                 "xla_cluster_ops": clusters, "intra_op_threads": proto.intra_op_parallelism_threads,
                 "inter_op_threads": proto.inter_op_parallelism_threads}
     return Step(lambda: session.run(fetches, feed()), session.close, facts)

@@ -10,8 +10,8 @@ import tensorflow as tf
 
 from .config import BenchConfig
 from .inputs import numpy_batches, train_dataset
-from .keras_modes import build, optimizer, updates_applied
-from .steps import Step
+from .keras_modes import build, compile_for_training, optimizer, updates_applied
+from .steps import Step, scatter_ops
 
 
 def _loop_step(config: BenchConfig, model: keras.Model) -> Step:
@@ -53,21 +53,11 @@ def _loop_step(config: BenchConfig, model: keras.Model) -> Step:
     return Step(lambda: [t.numpy() for t in run(*next(iterator))], facts=facts)
 
 
-def scatter_ops(graph) -> list[str]:
-    """Op types with "Scatter" in a traced graph and the functions it calls: how sparse
-    (IndexedSlices) gradients are applied, if they are."""
-    types = {op.type for op in graph.get_operations()}
-    for function in graph._functions.values():  # nested bodies (e.g. the optimizer's)
-        types |= {node.op for node in function.definition.node_def}
-    return sorted(t for t in types if "Scatter" in t)
-
-
 def _call_step(config: BenchConfig, model: keras.Model) -> Step:
     """keras-tob / keras-predict / keras-call on numpy batches."""
     batches = numpy_batches(config)
     if config.mode == "keras-tob" and config.task == "train":
-        model.compile(optimizer=optimizer(config, keras), metrics=["accuracy"], jit_compile=config.xla,
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        compile_for_training(model, config, keras)
         return Step(lambda: model.train_on_batch(*next(batches)),
                     facts=lambda: {"xla_effective": bool(model.jit_compile),
                                    "updates_applied": updates_applied(model, keras)})

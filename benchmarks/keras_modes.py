@@ -11,7 +11,7 @@ from types import ModuleType
 
 import numpy as np
 
-from common.small_models import SMALL_MODELS
+from common.small_models import input_signature
 
 from .config import TF_KERAS_MODES, BenchConfig
 from .inputs import numpy_arrays, train_dataset
@@ -38,22 +38,27 @@ def build(config: BenchConfig, k: ModuleType):
 
 
 def optimizer(config: BenchConfig, k: ModuleType):
-    """The graph's optimizer rule in Keras `k` (Keras 3's defaults: RMSprop rho 0.9, eps 1e-7).
-    float16 gets Keras's LossScaleOptimizer, which scales dynamically; the graph scales by a
-    static 1024 (docs/benchmarks.md says what that leaves unequal)."""
-    from common.constants import RMSPROP_EPSILON, RMSPROP_LEARNING_RATE, RMSPROP_RHO
-    if config.mode == "tfkeras-v1":  # Keras 2's TF1 graph mode trains with its legacy optimizers
-        k = k.optimizers.legacy
-    else:
-        k = k.optimizers
-    if config.optimizer == "sgd":
-        opt = k.SGD(learning_rate=0.01)
-    else:
-        opt = k.RMSprop(learning_rate=RMSPROP_LEARNING_RATE, rho=RMSPROP_RHO, epsilon=RMSPROP_EPSILON)
+    """The graph's optimizer rule in Keras `k` (`keras_api.optimizers.make_optimizer`: Keras 3's
+    defaults). float16 gets Keras's LossScaleOptimizer, which scales dynamically; the graph scales
+    by a static 1024 (docs/benchmarks.md says what that leaves unequal)."""
+    from keras_api.optimizers import make_optimizer
+    # Keras 2's TF1 graph mode trains with its legacy optimizers
+    opt = make_optimizer(config.optimizer, optimizers=k.optimizers.legacy if config.mode == "tfkeras-v1"
+                         else k.optimizers)
     if config.precision == "mixed_float16":
         import keras
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
+
+
+def compile_for_training(model, config: BenchConfig, k: ModuleType, steps_per_execution: int = 1) -> None:
+    """Compile `model` (Keras module `k`) as every Keras-driven training mode does: the graph's
+    optimizer rule, cross-entropy from logits, the same accuracy, XLA as configured (Keras 3)."""
+    options = {"jit_compile": config.xla} if k.__name__ == "keras" else {}
+    if steps_per_execution > 1:
+        options["steps_per_execution"] = steps_per_execution
+    model.compile(optimizer=optimizer(config, k), metrics=[k.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                  loss=k.losses.SparseCategoricalCrossentropy(from_logits=True), **options)
 
 
 def updates_applied(model, k: ModuleType) -> int:
@@ -103,16 +108,12 @@ def run_fit(config: BenchConfig) -> tuple[list[float], float, dict]:
         timer = _timer(k, total, 1, time.perf_counter())
         model.predict(train_dataset(config).map(lambda x, y: x), steps=total, callbacks=[timer], verbose=0)
         return timer.times, build_s, {"xla_effective": bool(model.jit_compile), "updates_applied": 0}
-    options = {"jit_compile": config.xla} if k.__name__ == "keras" else {}
-    if per > 1:
-        options["steps_per_execution"] = per
-    model.compile(optimizer=optimizer(config, k), metrics=[k.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                  loss=k.losses.SparseCategoricalCrossentropy(from_logits=True), **options)
+    compile_for_training(model, config, k, per)
     build_s = time.perf_counter() - started
     timer = _timer(k, total, per, time.perf_counter())
     # Keras 2's graph mode makes its target placeholder with the output's rank: per-token labels
     # (B, T) of (B, T, C) logits go in as (B, T, 1), which its sparse loss and metric squeeze.
-    rank_fix = config.mode == "tfkeras-v1" and len(SMALL_MODELS.get(config.model, SMALL_MODELS["mlp"]).label_shape)
+    rank_fix = config.mode == "tfkeras-v1" and bool(input_signature(config.model)[1])
     if config.data == "numpy":  # the textbook's fit(X_train, Y_train, batch_size=...), epochs as needed
         inputs, labels = numpy_arrays(config)
         epochs = math.ceil(total * per * config.batch / len(inputs))

@@ -15,7 +15,7 @@ from . import plots
 from .parity import load_parity, parity_markdown
 from .config import BASELINE, CLAIMED_RATIO, GRAPH_MODES, PRECISION_TARGET, SCHEMA_VERSION, group_of
 from .summary import interval_half_widths, summarize_results, within_target
-from .verdict import answer, claim, gpu_projection, map_markdown, projection_markdown, verdict_map
+from .verdict import answer, claim, gpu_projection, map_markdown, projection_markdown, ratio_text, verdict_map
 
 
 LADDER = (("eager", False, "eager (GradientTape, no tf.function)"),
@@ -77,13 +77,6 @@ def _config_table(configs: dict) -> list[str]:
         lines.append(f"| {key} | {t['median']:,.1f} ({t['iqr']:,.1f}) | {e['median_step_ms']:,.1f} | "
                      f"{e['first_step_s']:.1f} | {e['peak_rss_mb']:,.0f} | {pipe} |")
     return lines
-
-
-def ratio_text(r: dict) -> str:
-    """"1.23x [1.10, 1.37]", or the ratio alone when one repeat gave no interval."""
-    if r.get("lo") is None:
-        return f"{r['ratio']:.2f}x [n/a]"
-    return f"{r['ratio']:.2f}x [{r['lo']:.2f}, {r['hi']:.2f}]"
 
 
 def _ratio_table(ratios: list[dict]) -> list[str]:
@@ -258,7 +251,7 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
              "## Verdict map", "", "Each row: how many times faster the TF1-style program (or the fixed Keras "
              "call) ran than its Keras counterpart, the 95% interval over repeats (processes), and what was "
              "measured to cause it.", ""]
-    lines += map_markdown(rows, ratio_text) + ["", answer(rows), ""]
+    lines += map_markdown(rows) + ["", answer(rows), ""]
     projection = gpu_projection(summary)
     if projection:
         lines += ["## On GPUs: a projection", ""] + projection_markdown(projection) + [""]

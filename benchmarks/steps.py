@@ -14,6 +14,15 @@ class Step:
     facts: Callable[[], dict] = field(default=lambda: {})
 
 
+def scatter_ops(graph) -> list[str]:
+    """Op types with "Scatter" in a graph (a Session's or a traced function's) and the functions
+    it calls: how sparse (IndexedSlices) gradients are applied, if they are."""
+    types = {op.type for op in graph.get_operations()}
+    for function in graph._functions.values():  # nested bodies (e.g. the optimizer's)
+        types |= {node.op for node in function.definition.node_def}
+    return sorted(t for t in types if "Scatter" in t)
+
+
 def timed_steps(step: Callable[[], object], total: int) -> list[float]:
     """Wall time (s) of each of `total` calls of `step`."""
     times = []

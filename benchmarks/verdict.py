@@ -3,8 +3,7 @@ TF1-style program over its Keras counterpart with its 95% interval, whether 2.5x
 mechanism measured; then the answer in one paragraph, and a projection onto published GPUs."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
 
 from .config import CLAIMED_RATIO
 from .summary import pair_ratio
@@ -117,7 +116,7 @@ def mechanism(row: Row, summary: dict, fast: dict, slow: dict) -> str:
         parts = []
         for mode in ("graph", "keras-ctl"):
             train = _find(configs, mode, row, fast["batch"])
-            grads = _find(configs, mode, Row("", "", mode, mode, row.model, "gradients", fast["batch"]), fast["batch"])
+            grads = _find(configs, mode, replace(row, task="gradients", optimizer="rmsprop"), fast["batch"])
             if train and grads:
                 ops = ", ".join(train.get("sparse_update_ops") or []) or "dense"
                 parts.append(f"{mode}: update {train['median_step_ms'] - grads['median_step_ms']:.1f} ms of "
@@ -187,11 +186,18 @@ def gpu_projection(summary: dict) -> list[dict]:
     return out
 
 
-def map_markdown(rows: list[dict], fmt: Callable[[dict], str]) -> list[str]:
+def ratio_text(r: dict) -> str:
+    """"1.23x [1.10, 1.37]", or the ratio alone when one repeat gave no interval."""
+    if r.get("lo") is None:
+        return f"{r['ratio']:.2f}x [n/a]"
+    return f"{r['ratio']:.2f}x [{r['lo']:.2f}, {r['hi']:.2f}]"
+
+
+def map_markdown(rows: list[dict]) -> list[str]:
     lines = [f"| regime | scenario | TF1 side / Keras side | ratio [95%] | {CLAIMED_RATIO}x | mechanism (measured) |",
              "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['regime']} | {r['scenario']} | {r['fast']} / {r['slow']} | {fmt(r)} | {r['claim']} | "
+        lines.append(f"| {r['regime']} | {r['scenario']} | {r['fast']} / {r['slow']} | {ratio_text(r)} | {r['claim']} | "
                      f"{r['mechanism']} |")
     return lines
 

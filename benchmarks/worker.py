@@ -17,6 +17,7 @@ import sys
 import time
 
 from .config import GRAPH_MODES, PINNED_ENV, TF2_RUNTIME_MODES, TF_KERAS_MODES, BenchConfig
+from .steps import timed_steps
 
 RESULT_MARK = "RESULT "
 # Measured per configuration and compared across modes: an API's own choice (e.g. fit's
@@ -29,7 +30,7 @@ def _settings(config: BenchConfig, facts: dict, env: dict) -> dict:
     import keras
     import tensorflow as tf
     settings = {k: v for k, v in config.to_dict().items() if k != "mode"}
-    settings.update(num_classes=_num_classes(config), tensorflow=tf.__version__, keras=keras.__version__,
+    settings.update(num_classes=config.classes(), tensorflow=tf.__version__, keras=keras.__version__,
                     python=platform.python_version(),
                     intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
                     inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
@@ -39,10 +40,9 @@ def _settings(config: BenchConfig, facts: dict, env: dict) -> dict:
 
 
 def _num_classes(config: BenchConfig) -> int:
-    if config.data == "pipeline":
-        from data_pipeline.shards import load_manifest
-        return len(load_manifest(config.manifest)["class_names"])
-    return config.classes()
+    """The class count of the shards a pipeline configuration reads."""
+    from data_pipeline.shards import load_manifest
+    return len(load_manifest(config.manifest)["class_names"])
 
 
 def _keras_used(config: BenchConfig) -> str:
@@ -60,7 +60,7 @@ def measure(config: BenchConfig, env: dict) -> dict:
     import tensorflow as tf
     if config.device == "gpu" and not tf.config.list_physical_devices("GPU"):
         raise RuntimeError("no GPU visible to TensorFlow")
-    if _num_classes(config) != config.classes():
+    if config.data == "pipeline":  # the shards' classes, read once
         from dataclasses import replace
         config = replace(config, num_classes=_num_classes(config))
     total = config.warmup + config.steps
@@ -77,7 +77,6 @@ def measure(config: BenchConfig, env: dict) -> dict:
             step = make_call_step(config)
         build_s = time.perf_counter() - started
         try:
-            from .steps import timed_steps
             times = timed_steps(step.run, total)
             facts = step.facts()
         finally:

@@ -10,15 +10,18 @@ OPTIMIZERS = ("rmsprop", "sgd", "adam")
 DEFAULT_LEARNING_RATE = {"rmsprop": RMSPROP_LEARNING_RATE, "sgd": 0.01, "adam": 1e-3}
 
 
-def make_optimizer(name: str, learning_rate: float | None = None, **options) -> keras.optimizers.Optimizer:
-    """A fresh Keras optimizer; `options` are passed through (e.g. momentum for sgd)."""
+def make_optimizer(name: str, learning_rate: float | None = None, optimizers=None, **options):
+    """A fresh Keras optimizer; `options` are passed through (e.g. momentum for sgd).
+    ``optimizers``: the namespace to build from (default `keras.optimizers`; e.g.
+    `tf_keras.optimizers.legacy` for Keras 2), so every Keras gets the same rule and defaults."""
     if name not in OPTIMIZERS:
         raise DataError(f"unknown optimizer {name!r} for keras_api: expected one of {OPTIMIZERS} "
                         "(the tf1_* optimizers exist only in graph_api)")
     lr = learning_rate if learning_rate is not None else DEFAULT_LEARNING_RATE[name]
+    optimizers = optimizers or keras.optimizers
     if name == "rmsprop":
         options = {"rho": RMSPROP_RHO, "momentum": RMSPROP_MOMENTUM, "epsilon": RMSPROP_EPSILON, **options}
-        return keras.optimizers.RMSprop(learning_rate=lr, **options)
+        return optimizers.RMSprop(learning_rate=lr, **options)
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, **options)
-    return keras.optimizers.Adam(learning_rate=lr, **options)
+        return optimizers.SGD(learning_rate=lr, **options)
+    return optimizers.Adam(learning_rate=lr, **options)
