@@ -39,8 +39,7 @@ def build(config: BenchConfig, k: ModuleType):
 
 def optimizer(config: BenchConfig, k: ModuleType):
     """The graph's optimizer rule in Keras `k` (`keras_api.optimizers.make_optimizer`: Keras 3's
-    defaults). float16 gets Keras's LossScaleOptimizer, which scales dynamically; the graph scales
-    by a static 1024 (docs/benchmarks.md says what that leaves unequal)."""
+    defaults). float16 gets Keras's LossScaleOptimizer, whose dynamic rule the graph writes out."""
     from keras_api.optimizers import make_optimizer
     # Keras 2's TF1 graph mode trains with its legacy optimizers
     opt = make_optimizer(config.optimizer, optimizers=k.optimizers.legacy if config.mode == "tfkeras-v1"

@@ -31,3 +31,9 @@ RMSPROP_LEARNING_RATE = 1e-3
 RMSPROP_RHO = 0.9
 RMSPROP_MOMENTUM = 0.0
 RMSPROP_EPSILON = 1e-7
+
+# float16 dynamic loss scaling, keras.optimizers.LossScaleOptimizer's defaults: the scale starts at
+# 2**15, halves (and the step is skipped) when a gradient is not finite, doubles after this many
+# finite steps in a row.
+LOSS_SCALE_INITIAL = 2.0 ** 15
+LOSS_SCALE_GROWTH_STEPS = 2000

@@ -106,7 +106,7 @@ def model_variables(graph: tf.Graph | None = None) -> list[tf.Variable]:
     """The variables of the naming contract: model weights and BN statistics, no optimizer
     slots, step counters or zero-debias accumulators."""
     graph = graph or v1.get_default_graph()
-    skip = ("optimizer/", "global_step", "/biased", "/local_step")
+    skip = ("optimizer/", "global_step", "/biased", "/local_step", "loss_scale/")
     return [v for v in graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)
             if not any(part in v.op.name for part in skip)]
 
@@ -168,7 +168,7 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
         default_lr = (config.learning_rate if config.learning_rate is not None
                       else DEFAULT_LEARNING_RATE.get(config.optimizer, 1e-3))
         learning_rate = v1.placeholder_with_default(tf.constant(default_lr, tf.float32), (), name="learning_rate")
-        loss_scale = 1024.0 if config.precision == "mixed_float16" else 1.0
+        loss_scale = "dynamic" if config.precision == "mixed_float16" else 1.0  # as Keras's LossScaleOptimizer
         train_op = minimize(loss, v1.trainable_variables(), learning_rate, config.optimizer,
                             loss_scale=loss_scale, **config.optimizer_options)
         return TrainGraph(graph, config, images, labels, eval_images, eval_labels, learning_rate, epoch_seed,

@@ -12,8 +12,8 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from common.constants import (RMSPROP_EPSILON, RMSPROP_LEARNING_RATE, RMSPROP_MOMENTUM,
-                                     RMSPROP_RHO)
+from common.constants import (LOSS_SCALE_GROWTH_STEPS, LOSS_SCALE_INITIAL, RMSPROP_EPSILON,
+                              RMSPROP_LEARNING_RATE, RMSPROP_MOMENTUM, RMSPROP_RHO)
 from data_pipeline.errors import DataError
 
 v1 = tf.compat.v1
@@ -61,6 +61,11 @@ def _adam(g, var, lr, step, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
 
 
 _KERAS_RULES = {"rmsprop": _rmsprop, "sgd": _sgd, "adam": _adam}
+# The slots each rule reads: made before a dynamic loss scale's `cond`, because a variable cannot
+# be created inside a conditional branch.
+_SLOT_NAMES = {"rmsprop": lambda h: ("velocity",) + (("momentum",) if h.get("momentum", RMSPROP_MOMENTUM) > 0 else ()),
+               "sgd": lambda h: ("momentum",) if h.get("momentum", 0.0) > 0 else (),
+               "adam": lambda h: ("momentum", "velocity")}
 
 
 def _tf1_optimizer(name: str, lr, hyper: dict):
@@ -87,28 +92,92 @@ def _all_before_any(grads: list, var_list: Sequence[tf.Variable]) -> list:
     return [next(gated) if g is not None else None for g in grads]
 
 
+def _unscale(g, scale):
+    if g is None:
+        return None
+    if isinstance(g, tf.IndexedSlices):
+        return tf.IndexedSlices(g.values / tf.cast(scale, g.values.dtype), g.indices, g.dense_shape)
+    return g / tf.cast(scale, g.dtype)
+
+
+def _all_finite(grads: list) -> tf.Tensor:
+    values = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads if g is not None]
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in values])
+
+
+def loss_scale_variables() -> tuple[tf.Variable, tf.Variable]:
+    """(scale float32, finite steps in a row int64) of the dynamic loss scale, under ``loss_scale/``."""
+    with v1.variable_scope("loss_scale", reuse=v1.AUTO_REUSE):
+        scale = v1.get_variable("scale", (), tf.float32, v1.constant_initializer(LOSS_SCALE_INITIAL),
+                                trainable=False)
+        good = v1.get_variable("good_steps", (), tf.int64, v1.zeros_initializer(), trainable=False)
+    return scale, good
+
+
+def _apply(grads, var_list, learning_rate, optimizer: str, step, hyper: dict) -> tf.Operation:
+    if optimizer.startswith("tf1_"):
+        return _tf1_optimizer(optimizer, learning_rate, hyper).apply_gradients(
+            [(g, v) for g, v in zip(grads, var_list) if g is not None], global_step=step)
+    rule = _KERAS_RULES[optimizer]
+    updates = [rule(tf.cast(g, tf.float32), var, learning_rate, step, **hyper)
+               for g, var in zip(grads, var_list) if g is not None]
+    with tf.control_dependencies(updates):
+        return v1.assign_add(step, 1).op
+
+
+def _dynamic_update(grads, var_list, learning_rate, optimizer: str, step, hyper: dict,
+                    growth_steps: int) -> tf.Operation:
+    """Keras's LossScaleOptimizer in the graph: finite gradients are unscaled and applied (the
+    step counts) and the scale doubles after `growth_steps` such steps in a row; otherwise
+    nothing is applied, the step does not count, and the scale halves."""
+    if optimizer.startswith("tf1_"):
+        raise DataError(f"optimizer {optimizer!r}: dynamic loss scaling applies Keras's rules; "
+                        "use rmsprop, sgd or adam with float16")
+    scale, good = loss_scale_variables()
+    for var, g in zip(var_list, grads):
+        if g is not None:
+            for name in _SLOT_NAMES[optimizer](hyper):
+                _slot(var, name)
+
+    def finite_step():
+        applied = _apply([_unscale(g, scale) for g in grads], var_list, learning_rate, optimizer, step, hyper)
+        with tf.control_dependencies([applied]):
+            grow = tf.equal(good, growth_steps - 1)
+            changed = [v1.assign(scale, tf.where(grow, scale * 2.0, scale)),
+                       v1.assign(good, tf.where(grow, tf.constant(0, tf.int64), good + 1))]
+        with tf.control_dependencies(changed):
+            return tf.constant(True)
+
+    def skipped_step():
+        with tf.control_dependencies([v1.assign(scale, scale * 0.5), v1.assign(good, 0)]):
+            return tf.constant(False)
+
+    return v1.cond(_all_finite(grads), finite_step, skipped_step).op
+
+
 def minimize(loss: tf.Tensor, var_list: Sequence[tf.Variable], learning_rate: tf.Tensor,
-             optimizer: str = "rmsprop", loss_scale: float = 1.0, **hyper) -> tf.Operation:
+             optimizer: str = "rmsprop", loss_scale: float | str = 1.0,
+             growth_steps: int = LOSS_SCALE_GROWTH_STEPS, **hyper) -> tf.Operation:
     """Train op: one update of `var_list` on `loss`, run after every op in ``UPDATE_OPS``
     (the batch-norm moving averages), incrementing the global step.
 
-    ``loss_scale`` multiplies the loss before differentiation and divides the gradients
-    after (static loss scaling for float16).
+    ``loss_scale`` multiplies the loss before differentiation and divides the gradients after:
+    a number is a static scale; "dynamic" is float16's dynamic scaling as Keras 3 does it
+    (`_dynamic_update`, Keras's defaults; `growth_steps` finite steps double the scale).
     """
     if optimizer not in OPTIMIZERS:
         raise DataError(f"unknown optimizer {optimizer!r}: expected one of {OPTIMIZERS}")
     step = v1.train.get_or_create_global_step()
     update_ops = v1.get_collection(v1.GraphKeys.UPDATE_OPS)
+    dynamic = loss_scale == "dynamic"
     with tf.control_dependencies(update_ops):
-        grads = tf.gradients(loss * loss_scale if loss_scale != 1.0 else loss, list(var_list))
-        if loss_scale != 1.0:
-            grads = [g / loss_scale if g is not None else None for g in grads]
+        if dynamic:
+            scale = loss_scale_variables()[0]
+            grads = tf.gradients(loss * tf.cast(scale, loss.dtype), list(var_list))
+        else:
+            grads = tf.gradients(loss * loss_scale if loss_scale != 1.0 else loss, list(var_list))
+            grads = [_unscale(g, loss_scale) for g in grads] if loss_scale != 1.0 else grads
         grads = _all_before_any(grads, var_list)
-        if optimizer.startswith("tf1_"):
-            return _tf1_optimizer(optimizer, learning_rate, hyper).apply_gradients(
-                list(zip(grads, var_list)), global_step=step)
-        rule = _KERAS_RULES[optimizer]
-        updates = [rule(tf.cast(g, tf.float32), var, learning_rate, step, **hyper)
-                   for g, var in zip(grads, var_list) if g is not None]
-        with tf.control_dependencies(updates):
-            return v1.assign_add(step, 1).op
+        if dynamic:
+            return _dynamic_update(grads, var_list, learning_rate, optimizer, step, hyper, growth_steps)
+        return _apply(grads, var_list, learning_rate, optimizer, step, hyper)
