@@ -29,12 +29,9 @@ def keras_module(config: BenchConfig) -> ModuleType:
 def build(config: BenchConfig, k: ModuleType):
     """The equivalence-tested model of `config.model` in Keras module `k` (float32 logits)."""
     k.utils.set_random_seed(config.seed)
-    if config.mode in TF_KERAS_MODES:
-        from keras_api.small_models import build_small_model
-        return build_small_model(config.model, config.classes(), keras_module=k)
     from keras_api import build_model
     return build_model(config.model, config.input_shape(), config.classes(), precision=config.precision,
-                       weights="none")
+                       weights="none", keras_module=k)
 
 
 def optimizer(config: BenchConfig, k: ModuleType):

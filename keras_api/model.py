@@ -1,6 +1,8 @@
 """`build_model`: the entry point that builds either model as a Keras model."""
 from __future__ import annotations
 
+from types import ModuleType
+
 import keras
 
 from common.constants import HEAD_DROPOUT, IMAGENET_BGR_MEAN, PIXEL_RANGE, PREPROCESSINGS
@@ -42,7 +44,8 @@ PRECISIONS = {"fp32": "float32", "mixed_bfloat16": "mixed_bfloat16", "mixed_floa
 
 def build_model(name: str, input_shape=(224, 224, 3), num_classes: int = NUM_CLASSES, *,
                 precision: str = "fp32", weights: str | None = "imagenet",
-                preprocessing: str | None = None, dropout: float = HEAD_DROPOUT) -> keras.Model:
+                preprocessing: str | None = None, dropout: float = HEAD_DROPOUT,
+                keras_module: ModuleType = keras) -> keras.Model:
     """Model `name` for (H, W, C) inputs -> (B, num_classes) float32 logits, as the graph's
     `build_model`: both APIs train with cross-entropy from logits and apply the softmax in
     `predict`.
@@ -53,7 +56,9 @@ def build_model(name: str, input_shape=(224, 224, 3), num_classes: int = NUM_CLA
     ``preprocessing="caffe"`` transforms the [0, 1] RGB input as a pretrained VGG16 expects
     (`CaffePreprocessing`), as the graph's `build_model` does. ``dropout`` is the VGG16 head's
     rate (ResNet50 has no dropout). The overhead study's small models (`common.small_models`:
-    mlp, trivial, embedding) build here too; they take their own input shape.
+    mlp, trivial, embedding) build here too; they take their own input shape. ``keras_module``
+    builds the models in `tf_keras` (Keras 2) instead, except the VGG16 base, whose weight
+    files and preprocessing layer are Keras 3's.
     """
     if name not in MODELS and name not in SMALL_MODELS:
         raise DataError(f"unknown model {name!r}: expected one of {sorted(MODELS)}")
@@ -61,12 +66,15 @@ def build_model(name: str, input_shape=(224, 224, 3), num_classes: int = NUM_CLA
         raise DataError(f"unknown precision {precision!r}: expected one of {sorted(PRECISIONS)}")
     if name not in SMALL_MODELS:
         check_input_shape(name, input_shape)
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(PRECISIONS[precision])
+    k = keras_module
+    if k is not keras and (name == "vgg16_transfer" or preprocessing):
+        raise DataError(f"{name}: the VGG16 base and its preprocessing build in Keras 3 only")
+    previous = k.mixed_precision.global_policy()
+    k.mixed_precision.set_global_policy(PRECISIONS[precision])
     try:
         if name in SMALL_MODELS:
-            return build_small_model(name, num_classes)
+            return build_small_model(name, num_classes, keras_module=k)
         return MODELS[name](tuple(input_shape), num_classes, weights=weights,
-                            input_layers=input_layers(preprocessing), dropout=dropout)
+                            input_layers=input_layers(preprocessing), dropout=dropout, keras_module=k)
     finally:
-        keras.mixed_precision.set_global_policy(previous)
+        k.mixed_precision.set_global_policy(previous)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keras
 
+from types import ModuleType
 from typing import Sequence
 
 from common.constants import HEAD_CONV_FILTERS, HEAD_DENSE_UNITS, HEAD_DROPOUT
@@ -31,18 +32,21 @@ def vgg16_base(input_shape=(224, 224, 3), weights: str | None = "imagenet") -> k
     return base
 
 
-def head_layers(num_classes: int, dropout: float = HEAD_DROPOUT) -> list[keras.layers.Layer]:
-    """The head after the base; ``dropout`` is the rate of both dropout layers (0 turns them off)."""
-    mixed = keras.mixed_precision.global_policy().compute_dtype != "float32"
+def head_layers(num_classes: int, dropout: float = HEAD_DROPOUT,
+                keras_module: ModuleType = keras) -> list[keras.layers.Layer]:
+    """The head after the base; ``dropout`` is the rate of both dropout layers (0 turns them off).
+    ``keras_module``: the Keras they are made in (Keras 3, or `tf_keras`)."""
+    k = keras_module
+    mixed = k.mixed_precision.global_policy().compute_dtype != "float32"
     return [
-        keras.layers.Conv2D(HEAD_CONV_FILTERS, 1, activation="relu", name="conv1x1"),
-        keras.layers.Flatten(name="flatten"),
-        keras.layers.Dense(HEAD_DENSE_UNITS, activation="relu", name="fc1"),
-        keras.layers.Dropout(dropout, name="dropout1"),
-        keras.layers.Dense(HEAD_DENSE_UNITS, activation="relu", name="fc2"),
-        keras.layers.Dropout(dropout, name="dropout2"),
-        keras.layers.Dense(num_classes, name="prediction"),
-    ] + ([keras.layers.Activation("linear", dtype="float32", name="float32_output")] if mixed else [])
+        k.layers.Conv2D(HEAD_CONV_FILTERS, 1, activation="relu", name="conv1x1"),
+        k.layers.Flatten(name="flatten"),
+        k.layers.Dense(HEAD_DENSE_UNITS, activation="relu", name="fc1"),
+        k.layers.Dropout(dropout, name="dropout1"),
+        k.layers.Dense(HEAD_DENSE_UNITS, activation="relu", name="fc2"),
+        k.layers.Dropout(dropout, name="dropout2"),
+        k.layers.Dense(num_classes, name="prediction"),
+    ] + ([k.layers.Activation("linear", dtype="float32", name="float32_output")] if mixed else [])
 
 
 def vgg16_transfer(input_shape=(224, 224, 3), num_classes: int = 1108, *, weights: str | None = "imagenet",
@@ -57,9 +61,10 @@ def vgg16_transfer(input_shape=(224, 224, 3), num_classes: int = 1108, *, weight
 
 def vgg16_head(input_shape=(7, 7, 512), num_classes: int = 1108, *,
                input_layers: Sequence[keras.layers.Layer] = (), dropout: float = HEAD_DROPOUT,
-               **_unused) -> keras.Model:
-    """The head alone, on cached VGG16 features (textbook P3.27-P3.30)."""
+               keras_module: ModuleType = keras, **_unused) -> keras.Model:
+    """The head alone, on cached VGG16 features (textbook P3.27-P3.30), in Keras 3 or
+    ``keras_module`` (`tf_keras`)."""
     if input_layers:
         raise DataError("vgg16_head takes features: their preprocessing happened at extraction")
-    return keras.Sequential([keras.Input(tuple(input_shape)), *head_layers(num_classes, dropout)],
-                            name="vgg16_head")
+    k = keras_module
+    return k.Sequential([k.Input(tuple(input_shape)), *head_layers(num_classes, dropout, k)], name="vgg16_head")
