@@ -27,8 +27,10 @@ TF_KERAS_MODES = ("tfkeras-fit", "tfkeras-v1")
 MODES = GRAPH_MODES + KERAS_MODES + TF_KERAS_MODES
 IMAGE_MODELS = ("resnet50", "vgg16_transfer", "vgg16_head")
 MODELS = IMAGE_MODELS + tuple(SMALL_MODELS)
-# gradients: forward + backward, no update (its fixed cost against train's is the update's)
-TASKS = ("train", "gradients", "inference")
+# gradients: forward + backward, no update (its fixed cost against train's is the update's);
+# evaluate: loss and accuracy batch by batch over a split (Session.run loop vs model.evaluate)
+TASKS = ("train", "gradients", "inference", "evaluate")
+EVALUATE_MODES = ("graph", "graph-feed", "graph-v2", "keras-fit")
 PRECISIONS = ("fp32", "mixed_bfloat16", "mixed_float16")
 DATA = ("synthetic", "numpy", "pipeline")
 OPTIMIZERS = ("rmsprop", "sgd")
@@ -126,6 +128,8 @@ class BenchConfig:
             return f"{self.mode} is a prediction call"
         if self.mode == "keras-fit-spe" and self.task != "train":
             return "steps_per_execution is measured in training"
+        if self.task == "evaluate" and self.mode not in EVALUATE_MODES:
+            return "evaluation over a split is measured as a Session.run loop and model.evaluate"
         if self.task == "gradients" and self.mode not in ("graph", "graph-feed", "graph-v2", "keras-ctl", "eager"):
             return "a gradients-only step needs a loop of our own (graph or custom loop)"
         if self.mode in TF_KERAS_MODES:
@@ -189,7 +193,7 @@ def preset(name: str, manifest: str | None = None) -> tuple[list, int]:
     """
     ladder = ("eager", "keras-ctl", "graph", "graph-feed", "keras-fit")
     if name == "quick":
-        return quick_configs(), 3
+        return quick_configs(manifest), 3
     if name == "full":
         configs = _sweep(GRAPH_MODES + ("keras-fit", "keras-ctl", "eager"), (8, 16, 32, 64), model="resnet50", steps=8)
         configs += _sweep(("graph", "keras-fit"), (32,), model="resnet50", task="inference", steps=8)
@@ -228,13 +232,21 @@ def _small(modes, batches, **common) -> list[BenchConfig]:
     return configs
 
 
-def quick_configs() -> list[BenchConfig]:
+def quick_configs(manifest: str | None = None) -> list[BenchConfig]:
     """The verdict map on this 2-core CPU within the demo's budget: compute-bound training
-    (ResNet50 64 px), the VGG16 head's fixed cost split into dispatch and update, the textbook's
-    one-image-per-call loops, the overhead regime (MLP at batch 1-1,024, trivial model at 1) in
-    every execution mode, and the origin model of the 2.5x figure."""
-    configs = _sweep(("graph", "keras-fit"), (16,), model="resnet50", image_size=64, steps=8)
+    (ResNet50 64 px, from one in-memory batch, from numpy arrays, from `manifest`'s shards when
+    given, 64 px images), the VGG16 head's fixed cost split into dispatch and update, trained
+    from numpy arrays and evaluated over them, the textbook's one-image-per-call loops, the
+    overhead regime (MLP at batch 1-1,024, trivial model at 1) in every execution mode, and the
+    origin model of the 2.5x figure."""
+    resnet = dict(model="resnet50", image_size=64, steps=8)
+    configs = _sweep(("graph", "keras-fit"), (16,), **resnet)
+    configs += _sweep(("graph-feed", "keras-fit"), (16,), data="numpy", **resnet)
+    if manifest:
+        configs += _sweep(("graph", "keras-fit"), (16,), data="pipeline", manifest=manifest, **resnet)
     head = dict(model="vgg16_head", steps=20, warmup=3)
+    configs += _sweep(("graph-feed", "keras-fit"), (32,), data="numpy", **head)
+    configs += _sweep(("graph-feed", "keras-fit"), (32,), task="evaluate", data="numpy", **head)
     configs += _sweep(("graph", "keras-fit", "keras-ctl"), (8, 32, 128), **head)
     configs += _sweep(("graph", "keras-ctl"), (8, 32, 128), task="gradients", **head)
     configs += _sweep(("eager", "graph-v2"), (32,), **head)

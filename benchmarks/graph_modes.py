@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from common.small_models import input_signature
 from graph_api import build_model
-from graph_api.graph import GraphConfig, build_train_graph
+from graph_api.graph import GraphConfig, build_train_graph, loss_and_accuracy
 
 from .config import BenchConfig
 from .inputs import numpy_batches, train_dataset
@@ -57,23 +57,28 @@ def _train_step(config: BenchConfig):
 
 
 def _inference_step(config: BenchConfig):
-    """As `_train_step`, for the inference tower alone (float32 logits, as the Keras model
-    returns them)."""
+    """As `_train_step`, for the inference tower alone: float32 logits (as the Keras model
+    returns them), or for task "evaluate" the batch's loss and accuracy (what `model.evaluate`
+    computes per batch)."""
     graph = tf.Graph()
     with graph.as_default():
         init = None
         if config.mode == "graph-feed":
-            dtype = tf.as_dtype(input_signature(config.model)[0])
-            images = v1.placeholder(dtype, (None,) + config.input_shape(), name="images")
+            dtypes = input_signature(config.model)
+            images = v1.placeholder(tf.as_dtype(dtypes[0]), (None,) + config.input_shape(), name="images")
+            labels = v1.placeholder(tf.int32, (None,) + dtypes[1], name="labels")
         else:
             iterator = v1.data.make_initializable_iterator(train_dataset(config))
-            images, _ = iterator.get_next()
+            images, labels = iterator.get_next()
             init = iterator.initializer
         logits = build_model(config.model, images, False, config.classes(), **_graph_config(config).model_options())
+        fetches = list(loss_and_accuracy(logits, labels)) if config.task == "evaluate" else [logits]
     if config.mode == "graph-feed":
         batches = numpy_batches(config)
-        return graph, [logits], lambda: {images: next(batches)[0]}, init, None
-    return graph, [logits], lambda: {}, init, None
+        if config.task == "evaluate":
+            return graph, fetches, lambda: dict(zip((images, labels), next(batches))), init, None
+        return graph, fetches, lambda: {images: next(batches)[0]}, init, None
+    return graph, fetches, lambda: {}, init, None
 
 
 def _compiled_clusters(session: v1.Session, fetches, feed) -> int:
@@ -88,7 +93,7 @@ def _compiled_clusters(session: v1.Session, fetches, feed) -> int:
 def make_graph_step(config: BenchConfig) -> Step:
     """A graph mode's synchronous step; its facts (read after the timed steps): updates applied,
     XLA clusters run in one traced step, the Session's thread pools."""
-    graph, fetches, feed, init, global_step = (_inference_step if config.task == "inference"
+    graph, fetches, feed, init, global_step = (_inference_step if config.task in ("inference", "evaluate")
                                                else _train_step)(config)
     proto = session_config(config)
     with graph.as_default():

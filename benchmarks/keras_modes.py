@@ -87,13 +87,27 @@ def _timer(k: ModuleType, total: int, per_sample: int, start: float):
         def on_predict_batch_end(self, batch, logs=None):
             self._end(logs)
 
+        def on_test_batch_end(self, batch, logs=None):
+            self._end(logs)
+
     return StepTimes()
 
 
+def _evaluate(model, config: BenchConfig, total: int, timer) -> None:
+    """`model.evaluate` over `total` batches: of the arrays, one call per pass as over a split
+    (`evaluate(X_val, Y_val, batch_size=...)`), or of the dataset in one call."""
+    if config.data != "numpy":
+        model.evaluate(train_dataset(config), steps=total, callbacks=[timer], verbose=0)
+        return
+    inputs, labels = numpy_arrays(config)
+    while len(timer.times) < total:
+        model.evaluate(inputs, labels, batch_size=config.batch, callbacks=[timer], verbose=0)
+
+
 def run_fit(config: BenchConfig) -> tuple[list[float], float, dict]:
-    """One fit (or predict) of warm-up + timed samples -> (sample times, build seconds (model,
-    compile), facts). Each sample is one step, or one execution of `steps_per_sample` steps
-    reported per step."""
+    """One fit (predict, evaluate) of warm-up + timed samples -> (sample times, build seconds
+    (model, compile), facts). Each sample is one step, or one execution of `steps_per_sample`
+    steps reported per step."""
     k = keras_module(config)
     started = time.perf_counter()
     model = build(config, k)
@@ -104,6 +118,13 @@ def run_fit(config: BenchConfig) -> tuple[list[float], float, dict]:
         timer = _timer(k, total, 1, time.perf_counter())
         model.predict(train_dataset(config).map(lambda x, y: x), steps=total, callbacks=[timer], verbose=0)
         return timer.times, build_s, {"xla_effective": bool(model.jit_compile), "updates_applied": 0}
+    if config.task == "evaluate":
+        compile_for_training(model, config, k)  # the same loss and accuracy; evaluate applies no update
+        build_s = time.perf_counter() - started
+        timer = _timer(k, total, 1, time.perf_counter())
+        _evaluate(model, config, total, timer)
+        return timer.times[:total], build_s, {"xla_effective": bool(getattr(model, "jit_compile", False)),
+                                              "updates_applied": 0}
     compile_for_training(model, config, k, per)
     build_s = time.perf_counter() - started
     timer = _timer(k, total, per, time.perf_counter())

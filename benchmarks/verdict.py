@@ -31,9 +31,18 @@ class Row:
 
 
 ROWS = (
-    Row("compute-bound training", "ResNet50 from scratch (P3.36), 64 px", "graph", "keras-fit", "resnet50", "train", None),
+    Row("compute-bound training", "ResNet50 from scratch (P3.36), 64 px", "graph", "keras-fit", "resnet50", "train", None,
+        data="synthetic"),
+    Row("input path", "ResNet50 from numpy arrays: feed_dict loop vs fit(X_train, Y_train) (P3.36)", "graph-feed",
+        "keras-fit", "resnet50", "train", None, data="numpy"),
+    Row("input path", "ResNet50 from the shards' tf.data pipeline: in-graph iterator vs fit(dataset)", "graph",
+        "keras-fit", "resnet50", "train", None, data="pipeline"),
+    Row("input path", "VGG16 head from numpy arrays (P3.33), batch 32: feed_dict loop vs fit(X, Y)", "graph-feed",
+        "keras-fit", "vgg16_head", "train", 32, data="numpy"),
+    Row("per-call overhead", "evaluation over a split, VGG16 head, batch 32: Session.run loop vs model.evaluate(X, Y)",
+        "graph-feed", "keras-fit", "vgg16_head", "evaluate", 32, data="numpy"),
     Row("fixed cost per step", "VGG16 head on cached features (P3.27-P3.30), batch 32", "graph", "keras-fit",
-        "vgg16_head", "train", 32),
+        "vgg16_head", "train", 32, data="synthetic"),
     Row("per-call overhead", "features one image per call (P3.25/P3.27): Session.run vs model.predict(x)",
         "graph-feed", "keras-predict", "vgg16_head", "inference", 1),
     Row("per-call overhead", "the same loop, Keras fixed: Session.run vs predict_on_batch(x)", "graph-feed", "keras-tob",
@@ -59,7 +68,7 @@ ROWS = (
     Row("origin of 2.5x", "the same, vs Keras 2 fit in TF1 graph mode", "graph-feed", "tfkeras-v1", "embedding", "train",
         32, optimizer="sgd"),
     Row("graph vs eager", "VGG16 head, batch 32: Session vs eager GradientTape (no tf.function)", "graph", "eager",
-        "vgg16_head", "train", 32),
+        "vgg16_head", "train", 32, data="synthetic"),
 )
 
 
@@ -96,7 +105,7 @@ def _ms(x: float) -> str:
 def mechanism(row: Row, summary: dict, fast: dict, slow: dict) -> str:
     """What the measurements say causes this row's ratio."""
     configs, fits = summary["configs"], summary["fits"]
-    if row.task == "inference":
+    if row.task in ("inference", "evaluate"):
         tob = _find(configs, "keras-tob", row, fast["batch"])
         text = f"median / p95 per call {_ms(fast['median_step_ms'])} / {_ms(fast['p95_step_ms'])} vs " \
                f"{_ms(slow['median_step_ms'])} / {_ms(slow['p95_step_ms'])}"
@@ -104,6 +113,11 @@ def mechanism(row: Row, summary: dict, fast: dict, slow: dict) -> str:
             text += f"; predict() adds {_ms(slow['median_step_ms'] - tob['median_step_ms'])} per call over " \
                     "predict_on_batch (a data adapter, an iterator and callbacks for every call)"
         return text
+    if row.regime == "input path":
+        how = {"numpy": "the TF1 loop feeds numpy slices through feed_dict; fit(X, Y) wraps the arrays in its "
+                        "data adapter",
+               "pipeline": "both read the shards' tf.data pipeline: an in-graph iterator vs fit's iterator"}
+        return f"per step {_ms(fast['median_step_ms'])} vs {_ms(slow['median_step_ms'])}; {how[row.data]}"
     if row.slow == "eager":
         return (f"eager runs every op from Python: {slow['median_step_ms']:,.1f} vs {fast['median_step_ms']:,.1f} ms "
                 "per step")

@@ -94,7 +94,7 @@ def runtime_facts() -> dict:
                                 or v1.control_flow_v2_enabled())}
 
 
-def _loss_and_accuracy(logits: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def loss_and_accuracy(logits: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Mean sparse categorical cross-entropy (nats) and top-1 accuracy of (B, C) logits (or (B, T,
     C) with (B, T) labels: one prediction per token)."""
     loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
@@ -163,8 +163,8 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
         with v1.variable_scope(v1.get_variable_scope(), reuse=True):
             eval_logits = build_model(config.model, eval_images, False, config.num_classes,
                                       **config.model_options())
-        loss, accuracy = _loss_and_accuracy(logits, labels)
-        eval_loss, eval_accuracy = _loss_and_accuracy(eval_logits, eval_labels)
+        loss, accuracy = loss_and_accuracy(logits, labels)
+        eval_loss, eval_accuracy = loss_and_accuracy(eval_logits, eval_labels)
         default_lr = (config.learning_rate if config.learning_rate is not None
                       else DEFAULT_LEARNING_RATE.get(config.optimizer, 1e-3))
         learning_rate = v1.placeholder_with_default(tf.constant(default_lr, tf.float32), (), name="learning_rate")

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from benchmarks.config import MODES, BenchConfig, check_comparable, preset
+from benchmarks.config import MODES, TF_KERAS_MODES, BenchConfig, check_comparable, preset
 from benchmarks.report import precision_rows
 from benchmarks.verdict import verdict_map
 from benchmarks.stats import crossover_batch, overhead_fit, ratio_interval, stein_repeats, tost
@@ -286,6 +286,10 @@ def _every_mode_configs() -> list[BenchConfig]:
             configs += [BenchConfig(mode=mode, model="mlp", batch=b, **tiny) for b in (1, 32)]
     configs += [BenchConfig(mode=m, model="mlp", task="gradients", batch=1, **tiny) for m in ("graph", "keras-ctl")]
     configs += [BenchConfig(mode="graph-feed", model="mlp", task="inference", batch=1, **tiny)]
+    configs += [BenchConfig(mode=m, model="mlp", task="evaluate", batch=32, **tiny) for m in ("graph-feed", "keras-fit")]
+    # the origin model's sparse update, and Keras 2 training a textbook model in both of its modes
+    configs += [BenchConfig(mode=m, model="embedding", optimizer="sgd", batch=2, **tiny) for m in ("graph-feed", "keras-ctl")]
+    configs += [BenchConfig(mode=m, model="vgg16_head", batch=2, steps=2, warmup=1) for m in TF_KERAS_MODES]
     return configs
 
 
@@ -310,6 +314,8 @@ def test_every_mode_runs_and_times_the_steps_it_claims(tmp_path):
         # graph-v2's Session runs in a process that keeps TF2's eager default; Keras 2's v1 mode does not
         assert r["runtime"]["executing_eagerly"] == (config.mode not in ("graph", "graph-feed", "graph-fused-bn",
                                                                          "tfkeras-v1"))
+        if config.model == "embedding":  # only the looked-up rows are written, in both APIs
+            assert any("Scatter" in op for op in r["sparse_update_ops"]), r["sparse_update_ops"]
     rows = {row["scenario"] for row in verdict_map(results["summary"])}
     assert any(s.startswith("MNIST-style MLP, batch 32") for s in rows) and any("steps_per_execution" in s for s in rows)
 
@@ -337,3 +343,23 @@ def test_xla_is_read_from_what_ran_and_an_environment_that_differs_is_refused(mo
                          log=lambda _: None)
     (refused,) = results["summary"]["refused"]
     assert "differ in env" in refused["reason"] and "BF16" in refused["reason"] and not results["summary"]["ratios"]
+
+
+def test_evaluate_walks_the_arrays_in_passes_and_times_every_batch(monkeypatch):
+    """Arrays of 2 batches, 5 batches asked: model.evaluate runs one call per pass (3) and the
+    timer keeps the first 5 batch times; the graph's evaluate fetches a loss and an accuracy."""
+    import keras
+    from benchmarks import inputs, keras_modes
+    from benchmarks.graph_modes import make_graph_step
+    config = BenchConfig(mode="keras-fit", model="mlp", task="evaluate", batch=4, steps=4, warmup=1, data="numpy")
+    monkeypatch.setattr(inputs, "NUMPY_ARRAY_FLOATS", 2 * 4 * 784)
+    passes, evaluate = [], keras.Model.evaluate
+    monkeypatch.setattr(keras.Model, "evaluate", lambda self, *a, **k: passes.append(1) or evaluate(self, *a, **k))
+    times, _, facts = keras_modes.run_fit(config)
+    assert len(times) == 5 and len(passes) == 3 and facts["updates_applied"] == 0
+    step = make_graph_step(BenchConfig(mode="graph-feed", model="mlp", task="evaluate", batch=4, data="numpy"))
+    try:
+        loss, accuracy = step.run()
+        assert loss > 0 and 0 <= accuracy <= 1
+    finally:
+        step.close()
