@@ -121,12 +121,13 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
     assert results["schema"] == 1 and results["git_commit"] and results["machine"]["cpu_count"]
     ok = [r for r in results["runs"] if r["ok"]]
     # training: graph and keras-fit at batches 8 and 32, graph-v2 at 32; the graph's gradients-only
-    # step at 8 and 32; inference graph and keras-fit at 32. 2 repeats, one process per mode and repeat
-    assert len(ok) == len(results["runs"]) == 9 * 2
+    # step at 8 and 32; inference graph and keras-fit at 32; keras-fit training from numpy arrays and
+    # evaluating over them at 32. 2 repeats, one process per mode and repeat
+    assert len(ok) == len(results["runs"]) == 11 * 2
     assert all(len(r["step_times_s"]) == 3 and len(r["warmup_times_s"]) == 1 for r in ok)
     assert all(r["updates_applied"] == (4 if r["config"]["task"] == "train" else 0) for r in ok)
     modes = [r["config"]["mode"] for r in results["runs"]]
-    assert modes == (["graph"] * 5 + ["keras-fit"] * 3 + ["graph-v2"]) * 2  # bundles, interleaved by repeat
+    assert modes == (["keras-fit"] * 5 + ["graph"] * 5 + ["graph-v2"]) * 2  # bundles in first-seen order, by repeat
     summary = results["summary"]
     assert {r["mode"] for r in summary["ratios"]} == {"graph", "graph-v2"} and len(summary["ratios"]) == 4
     # the runtime each worker really ran on: graph_api's modes on TF1, graph-v2 and Keras on TF2
@@ -141,7 +142,7 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
     assert "## Precision of the measurement" in report and report.count("| met |") + report.count("| missed") == 4
     for name in ("verdict_map.png", "ratios.png", "throughput_vs_batch.png", "step_times.png", "results.csv"):
         assert (tiny_run / name).stat().st_size > 0
-    assert len((tiny_run / "results.csv").read_text().splitlines()) == 1 + 9
+    assert len((tiny_run / "results.csv").read_text().splitlines()) == 1 + 11
 
 
 def test_compare_and_its_bad_input(tiny_run, tmp_path):
