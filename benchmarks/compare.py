@@ -1,6 +1,7 @@
 """Two results files side by side (e.g. this CPU and a user's GPU, or before/after a change)."""
 from __future__ import annotations
 
+from .markdown import table
 from .report import load_results
 from .verdict import ratio_text
 
@@ -12,19 +13,18 @@ def compare(path_a: str, path_b: str) -> str:
     ca, cb = a["summary"]["configs"], b["summary"]["configs"]
     name_a = f"A ({a.get('machine', {}).get('cpu_model', path_a)})"
     name_b = f"B ({b.get('machine', {}).get('cpu_model', path_b)})"
-    lines = [f"A: {path_a} (commit {a.get('git_commit')}), B: {path_b} (commit {b.get('git_commit')})", "",
-             f"| configuration | {name_a} images/s | {name_b} images/s | B / A |", "|---|---|---|---|"]
+    rates = []
     for key in sorted(set(ca) | set(cb)):
         ra = ca.get(key, {}).get("throughput", {}).get("median")
         rb = cb.get(key, {}).get("throughput", {}).get("median")
-        ratio = f"{rb / ra:.2f}" if ra and rb else "n/a"
-        lines.append(f"| {key} | {_rate(ra)} | {_rate(rb)} | {ratio} |")
-    lines += ["", "| mode vs the Keras baseline in | A ratio [95%] | B ratio [95%] |", "|---|---|---|"]
+        rates.append((key, _rate(ra), _rate(rb), f"{rb / ra:.2f}" if ra and rb else "n/a"))
     ratios_a = {(r["mode"], r["group"]): r for r in a["summary"]["ratios"]}
     ratios_b = {(r["mode"], r["group"]): r for r in b["summary"]["ratios"]}
-    for mode, group in sorted(set(ratios_a) | set(ratios_b)):
-        lines.append(f"| {mode} in {group} | {_ratio(ratios_a.get((mode, group)))} | "
-                     f"{_ratio(ratios_b.get((mode, group)))} |")
+    ratios = [(f"{mode} in {group}", _ratio(ratios_a.get((mode, group))), _ratio(ratios_b.get((mode, group))))
+              for mode, group in sorted(set(ratios_a) | set(ratios_b))]
+    lines = [f"A: {path_a} (commit {a.get('git_commit')}), B: {path_b} (commit {b.get('git_commit')})", ""]
+    lines += table(("configuration", f"{name_a} images/s", f"{name_b} images/s", "B / A"), rates)
+    lines += [""] + table(("mode vs the Keras baseline in", "A ratio [95%]", "B ratio [95%]"), ratios)
     return "\n".join(lines)
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from common.small_models import input_signature
 from graph_api import build_model
-from graph_api.graph import GraphConfig, build_train_graph, loss_and_accuracy
+from graph_api.graph import GraphConfig, build_train_graph, loss_and_accuracy, placeholders
 
 from .config import BenchConfig
 from .inputs import numpy_batches, train_dataset
@@ -64,9 +63,7 @@ def _inference_step(config: BenchConfig):
     with graph.as_default():
         init = None
         if config.mode == "graph-feed":
-            dtypes = input_signature(config.model)
-            images = v1.placeholder(tf.as_dtype(dtypes[0]), (None,) + config.input_shape(), name="images")
-            labels = v1.placeholder(tf.int32, (None,) + dtypes[1], name="labels")
+            images, labels = placeholders(_graph_config(config))
         else:
             iterator = v1.data.make_initializable_iterator(train_dataset(config))
             images, labels = iterator.get_next()

@@ -104,6 +104,24 @@ def _evaluate(model, config: BenchConfig, total: int, timer) -> None:
         model.evaluate(inputs, labels, batch_size=config.batch, callbacks=[timer], verbose=0)
 
 
+def _fit(model, config: BenchConfig, steps: int, timer) -> None:
+    """`model.fit` over `steps` training steps: of the arrays as the textbook's
+    `fit(X_train, Y_train, batch_size=...)` (epochs as needed), or of the dataset."""
+    # Keras 2's graph mode makes its target placeholder with the output's rank: per-token labels
+    # (B, T) of (B, T, C) logits go in as (B, T, 1), which its sparse loss and metric squeeze.
+    rank_fix = config.mode == "tfkeras-v1" and bool(input_signature(config.model)[1])
+    if config.data == "numpy":
+        inputs, labels = numpy_arrays(config)
+        epochs = math.ceil(steps * config.batch / len(inputs))
+        model.fit(inputs, labels[..., None] if rank_fix else labels, batch_size=config.batch, epochs=epochs,
+                  callbacks=[timer], verbose=0, shuffle=False)
+        return
+    data = train_dataset(config)
+    if rank_fix:
+        data = data.map(lambda x, y: (x, y[..., None]))
+    model.fit(data, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+
+
 def run_fit(config: BenchConfig) -> tuple[list[float], float, dict]:
     """One fit (predict, evaluate) of warm-up + timed samples -> (sample times, build seconds
     (model, compile), facts). Each sample is one step, or one execution of `steps_per_sample`
@@ -114,32 +132,16 @@ def run_fit(config: BenchConfig) -> tuple[list[float], float, dict]:
     total, per = config.warmup + config.steps, config.steps_per_sample()
     if config.task == "inference":
         model.compile(jit_compile=config.xla)
-        build_s = time.perf_counter() - started
-        timer = _timer(k, total, 1, time.perf_counter())
-        model.predict(train_dataset(config).map(lambda x, y: x), steps=total, callbacks=[timer], verbose=0)
-        return timer.times, build_s, {"xla_effective": bool(model.jit_compile), "updates_applied": 0}
-    if config.task == "evaluate":
-        compile_for_training(model, config, k)  # the same loss and accuracy; evaluate applies no update
-        build_s = time.perf_counter() - started
-        timer = _timer(k, total, 1, time.perf_counter())
-        _evaluate(model, config, total, timer)
-        return timer.times[:total], build_s, {"xla_effective": bool(getattr(model, "jit_compile", False)),
-                                              "updates_applied": 0}
-    compile_for_training(model, config, k, per)
+    else:  # evaluate computes training's loss and accuracy; it applies no update
+        compile_for_training(model, config, k, per)
     build_s = time.perf_counter() - started
     timer = _timer(k, total, per, time.perf_counter())
-    # Keras 2's graph mode makes its target placeholder with the output's rank: per-token labels
-    # (B, T) of (B, T, C) logits go in as (B, T, 1), which its sparse loss and metric squeeze.
-    rank_fix = config.mode == "tfkeras-v1" and bool(input_signature(config.model)[1])
-    if config.data == "numpy":  # the textbook's fit(X_train, Y_train, batch_size=...), epochs as needed
-        inputs, labels = numpy_arrays(config)
-        epochs = math.ceil(total * per * config.batch / len(inputs))
-        model.fit(inputs, labels[..., None] if rank_fix else labels, batch_size=config.batch, epochs=epochs,
-                  callbacks=[timer], verbose=0, shuffle=False)
+    if config.task == "inference":
+        model.predict(train_dataset(config).map(lambda x, y: x), steps=total, callbacks=[timer], verbose=0)
+    elif config.task == "evaluate":
+        _evaluate(model, config, total, timer)
     else:
-        data = train_dataset(config)
-        if rank_fix:
-            data = data.map(lambda x, y: (x, y[..., None]))
-        model.fit(data, epochs=1, steps_per_epoch=total * per, callbacks=[timer], verbose=0)
-    jit = bool(getattr(model, "jit_compile", False))
-    return timer.times[:total], build_s, {"xla_effective": jit, "updates_applied": updates_applied(model, k)}
+        _fit(model, config, total * per, timer)
+    updates = updates_applied(model, k) if config.task == "train" else 0
+    return timer.times[:total], build_s, {"xla_effective": bool(getattr(model, "jit_compile", False)),
+                                          "updates_applied": updates}

@@ -12,6 +12,7 @@ from data_pipeline.atomic import atomic_write_bytes
 import numpy as np
 
 from . import plots
+from .markdown import table
 from .parity import load_parity, parity_markdown
 from .config import BASELINE, CLAIMED_RATIO, GRAPH_MODES, PRECISION_TARGET, SCHEMA_VERSION, group_of
 from .summary import interval_half_widths, summarize_results, within_target
@@ -65,27 +66,24 @@ def results_csv(results: dict) -> bytes:
     return buffer.getvalue().encode()
 
 
+def _config_row(key: str, e: dict) -> tuple:
+    if "throughput" not in e:
+        return (key, f"failed: {'; '.join(e['errors'])}", "", "", "", "")
+    t, head = e["throughput"], e.get("pipeline_headroom")
+    pipe = f"{_fmt(e.get('pipeline_images_per_s'), 0)} ({_fmt(head)}x)" if head else "in-memory"
+    return (key, f"{t['median']:,.1f} ({t['iqr']:,.1f})", f"{e['median_step_ms']:,.1f}", f"{e['first_step_s']:.1f}",
+            f"{e['peak_rss_mb']:,.0f}", pipe)
+
+
 def _config_table(configs: dict) -> list[str]:
-    lines = ["| configuration | images/s median (IQR) | step ms | first step s | peak MB | pipeline images/s (x) |",
-             "|---|---|---|---|---|---|"]
-    for key, e in sorted(configs.items()):
-        if "throughput" not in e:
-            lines.append(f"| {key} | failed: {'; '.join(e['errors'])} | | | | |")
-            continue
-        t, head = e["throughput"], e.get("pipeline_headroom")
-        pipe = f"{_fmt(e.get('pipeline_images_per_s'), 0)} ({_fmt(head)}x)" if head else "in-memory"
-        lines.append(f"| {key} | {t['median']:,.1f} ({t['iqr']:,.1f}) | {e['median_step_ms']:,.1f} | "
-                     f"{e['first_step_s']:.1f} | {e['peak_rss_mb']:,.0f} | {pipe} |")
-    return lines
+    return table(("configuration", "images/s median (IQR)", "step ms", "first step s", "peak MB",
+                  "pipeline images/s (x)"), [_config_row(key, e) for key, e in sorted(configs.items())])
 
 
 def _ratio_table(ratios: list[dict]) -> list[str]:
-    lines = [f"| mode | vs | in | speed ratio [95%] | repeats (first stage) | claim {CLAIMED_RATIO}x |",
-             "|---|---|---|---|---|---|"]
-    for r in ratios:
-        lines.append(f"| {r['mode']} | {r['baseline']} | {r['group']} | {ratio_text(r)} | "
-                     f"{r['repeats']} ({r['first_stage']}) | {claim(r)} |")
-    return lines
+    return table(("mode", "vs", "in", "speed ratio [95%]", "repeats (first stage)", f"claim {CLAIMED_RATIO}x"),
+                 [(r["mode"], r["baseline"], r["group"], ratio_text(r), f"{r['repeats']} ({r['first_stage']})",
+                   claim(r)) for r in ratios])
 
 
 def _with_interval(x: float, lo: float | None, hi: float | None, digits: int) -> str:
@@ -94,18 +92,17 @@ def _with_interval(x: float, lo: float | None, hi: float | None, digits: int) ->
 
 def _fit_table(fits: list[dict], crossovers: list[dict]) -> list[str]:
     where = {(c["family"], c["mode"]): c for c in crossovers}
-    lines = ["| family | mode | a: ms per step [95%] | b: ms per sample [95%] | batches | ratio > 2.5x vs baseline |",
-             "|---|---|---|---|---|---|"]
+    rows = []
     for f in fits:
         c = where.get((f["family"], f["mode"]))
         holds = ""
         if c is not None:
             holds = c["holds"] if c["batch"] is None else f"{c['holds']} batch {c['batch']:.1f}"
             holds += "" if c["lo"] is None else f" [{c['lo']:.1f}, {c['hi']:.1f}]"
-        lines.append(f"| {f['family']} | {f['mode']} | {_with_interval(f['a_ms'], f['a_lo_ms'], f['a_hi_ms'], 2)} | "
-                     f"{_with_interval(f['b_ms'], f['b_lo_ms'], f['b_hi_ms'], 3)} | "
-                     f"{','.join(map(str, f['batches']))} | {holds} |")
-    return lines
+        rows.append((f["family"], f["mode"], _with_interval(f["a_ms"], f["a_lo_ms"], f["a_hi_ms"], 2),
+                     _with_interval(f["b_ms"], f["b_lo_ms"], f["b_hi_ms"], 3), ",".join(map(str, f["batches"])), holds))
+    return table(("family", "mode", "a: ms per step [95%]", "b: ms per sample [95%]", "batches",
+                  "ratio > 2.5x vs baseline"), rows)
 
 
 def _ladder(configs: dict) -> list[str]:
@@ -121,15 +118,15 @@ def _ladder(configs: dict) -> list[str]:
     if len(found) < 3:
         return []
     base = found.get((BASELINE, False))
-    lines = [f"Model and settings: {fam}, batch {batch}.", "",
-             "| execution | images/s | step ms | first step s (tracing/compile) | vs Keras fit |", "|---|---|---|---|---|"]
+    rows = []
     for mode, xla, label in LADDER:
         e = found.get((mode, xla))
         if e:
             rel = f"{base['median_step_ms'] / e['median_step_ms']:.2f}x" if base else "n/a"
-            lines.append(f"| {label} | {e['throughput']['median']:,.1f} | {e['median_step_ms']:,.1f} | "
-                         f"{e['first_step_s']:.1f} | {rel} |")
-    return lines
+            rows.append((label, f"{e['throughput']['median']:,.1f}", f"{e['median_step_ms']:,.1f}",
+                         f"{e['first_step_s']:.1f}", rel))
+    return [f"Model and settings: {fam}, batch {batch}.", ""] + table(
+        ("execution", "images/s", "step ms", "first step s (tracing/compile)", "vs Keras fit"), rows)
 
 
 def precision_rows(ratios: list[dict], runs: list[dict]) -> list[dict]:
@@ -158,17 +155,17 @@ def precision_rows(ratios: list[dict], runs: list[dict]) -> list[dict]:
 def _precision(rows: list[dict]) -> list[str]:
     lines = [f"Target: every graph / Keras fit interval within +-{PRECISION_TARGET:.0%} of its ratio. Steps vary "
              "within one process (IQR / median of its step times); whole processes vary between repeats "
-             "(the spread of the single-repeat ratios, max / min - 1). The larger says what to add.", "",
-             "| mode | vs keras-fit in | ratio | interval, % of ratio | ratio per repeat | within a process | "
-             "between repeats | target |", "|---|---|---|---|---|---|---|---|"]
+             "(the spread of the single-repeat ratios, max / min - 1). The larger says what to add.", ""]
+    cells = []
     for r in rows:
         more = "" if r["met"] else (" (add `--repeats` or `--budget-min`)" if r["between_repeats"] > r["within_process"]
                                     else " (add `--steps`)")
         width = "n/a" if r["below"] == float("inf") else f"-{r['below']:.1%} / +{r['above']:.1%}"
-        lines.append(f"| {r['mode']} | {r['group']} | {r['ratio']:.2f}x | {width} | "
-                     f"{', '.join(f'{x:.2f}' for x in r['per_repeat'])} | {r['within_process']:.0%} | "
-                     f"{r['between_repeats']:.0%} | {'met' if r['met'] else 'missed' + more} |")
-    return lines
+        cells.append((r["mode"], r["group"], f"{r['ratio']:.2f}x", width,
+                      ", ".join(f"{x:.2f}" for x in r["per_repeat"]), f"{r['within_process']:.0%}",
+                      f"{r['between_repeats']:.0%}", "met" if r["met"] else "missed" + more))
+    return lines + table(("mode", "vs keras-fit in", "ratio", "interval, % of ratio", "ratio per repeat",
+                          "within a process", "between repeats", "target"), cells)
 
 
 def verdict(summary: dict) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .config import CLAIMED_RATIO
+from .markdown import table
 from .summary import pair_ratio
 
 # Published per-image training compute of ResNet50 (images/s of whole training steps), the
@@ -208,12 +209,10 @@ def ratio_text(r: dict) -> str:
 
 
 def map_markdown(rows: list[dict]) -> list[str]:
-    lines = [f"| regime | scenario | TF1 side / Keras side | ratio [95%] | {CLAIMED_RATIO}x | mechanism (measured) |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['regime']} | {r['scenario']} | {r['fast']} / {r['slow']} | {ratio_text(r)} | {r['claim']} | "
-                     f"{r['mechanism']} |")
-    return lines
+    return table(("regime", "scenario", "TF1 side / Keras side", "ratio [95%]", f"{CLAIMED_RATIO}x",
+                  "mechanism (measured)"),
+                 [(r["regime"], r["scenario"], f"{r['fast']} / {r['slow']}", ratio_text(r), r["claim"], r["mechanism"])
+                  for r in rows])
 
 
 def projection_markdown(rows: list[dict]) -> list[str]:
@@ -221,10 +220,9 @@ def projection_markdown(rows: list[dict]) -> list[str]:
         return []
     lines = ["Projection, not measurement. Assumed: each mode's per-step cost on the host is what it is on this CPU "
              "(its trivial-model step at batch 1), the GPU's work per image is the published ResNet50 training rate "
-             "whatever the API, and nothing else (input, transfers) is on the critical path.", "",
-             "| GPU (published ResNet50 images/s) | batch | modes | dispatch ms | GPU compute ms | projected ratio |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['gpu']} | {r['batch']} | {r['fast']} / {r['slow']} | {r['dispatch_fast_ms']:.2f} / "
-                     f"{r['dispatch_slow_ms']:.2f} | {r['compute_ms']:,.1f} | {r['ratio']:.3f}x |")
-    return lines
+             "whatever the API, and nothing else (input, transfers) is on the critical path.", ""]
+    return lines + table(("GPU (published ResNet50 images/s)", "batch", "modes", "dispatch ms", "GPU compute ms",
+                          "projected ratio"),
+                         [(r["gpu"], r["batch"], f"{r['fast']} / {r['slow']}",
+                           f"{r['dispatch_fast_ms']:.2f} / {r['dispatch_slow_ms']:.2f}", f"{r['compute_ms']:,.1f}",
+                           f"{r['ratio']:.3f}x") for r in rows])

@@ -111,7 +111,7 @@ def model_variables(graph: tf.Graph | None = None) -> list[tf.Variable]:
             if not any(part in v.op.name for part in skip)]
 
 
-def _placeholders(config: GraphConfig) -> tuple[tf.Tensor, tf.Tensor]:
+def placeholders(config: GraphConfig) -> tuple[tf.Tensor, tf.Tensor]:
     """`images` and `labels` placeholders of any batch size for `config.model`'s inputs."""
     dtype, label_shape = input_signature(config.model)
     return (v1.placeholder(tf.as_dtype(dtype), (None,) + tuple(config.image_shape), name="images"),
@@ -141,7 +141,7 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
             train_it = v1.data.make_initializable_iterator(train_dataset())
             images, labels = train_it.get_next()
             train_init = train_it.initializer
-            eval_images, eval_labels = _placeholders(config)
+            eval_images, eval_labels = placeholders(config)
         elif config.feed == "dataset":
             if manifest is None:
                 raise DataError("feed='dataset' needs a manifest")
@@ -153,7 +153,7 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
             (images, labels), (eval_images, eval_labels) = train_it.get_next(), eval_it.get_next()
             train_init, eval_init = train_it.initializer, eval_it.initializer
         else:
-            images, labels = _placeholders(config)
+            images, labels = placeholders(config)
             eval_images, eval_labels = images, labels
             if manifest is not None:  # the order of each pass; the loop reads the pixels itself
                 from data_pipeline.dataset import pass_order
