@@ -102,6 +102,11 @@ def test_presets_and_unknown_names():
     with pytest.raises(DataError, match="unknown mode 'session'"):
         BenchConfig(mode="session").validate()
     assert BenchConfig(mode="eager", xla=True).applicable()
+    # evaluation is a Session.run loop or model.evaluate; Keras 2 cannot load the VGG16 base's files
+    assert "evaluation" in BenchConfig(mode="keras-ctl", task="evaluate").applicable()
+    assert BenchConfig(mode="graph-feed", task="evaluate").applicable() is None
+    assert "tf-keras" in BenchConfig(mode="tfkeras-fit", model="vgg16_transfer").applicable()
+    assert BenchConfig(mode="tfkeras-v1", model="vgg16_head").applicable() is None
 
 
 @pytest.fixture(scope="module")

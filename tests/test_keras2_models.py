@@ -69,6 +69,13 @@ def _gap(got, want, was) -> float:
     return float(np.abs(got - want).max() / np.abs(want - was).max())
 
 
+def test_keras2_refuses_the_vgg16_base_in_one_line():
+    import tf_keras
+    from data_pipeline.errors import DataError
+    with pytest.raises(DataError, match="vgg16_transfer: the VGG16 base and its preprocessing build in Keras 3 only"):
+        build_model("vgg16_transfer", (32, 32, 3), 10, weights="none", keras_module=tf_keras)
+
+
 def test_keras2_head_is_keras3s_head():
     import keras
     import tf_keras
