@@ -65,9 +65,12 @@ def ratio_vs_step(rows: list[dict], path: Path) -> Path | None:
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    for r in rows:
-        ax.errorbar([r["step_ms"]], [r["ratio"]], yerr=[[e] for e in (_error_bars([r])[0][0], _error_bars([r])[1][0])],
-                    fmt="o", capsize=3, label=f"{r['scenario'][:60]} ({r['fast']} / {r['slow']})")
+    below, above = _error_bars(rows)
+    for i, r in enumerate(rows):
+        # numbered, and a new marker every 10 rows: the colour cycle alone repeats
+        ax.errorbar([r["step_ms"]], [r["ratio"]], yerr=[[below[i]], [above[i]]], fmt="os^D"[i // 10 % 4], capsize=3,
+                    label=f"{i + 1}. {r['scenario'][:60]} ({r['fast']} / {r['slow']})")
+        ax.annotate(str(i + 1), (r["step_ms"], r["ratio"]), textcoords="offset points", xytext=(4, 4), fontsize=6)
     ax.axhline(CLAIMED_RATIO, color="red", linestyle="--", label=f"claimed {CLAIMED_RATIO}x")
     ax.axhline(1.0, color="grey", linestyle=":")
     ax.set_xscale("log")
