@@ -12,6 +12,7 @@ from typing import Callable
 from data_pipeline.errors import ArgumentParser, fraction, non_negative_float, non_negative_int, positive_int
 
 from .constants import HEAD_DROPOUT
+from .distribution import Cluster, parse_devices
 from .predict import PredictorBase, run_evaluate, run_predict
 
 MODEL_CHOICES = ("vgg16_transfer", "resnet50", "vgg16_head")
@@ -39,6 +40,19 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", type=fraction, default=HEAD_DROPOUT,
                    help=f"rate of the VGG16 head's two dropout layers (default {HEAD_DROPOUT}, the textbook's)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if checkpoints exist")
+    p.add_argument("--devices", type=parse_devices, default=None,
+                   help="data-parallel on N local devices (the first N GPUs; without GPUs, N logical CPU "
+                        "devices) or a list such as /gpu:0,/gpu:1; --batch-size is the global batch")
+    p.add_argument("--cluster", help="multi-process training: a TF_CONFIG JSON file for this process "
+                                     "(default: the TF_CONFIG environment variable, if set)")
+
+
+def placement(args: argparse.Namespace) -> tuple[tuple, Cluster | None]:
+    """The train flags' devices (more than one, made to exist; else ()) and cluster (or None)."""
+    from .distribution import local_devices, read_cluster
+    cluster = read_cluster(args.cluster)
+    devices = tuple(local_devices(args.devices)) if args.devices is not None else ()
+    return (devices if len(devices) > 1 else ()), cluster
 
 
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:

@@ -37,6 +37,13 @@ def save_run_config(out_dir: Path, config: dict) -> None:
     write_json(path, config)
 
 
+def record_placement(out_dir: Path, placement: dict) -> None:
+    """Add where the run executed (devices as the runtime used them, strategy, cluster task)
+    to its run_config.json, replacing the previous session's record."""
+    path = out_dir / "run_config.json"
+    write_json(path, dict(json.loads(path.read_text()), placement=placement))
+
+
 def _short(value) -> str:
     text = json.dumps(value)
     return text if len(text) < 60 else text[:57] + "..."
@@ -63,16 +70,18 @@ def input_fields(manifest: dict) -> dict:
 
 
 def start_run(api: str, model: str, manifest: dict, out_dir: Path, api_config: dict, batch_size: int,
-              steps_per_epoch: int | None) -> int:
+              steps_per_epoch: int | None, write: bool = True) -> int:
     """Create `out_dir` and write (or check) its run_config.json for `model` trained by `api`
     on `manifest` with `api_config` (the trainer's own configuration, as a dict)
-    -> train steps per epoch (`steps_per_epoch`, or one pass over the train split)."""
+    -> train steps per epoch (`steps_per_epoch`, or one pass over the train split).
+    ``write=False`` (a worker that is not a cluster's chief) writes nothing."""
     from data_pipeline import num_batches  # imports TensorFlow: only when a run starts
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_run_config(out_dir, {"api": api, "model": model, "class_names": manifest["class_names"],
-                              "image_mode": manifest["image_mode"], "image_shape": list(manifest["image_shape"]),
-                              # both APIs' models end in float32 logits; predict applies the softmax
-                              "outputs": "logits", f"{api}_config": api_config})
+    if write:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_run_config(out_dir, {"api": api, "model": model, "class_names": manifest["class_names"],
+                                  "image_mode": manifest["image_mode"], "image_shape": list(manifest["image_shape"]),
+                                  # both APIs' models end in float32 logits; predict applies the softmax
+                                  "outputs": "logits", f"{api}_config": api_config})
     steps = steps_per_epoch or num_batches(manifest, "train", batch_size, True)
     if steps < 1:
         raise DataError(f"{manifest['_path']}: fewer train samples than one batch of {batch_size}")

@@ -5,6 +5,7 @@ import argparse
 from typing import Sequence
 
 from common import cli as model_cli
+from common.distribution import VARIABLE_UPDATES
 from data_pipeline.errors import main_with_errors
 
 
@@ -12,18 +13,22 @@ def cmd_train(args) -> None:
     from .graph import GraphConfig
     from common.train_options import TrainOptions
     from .trainer import train
+    devices, cluster = model_cli.placement(args)
     config = GraphConfig(model=args.model, precision=args.precision, bn_mode=args.bn_mode,
                          data_format=args.data_format, optimizer=args.optimizer,
                          learning_rate=args.learning_rate, feed=args.feed, seed=args.seed,
-                         dropout=args.dropout)
+                         dropout=args.dropout, devices=devices, variable_update=args.variable_update)
     options = TrainOptions.from_args(args)
-    model_cli.print_done(train(config, args.manifest, args.out, options), args.out, options.monitor)
+    model_cli.print_done(train(config, args.manifest, args.out, options, cluster), args.out, options.monitor)
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bn-mode", choices=("keras", "debiased", "fused"), default="keras")
     p.add_argument("--feed", choices=("dataset", "feed_dict"), default="dataset")
     p.add_argument("--data-format", choices=("NHWC", "NCHW"), default="NHWC")
+    p.add_argument("--variable-update", choices=VARIABLE_UPDATES, default="parameter_server",
+                   help="with --devices: one copy of the variables on the CPU, or a copy per device with "
+                        "gradients all-reduced by collective ops")
 
 
 def build_parser() -> argparse.ArgumentParser:

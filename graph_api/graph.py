@@ -13,12 +13,16 @@ from typing import Callable
 import tensorflow as tf
 
 from common.constants import HEAD_DROPOUT
+from common.distribution import VARIABLE_UPDATES, Cluster
 from common.small_models import input_signature
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.errors import DataError
 
+from .distribute import (SYNC_SCOPE, build_towers, cluster_device, is_replica_copy, sync_op, sync_replicas,
+                         tower_device, worker_slice)
+from .layers import replica
 from .model import build_model
-from .optimizers import DEFAULT_LEARNING_RATE, minimize
+from .optimizers import DEFAULT_LEARNING_RATE, apply_gradients, gradients, minimize
 
 v1 = tf.compat.v1
 FEEDS = ("dataset", "feed_dict")
@@ -41,6 +45,8 @@ class GraphConfig:
     optimizer_options: dict = field(default_factory=dict)
     feed: str = "dataset"
     seed: int = 0
+    devices: tuple = ()              # one tower per device when more than one (graph_api.distribute)
+    variable_update: str = "parameter_server"
 
     def model_options(self) -> dict:
         return {"bn_mode": self.bn_mode, "data_format": self.data_format, "precision": self.precision,
@@ -69,6 +75,8 @@ class TrainGraph:
     model_variables: list = field(default_factory=list)
     train_order: tf.Tensor | None = None   # feed_dict: (N, 2) [shard, index] of pass `pass_index`
     pass_index: tf.Tensor | None = None    # int64 placeholder, default 0
+    sync_op: tf.Operation | None = None    # towers with replicated variables: copy tower 0's state
+    cluster_sync: object = None            # a cluster worker's graph: graph_api.distribute.ClusterSync
 
 
 def use_tf1_runtime() -> None:
@@ -107,8 +115,15 @@ def model_variables(graph: tf.Graph | None = None) -> list[tf.Variable]:
     slots, step counters or zero-debias accumulators."""
     graph = graph or v1.get_default_graph()
     skip = ("optimizer/", "global_step", "/biased", "/local_step", "loss_scale/")
+    return [v for v in checkpoint_variables(graph) if not any(part in v.op.name for part in skip)]
+
+
+def checkpoint_variables(graph: tf.Graph | None = None) -> list[tf.Variable]:
+    """Every variable a checkpoint holds: all but the per-device copies of replicated towers,
+    which are tower 0's (`graph_api.distribute.sync_op` restores them)."""
+    graph = graph or v1.get_default_graph()
     return [v for v in graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)
-            if not any(part in v.op.name for part in skip)]
+            if not is_replica_copy(v) and not v.op.name.startswith(SYNC_SCOPE)]
 
 
 def placeholders(config: GraphConfig) -> tuple[tf.Tensor, tf.Tensor]:
@@ -120,7 +135,8 @@ def placeholders(config: GraphConfig) -> tuple[tf.Tensor, tf.Tensor]:
 
 def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, batch_size: int = 32,
                       eval_batch_size: int | None = None,
-                      train_dataset: Callable[[], tf.data.Dataset] | None = None) -> TrainGraph:
+                      train_dataset: Callable[[], tf.data.Dataset] | None = None,
+                      cluster: Cluster | None = None) -> TrainGraph:
     """A fresh `tf.Graph` for training `config.model`.
 
     feed="dataset": both towers read `make_dataset` iterators of `manifest` (train split
@@ -129,49 +145,94 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
     batches that the loop reads from the shards in the order `train_order` gives.
     `train_dataset` (called inside the new graph) replaces the manifest's train split, e.g.
     in-memory batches for benchmarks; the eval tower then reads the placeholders.
+    Several `config.devices` build one train tower per device (`graph_api.distribute`); a
+    `cluster` builds this worker's graph of a between-graph replicated run, whose `train_op`
+    is a tensor: the global step after the synchronous update it took part in.
     """
     if config.feed not in FEEDS:
         raise DataError(f"unknown feed {config.feed!r}: expected one of {FEEDS}")
+    if config.variable_update not in VARIABLE_UPDATES:
+        raise DataError(f"unknown variable update {config.variable_update!r}: expected one of {VARIABLE_UPDATES}")
+    if cluster is not None and len(config.devices) > 1:
+        raise DataError("--devices: a worker of a cluster trains on one device")
     graph = tf.Graph()
-    with graph.as_default():
+    with graph.as_default(), v1.device(cluster_device(cluster)), \
+            replica(cluster.workers.index(cluster.task) if cluster else 0):
         v1.set_random_seed(config.seed)
         epoch_seed = v1.placeholder_with_default(tf.constant(config.seed, tf.int64), (), name="epoch_seed")
-        train_init = eval_init = train_order = pass_index = None
-        if config.feed == "dataset" and train_dataset is not None:
-            train_it = v1.data.make_initializable_iterator(train_dataset())
-            images, labels = train_it.get_next()
-            train_init = train_it.initializer
-            eval_images, eval_labels = placeholders(config)
-        elif config.feed == "dataset":
-            if manifest is None:
-                raise DataError("feed='dataset' needs a manifest")
-            from data_pipeline import make_dataset
-            train_it = v1.data.make_initializable_iterator(make_dataset(
-                manifest, "train", batch_size, shuffle=True, seed=epoch_seed, drop_remainder=True, repeat=True))
-            eval_it = v1.data.make_initializable_iterator(make_dataset(
-                manifest, "val", eval_batch_size or batch_size, shuffle=False))
-            (images, labels), (eval_images, eval_labels) = train_it.get_next(), eval_it.get_next()
-            train_init, eval_init = train_it.initializer, eval_it.initializer
+        (images, labels, eval_images, eval_labels, train_init, eval_init, train_order,
+         pass_index) = _inputs(config, manifest, batch_size, eval_batch_size, train_dataset, epoch_seed)
+        if cluster is not None:
+            images, labels = worker_slice(cluster, images, labels)
+        loss_scale = "dynamic" if config.precision == "mixed_float16" else 1.0  # as Keras's LossScaleOptimizer
+        towers = None
+        if len(config.devices) > 1:
+            towers = build_towers(config, images, labels, loss_scale, loss_and_accuracy)
+            loss, accuracy = towers.loss, towers.accuracy
         else:
-            images, labels = placeholders(config)
-            eval_images, eval_labels = images, labels
-            if manifest is not None:  # the order of each pass; the loop reads the pixels itself
-                from data_pipeline.dataset import pass_order
-                pass_index = v1.placeholder_with_default(tf.constant(0, tf.int64), (), name="pass_index")
-                train_order = pass_order(manifest, "train", epoch_seed, pass_index)
-        logits = build_model(config.model, images, True, config.num_classes, **config.model_options())
-        with v1.variable_scope(v1.get_variable_scope(), reuse=True):
+            logits = build_model(config.model, images, True, config.num_classes, **config.model_options())
+        with v1.variable_scope(v1.get_variable_scope(), reuse=True), \
+                v1.device(tower_device(config, 0) if towers else None):
             eval_logits = build_model(config.model, eval_images, False, config.num_classes,
                                       **config.model_options())
-        loss, accuracy = loss_and_accuracy(logits, labels)
+        if towers is None:
+            loss, accuracy = loss_and_accuracy(logits, labels)
         eval_loss, eval_accuracy = loss_and_accuracy(eval_logits, eval_labels)
         default_lr = (config.learning_rate if config.learning_rate is not None
                       else DEFAULT_LEARNING_RATE.get(config.optimizer, 1e-3))
         learning_rate = v1.placeholder_with_default(tf.constant(default_lr, tf.float32), (), name="learning_rate")
-        loss_scale = "dynamic" if config.precision == "mixed_float16" else 1.0  # as Keras's LossScaleOptimizer
-        train_op = minimize(loss, v1.trainable_variables(), learning_rate, config.optimizer,
-                            loss_scale=loss_scale, **config.optimizer_options)
+        cluster_sync = None
+        if towers is not None:
+            with tf.control_dependencies(towers.update_ops):
+                train_op = apply_gradients(towers.replicas, learning_rate, config.optimizer, loss_scale,
+                                           **config.optimizer_options)
+        elif cluster is not None:
+            train_op, cluster_sync = _synchronous_step(config, cluster, loss, learning_rate, loss_scale)
+        else:
+            train_op = minimize(loss, v1.trainable_variables(), learning_rate, config.optimizer,
+                                loss_scale=loss_scale, **config.optimizer_options)
         return TrainGraph(graph, config, images, labels, eval_images, eval_labels, learning_rate, epoch_seed,
                           loss, accuracy, train_op, eval_loss, eval_accuracy, tf.nn.softmax(eval_logits),
                           tf.shape(eval_labels)[0],
-                          train_init, eval_init, model_variables(graph), train_order, pass_index)
+                          train_init, eval_init, model_variables(graph), train_order, pass_index,
+                          sync_op(graph), cluster_sync)
+
+
+def _inputs(config: GraphConfig, manifest, batch_size: int, eval_batch_size: int | None, train_dataset,
+            epoch_seed: tf.Tensor) -> tuple:
+    """-> (images, labels, eval images, eval labels, train_init, eval_init, train_order, pass_index)."""
+    train_init = eval_init = train_order = pass_index = None
+    if config.feed == "dataset" and train_dataset is not None:
+        train_it = v1.data.make_initializable_iterator(train_dataset())
+        images, labels = train_it.get_next()
+        train_init = train_it.initializer
+        eval_images, eval_labels = placeholders(config)
+    elif config.feed == "dataset":
+        if manifest is None:
+            raise DataError("feed='dataset' needs a manifest")
+        from data_pipeline import make_dataset
+        train_it = v1.data.make_initializable_iterator(make_dataset(
+            manifest, "train", batch_size, shuffle=True, seed=epoch_seed, drop_remainder=True, repeat=True))
+        eval_it = v1.data.make_initializable_iterator(make_dataset(
+            manifest, "val", eval_batch_size or batch_size, shuffle=False))
+        (images, labels), (eval_images, eval_labels) = train_it.get_next(), eval_it.get_next()
+        train_init, eval_init = train_it.initializer, eval_it.initializer
+    else:
+        images, labels = placeholders(config)
+        eval_images, eval_labels = images, labels
+        if manifest is not None:  # the order of each pass; the loop reads the pixels itself
+            from data_pipeline.dataset import pass_order
+            pass_index = v1.placeholder_with_default(tf.constant(0, tf.int64), (), name="pass_index")
+            train_order = pass_order(manifest, "train", epoch_seed, pass_index)
+    return images, labels, eval_images, eval_labels, train_init, eval_init, train_order, pass_index
+
+
+def _synchronous_step(config: GraphConfig, cluster: Cluster, loss: tf.Tensor, learning_rate: tf.Tensor,
+                      loss_scale) -> tuple:
+    """A worker's step of a between-graph run (`graph_api.distribute.sync_replicas`); the
+    batch-norm moving averages follow the chief's slice only, as tower 0's in one process."""
+    var_list = v1.trainable_variables()
+    with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS) if cluster.is_chief else []):
+        grads = gradients(loss, var_list, loss_scale)
+    return sync_replicas(cluster, grads, var_list, lambda means: apply_gradients(
+        [(means, var_list)], learning_rate, config.optimizer, loss_scale, **config.optimizer_options))

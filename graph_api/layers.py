@@ -8,7 +8,9 @@ Shapes: images NHWC (or NCHW with ``data_format="NCHW"``); kernels are always HW
 """
 from __future__ import annotations
 
-from typing import Union
+import contextlib
+import contextvars
+from typing import Iterator, Union
 
 import tensorflow as tf
 
@@ -17,6 +19,19 @@ from common.constants import BN_EPSILON_KERAS, BN_MOMENTUM
 v1 = tf.compat.v1
 Training = Union[bool, tf.Tensor]
 BN_MODES = ("keras", "debiased", "fused")
+_REPLICA = contextvars.ContextVar("replica", default=0)
+
+
+@contextlib.contextmanager
+def replica(index: int) -> Iterator[None]:
+    """Layers built inside draw the random numbers of data-parallel replica `index`: towers
+    of one step see different slices of the batch and must not share dropout masks.
+    Replica 0 draws what a one-device model draws."""
+    token = _REPLICA.set(index)
+    try:
+        yield
+    finally:
+        _REPLICA.reset(token)
 
 
 def _read(variable: tf.Variable, dtype: tf.DType) -> tf.Tensor:
@@ -115,7 +130,8 @@ def dropout(x: tf.Tensor, rate: float, name: str, training: Training) -> tf.Tens
             return x
         step = v1.train.get_or_create_global_step()
         graph_seed = tf.compat.v1.get_default_graph().seed or 0
-        seed = tf.stack([tf.cast(step, tf.int64) + graph_seed * 1_000_003, _name_seed(name)])
+        seed = tf.stack([tf.cast(step, tf.int64) + graph_seed * 1_000_003,
+                         _name_seed(name) + _REPLICA.get() * 1_000_033])
         drop = lambda: tf.nn.experimental.stateless_dropout(x, tf.cast(rate_t, x.dtype), seed)  # noqa: E731
         return drop() if training is True else tf.cond(training, drop, lambda: tf.identity(x))
 

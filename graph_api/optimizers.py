@@ -107,25 +107,34 @@ def _all_finite(grads: list) -> tf.Tensor:
 
 def loss_scale_variables() -> tuple[tf.Variable, tf.Variable]:
     """(scale float32, finite steps in a row int64) of the dynamic loss scale, under ``loss_scale/``."""
-    with v1.variable_scope("loss_scale", reuse=v1.AUTO_REUSE):
+    # An absolute scope: towers built under a replica's scope share the one scale.
+    with v1.variable_scope(v1.VariableScope(v1.AUTO_REUSE, name="loss_scale")):
         scale = v1.get_variable("scale", (), tf.float32, v1.constant_initializer(LOSS_SCALE_INITIAL),
                                 trainable=False)
         good = v1.get_variable("good_steps", (), tf.int64, v1.zeros_initializer(), trainable=False)
     return scale, good
 
 
-def _apply(grads, var_list, learning_rate, optimizer: str, step, hyper: dict) -> tf.Operation:
+def _apply(replicas: list, learning_rate, optimizer: str, step, hyper: dict) -> tf.Operation:
+    """The update of every replica's variables (one replica unless the variables are copied per
+    device) from its gradients, then one step increment."""
+    updates = []
     if optimizer.startswith("tf1_"):
-        return _tf1_optimizer(optimizer, learning_rate, hyper).apply_gradients(
-            [(g, v) for g, v in zip(grads, var_list) if g is not None], global_step=step)
-    rule = _KERAS_RULES[optimizer]
-    updates = [rule(tf.cast(g, tf.float32), var, learning_rate, step, **hyper)
-               for g, var in zip(grads, var_list) if g is not None]
+        tf1 = _tf1_optimizer(optimizer, learning_rate, hyper)
+        for grads, var_list in replicas:
+            with tf.device(var_list[0].device):
+                updates.append(tf1.apply_gradients([(g, v) for g, v in zip(grads, var_list) if g is not None]))
+    else:
+        rule = _KERAS_RULES[optimizer]
+        for grads, var_list in replicas:
+            with tf.device(var_list[0].device):  # each copy's update on its own device
+                updates += [rule(tf.cast(g, tf.float32), var, learning_rate, step, **hyper)
+                            for g, var in zip(grads, var_list) if g is not None]
     with tf.control_dependencies(updates):
         return v1.assign_add(step, 1).op
 
 
-def _dynamic_update(grads, var_list, learning_rate, optimizer: str, step, hyper: dict,
+def _dynamic_update(replicas: list, learning_rate, optimizer: str, step, hyper: dict,
                     growth_steps: int) -> tf.Operation:
     """Keras's LossScaleOptimizer in the graph: finite gradients are unscaled and applied (the
     step counts) and the scale doubles after `growth_steps` such steps in a row; otherwise
@@ -134,13 +143,16 @@ def _dynamic_update(grads, var_list, learning_rate, optimizer: str, step, hyper:
         raise DataError(f"optimizer {optimizer!r}: dynamic loss scaling applies Keras's rules; "
                         "use rmsprop, sgd or adam with float16")
     scale, good = loss_scale_variables()
-    for var, g in zip(var_list, grads):
-        if g is not None:
-            for name in _SLOT_NAMES[optimizer](hyper):
-                _slot(var, name)
+    for grads, var_list in replicas:
+        for var, g in zip(var_list, grads):
+            if g is not None:
+                with tf.device(var.device):
+                    for name in _SLOT_NAMES[optimizer](hyper):
+                        _slot(var, name)
 
     def finite_step():
-        applied = _apply([_unscale(g, scale) for g in grads], var_list, learning_rate, optimizer, step, hyper)
+        unscaled = [([_unscale(g, scale) for g in grads], var_list) for grads, var_list in replicas]
+        applied = _apply(unscaled, learning_rate, optimizer, step, hyper)
         with tf.control_dependencies([applied]):
             grow = tf.equal(good, growth_steps - 1)
             changed = [v1.assign(scale, tf.where(grow, scale * 2.0, scale)),
@@ -152,7 +164,40 @@ def _dynamic_update(grads, var_list, learning_rate, optimizer: str, step, hyper:
         with tf.control_dependencies([v1.assign(scale, scale * 0.5), v1.assign(good, 0)]):
             return tf.constant(False)
 
-    return v1.cond(_all_finite(grads), finite_step, skipped_step).op
+    return v1.cond(_all_finite([g for grads, _ in replicas for g in grads]), finite_step, skipped_step).op
+
+
+def gradients(loss: tf.Tensor, var_list: Sequence[tf.Variable], loss_scale: float | str = 1.0) -> list:
+    """d loss / d var for each of `var_list` (None where the loss does not depend on it), for
+    `apply_gradients`. A static `loss_scale` multiplies the loss and is divided out here; with
+    "dynamic" the gradients stay multiplied by the loss-scale variable until the update has
+    checked they are finite."""
+    if loss_scale == "dynamic":
+        scale = loss_scale_variables()[0]
+        return tf.gradients(loss * tf.cast(scale, loss.dtype), list(var_list))
+    if loss_scale != 1.0:
+        return [_unscale(g, loss_scale) for g in tf.gradients(loss * loss_scale, list(var_list))]
+    return tf.gradients(loss, list(var_list))
+
+
+def apply_gradients(replicas: Sequence[tuple[list, Sequence[tf.Variable]]], learning_rate: tf.Tensor,
+                    optimizer: str = "rmsprop", loss_scale: float | str = 1.0,
+                    growth_steps: int = LOSS_SCALE_GROWTH_STEPS, **hyper) -> tf.Operation:
+    """Train op: one update from `gradients`' output. `replicas` holds (gradients, variables)
+    pairs: one pair, or one per device when each device keeps its own copy of the variables
+    (each copy then takes the same, already averaged, gradients). The global step counts once."""
+    if optimizer not in OPTIMIZERS:
+        raise DataError(f"unknown optimizer {optimizer!r}: expected one of {OPTIMIZERS}")
+    step = v1.train.get_or_create_global_step()
+    flat = _all_before_any([g for grads, _ in replicas for g in grads],
+                           [v for _, var_list in replicas for v in var_list])
+    gated, start = [], 0
+    for grads, var_list in replicas:
+        gated.append((flat[start:start + len(grads)], list(var_list)))
+        start += len(grads)
+    if loss_scale == "dynamic":
+        return _dynamic_update(gated, learning_rate, optimizer, step, hyper, growth_steps)
+    return _apply(gated, learning_rate, optimizer, step, hyper)
 
 
 def minimize(loss: tf.Tensor, var_list: Sequence[tf.Variable], learning_rate: tf.Tensor,
@@ -167,17 +212,6 @@ def minimize(loss: tf.Tensor, var_list: Sequence[tf.Variable], learning_rate: tf
     """
     if optimizer not in OPTIMIZERS:
         raise DataError(f"unknown optimizer {optimizer!r}: expected one of {OPTIMIZERS}")
-    step = v1.train.get_or_create_global_step()
-    update_ops = v1.get_collection(v1.GraphKeys.UPDATE_OPS)
-    dynamic = loss_scale == "dynamic"
-    with tf.control_dependencies(update_ops):
-        if dynamic:
-            scale = loss_scale_variables()[0]
-            grads = tf.gradients(loss * tf.cast(scale, loss.dtype), list(var_list))
-        else:
-            grads = tf.gradients(loss * loss_scale if loss_scale != 1.0 else loss, list(var_list))
-            grads = [_unscale(g, loss_scale) for g in grads] if loss_scale != 1.0 else grads
-        grads = _all_before_any(grads, var_list)
-        if dynamic:
-            return _dynamic_update(grads, var_list, learning_rate, optimizer, step, hyper, growth_steps)
-        return _apply(grads, var_list, learning_rate, optimizer, step, hyper)
+    with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
+        grads = gradients(loss, var_list, loss_scale)
+        return apply_gradients([(grads, var_list)], learning_rate, optimizer, loss_scale, growth_steps, **hyper)

@@ -20,7 +20,11 @@ from data_pipeline.errors import DataError
 from data_pipeline.progress import Progress
 
 from . import early_stopping
-from .graph import GraphConfig, TrainGraph, build_train_graph, runtime_facts
+from common.distribution import Cluster, split_batch
+
+from .cluster_loop import ClusterLoop, check_cluster_options, serve_parameters, worker_session
+from .distribute import placement_record, run_and_place
+from .graph import GraphConfig, TrainGraph, build_train_graph, checkpoint_variables, runtime_facts
 from .weights import graph_layers, load_keras_weights, saved_checkpoints, verify_checkpoint
 
 v1 = tf.compat.v1
@@ -28,8 +32,14 @@ v1 = tf.compat.v1
 class SessionTrainer:
     """Owns one TrainGraph, its Session and Savers for the duration of a training run."""
 
-    def __init__(self, config: GraphConfig, manifest_path: str, out_dir: str | Path, options: TrainOptions):
-        self.options, self.out = options, Path(out_dir)
+    def __init__(self, config: GraphConfig, manifest_path: str, out_dir: str | Path, options: TrainOptions,
+                 cluster: Cluster | None = None):
+        self.options, self.out, self.cluster = options, Path(out_dir), cluster
+        self.is_chief = cluster is None or cluster.is_chief
+        if len(config.devices) > 1:
+            split_batch(options.batch_size, len(config.devices), "devices")
+        if cluster is not None:
+            check_cluster_options(config, options, cluster)
         self.manifest = run_files.load_training_manifest(manifest_path, config.model)
         self.weights = resolve_vgg16_weights(options.weights) if config.model == "vgg16_transfer" else None
         self.config = config = replace(config, **run_files.input_fields(self.manifest),
@@ -38,12 +48,14 @@ class SessionTrainer:
         self.steps = run_files.start_run("graph", config.model, self.manifest, self.out,
                                          dict(asdict(config), runtime=runtime_facts(),
                                               init_weights=self.options.init_weights),
-                                         options.batch_size, options.steps_per_epoch)
-        self.g: TrainGraph = build_train_graph(config, self.manifest, options.batch_size)
-        with self.g.graph.as_default():
+                                         options.batch_size, options.steps_per_epoch, write=self.is_chief)
+        self.g: TrainGraph = build_train_graph(config, self.manifest, options.batch_size, cluster=cluster)
+        # A cluster's chief saves from its own task: the files are written where it runs.
+        with self.g.graph.as_default(), tf.device(cluster.task if cluster else None):
             self.epoch_var = v1.get_variable("epochs_done", (), tf.int64, v1.zeros_initializer(), trainable=False)
             # Relative paths in the `checkpoint` state files: a run directory can be moved or copied.
-            self.saver = v1.train.Saver(max_to_keep=options.max_to_keep, save_relative_paths=True)
+            self.saver = v1.train.Saver(checkpoint_variables(), max_to_keep=options.max_to_keep,
+                                        save_relative_paths=True)
             self.best_saver = v1.train.Saver(self.g.model_variables, max_to_keep=1, save_relative_paths=True)
             # A saver of its own: a Saver deletes its older files, whatever their folder.
             self.final_saver = v1.train.Saver(self.g.model_variables, max_to_keep=1, save_relative_paths=True)
@@ -53,11 +65,18 @@ class SessionTrainer:
             # Per-step values under tags of their own; the per-epoch means (below) use Keras's tags.
             self.summaries = v1.summary.merge([v1.summary.scalar("batch_loss", self.g.loss),
                                                v1.summary.scalar("batch_accuracy", self.g.accuracy)])
-        self.session = v1.Session(graph=self.g.graph)
+        self.session = worker_session(self.g.graph, cluster) if cluster else v1.Session(graph=self.g.graph)
+        self.placed = False
 
     # --- set-up -------------------------------------------------------------------------
     def start(self) -> tuple[int, dict]:
         """Initialise or resume; returns (first epoch to run, history so far)."""
+        first, history = self._start()
+        if self.g.sync_op is not None:  # replicated towers: every copy starts from tower 0's state
+            self.session.run(self.g.sync_op)
+        return first, history
+
+    def _start(self) -> tuple[int, dict]:
         self.session.run(self.init)
         if self.options.resume:
             resumed = self._resume()
@@ -83,7 +102,7 @@ class SessionTrainer:
         candidates = saved_checkpoints(folder)
         for i, ckpt in enumerate(candidates):
             try:
-                verify_checkpoint(ckpt, v1.global_variables())
+                verify_checkpoint(ckpt, checkpoint_variables())
             except DataError as err:
                 print(f"warning: {err.message}; trying the checkpoint before it", file=sys.stderr)
                 continue
@@ -119,7 +138,7 @@ class SessionTrainer:
             for step in range(self.steps):
                 feed = dict(zip((g.images, g.labels), next(batches))) if feed_mode else {}
                 fetch = [g.train_op, g.loss, g.accuracy] + ([self.summaries] if writer and step % 10 == 0 else [])
-                out = self.session.run(fetch, feed)
+                out = self._run_step(fetch, feed)
                 if not math.isfinite(out[1]):
                     raise DataError(f"loss became {out[1]} at epoch {epoch + 1}, step {step + 1}; training "
                                     f"stopped, the last good checkpoint in {self.out / 'checkpoints'} is kept")
@@ -130,6 +149,20 @@ class SessionTrainer:
                 bar(1)
         rate = self.steps * self.options.batch_size / (time.perf_counter() - start)
         return float(np.mean(losses)), float(np.mean(accs)), rate
+
+    def _run_step(self, fetch: list, feed: dict) -> list:
+        """One train step; the run's first also records where it ran."""
+        if self.placed:
+            return self.session.run(fetch, feed)
+        out, devices = run_and_place(self.session, fetch, feed)
+        placement = placement_record(self.config, devices, self.cluster)
+        if self.is_chief:
+            run_files.record_placement(self.out, placement)
+        if placement["towers"] > 1:
+            print(f"{placement['towers']} towers on {', '.join(self.config.devices)} ({placement['device_kind']}), "
+                  f"variables {placement['variable_update']}; ran on {len(devices)} devices")
+        self.placed = True
+        return out
 
     def evaluate(self) -> tuple[float, float]:
         """Mean loss and accuracy over the whole val split (weighted by batch size)."""
@@ -154,16 +187,12 @@ class SessionTrainer:
         """Train the remaining epochs -> history. Runs with the training graph as the default
         graph, as a TF1 program's main loop does (so it also runs inside an eager process)."""
         with self.g.graph.as_default():
-            return self._fit()
+            return ClusterLoop(self).fit() if self.cluster else self._fit()
 
     def _fit(self) -> dict:
         first, history = self.start()
         opts = self.options
-        writers = {}
-        if opts.tensorboard:  # laid out as Keras's TensorBoard callback does: the two runs overlay
-            writers = {part: v1.summary.FileWriter(str(self.out / "tensorboard" / part),
-                                                   self.g.graph if part == "train" else None)
-                       for part in ("train", "validation")}
+        writers = self.open_writers()
         mode = "min" if "loss" in opts.monitor else "max"
         stopped = history["early_stopping"].get("stopped_epoch") is not None
         note = run_files.completion_note(history, first, opts.epochs, self.out)
@@ -176,10 +205,7 @@ class SessionTrainer:
                 history[key].append(value)
             print(f"epoch {epoch + 1}/{opts.epochs}: loss {loss:.4f} accuracy {acc:.4f} "
                   f"val_loss {val_loss:.4f} val_accuracy {val_acc:.4f} ({rate:.1f} images/s)", flush=True)
-            for part, (part_loss, part_acc) in zip(writers, ((loss, acc), (val_loss, val_acc))):
-                writers[part].add_summary(v1.Summary(value=[
-                    v1.Summary.Value(tag="epoch_loss", simple_value=part_loss),
-                    v1.Summary.Value(tag="epoch_accuracy", simple_value=part_acc)]), epoch)
+            self.write_epoch(writers, epoch, (loss, acc), (val_loss, val_acc))
             best, stop = early_stopping.update(history["early_stopping"], history[opts.monitor][-1], epoch,
                                                opts.patience, opts.min_delta, mode)
             if best:
@@ -198,15 +224,37 @@ class SessionTrainer:
             writer.close()
         return history
 
+    def open_writers(self) -> dict:
+        """TensorBoard writers laid out as Keras's TensorBoard callback does (the two runs overlay)."""
+        if not self.options.tensorboard:
+            return {}
+        return {part: v1.summary.FileWriter(str(self.out / "tensorboard" / part),
+                                            self.g.graph if part == "train" else None)
+                for part in ("train", "validation")}
+
+    @staticmethod
+    def write_epoch(writers: dict, epoch: int, train: tuple, validation: tuple) -> None:
+        """Per-epoch (loss, accuracy) of training and validation under Keras's tags."""
+        for part, (part_loss, part_acc) in zip(writers, (train, validation)):
+            writers[part].add_summary(v1.Summary(value=[
+                v1.Summary.Value(tag="epoch_loss", simple_value=part_loss),
+                v1.Summary.Value(tag="epoch_accuracy", simple_value=part_acc)]), epoch)
+
     def _save(self, saver: v1.train.Saver, prefix: Path, **kwargs) -> None:
         saver.save(self.session, str(prefix), **kwargs)
 
     def close(self) -> None:
         self.session.close()
 
-def train(config: GraphConfig, manifest: str, out_dir: str | Path, options: TrainOptions) -> dict:
-    """Train `config.model` on `manifest`; returns the history. Files go to `out_dir`."""
-    trainer = SessionTrainer(config, manifest, out_dir, options)
+def train(config: GraphConfig, manifest: str, out_dir: str | Path, options: TrainOptions,
+          cluster: Cluster | None = None) -> dict:
+    """Train `config.model` on `manifest`; returns the history. Files go to `out_dir`. With a
+    `cluster`, this process is one task of a between-graph replicated run: a ps task serves
+    variables until the workers finish; a worker trains (graph_api.cluster_loop)."""
+    if cluster is not None and cluster.task_type == "ps":
+        serve_parameters(cluster)
+        return run_files.new_history()
+    trainer = SessionTrainer(config, manifest, out_dir, options, cluster)
     try:
         return trainer.fit()
     finally:

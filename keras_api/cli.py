@@ -11,11 +11,12 @@ from data_pipeline.errors import main_with_errors
 def cmd_train(args) -> None:
     from common.train_options import TrainOptions
     from .trainer import KerasConfig, train
+    devices, cluster = model_cli.placement(args)
     config = KerasConfig(model=args.model, precision=args.precision, optimizer=args.optimizer,
                          learning_rate=args.learning_rate, loss=args.loss, jit_compile=args.jit_compile,
-                         seed=args.seed, dropout=args.dropout)
+                         seed=args.seed, dropout=args.dropout, devices=devices)
     options = TrainOptions.from_args(args)
-    model_cli.print_done(train(config, args.manifest, args.out, options), args.out, options.monitor)
+    model_cli.print_done(train(config, args.manifest, args.out, options, cluster), args.out, options.monitor)
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:

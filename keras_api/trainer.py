@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from common import run_files
 from common.train_options import TrainOptions
@@ -18,6 +19,9 @@ from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.atomic import atomic_path
 from data_pipeline.errors import DataError
 
+from common.distribution import Cluster, split_batch
+
+from . import distribute
 from .callbacks import AtomicModelCheckpoint, ResumableEarlyStopping, RunFiles, keep_csv_rows
 from .model import build_model
 from .optimizers import make_optimizer
@@ -41,6 +45,7 @@ class KerasConfig:
     preprocessing: str | None = None  # set from the VGG16 weights: "caffe" for a pretrained base
     dropout: float = HEAD_DROPOUT     # the VGG16 head's rate
     seed: int = 0
+    devices: tuple = ()               # MirroredStrategy over these when more than one (keras_api.distribute)
 
 
 def compile_model(model: keras.Model, config: KerasConfig) -> keras.Model:
@@ -58,24 +63,37 @@ def compile_model(model: keras.Model, config: KerasConfig) -> keras.Model:
 class KerasTrainer:
     """One training run in `out_dir`: model, datasets and callbacks."""
 
-    def __init__(self, config: KerasConfig, manifest_path: str, out_dir: str | Path, options: TrainOptions):
-        self.options, self.out = options, Path(out_dir)
+    def __init__(self, config: KerasConfig, manifest_path: str, out_dir: str | Path, options: TrainOptions,
+                 cluster: Cluster | None = None):
+        self.options, self.out, self.cluster = options, Path(out_dir), cluster
+        self.is_chief = cluster is None or cluster.is_chief
+        self.strategy = distribute.make_strategy(config.devices, cluster)
+        if self.strategy is not None:
+            split_batch(options.batch_size, self.strategy.num_replicas_in_sync, "replicas")
         self.manifest = run_files.load_training_manifest(manifest_path, config.model)
         weights = resolve_vgg16_weights(options.weights) if config.model == "vgg16_transfer" else None
         self.config = config = replace(config, **run_files.input_fields(self.manifest),
                                        preprocessing=base_preprocessing(weights))
         self.steps = run_files.start_run("keras", config.model, self.manifest, self.out,
                                          dict(asdict(config), init_weights=options.init_weights),
-                                         options.batch_size, options.steps_per_epoch)
+                                         options.batch_size, options.steps_per_epoch, write=self.is_chief)
         self.backup = self.out / "backup"
-        if not options.resume and self.backup.exists():
+        if not options.resume and self.backup.exists() and self.is_chief:
             shutil.rmtree(self.backup)
         keras.utils.set_random_seed(config.seed)
-        self.model = compile_model(build_model(config.model, config.image_shape, config.num_classes,
-                                               precision=config.precision, weights=str(weights) if weights else "none",
-                                               preprocessing=config.preprocessing, dropout=config.dropout), config)
-        if options.init_weights:  # a resumed run's backup replaces them when fit starts
-            load_weights_file(self.model, options.init_weights)
+        with distribute.scope(self.strategy):
+            self.model = compile_model(build_model(
+                config.model, config.image_shape, config.num_classes, precision=config.precision,
+                weights=str(weights) if weights else "none", preprocessing=config.preprocessing,
+                dropout=config.dropout), config)
+            if options.init_weights:  # a resumed run's backup replaces them when fit starts
+                load_weights_file(self.model, options.init_weights)
+        placement = distribute.placement_record(self.strategy, self.model, config.jit_compile, cluster)
+        if self.is_chief:
+            run_files.record_placement(self.out, placement)
+        if self.strategy is not None:
+            print(f"{type(self.strategy).__name__}: {placement['replicas']} replicas on "
+                  f"{', '.join(placement['devices'])}; jit_compile {placement['jit_compile']}")
 
     def _datasets(self, first_epoch: int):
         """Train batches from `first_epoch` on, epoch e in the order the graph trainer's epoch e
@@ -85,6 +103,8 @@ class KerasTrainer:
                              drop_remainder=True, steps_per_epoch=self.steps, first_epoch=first_epoch,
                              one_hot=one_hot)
         val = make_dataset(self.manifest, "val", self.options.batch_size, shuffle=False, one_hot=one_hot)
+        if self.strategy is not None:
+            train, val = distribute.shard_by_batch(train), distribute.shard_by_batch(val)
         return train, val
 
     def _resumed_epoch(self) -> int:
@@ -116,7 +136,8 @@ class KerasTrainer:
         history = (run_files.load_history(self.out, first) if first else None) or run_files.new_history()
         if first:
             print(f"resuming from {self.backup} after epoch {first}")
-            keep_csv_rows(self.out / "epochs.csv", first)
+            if self.is_chief:
+                keep_csv_rows(self.out / "epochs.csv", first)
         stopping = ResumableEarlyStopping(
             history["early_stopping"], self.out / "best.keras", monitor=opts.monitor, min_delta=opts.min_delta,
             patience=opts.patience if opts.patience is not None else 10 ** 9,
@@ -130,7 +151,9 @@ class KerasTrainer:
                      RunFiles(self.out, history, opts.batch_size, f"{self.config.model} (keras_api)", stopping)]
         if opts.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(str(self.out / "tensorboard"), profile_batch=0))
+        callbacks = distribute.chief_callbacks(callbacks, self.is_chief)
         train, val = self._datasets(first)
+        distribute.build_before_fit(self.model, self.strategy, train)
         note = run_files.completion_note(history, first, opts.epochs, self.out)
         if note:
             print(note)
@@ -145,11 +168,19 @@ class KerasTrainer:
                 done = len(history["loss"])
                 raise DataError(f"loss became NaN/Inf in epoch {done + 1} ({str(err).split('.')[0]}); training "
                                 f"stopped, the last good backup in {self.backup} and best.keras are kept") from None
-        save_model_atomic(self.model, self.out / "final.keras")
-        save_model_atomic(self.model, self.out / "final.weights.h5")
+            except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError) as err:
+                if self.cluster is None:
+                    raise
+                raise distribute.lost_worker(self.cluster, self.backup, err) from None
+        if self.is_chief:
+            save_model_atomic(self.model, self.out / "final.keras")
+            save_model_atomic(self.model, self.out / "final.weights.h5")
         return history
 
 
-def train(config: KerasConfig, manifest: str, out_dir: str | Path, options: TrainOptions) -> dict:
-    """Train `config.model` on `manifest` with Keras `fit`; returns the history (run_files format)."""
-    return KerasTrainer(config, manifest, out_dir, options).fit()
+def train(config: KerasConfig, manifest: str, out_dir: str | Path, options: TrainOptions,
+          cluster: Cluster | None = None) -> dict:
+    """Train `config.model` on `manifest` with Keras `fit`; returns the history (run_files format).
+    Several `config.devices` train under MirroredStrategy, a `cluster` under
+    MultiWorkerMirroredStrategy (keras_api.distribute)."""
+    return KerasTrainer(config, manifest, out_dir, options, cluster).fit()

@@ -1,0 +1,173 @@
+"""The processes of a between-graph replicated run on TensorFlow's gRPC runtime, the TF1 way:
+every task starts a `tf.distribute.Server` from the cluster's `ClusterSpec`; ps tasks hold the
+variables until every worker reports it has finished; each worker builds its own copy of the
+graph (`replica_device_setter`) and runs synchronous steps (`graph_api.distribute.sync_replicas`).
+
+The chief initialises (or restores from its checkpoints), then runs the update thread; the
+other workers wait until it is ready. Only the chief evaluates, checkpoints, writes summaries
+and the run files. A worker that dies and is restarted with the same command rejoins: it reads
+the global step from the ps, skips to its batch of the current epoch and continues; the step it
+was part of waits for it.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from common import run_files
+from common.distribution import Cluster, split_batch
+from data_pipeline.dataset import epoch_seed
+from data_pipeline.errors import DataError
+from data_pipeline.progress import Progress
+
+v1 = tf.compat.v1
+CHIEF_WAIT_SECONDS = 600
+
+
+def check_cluster_options(config, options, cluster: Cluster) -> None:
+    """What a cluster run does not support, refused before anything is written."""
+    if "ps" not in cluster.jobs:
+        raise DataError(f"{cluster.source}: graph_api's between-graph replication keeps the variables on "
+                        "'ps' tasks; the cluster has none")
+    if config.feed != "dataset":
+        raise DataError("--feed: a cluster run reads its batches with the in-graph iterator (dataset)")
+    if options.patience is not None:
+        raise DataError("--patience: early stopping is not available in a cluster run")
+    split_batch(options.batch_size, len(cluster.workers), "workers")
+
+
+def _server(cluster: Cluster) -> tf.distribute.Server:
+    return tf.distribute.Server(v1.train.ClusterSpec(cluster.jobs), job_name=cluster.task_type,
+                                task_index=cluster.task_index, start=True)
+
+
+def worker_session(graph: tf.Graph, cluster: Cluster) -> v1.Session:
+    """A session on this worker's server that sees the ps tasks and this worker only."""
+    server = _server(cluster)
+    config = v1.ConfigProto(device_filters=["/job:ps", cluster.task])
+    return v1.Session(server.target, graph=graph, config=config)
+
+
+def serve_parameters(cluster: Cluster) -> None:
+    """A ps task: serve the variables until each worker has reported that it finished."""
+    from .distribute import _done_queue
+    server = _server(cluster)
+    workers = len(cluster.workers)
+    graph = tf.Graph()
+    with graph.as_default():
+        finished = _done_queue(cluster.task_index, workers).dequeue()
+    print(f"{cluster.task} serving at {cluster.jobs['ps'][cluster.task_index]}; "
+          f"stops when the {workers} workers finish", flush=True)
+    config = v1.ConfigProto(device_filters=[cluster.task])
+    with v1.Session(server.target, graph=graph, config=config) as session:
+        for _ in range(workers):
+            session.run(finished)
+    print(f"{cluster.task}: every worker finished", flush=True)
+
+
+class _Updater(threading.Thread):
+    """The chief's update loop: each run takes one gradient per worker and applies their mean."""
+
+    def __init__(self, session: v1.Session, update_op: tf.Tensor, last_step: int) -> None:
+        super().__init__(daemon=True)  # blocked on workers that will never come: not worth waiting for
+        self.session, self.update_op, self.last_step, self.error = session, update_op, last_step, None
+
+    def run(self) -> None:
+        try:
+            while self.session.run(self.update_op) < self.last_step:
+                pass
+        except Exception as err:  # reported by the training thread
+            self.error = err
+
+
+class ClusterLoop:
+    """A worker's training loop, driven by the global step on the ps tasks."""
+
+    def __init__(self, trainer) -> None:
+        self.t, self.g, self.sync = trainer, trainer.g, trainer.g.cluster_sync
+        self.steps, self.total = trainer.steps, trainer.steps * trainer.options.epochs
+        self.step_var = v1.train.get_global_step(self.g.graph)
+
+    def fit(self) -> dict:
+        t, session = self.t, self.t.session
+        history, updater, writers = run_files.new_history(), None, {}
+        if t.is_chief:
+            writers = t.open_writers()
+            _, history = t.start()
+            session.run(self.sync.set_steps)
+            session.run(self.sync.mark_ready)
+            updater = _Updater(session, self.sync.update_op, self.total)
+            updater.start()
+        else:
+            self._wait_for_chief()
+        step = int(session.run(self.step_var))
+        if not t.is_chief:
+            print(f"{t.cluster.task}: joined at global step {step}", flush=True)
+        if step >= self.total and t.is_chief:
+            print(run_files.completion_note(history, len(history["loss"]), t.options.epochs, t.out) or "")
+        while step < self.total:
+            epoch = step // self.steps
+            step, loss, acc, rate = self._epoch(epoch, step, updater)
+            if t.is_chief:
+                self._end_epoch(epoch, history, loss, acc, rate, writers)
+        if t.is_chief:
+            t._save(t.final_saver, t.out / "final" / "ckpt")
+        for writer in writers.values():
+            writer.close()
+        for done in self.sync.done_ops:
+            session.run(done)
+        return history
+
+    def _wait_for_chief(self) -> None:
+        deadline = time.monotonic() + CHIEF_WAIT_SECONDS
+        print(f"{self.t.cluster.task}: waiting for the chief {self.t.cluster.workers[0]}", flush=True)
+        while time.monotonic() < deadline:
+            try:
+                if self.t.session.run(self.sync.ready):
+                    return
+            except (tf.errors.FailedPreconditionError, tf.errors.UnavailableError):
+                pass  # not initialised yet, or the ps not up yet
+            time.sleep(0.5)
+        raise DataError(f"{self.t.cluster.source}: the chief {self.t.cluster.workers[0]} was not ready "
+                        f"within {CHIEF_WAIT_SECONDS} s")
+
+    def _epoch(self, epoch: int, step: int, updater: _Updater | None) -> tuple[int, float, float, float]:
+        """Steps until the global step ends `epoch` -> (global step, mean loss and accuracy of this
+        worker's slices, images/s of the global batch)."""
+        t, session, g = self.t, self.t.session, self.g
+        session.run(g.train_init, {g.epoch_seed: epoch_seed(t.config.seed, epoch)})
+        for _ in range(step - epoch * self.steps):  # a restarted worker: to the batch of the current step
+            session.run(g.labels.op)
+        end, losses, accs = (epoch + 1) * self.steps, [], []
+        start, first = time.perf_counter(), step
+        with Progress(end - step, f"{t.cluster.task} epoch {epoch + 1}/{t.options.epochs}") as bar:
+            while step < end:
+                new_step, loss, acc = t._run_step([g.train_op, g.loss, g.accuracy], {})
+                if updater is not None and updater.error is not None:
+                    raise updater.error
+                if not np.isfinite(loss):
+                    raise DataError(f"loss became {loss} at global step {step + 1}; training stopped")
+                losses.append(loss)
+                accs.append(acc)
+                bar(int(new_step) - step)
+                step = int(new_step)
+        rate = (step - first) * t.options.batch_size / (time.perf_counter() - start)
+        return step, float(np.mean(losses)), float(np.mean(accs)), rate
+
+    def _end_epoch(self, epoch: int, history: dict, loss: float, acc: float, rate: float, writers: dict) -> None:
+        """The chief's epoch end: validation, history and a checkpoint. No update can run
+        meanwhile (it waits for the chief's next gradients), so the checkpoint is one step's state."""
+        t = self.t
+        val_loss, val_acc = t.evaluate()
+        for key, value in zip(run_files.HISTORY_KEYS, (loss, acc, val_loss, val_acc, rate)):
+            history[key].append(value)
+        history["early_stopping"]["best_epoch"] = epoch  # no early stopping: the last epoch is kept
+        print(f"epoch {epoch + 1}/{t.options.epochs}: loss {loss:.4f} accuracy {acc:.4f} (chief's slice) "
+              f"val_loss {val_loss:.4f} val_accuracy {val_acc:.4f} ({rate:.1f} images/s)", flush=True)
+        t.write_epoch(writers, epoch, (loss, acc), (val_loss, val_acc))
+        t.session.run(t.assign_epoch, {t.set_epoch: epoch + 1})
+        t._save(t.saver, t.out / "checkpoints" / "ckpt", global_step=epoch + 1)
+        run_files.save_history(t.out, history, f"{t.config.model} (graph_api, {len(t.cluster.workers)} workers)")

@@ -1,0 +1,159 @@
+"""Data parallelism on one machine: towers and MirroredStrategy on two logical CPU devices, and
+localhost clusters (graph_api: a ps and two workers; keras_api: two workers) on free ports.
+A step at global batch B on N devices or workers is the one-device step at B."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cluster_helpers import Cluster, cluster_jobs
+from conftest import REPO, run_cli
+from shard_helpers import feature_shards
+
+# float32 sums of the same numbers in another order (two half-batch means, then their mean).
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    return feature_shards(tmp_path_factory.mktemp("features"), n_train=64, n_val=16)
+
+
+@pytest.fixture(scope="module")
+def start_weights(tmp_path_factory):
+    """A Keras weights file of the VGG16 head both APIs and every process start from."""
+    import keras
+    from keras_api.model import build_model
+    keras.utils.set_random_seed(1)
+    path = tmp_path_factory.mktemp("weights") / "head.weights.h5"
+    build_model("vgg16_head", (2, 2, 512), 4, dropout=0.0).save_weights(path)
+    return path
+
+
+@pytest.mark.parametrize("api", ["graph", "keras"])
+def test_two_devices_step_equals_one_device_step(api):
+    out = subprocess.run([sys.executable, "tests/distribute_probe.py", api], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    assert line, out.stderr[-3000:]
+    report = json.loads(line[0].removeprefix("RESULT "))
+    gaps = {k: v for k, v in report.items() if not k.endswith("/moved")}
+    assert len(gaps) == (6 if api == "graph" else 2)
+    assert all(gap < TOLERANCE for gap in gaps.values()), report
+    # the steps moved the weights far more than the tolerance: the comparison can fail
+    assert all(v > 1000 * TOLERANCE for k, v in report.items() if k.endswith("/moved")), report
+
+
+@pytest.mark.parametrize("package,extra", [("graph_api", ["--variable-update", "replicated"]), ("keras_api", [])])
+def test_devices_flag_trains_on_two_logical_devices(features, tmp_path, package, extra):
+    out = tmp_path / "run"
+    result = run_cli(package, "train", "--model", "vgg16_head", "--manifest", str(features), "--out", str(out),
+                     "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8", "--devices", "2", *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    placement = json.loads((out / "run_config.json").read_text())["placement"]
+    assert placement["device_kind"] == "logical CPU"
+    if package == "graph_api":
+        assert placement["towers"] == 2 and placement["variable_update"] == "replicated"
+        assert [d[-5:] for d in placement["executed_devices"]] == ["CPU:0", "CPU:1"]
+    else:
+        assert placement["strategy"] == "MirroredStrategy" and placement["replicas"] == 2
+        assert placement["jit_compile"] is False
+    odd = run_cli(package, "train", "--model", "vgg16_head", "--manifest", str(features), "--out",
+                  str(tmp_path / "odd"), "--batch-size", "7", "--devices", "2")
+    assert odd.returncode == 2 and odd.stderr.strip().splitlines() == [
+        "error: --batch-size: the global batch 7 does not split evenly over 2 " +
+        ("devices" if package == "graph_api" else "replicas")]
+    assert not (tmp_path / "odd").exists()
+
+
+def _train_args(features, start_weights, epochs: int, steps: int) -> list[str]:
+    return ["--model", "vgg16_head", "--manifest", str(features), "--epochs", str(epochs), "--steps-per-epoch",
+            str(steps), "--batch-size", "16", "--optimizer", "sgd", "--learning-rate", "0.05", "--dropout", "0",
+            "--init-weights", str(start_weights)]
+
+
+def _checkpoint(prefix) -> dict:
+    reader = tf.train.load_checkpoint(str(prefix))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name.split("/")[-1] in ("kernel", "bias")}
+
+
+def test_graph_cluster_step_equals_one_process(features, start_weights, tmp_path):
+    args = _train_args(features, start_weights, 1, 3)
+    one = run_cli("graph_api", "train", *args, "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    with Cluster("graph_api", cluster_jobs(2, ps=1), args, tmp_path / "logs") as cluster:
+        cluster.start("ps", 0, tmp_path / "ps")
+        cluster.start("worker", 0, tmp_path / "two")
+        cluster.start("worker", 1, tmp_path / "two")
+        assert [cluster.wait("worker", i) for i in (0, 1)] == [0, 0], cluster.log("worker", 0)[-3000:]
+        assert cluster.wait("ps", 0) == 0  # the ps stops once both workers report
+    single, replicated = _checkpoint(tmp_path / "one/final/ckpt"), _checkpoint(tmp_path / "two/final/ckpt")
+    assert single.keys() == replicated.keys() and len(single) == 8
+    assert max(np.abs(single[k] - replicated[k]).max() for k in single) < TOLERANCE
+
+
+def test_graph_cluster_survives_a_worker_restart(features, start_weights, tmp_path):
+    args = _train_args(features, start_weights, 3, 20)
+    with Cluster("graph_api", cluster_jobs(2, ps=1), args, tmp_path / "logs") as cluster:
+        cluster.start("ps", 0, tmp_path / "ps")
+        cluster.start("worker", 0, tmp_path / "chief")
+        cluster.start("worker", 1, tmp_path / "other")
+        cluster.wait_for("worker", 0, "epoch 1/3:")
+        cluster.kill("worker", 1)
+        cluster.start("worker", 1, tmp_path / "other")
+        assert cluster.wait("worker", 1) == 0, cluster.log("worker", 1)[-3000:]
+        assert cluster.wait("worker", 0) == 0, cluster.log("worker", 0)[-3000:]
+        assert cluster.wait("ps", 0) == 0
+        joined = [int(line.rsplit(" ", 1)[1]) for line in cluster.log("worker", 1).splitlines()
+                  if "joined at global step" in line]
+    assert joined[0] == 0 and 20 <= joined[1] < 60  # the restart rejoined mid-run
+    assert not (tmp_path / "other").exists()  # only the chief writes
+    assert sorted(p.name for p in (tmp_path / "chief/checkpoints").glob("*.index")) == [
+        "ckpt-1.index", "ckpt-2.index", "ckpt-3.index"]
+    history = json.loads((tmp_path / "chief/history.json").read_text())
+    assert len(history["loss"]) == 3 and history["loss"][-1] < history["loss"][0]
+    placement = json.loads((tmp_path / "chief/run_config.json").read_text())["placement"]
+    assert placement["task"] == "/job:worker/task:0" and "ps" in placement["cluster"]
+
+
+def test_keras_cluster_trains_like_one_process_and_resumes(features, start_weights, tmp_path):
+    one = run_cli("keras_api", "train", *_train_args(features, start_weights, 1, 3), "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    jobs = cluster_jobs(2)
+    with Cluster("keras_api", jobs, _train_args(features, start_weights, 1, 3), tmp_path / "logs") as cluster:
+        cluster.start("worker", 0, tmp_path / "two")
+        cluster.start("worker", 1, tmp_path / "other")
+        assert [cluster.wait("worker", i) for i in (0, 1)] == [0, 0], cluster.log("worker", 0)[-3000:]
+    assert not (tmp_path / "other").exists()  # only the chief writes
+    single = np.concatenate([w.ravel() for w in _keras_weights(tmp_path / "one/final.weights.h5")])
+    multi = np.concatenate([w.ravel() for w in _keras_weights(tmp_path / "two/final.weights.h5")])
+    assert np.abs(single - multi).max() < TOLERANCE
+    # 3 epochs in a shared run directory; worker 1 dies in epoch 3; the cluster restarts.
+    args = _train_args(features, start_weights, 3, 40)
+    with Cluster("keras_api", cluster_jobs(2), args, tmp_path / "logs2") as cluster:
+        for i in (0, 1):
+            cluster.start("worker", i, tmp_path / "shared")
+        cluster.wait_for("worker", 0, "Epoch 3/3")
+        cluster.kill("worker", 1)
+        assert cluster.wait("worker", 0) == 2
+        chief_log = cluster.log("worker", 0)
+        assert "Traceback" not in chief_log and "error: TF_CONFIG: /job:worker/task:0 lost contact" in chief_log
+        for i in (0, 1):
+            cluster.start("worker", i, tmp_path / "shared")
+        assert [cluster.wait("worker", i) for i in (0, 1)] == [0, 0], cluster.log("worker", 0)[-3000:]
+        assert "resuming from" in cluster.log("worker", 0).split("lost contact")[1]
+    history = json.loads((tmp_path / "shared/history.json").read_text())
+    assert len(history["loss"]) == 3 and history["loss"][-1] < history["loss"][0]
+
+
+def _keras_weights(path) -> list:
+    from keras_api.model import build_model
+    model = build_model("vgg16_head", (2, 2, 512), 4, dropout=0.0)
+    model.load_weights(path)
+    return [np.asarray(w) for w in model.get_weights()]
