@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from common import run_files
+from common.distribution import Cluster, split_batch
 from common.train_options import TrainOptions
 from common.weights_source import base_preprocessing, resolve_vgg16_weights
 from data_pipeline.dataset import epoch_seed, read_batches, stored_order
@@ -20,8 +21,6 @@ from data_pipeline.errors import DataError
 from data_pipeline.progress import Progress
 
 from . import early_stopping
-from common.distribution import Cluster, split_batch
-
 from .cluster_loop import ClusterLoop, check_cluster_options, serve_parameters, worker_session
 from .distribute import placement_record, run_and_place
 from .graph import GraphConfig, TrainGraph, build_train_graph, checkpoint_variables, runtime_facts

@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from common import run_files
+from common.distribution import Cluster, split_batch
 from common.train_options import TrainOptions
 from common.weights_source import base_preprocessing, resolve_vgg16_weights
 from data_pipeline import make_dataset
@@ -18,8 +19,6 @@ from common.constants import HEAD_DROPOUT
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.atomic import atomic_path
 from data_pipeline.errors import DataError
-
-from common.distribution import Cluster, split_batch
 
 from . import distribute
 from .callbacks import AtomicModelCheckpoint, ResumableEarlyStopping, RunFiles, keep_csv_rows
