@@ -9,7 +9,7 @@ import argparse
 import importlib
 from typing import Callable
 
-from data_pipeline.errors import ArgumentParser, fraction, non_negative_float, non_negative_int, positive_int
+from data_pipeline.errors import ArgumentParser, DataError, fraction, non_negative_float, non_negative_int, positive_int
 
 from .constants import HEAD_DROPOUT
 from .distribution import Cluster, parse_devices
@@ -51,6 +51,8 @@ def placement(args: argparse.Namespace) -> tuple[tuple, Cluster | None]:
     """The train flags' devices (more than one, made to exist; else ()) and cluster (or None)."""
     from .distribution import local_devices, read_cluster
     cluster = read_cluster(args.cluster)
+    if cluster is not None and args.devices is not None:  # refused before any device is configured
+        raise DataError("--devices: a worker of a cluster trains on its default device; leave --devices out")
     devices = tuple(local_devices(args.devices)) if args.devices is not None else ()
     return (devices if len(devices) > 1 else ()), cluster
 

@@ -106,8 +106,9 @@ class ClusterLoop:
         step = int(session.run(self.step_var))
         if not t.is_chief:
             print(f"{t.cluster.task}: joined at global step {step}", flush=True)
-        if step >= self.total and t.is_chief:
-            print(run_files.completion_note(history, len(history["loss"]), t.options.epochs, t.out) or "")
+        note = run_files.completion_note(history, len(history["loss"]), t.options.epochs, t.out)
+        if step >= self.total and t.is_chief and note:
+            print(note)
         while step < self.total:
             epoch = step // self.steps
             step, loss, acc, rate = self._epoch(epoch, step, updater)

@@ -154,11 +154,15 @@ def run_and_place(session: v1.Session, fetches, feed: dict | None = None) -> tup
 def placement_record(config, devices_used: list[str], cluster=None) -> dict:
     """What run_config.json's "placement" says about a graph run."""
     towers = len(config.devices) > 1
+    statistics = ("per tower; moving averages from tower 0" if towers
+                  else "per worker; moving averages from the chief's slice" if cluster is not None
+                  else "one device")
     return {"api": "graph", "task": cluster.task if cluster is not None else None,
-            "cluster": cluster.jobs if cluster is not None else None, "towers": len(config.devices) if towers else 1, "devices": list(config.devices),
-            "device_kind": device_kind(list(config.devices) or ["/cpu:0"]), "variable_update": config.variable_update if towers else None,
-            "batch_norm_statistics": "per tower; moving averages from tower 0" if towers else "one device",
-            "executed_devices": devices_used}
+            "cluster": cluster.jobs if cluster is not None else None,
+            "towers": len(config.devices) if towers else 1, "devices": list(config.devices),
+            "device_kind": device_kind(list(config.devices) or ["/cpu:0"]),
+            "variable_update": config.variable_update if towers else None,
+            "batch_norm_statistics": statistics, "executed_devices": devices_used}
 
 
 # --- between-graph replication: one graph per worker process, variables on the ps tasks ----

@@ -29,8 +29,6 @@ def make_strategy(devices: tuple, cluster: Cluster | None) -> tf.distribute.Stra
         if "ps" in cluster.jobs:
             raise DataError(f"{cluster.source}: keras_api trains a cluster of worker (and chief) tasks with "
                             "MultiWorkerMirroredStrategy; 'ps' tasks are for graph_api")
-        if devices:
-            raise DataError("--devices: a multi-worker Keras run uses each worker's default device")
         os.environ["TF_CONFIG"] = cluster.tf_config()  # what the strategy reads
         return tf.distribute.MultiWorkerMirroredStrategy()
     if len(devices) > 1:

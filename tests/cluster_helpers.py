@@ -44,8 +44,16 @@ class Cluster:
         self.started = time.monotonic()
         logs.mkdir(parents=True, exist_ok=True)
 
-    def start(self, job: str, index: int, out: Path, extra: list[str] = ()) -> subprocess.Popen:
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": self.jobs, "task": {"type": job, "index": index}}))
+    def start(self, job: str, index: int, out: Path, extra: list[str] = (), via_file: bool = False) -> subprocess.Popen:
+        """Start task (job, index): its TF_CONFIG in the environment, or in a `--cluster` file."""
+        config = json.dumps({"cluster": self.jobs, "task": {"type": job, "index": index}})
+        env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+        if via_file:
+            path = self.logs / f"{job}-{index}.json"
+            path.write_text(config)
+            extra = [*extra, "--cluster", str(path)]
+        else:
+            env["TF_CONFIG"] = config
         log = open(self.log_path(job, index), "a")
         proc = subprocess.Popen([sys.executable, "-m", self.api, "train", *self.args, "--out", str(out), *extra],
                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

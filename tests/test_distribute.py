@@ -49,11 +49,12 @@ def test_two_devices_step_equals_one_device_step(api):
     assert all(v > 1000 * TOLERANCE for k, v in report.items() if k.endswith("/moved")), report
 
 
-@pytest.mark.parametrize("package,extra", [("graph_api", ["--variable-update", "replicated"]), ("keras_api", [])])
-def test_devices_flag_trains_on_two_logical_devices(features, tmp_path, package, extra):
+@pytest.mark.parametrize("package,devices,extra", [("graph_api", "2", ["--variable-update", "replicated"]),
+                                                   ("keras_api", "/cpu:0,/CPU:1", [])])
+def test_devices_flag_trains_on_two_logical_devices(features, tmp_path, package, devices, extra):
     out = tmp_path / "run"
     result = run_cli(package, "train", "--model", "vgg16_head", "--manifest", str(features), "--out", str(out),
-                     "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8", "--devices", "2", *extra)
+                     "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8", "--devices", devices, *extra)
     assert result.returncode == 0, result.stderr[-3000:]
     placement = json.loads((out / "run_config.json").read_text())["placement"]
     assert placement["device_kind"] == "logical CPU"
@@ -69,6 +70,55 @@ def test_devices_flag_trains_on_two_logical_devices(features, tmp_path, package,
         "error: --batch-size: the global batch 7 does not split evenly over 2 " +
         ("devices" if package == "graph_api" else "replicas")]
     assert not (tmp_path / "odd").exists()
+
+
+BAD_PLACEMENT = [  # (api, flags, TF_CONFIG or a --cluster file's text, the error line)
+    ("graph_api", ["--devices", "0"], None, "error: --devices: must be at least 1"),
+    ("keras_api", ["--devices", "gpu0"], None,
+     "error: --devices: 'gpu0' is neither a count nor a device like /gpu:0 or /cpu:1"),
+    ("keras_api", ["--devices", "/cpu:1,/cpu:1"], None, "error: --devices: '/cpu:1,/cpu:1' names a device twice"),
+    ("graph_api", ["--cluster", "{missing}"], None, "error: {missing}: cannot read the cluster file (No such file or directory)"),
+    ("keras_api", [], "{not json", "error: {source}: not JSON (Expecting property name enclosed in double quotes at line 1)"),
+    ("graph_api", [], '{"cluster": {"worker": ["localhost:1"], "evaluator": ["localhost:2"]}, "task": {"type": "worker"}}',
+     "error: {source}: unknown job 'evaluator': expected chief, worker, ps"),
+    ("keras_api", [], '{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}',
+     "error: {source}: job 'worker' must list addresses as \"host:port\""),
+    ("graph_api", [], '{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 1}}',
+     "error: {source}: task.index 1 is not a task of job 'worker'"),
+    ("graph_api", [], '{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 0}}',
+     "error: {source}: graph_api's between-graph replication keeps the variables on 'ps' tasks; the cluster has none"),
+    ("keras_api", [], '{"cluster": {"worker": ["localhost:1"], "ps": ["localhost:2"]}, "task": {"type": "worker"}}',
+     "error: {source}: keras_api trains a cluster of worker (and chief) tasks with MultiWorkerMirroredStrategy; "
+     "'ps' tasks are for graph_api"),
+    ("keras_api", ["--devices", "2"], '{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker"}}',
+     "error: --devices: a worker of a cluster trains on its default device; leave --devices out"),
+]
+
+
+@pytest.mark.parametrize("api,flags,config,line,via", [
+    case + (via,) for case in BAD_PLACEMENT for via in (("file", "TF_CONFIG") if case[2] is not None else ("flag",))])
+def test_bad_devices_or_cluster_is_one_line_and_writes_nothing(features, tmp_path, monkeypatch, capsys,
+                                                               api, flags, config, line, via):
+    """In this process: each refusal comes before any device is configured or file written."""
+    import importlib
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    source, flags = "TF_CONFIG", [f.replace("{missing}", str(tmp_path / "none.json")) for f in flags]
+    if config is not None and via == "file":
+        source = str(tmp_path / "cluster.json")
+        (tmp_path / "cluster.json").write_text(config)
+        flags = flags + ["--cluster", source]
+    elif config is not None:
+        monkeypatch.setenv("TF_CONFIG", config)
+    main = importlib.import_module(f"{api}.cli").main
+    try:  # a flag's type error exits from argparse, the others return the status
+        code = main(["train", "--model", "vgg16_head", "--manifest", str(features), "--out",
+                     str(tmp_path / "run"), *flags])
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        line.replace("{source}", source).replace("{missing}", str(tmp_path / "none.json"))]
+    assert not (tmp_path / "run").exists()
 
 
 def _train_args(features, start_weights, epochs: int, steps: int) -> list[str]:
@@ -88,9 +138,9 @@ def test_graph_cluster_step_equals_one_process(features, start_weights, tmp_path
     one = run_cli("graph_api", "train", *args, "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-3000:]
     with Cluster("graph_api", cluster_jobs(2, ps=1), args, tmp_path / "logs") as cluster:
-        cluster.start("ps", 0, tmp_path / "ps")
+        cluster.start("ps", 0, tmp_path / "ps", via_file=True)  # the same JSON from --cluster FILE
         cluster.start("worker", 0, tmp_path / "two")
-        cluster.start("worker", 1, tmp_path / "two")
+        cluster.start("worker", 1, tmp_path / "two", via_file=True)
         assert [cluster.wait("worker", i) for i in (0, 1)] == [0, 0], cluster.log("worker", 0)[-3000:]
         assert cluster.wait("ps", 0) == 0  # the ps stops once both workers report
     single, replicated = _checkpoint(tmp_path / "one/final/ckpt"), _checkpoint(tmp_path / "two/final/ckpt")
