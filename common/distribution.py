@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from data_pipeline.errors import DataError
@@ -108,6 +108,11 @@ class Cluster:
         return f"/job:{self.task_type}/task:{self.task_index}"
 
     @property
+    def worker_index(self) -> int:
+        """This task's place among `workers` (its slice of each global batch)."""
+        return self.workers.index(self.task)
+
+    @property
     def is_chief(self) -> bool:
         """The task that initialises, checkpoints and writes summaries: the chief, or worker 0
         when the cluster has no chief job (TensorFlow's convention)."""
@@ -116,9 +121,6 @@ class Cluster:
     def tf_config(self) -> str:
         """This process's TF_CONFIG (what `tf.distribute` reads)."""
         return json.dumps({"cluster": self.jobs, "task": {"type": self.task_type, "index": self.task_index}})
-
-    def record(self) -> dict:
-        return asdict(self)
 
 
 def read_cluster(path: str | None) -> Cluster | None:
@@ -160,6 +162,11 @@ def _check_cluster(config, source: str) -> Cluster:
     if not isinstance(index, int) or not 0 <= index < len(jobs[task["type"]]):
         raise DataError(f"{source}: task.index {index!r} is not a task of job {task['type']!r}")
     return Cluster({job: list(jobs[job]) for job in jobs}, task["type"], index, source)
+
+
+def is_chief(cluster: Cluster | None) -> bool:
+    """Whether this process writes the run's files: a one-process run, or a cluster's chief."""
+    return cluster is None or cluster.is_chief
 
 
 def split_batch(global_batch: int, parts: int, what: str) -> int:

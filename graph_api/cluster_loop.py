@@ -23,6 +23,8 @@ from data_pipeline.dataset import epoch_seed
 from data_pipeline.errors import DataError
 from data_pipeline.progress import Progress
 
+from .distribute import done_queue
+
 v1 = tf.compat.v1
 CHIEF_WAIT_SECONDS = 600
 
@@ -53,12 +55,11 @@ def worker_session(graph: tf.Graph, cluster: Cluster) -> v1.Session:
 
 def serve_parameters(cluster: Cluster) -> None:
     """A ps task: serve the variables until each worker has reported that it finished."""
-    from .distribute import _done_queue
     server = _server(cluster)
     workers = len(cluster.workers)
     graph = tf.Graph()
     with graph.as_default():
-        finished = _done_queue(cluster.task_index, workers).dequeue()
+        finished = done_queue(cluster.task_index, workers).dequeue()
     print(f"{cluster.task} serving at {cluster.jobs['ps'][cluster.task_index]}; "
           f"stops when the {workers} workers finish", flush=True)
     config = v1.ConfigProto(device_filters=[cluster.task])
@@ -115,7 +116,7 @@ class ClusterLoop:
             if t.is_chief:
                 self._end_epoch(epoch, history, loss, acc, rate, writers)
         if t.is_chief:
-            t._save(t.final_saver, t.out / "final" / "ckpt")
+            t.save(t.final_saver, t.out / "final" / "ckpt")
         for writer in writers.values():
             writer.close()
         for done in self.sync.done_ops:
@@ -146,7 +147,7 @@ class ClusterLoop:
         start, first = time.perf_counter(), step
         with Progress(end - step, f"{t.cluster.task} epoch {epoch + 1}/{t.options.epochs}") as bar:
             while step < end:
-                new_step, loss, acc = t._run_step([g.train_op, g.loss, g.accuracy], {})
+                new_step, loss, acc = t.run_step([g.train_op, g.loss, g.accuracy], {})
                 if updater is not None and updater.error is not None:
                     raise updater.error
                 if not np.isfinite(loss):
@@ -170,5 +171,5 @@ class ClusterLoop:
               f"val_loss {val_loss:.4f} val_accuracy {val_acc:.4f} ({rate:.1f} images/s)", flush=True)
         t.write_epoch(writers, epoch, (loss, acc), (val_loss, val_acc))
         t.session.run(t.assign_epoch, {t.set_epoch: epoch + 1})
-        t._save(t.saver, t.out / "checkpoints" / "ckpt", global_step=epoch + 1)
+        t.save(t.saver, t.out / "checkpoints" / "ckpt", global_step=epoch + 1)
         run_files.save_history(t.out, history, f"{t.config.model} (graph_api, {len(t.cluster.workers)} workers)")

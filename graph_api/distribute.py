@@ -43,7 +43,6 @@ SYNC_SCOPE = "sync/"  # a cluster's coordination state: never checkpointed
 class Towers:
     loss: tf.Tensor            # mean of the towers' losses (= the global batch's mean loss)
     accuracy: tf.Tensor
-    logits: list               # per tower
     replicas: list             # [(gradients, variables)] for `apply_gradients`
     update_ops: list           # tower 0's batch-norm updates
 
@@ -74,7 +73,7 @@ def build_towers(config, images: tf.Tensor, labels: tf.Tensor, loss_scale: float
     n = len(config.devices)
     replicated = config.variable_update == "replicated"
     image_parts, label_parts = tf.split(images, n), tf.split(labels, n)
-    losses, accuracies, logits, per_tower = [], [], [], []
+    losses, accuracies, per_tower = [], [], []
     for i in range(n):
         if replicated and i > 0:
             scope = v1.variable_scope(f"replica_{i}")
@@ -90,11 +89,10 @@ def build_towers(config, images: tf.Tensor, labels: tf.Tensor, loss_scale: float
             per_tower.append((gradients(loss, variables, loss_scale), variables))
         losses.append(loss)
         accuracies.append(accuracy)
-        logits.append(tower_logits)
     replicas = _all_reduce(per_tower, config.devices) if replicated else _average_on_cpu(per_tower)
     with tf.device("/cpu:0"):
         loss, accuracy = tf.add_n(losses) / n, tf.add_n(accuracies) / n
-    return Towers(loss, accuracy, logits, replicas,
+    return Towers(loss, accuracy, replicas,
                   v1.get_collection(v1.GraphKeys.UPDATE_OPS, scope="tower_0/"))
 
 
@@ -180,7 +178,6 @@ class ClusterSync:
     ready: tf.Variable          # on ps: True once the chief has initialised or restored
     mark_ready: tf.Operation
     done_ops: list              # one per ps task: this worker has finished
-    ps_done_queue: Callable[[int], tf.Tensor]
 
 
 def cluster_device(cluster):
@@ -195,11 +192,12 @@ def worker_slice(cluster, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tens
     """This worker's part of the global batch: every worker reads the same stream of global
     batches and keeps slice i, so N workers at global batch B compute the one-process step at
     B (each worker reads B samples per step: exact, at N times the input work)."""
-    n, i = len(cluster.workers), cluster.workers.index(cluster.task)
+    n, i = len(cluster.workers), cluster.worker_index
     return tf.split(images, n)[i], tf.split(labels, n)[i]
 
 
-def _done_queue(ps_index: int, workers: int):
+def done_queue(ps_index: int, workers: int) -> v1.FIFOQueue:
+    """The queue on ps task `ps_index` where each of the `workers` reports it has finished."""
     with tf.device(f"/job:ps/task:{ps_index}"):
         return v1.FIFOQueue(workers, [tf.int32], [()], shared_name=f"done_queue_{ps_index}",
                             name=f"done_queue_{ps_index}")
@@ -239,6 +237,5 @@ def sync_replicas(cluster, grads: list, var_list: list, apply: Callable[[list], 
         with tf.control_dependencies([update_op]):
             update_step = tf.identity(new_step)
         set_steps = tf.group(*[acc.set_global_step(step) for acc, _ in accumulators])
-    done = [_done_queue(i, workers).enqueue([1]) for i in range(len(cluster.jobs.get("ps", ())))]
-    return worker_step, ClusterSync(update_step, set_steps, ready, v1.assign(ready, True), done,
-                                    lambda i: _done_queue(i, workers).dequeue())
+    done = [done_queue(i, workers).enqueue([1]) for i in range(len(cluster.jobs.get("ps", ())))]
+    return worker_step, ClusterSync(update_step, set_steps, ready, v1.assign(ready, True), done)

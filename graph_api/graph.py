@@ -157,7 +157,7 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
         raise DataError("--devices: a worker of a cluster trains on one device")
     graph = tf.Graph()
     with graph.as_default(), v1.device(cluster_device(cluster)), \
-            replica(cluster.workers.index(cluster.task) if cluster else 0):
+            replica(cluster.worker_index if cluster else 0):
         v1.set_random_seed(config.seed)
         epoch_seed = v1.placeholder_with_default(tf.constant(config.seed, tf.int64), (), name="epoch_seed")
         (images, labels, eval_images, eval_labels, train_init, eval_init, train_order,
@@ -175,7 +175,7 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
                 v1.device(tower_device(config, 0) if towers else None):
             eval_logits = build_model(config.model, eval_images, False, config.num_classes,
                                       **config.model_options())
-        if towers is None:
+        if towers is None:  # after the eval tower, as always: op creation order sets the initial weights
             loss, accuracy = loss_and_accuracy(logits, labels)
         eval_loss, eval_accuracy = loss_and_accuracy(eval_logits, eval_labels)
         default_lr = (config.learning_rate if config.learning_rate is not None

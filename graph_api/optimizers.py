@@ -210,8 +210,6 @@ def minimize(loss: tf.Tensor, var_list: Sequence[tf.Variable], learning_rate: tf
     a number is a static scale; "dynamic" is float16's dynamic scaling as Keras 3 does it
     (`_dynamic_update`, Keras's defaults; `growth_steps` finite steps double the scale).
     """
-    if optimizer not in OPTIMIZERS:
-        raise DataError(f"unknown optimizer {optimizer!r}: expected one of {OPTIMIZERS}")
     with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
         grads = gradients(loss, var_list, loss_scale)
         return apply_gradients([(grads, var_list)], learning_rate, optimizer, loss_scale, growth_steps, **hyper)

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from common import run_files
-from common.distribution import Cluster, split_batch
+from common.distribution import Cluster, is_chief, split_batch
 from common.train_options import TrainOptions
 from common.weights_source import base_preprocessing, resolve_vgg16_weights
 from data_pipeline.dataset import epoch_seed, read_batches, stored_order
@@ -34,7 +34,7 @@ class SessionTrainer:
     def __init__(self, config: GraphConfig, manifest_path: str, out_dir: str | Path, options: TrainOptions,
                  cluster: Cluster | None = None):
         self.options, self.out, self.cluster = options, Path(out_dir), cluster
-        self.is_chief = cluster is None or cluster.is_chief
+        self.is_chief = is_chief(cluster)
         if len(config.devices) > 1:
             split_batch(options.batch_size, len(config.devices), "devices")
         if cluster is not None:
@@ -137,7 +137,7 @@ class SessionTrainer:
             for step in range(self.steps):
                 feed = dict(zip((g.images, g.labels), next(batches))) if feed_mode else {}
                 fetch = [g.train_op, g.loss, g.accuracy] + ([self.summaries] if writer and step % 10 == 0 else [])
-                out = self._run_step(fetch, feed)
+                out = self.run_step(fetch, feed)
                 if not math.isfinite(out[1]):
                     raise DataError(f"loss became {out[1]} at epoch {epoch + 1}, step {step + 1}; training "
                                     f"stopped, the last good checkpoint in {self.out / 'checkpoints'} is kept")
@@ -149,7 +149,7 @@ class SessionTrainer:
         rate = self.steps * self.options.batch_size / (time.perf_counter() - start)
         return float(np.mean(losses)), float(np.mean(accs)), rate
 
-    def _run_step(self, fetch: list, feed: dict) -> list:
+    def run_step(self, fetch: list, feed: dict) -> list:
         """One train step; the run's first also records where it ran."""
         if self.placed:
             return self.session.run(fetch, feed)
@@ -208,9 +208,9 @@ class SessionTrainer:
             best, stop = early_stopping.update(history["early_stopping"], history[opts.monitor][-1], epoch,
                                                opts.patience, opts.min_delta, mode)
             if best:
-                self._save(self.best_saver, self.out / "best" / "ckpt")
+                self.save(self.best_saver, self.out / "best" / "ckpt")
             self.session.run(self.assign_epoch, {self.set_epoch: epoch + 1})
-            self._save(self.saver, self.out / "checkpoints" / "ckpt", global_step=epoch + 1)
+            self.save(self.saver, self.out / "checkpoints" / "ckpt", global_step=epoch + 1)
             run_files.save_history(self.out, history, f"{self.config.model} (graph_api)")
             if stop:
                 print(f"early stopping after epoch {epoch + 1}: no {opts.monitor} improvement "
@@ -218,7 +218,7 @@ class SessionTrainer:
                 break
         if opts.restore_best and history["early_stopping"]["best_epoch"] is not None:
             self.best_saver.restore(self.session, saved_checkpoints(self.out / "best")[0])
-        self._save(self.final_saver, self.out / "final" / "ckpt")
+        self.save(self.final_saver, self.out / "final" / "ckpt")
         for writer in writers.values():
             writer.close()
         return history
@@ -239,7 +239,8 @@ class SessionTrainer:
                 v1.Summary.Value(tag="epoch_loss", simple_value=part_loss),
                 v1.Summary.Value(tag="epoch_accuracy", simple_value=part_acc)]), epoch)
 
-    def _save(self, saver: v1.train.Saver, prefix: Path, **kwargs) -> None:
+    def save(self, saver: v1.train.Saver, prefix: Path, **kwargs) -> None:
+        """Writes `saver`'s checkpoint at `prefix` (`global_step=` numbers it)."""
         saver.save(self.session, str(prefix), **kwargs)
 
     def close(self) -> None:

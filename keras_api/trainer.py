@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from common import run_files
-from common.distribution import Cluster, split_batch
+from common.distribution import Cluster, is_chief, split_batch
 from common.train_options import TrainOptions
 from common.weights_source import base_preprocessing, resolve_vgg16_weights
 from data_pipeline import make_dataset
@@ -65,7 +65,7 @@ class KerasTrainer:
     def __init__(self, config: KerasConfig, manifest_path: str, out_dir: str | Path, options: TrainOptions,
                  cluster: Cluster | None = None):
         self.options, self.out, self.cluster = options, Path(out_dir), cluster
-        self.is_chief = cluster is None or cluster.is_chief
+        self.is_chief = is_chief(cluster)
         self.strategy = distribute.make_strategy(config.devices, cluster)
         if self.strategy is not None:
             split_batch(options.batch_size, self.strategy.num_replicas_in_sync, "replicas")
