@@ -185,7 +185,7 @@ def test_keras_cluster_trains_like_one_process_and_resumes(features, start_weigh
     multi = np.concatenate([w.ravel() for w in _keras_weights(tmp_path / "two/final.weights.h5")])
     assert np.abs(single - multi).max() < TOLERANCE
     # 3 epochs in a shared run directory; worker 1 dies in epoch 3; the cluster restarts.
-    args = _train_args(features, start_weights, 3, 40)
+    args = _train_args(features, start_weights, 3, 20)
     with Cluster("keras_api", cluster_jobs(2), args, tmp_path / "logs2") as cluster:
         for i in (0, 1):
             cluster.start("worker", i, tmp_path / "shared")
