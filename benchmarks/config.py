@@ -12,11 +12,17 @@ from dataclasses import asdict, dataclass, fields, replace
 from common.small_models import SMALL_MODELS
 from data_pipeline.errors import DataError
 
-GRAPH_MODES = ("graph", "graph-feed", "graph-fused-bn", "graph-v2")
+GRAPH_MODES = ("graph", "graph-feed", "graph-fused-bn", "graph-v2", "graph-replicated")
 # Graph modes whose worker keeps TensorFlow 2 semantics: the `graph` mode's graph and Session,
 # without `use_tf1_runtime` (resource variables, control flow v2), to measure what the TF1
 # runtime itself changes.
 TF2_RUNTIME_MODES = ("graph-v2",)
+# graph: on several devices, one tower per device with the variables on the CPU
+# (tf_cnn_benchmarks' parameter_server); graph-replicated: a copy of the variables per device,
+# gradients all-reduced with collective ops (its `replicated`).
+# Modes that run on several devices (`devices`) or localhost worker processes (`workers`), and
+# the one-device mode each one's scaling is measured against.
+REPLICA_MODES = {"graph": "graph", "graph-replicated": "graph", "keras-fit": "keras-fit"}
 # keras-fit-spe: fit with `steps_per_execution`; keras-tob: train_on_batch / predict_on_batch per
 # step; keras-predict: one `model.predict(x)` per batch (the textbook's per-image loop);
 # keras-call: one eager `model(x)` per batch.
@@ -73,6 +79,18 @@ class BenchConfig:
     seed: int = 0
     num_classes: int | None = None  # None: RxRx1's 1108, or a small model's own
     optimizer: str = "rmsprop"
+    devices: int = 1               # data-parallel over N local devices (GPUs, else logical CPUs)
+    workers: int = 1               # data-parallel over N localhost worker processes
+
+    def replicas(self) -> int:
+        """Model copies each step runs on; `batch` is the global batch split among them."""
+        return self.devices * self.workers
+
+    def one_replica(self) -> "BenchConfig":
+        """The one-device configuration this one's scaling is measured against: the same
+        per-replica batch (weak scaling, as tf_cnn_benchmarks reports it)."""
+        return replace(self, mode=REPLICA_MODES.get(self.mode, self.mode), devices=1, workers=1,
+                       batch=self.batch // self.replicas())
 
     def classes(self) -> int:
         if self.num_classes is not None:
@@ -85,12 +103,15 @@ class BenchConfig:
                  self.precision, "xla" if self.xla else "noxla", self.device, self.data_format, self.data]
         if self.optimizer != "rmsprop":
             parts.append(self.optimizer)
+        parts += [f"{n}{suffix}" for n, suffix in ((self.devices, "dev"), (self.workers, "workers")) if n > 1]
         return "/".join(parts)
 
     def bundle(self) -> tuple:
         """Configurations with the same bundle run one after another in one worker process:
-        one mode and one execution environment, any models, tasks and batch sizes."""
-        return (self.mode, self.precision, self.xla, self.device, self.data_format)
+        one mode and one execution environment, any models, tasks and batch sizes. A cluster
+        configuration is a bundle of its own: its ps tasks hold one model's variables."""
+        return (self.mode, self.precision, self.xla, self.device, self.data_format, self.devices, self.workers,
+                self.key() if self.workers > 1 else None)
 
     def group(self) -> str:
         """The key without the mode: configurations in one group are compared with each other."""
@@ -107,7 +128,7 @@ class BenchConfig:
 
     def applicable(self) -> str | None:
         """Why this combination cannot run, or None."""
-        reason = self._mode_task_reason()
+        reason = self._mode_task_reason() or self._replica_reason()
         if reason:
             return reason
         if self.mode == "eager" and self.xla:
@@ -122,6 +143,23 @@ class BenchConfig:
             return "the small models read in-memory data, not RxRx1 shards"
         if self.optimizer != "rmsprop" and self.task != "train":
             return "the optimizer matters only in training"
+        return None
+
+    def _replica_reason(self) -> str | None:
+        if self.mode == "graph-replicated" and self.devices < 2:
+            return "replicated variables need two or more devices"
+        if self.replicas() == 1:
+            return None
+        if self.mode not in REPLICA_MODES or self.task != "train":
+            return f"several replicas are measured in training, in modes {', '.join(REPLICA_MODES)}"
+        if self.devices > 1 and self.workers > 1:
+            return "a worker of a cluster trains on one device"
+        if self.workers > 1 and self.mode == "graph-replicated":
+            return "between workers, graph_api keeps the variables on a ps task"
+        if self.xla:
+            return "Keras turns XLA off under a tf.distribute strategy"
+        if self.data == "numpy":
+            return "several replicas read tf.data batches (synthetic or pipeline)"
         return None
 
     def _mode_task_reason(self) -> str | None:
@@ -148,8 +186,11 @@ class BenchConfig:
                                      ("data format", self.data_format, ("NHWC", "NCHW"))):
             if value not in allowed:
                 raise DataError(f"unknown {name} {value!r}: expected one of {', '.join(allowed)}")
-        if self.batch < 1 or self.steps < 1 or self.warmup < 0:
-            raise DataError(f"{self.key()}: batch and steps must be >= 1, warm-up >= 0")
+        if self.batch < 1 or self.steps < 1 or self.warmup < 0 or self.devices < 1 or self.workers < 1:
+            raise DataError(f"{self.key()}: batch, steps, devices and workers must be >= 1, warm-up >= 0")
+        if self.batch % self.replicas():
+            raise DataError(f"{self.key()}: the global batch {self.batch} does not split evenly over "
+                            f"{self.replicas()} replicas")
         if self.data == "pipeline" and not self.manifest:
             raise DataError(f"{self.key()}: data 'pipeline' needs --manifest")
         return self
@@ -190,7 +231,10 @@ def preset(name: str, manifest: str | None = None) -> tuple[list, int]:
 
     quick: the verdict map on this 2-core CPU in about 11 minutes (`quick_configs`), with the
     shards -> tf.data rate measured beside it (`manifest`).
-    full: every mode x batch sweep at 224x224. gpu: 224x224, batches to 256, XLA and mixed.
+    full: every mode x batch sweep at 224x224. gpu: 224x224, batches to 256, XLA and mixed,
+    and ResNet50's scaling over 1, 2, 4 and 8 GPUs at 64 images per GPU. scaling: the VGG16
+    head on 1 and 2 devices and 2 localhost workers (on a machine without GPUs the devices are
+    logical CPU devices sharing its cores: the figures show the code paths work, not speed).
     """
     ladder = ("eager", "keras-ctl", "graph", "graph-feed", "keras-fit")
     if name == "quick":
@@ -216,8 +260,24 @@ def preset(name: str, manifest: str | None = None) -> tuple[list, int]:
         if manifest:
             configs += _sweep(("graph", "keras-fit"), (128,), model="resnet50", device="gpu", steps=50, warmup=5,
                               data="pipeline", manifest=manifest)
-        return configs, 3
-    raise DataError(f"unknown preset {name!r}: expected quick, full or gpu")
+        return configs + scaling_configs((1, 2, 4, 8), (), 64, model="resnet50", device="gpu", steps=50,
+                                         warmup=5), 3
+    if name == "scaling":
+        return scaling_configs((1, 2), (2,), 32, model="vgg16_head", steps=30, warmup=5), 3
+    raise DataError(f"unknown preset {name!r}: expected quick, full, gpu or scaling")
+
+
+def scaling_configs(devices: tuple, workers: tuple, per_replica: int, **common) -> list[BenchConfig]:
+    """Training at `per_replica` images per device or worker on each count of `devices` and of
+    localhost `workers`, in every replica mode (graph-replicated from two devices on), the global
+    batch growing with the count."""
+    configs = []
+    for n in devices:
+        modes = ("graph", "graph-replicated", "keras-fit") if n > 1 else ("graph", "keras-fit")
+        configs += [BenchConfig(mode=m, batch=per_replica * n, devices=n, **common) for m in modes]
+    for n in workers:
+        configs += [BenchConfig(mode=m, batch=per_replica * n, workers=n, **common) for m in ("graph", "keras-fit")]
+    return configs
 
 
 OVERHEAD_MODES = ("graph", "graph-feed", "keras-fit", "keras-fit-spe", "keras-tob", "keras-ctl", "eager",

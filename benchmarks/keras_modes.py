@@ -2,6 +2,7 @@
 inference), `keras-fit-spe` (fit with `steps_per_execution`), and Keras 2's fit from tf-keras:
 `tfkeras-fit` (under tf.function) and `tfkeras-v1` (TF1 graph mode). They are timed from inside
 by a callback that reads the step's logs back to the host, so each time holds the step's work.
+On several devices or workers `keras-fit` fits under the strategy `benchmarks.replicas` made.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from common.small_models import input_signature
 
 from .config import TF_KERAS_MODES, BenchConfig
 from .inputs import numpy_arrays, train_dataset
+from .replicas import Placement
 
 
 def keras_module(config: BenchConfig) -> ModuleType:
@@ -104,7 +106,7 @@ def _evaluate(model, config: BenchConfig, total: int, timer) -> None:
         model.evaluate(inputs, labels, batch_size=config.batch, callbacks=[timer], verbose=0)
 
 
-def _fit(model, config: BenchConfig, steps: int, timer) -> None:
+def _fit(model, config: BenchConfig, steps: int, timer, strategy=None) -> None:
     """`model.fit` over `steps` training steps: of the arrays as the textbook's
     `fit(X_train, Y_train, batch_size=...)` (epochs as needed), or of the dataset."""
     # Keras 2's graph mode makes its target placeholder with the output's rank: per-token labels
@@ -119,21 +121,28 @@ def _fit(model, config: BenchConfig, steps: int, timer) -> None:
     data = train_dataset(config)
     if rank_fix:
         data = data.map(lambda x, y: (x, y[..., None]))
+    if strategy is not None:  # each replica takes its slice of every global batch, as graph_api's
+        from keras_api import distribute
+        data = distribute.shard_by_batch(data)
+        distribute.build_before_fit(model, strategy, data)
     model.fit(data, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0)
 
 
-def run_fit(config: BenchConfig) -> tuple[list[float], float, dict]:
+def run_fit(config: BenchConfig, placement: Placement = Placement()) -> tuple[list[float], float, dict]:
     """One fit (predict, evaluate) of warm-up + timed samples -> (sample times, build seconds
     (model, compile), facts). Each sample is one step, or one execution of `steps_per_sample`
-    steps reported per step."""
+    steps reported per step. With `placement`'s strategy, fit runs on its replicas."""
     k = keras_module(config)
     started = time.perf_counter()
-    model = build(config, k)
+    from keras_api.distribute import scope
+    strategy = placement.strategy
     total, per = config.warmup + config.steps, config.steps_per_sample()
-    if config.task == "inference":
-        model.compile(jit_compile=config.xla)
-    else:  # evaluate computes training's loss and accuracy; it applies no update
-        compile_for_training(model, config, k, per)
+    with scope(strategy):
+        model = build(config, k)
+        if config.task == "inference":
+            model.compile(jit_compile=config.xla)
+        else:  # evaluate computes training's loss and accuracy; it applies no update
+            compile_for_training(model, config, k, per)
     build_s = time.perf_counter() - started
     timer = _timer(k, total, per, time.perf_counter())
     if config.task == "inference":
@@ -141,7 +150,8 @@ def run_fit(config: BenchConfig) -> tuple[list[float], float, dict]:
     elif config.task == "evaluate":
         _evaluate(model, config, total, timer)
     else:
-        _fit(model, config, total * per, timer)
+        _fit(model, config, total * per, timer, strategy)
     updates = updates_applied(model, k) if config.task == "train" else 0
     return timer.times[:total], build_s, {"xla_effective": bool(getattr(model, "jit_compile", False)),
-                                          "updates_applied": updates}
+                                          "updates_applied": updates,
+                                          "replicas": strategy.num_replicas_in_sync if strategy is not None else 1}

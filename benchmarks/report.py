@@ -15,6 +15,7 @@ from . import plots
 from .markdown import table
 from .parity import load_parity, parity_markdown
 from .config import BASELINE, CLAIMED_RATIO, GRAPH_MODES, PRECISION_TARGET, SCHEMA_VERSION, group_of
+from .scaling import scaling_markdown, scaling_plot
 from .summary import interval_half_widths, summarize_results, within_target
 from .verdict import answer, claim, gpu_projection, map_markdown, projection_markdown, ratio_text, verdict_map
 
@@ -237,7 +238,8 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     pictures = {"verdict_map.png": plots.ratio_vs_step(rows, out / "verdict_map.png"),
                 "throughput_vs_batch.png": plots.throughput_vs_batch(summary["configs"], out / "throughput_vs_batch.png"),
                 "ratios.png": plots.ratios(summary["ratios"], out / "ratios.png"),
-                "step_times.png": plots.step_times(results["runs"], out / "step_times.png")}
+                "step_times.png": plots.step_times(results["runs"], out / "step_times.png"),
+                "scaling.png": scaling_plot(summary, out / "scaling.png")}
     atomic_write_bytes(out / "results.csv", results_csv(results))
     machine = results.get("machine", {})
     lines = ["# Benchmark report: TF1 static graphs vs Keras", "",
@@ -260,6 +262,9 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     precision = precision_rows(summary["ratios"], results["runs"])
     if precision:
         lines += ["## Precision of the measurement", ""] + _precision(precision) + [""]
+    scaling = scaling_markdown(summary, machine)
+    if scaling:
+        lines += ["## Scaling over devices and workers", ""] + scaling + [""]
     lines += ["## Fixed per-step overhead and per-image cost (step time = a + b x batch)", ""]
     lines += _fit_table(summary["fits"], summary["crossovers"]) + [""]
     ladder = _ladder(summary["configs"])

@@ -53,6 +53,8 @@ def per_config(results: dict) -> dict[str, dict]:
         entry = {"mode": config.mode, "model": config.model, "task": config.task, "data": config.data,
                  "optimizer": config.optimizer, "group": config.group(),
                  "family": family(config), "batch": config.batch, "repeats_ok": len(ok),
+                 "devices": config.devices, "workers": config.workers,
+                 "one_replica_key": config.one_replica().key() if config.replicas() > 1 else None,
                  "errors": sorted({r["error"] for r in records if not r["ok"]})}
         if ok:
             times = [r["step_times_s"] for r in ok]
@@ -183,5 +185,6 @@ def summarize_results(results: dict) -> dict:
     configs = per_config(results)
     ratios, refused = comparisons(configs, results.get("repeats"))
     fit_list = fits(configs)
+    from .scaling import scaling_rows
     return {"configs": configs, "ratios": ratios, "refused": refused, "fits": fit_list,
-            "crossovers": crossovers(fit_list)}
+            "crossovers": crossovers(fit_list), "scaling": scaling_rows(configs, results.get("repeats"))}

@@ -76,6 +76,7 @@ ROWS = (
 def _find(configs: dict, mode: str, row: Row, batch: int | None = None) -> dict | None:
     matches = [e for e in configs.values()
                if "throughput" in e and e["mode"] == mode and e["model"] == row.model and e["task"] == row.task
+               and e.get("devices", 1) * e.get("workers", 1) == 1
                and (row.data is None or e["data"] == row.data) and e.get("optimizer", "rmsprop") == row.optimizer
                and (batch is None or e["batch"] == batch)]
     return max(matches, key=lambda e: e["batch"]) if matches else None

@@ -16,13 +16,16 @@ import resource
 import sys
 import time
 
+from data_pipeline.errors import DataError
+
 from .config import GRAPH_MODES, PINNED_ENV, TF2_RUNTIME_MODES, TF_KERAS_MODES, BenchConfig
+from .replicas import Placement, prepare
 from .steps import timed_steps
 
 RESULT_MARK = "RESULT "
 # Measured per configuration and compared across modes: an API's own choice (e.g. fit's
 # thread pools) that differs from the other side's shows up as a refused comparison.
-FACT_SETTINGS = ("xla_effective", "intra_op_threads", "inter_op_threads")
+FACT_SETTINGS = ("xla_effective", "intra_op_threads", "inter_op_threads", "replicas")
 
 
 def _settings(config: BenchConfig, facts: dict, env: dict) -> dict:
@@ -36,6 +39,7 @@ def _settings(config: BenchConfig, facts: dict, env: dict) -> dict:
                     inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
                     cpu_count=os.cpu_count(), visible_gpus=len(tf.config.list_physical_devices("GPU")), env=env)
     settings.update({name: facts[name] for name in FACT_SETTINGS if name in facts})
+    settings.setdefault("replicas", 1)  # a mode that cannot run on several replicas ran on one
     return settings
 
 
@@ -55,8 +59,9 @@ def _keras_used(config: BenchConfig) -> str:
     return f"keras {keras.__version__}"
 
 
-def measure(config: BenchConfig, env: dict) -> dict:
-    """Build the mode's model and step, run warm-up + timed samples -> result record."""
+def measure(config: BenchConfig, env: dict, placement: Placement = Placement()) -> dict:
+    """Build the mode's model and step on `placement`'s replicas, run warm-up + timed samples
+    -> result record."""
     import tensorflow as tf
     if config.device == "gpu" and not tf.config.list_physical_devices("GPU"):
         raise RuntimeError("no GPU visible to TensorFlow")
@@ -66,12 +71,12 @@ def measure(config: BenchConfig, env: dict) -> dict:
     total = config.warmup + config.steps
     if config.mode in ("keras-fit", "keras-fit-spe") + TF_KERAS_MODES:
         from .keras_modes import run_fit
-        times, build_s, facts = run_fit(config)
+        times, build_s, facts = run_fit(config, placement)
     else:
         started = time.perf_counter()
         if config.mode in GRAPH_MODES:
             from .graph_modes import make_graph_step
-            step = make_graph_step(config)
+            step = make_graph_step(config, placement)
         else:
             from .keras_calls import make_call_step
             step = make_call_step(config)
@@ -100,8 +105,9 @@ def measure(config: BenchConfig, env: dict) -> dict:
             "keras_used": _keras_used(config), "runtime": runtime_facts(), "settings": _settings(config, facts, env)}
 
 
-def _prepare_process(config: BenchConfig) -> None:
-    """The process state a bundle's mode needs, set before TensorFlow runs anything."""
+def _prepare_process(config: BenchConfig) -> Placement:
+    """The process state a bundle's mode needs, set before TensorFlow runs anything -> where its
+    replicas are."""
     if config.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # a CPU run on a GPU machine stays on the CPU
     if config.xla and config.device == "cpu":
@@ -114,6 +120,7 @@ def _prepare_process(config: BenchConfig) -> None:
     if config.mode == "tfkeras-v1":
         import tensorflow as tf
         tf.compat.v1.disable_eager_execution()  # Keras 2 in TF1 graph mode, Session underneath
+    return prepare(config)
 
 
 def _error_record(config: BenchConfig, err: BaseException) -> dict:
@@ -128,12 +135,21 @@ def main(argv: list[str] | None = None) -> int:
     configs = [BenchConfig.from_dict(c) for c in (loaded if isinstance(loaded, list) else [loaded])]
     if len({c.bundle() for c in configs}) != 1:
         raise SystemExit("error: a worker runs configurations of one bundle (mode and environment)")
-    _prepare_process(configs[0])
+    try:
+        placement = _prepare_process(configs[0])
+    except DataError as err:  # e.g. more devices than the machine has: every configuration fails
+        for config in configs:
+            print(RESULT_MARK + json.dumps(_error_record(config, err)), flush=True)
+        return 1
+    if placement.is_ps:
+        from graph_api.cluster_loop import serve_parameters
+        serve_parameters(placement.cluster)  # until every worker has finished its steps
+        return 0
     env = {name: os.environ.get(name) for name in PINNED_ENV}  # as this process runs with them
     failed = 0
     for config in configs:
         try:
-            result = measure(config, env)
+            result = measure(config, env, placement)
         except Exception as err:  # recorded for this configuration; the run goes on (as timm does)
             result = _error_record(config, err)
         failed += not result["ok"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,3 +175,20 @@ def split_batch(global_batch: int, parts: int, what: str) -> int:
     if global_batch % parts:
         raise DataError(f"--batch-size: the global batch {global_batch} does not split evenly over {parts} {what}")
     return global_batch // parts
+
+
+def localhost_jobs(workers: int, ps: int = 0) -> dict:
+    """The jobs of a cluster on this machine: `workers` worker and `ps` ps tasks on free ports
+    (free when asked; a port taken between now and the server's start fails that server)."""
+    sockets = [socket.socket() for _ in range(workers + ps)]
+    try:
+        for s in sockets:
+            s.bind(("localhost", 0))
+        ports = iter([s.getsockname()[1] for s in sockets])
+    finally:
+        for s in sockets:
+            s.close()
+    jobs = {"worker": [f"localhost:{next(ports)}" for _ in range(workers)]}
+    if ps:
+        jobs["ps"] = [f"localhost:{next(ports)}" for _ in range(ps)]
+    return jobs

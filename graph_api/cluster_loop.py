@@ -84,6 +84,30 @@ class _Updater(threading.Thread):
             self.error = err
 
 
+def start_updates(session: v1.Session, sync, last_step: int) -> _Updater:
+    """The chief, once the variables are initialised or restored: let the workers in and apply
+    their synchronous updates, in a thread, until the global step reaches `last_step`."""
+    session.run(sync.set_steps)
+    session.run(sync.mark_ready)
+    updater = _Updater(session, sync.update_op, last_step)
+    updater.start()
+    return updater
+
+
+def wait_for_chief(session: v1.Session, sync, cluster: Cluster) -> None:
+    """A worker other than the chief: until the chief has initialised the variables on the ps."""
+    deadline = time.monotonic() + CHIEF_WAIT_SECONDS
+    print(f"{cluster.task}: waiting for the chief {cluster.workers[0]}", flush=True)
+    while time.monotonic() < deadline:
+        try:
+            if session.run(sync.ready):
+                return
+        except (tf.errors.FailedPreconditionError, tf.errors.UnavailableError):
+            pass  # not initialised yet, or the ps not up yet
+        time.sleep(0.5)
+    raise DataError(f"{cluster.source}: the chief {cluster.workers[0]} was not ready within {CHIEF_WAIT_SECONDS} s")
+
+
 class ClusterLoop:
     """A worker's training loop, driven by the global step on the ps tasks."""
 
@@ -98,12 +122,9 @@ class ClusterLoop:
         if t.is_chief:
             writers = t.open_writers()
             _, history = t.start()
-            session.run(self.sync.set_steps)
-            session.run(self.sync.mark_ready)
-            updater = _Updater(session, self.sync.update_op, self.total)
-            updater.start()
+            updater = start_updates(session, self.sync, self.total)
         else:
-            self._wait_for_chief()
+            wait_for_chief(session, self.sync, t.cluster)
         step = int(session.run(self.step_var))
         if not t.is_chief:
             print(f"{t.cluster.task}: joined at global step {step}", flush=True)
@@ -122,19 +143,6 @@ class ClusterLoop:
         for done in self.sync.done_ops:
             session.run(done)
         return history
-
-    def _wait_for_chief(self) -> None:
-        deadline = time.monotonic() + CHIEF_WAIT_SECONDS
-        print(f"{self.t.cluster.task}: waiting for the chief {self.t.cluster.workers[0]}", flush=True)
-        while time.monotonic() < deadline:
-            try:
-                if self.t.session.run(self.sync.ready):
-                    return
-            except (tf.errors.FailedPreconditionError, tf.errors.UnavailableError):
-                pass  # not initialised yet, or the ps not up yet
-            time.sleep(0.5)
-        raise DataError(f"{self.t.cluster.source}: the chief {self.t.cluster.workers[0]} was not ready "
-                        f"within {CHIEF_WAIT_SECONDS} s")
 
     def _epoch(self, epoch: int, step: int, updater: _Updater | None) -> tuple[int, float, float, float]:
         """Steps until the global step ends `epoch` -> (global step, mean loss and accuracy of this

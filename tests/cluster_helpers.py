@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,25 +13,6 @@ from pathlib import Path
 from conftest import REPO
 
 DEADLINE_SECONDS = 240  # a whole cluster run; the processes are killed past it
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("localhost", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def cluster_jobs(workers: int, ps: int = 0) -> dict:
-    ports = iter(free_ports(workers + ps))
-    jobs = {"worker": [f"localhost:{next(ports)}" for _ in range(workers)]}
-    if ps:
-        jobs["ps"] = [f"localhost:{next(ports)}" for _ in range(ps)]
-    return jobs
 
 
 class Cluster:

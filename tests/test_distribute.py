@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cluster_helpers import Cluster, cluster_jobs
+from cluster_helpers import Cluster
+from common.distribution import localhost_jobs
 from conftest import REPO, run_cli
 from shard_helpers import feature_shards
 
@@ -137,7 +138,7 @@ def test_graph_cluster_step_equals_one_process(features, start_weights, tmp_path
     args = _train_args(features, start_weights, 1, 3)
     one = run_cli("graph_api", "train", *args, "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-3000:]
-    with Cluster("graph_api", cluster_jobs(2, ps=1), args, tmp_path / "logs") as cluster:
+    with Cluster("graph_api", localhost_jobs(2, ps=1), args, tmp_path / "logs") as cluster:
         cluster.start("ps", 0, tmp_path / "ps", via_file=True)  # the same JSON from --cluster FILE
         cluster.start("worker", 0, tmp_path / "two")
         cluster.start("worker", 1, tmp_path / "two", via_file=True)
@@ -150,7 +151,7 @@ def test_graph_cluster_step_equals_one_process(features, start_weights, tmp_path
 
 def test_graph_cluster_survives_a_worker_restart(features, start_weights, tmp_path):
     args = _train_args(features, start_weights, 3, 20)
-    with Cluster("graph_api", cluster_jobs(2, ps=1), args, tmp_path / "logs") as cluster:
+    with Cluster("graph_api", localhost_jobs(2, ps=1), args, tmp_path / "logs") as cluster:
         cluster.start("ps", 0, tmp_path / "ps")
         cluster.start("worker", 0, tmp_path / "chief")
         cluster.start("worker", 1, tmp_path / "other")
@@ -175,7 +176,7 @@ def test_graph_cluster_survives_a_worker_restart(features, start_weights, tmp_pa
 def test_keras_cluster_trains_like_one_process_and_resumes(features, start_weights, tmp_path):
     one = run_cli("keras_api", "train", *_train_args(features, start_weights, 1, 3), "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-3000:]
-    jobs = cluster_jobs(2)
+    jobs = localhost_jobs(2)
     with Cluster("keras_api", jobs, _train_args(features, start_weights, 1, 3), tmp_path / "logs") as cluster:
         cluster.start("worker", 0, tmp_path / "two")
         cluster.start("worker", 1, tmp_path / "other")
@@ -186,7 +187,7 @@ def test_keras_cluster_trains_like_one_process_and_resumes(features, start_weigh
     assert np.abs(single - multi).max() < TOLERANCE
     # 3 epochs in a shared run directory; worker 1 dies in epoch 3; the cluster restarts.
     args = _train_args(features, start_weights, 3, 20)
-    with Cluster("keras_api", cluster_jobs(2), args, tmp_path / "logs2") as cluster:
+    with Cluster("keras_api", localhost_jobs(2), args, tmp_path / "logs2") as cluster:
         for i in (0, 1):
             cluster.start("worker", i, tmp_path / "shared")
         cluster.wait_for("worker", 0, "Epoch 3/3")
