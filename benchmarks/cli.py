@@ -36,10 +36,12 @@ def cmd_run(args) -> None:
     configs = with_overrides(configs, steps=args.steps, warmup=args.warmup, image_size=args.image_size,
                              precision=args.precision, xla={"on": True, "off": False}.get(args.xla))
     configs = list(dict.fromkeys(configs))  # overrides can make configurations identical
-    if args.batches:
-        configs = [c for c in configs if c.batch in args.batches]
+    for flag, field in (("batches", "batch"), ("devices", "devices"), ("workers", "workers")):
+        wanted = getattr(args, flag)
+        if wanted:
+            configs = [c for c in configs if getattr(c, field) in wanted]
     if not configs:
-        raise DataError("no configuration left after --modes/--models/--batches")
+        raise DataError("no configuration left after --modes/--models/--batches/--devices/--workers")
     out = Path(args.out)
     budget_s = _budget_s(args)
     extra = f", more for imprecise ratios within {budget_s / 60:.0f} min" if budget_s else ""
@@ -91,13 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="measure a preset's configurations and write the report")
-    p.add_argument("--preset", default="quick", help="quick (this CPU, < 15 min), full, gpu")
+    p.add_argument("--preset", default="quick",
+                   help="quick (this CPU, < 15 min), full, gpu (with 1/2/4/8-GPU scaling), scaling (1-2 devices, 2 workers)")
     p.add_argument("--out", default="reports/latest")
     p.add_argument("--manifest", help="image shards: their tf.data rate is measured beside every model of the same image size "
                    "(and read by the full/gpu presets' pipeline configurations)")
     p.add_argument("--modes", nargs="+", help=f"only these modes ({', '.join(MODES)})")
     p.add_argument("--models", nargs="+", help=f"only these models ({', '.join(MODELS)})")
     p.add_argument("--batches", nargs="+", type=positive_int, help="only these batch sizes")
+    p.add_argument("--devices", nargs="+", type=positive_int,
+                   help="only configurations on these numbers of local devices (e.g. 1 2 4 of the gpu preset's 1/2/4/8)")
+    p.add_argument("--workers", nargs="+", type=positive_int,
+                   help="only configurations on these numbers of localhost worker processes")
     p.add_argument("--steps", type=positive_int, help="timed steps per configuration (preset's by default)")
     p.add_argument("--warmup", type=non_negative_int, help="warm-up steps, excluded from the timing")
     p.add_argument("--repeats", type=positive_int, help="interleaved repeats (preset's by default)")

@@ -1,0 +1,102 @@
+"""The harness on several replicas: N logical CPU devices and N localhost worker processes in
+both APIs, scaling efficiency against one device, and the API ratio at each N."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.config import BenchConfig, preset
+from benchmarks.scaling import scaling_markdown, scaling_rows
+from conftest import run_cli
+from data_pipeline.errors import DataError
+
+
+def _entry(mode: str, batch: int, medians: list[float], devices: int = 1, workers: int = 1) -> tuple[str, dict]:
+    config = BenchConfig(mode=mode, model="vgg16_head", batch=batch, devices=devices, workers=workers)
+    entry = {"mode": mode, "model": "vgg16_head", "group": config.group(), "batch": batch,
+             "devices": devices, "workers": workers,
+             "one_replica_key": config.one_replica().key() if config.replicas() > 1 else None,
+             "throughput": {"median": batch / sorted(medians)[len(medians) // 2]},
+             "repeat_medians_s": {str(i): m for i, m in enumerate(medians)}, "settings": {"visible_gpus": 0}}
+    return config.key(), entry
+
+
+def test_efficiency_is_one_device_step_time_over_n_replica_step_time_at_the_same_per_replica_batch():
+    # one device: 0.10 s per step of 32; two devices: 0.125 s per step of 64 -> efficiency 0.8, speed-up 1.6
+    configs = dict([_entry("graph", 32, [0.10, 0.10, 0.10]), _entry("graph", 64, [0.125, 0.125, 0.125], devices=2),
+                    _entry("graph-replicated", 64, [0.25, 0.20, 0.25], devices=2),
+                    _entry("keras-fit", 64, [0.2, 0.2, 0.2], workers=2)])
+    rows = {(r["mode"], r["kind"]): r for r in scaling_rows(configs, 3)}
+    graph = rows[("graph", "devices")]
+    assert graph["n"] == 2 and graph["per_replica_batch"] == 32
+    assert graph["efficiency"]["ratio"] == pytest.approx(0.8) and graph["speedup"]["ratio"] == pytest.approx(1.6)
+    assert graph["efficiency"]["lo"] == pytest.approx(0.8)  # no spread between repeats: a point interval
+    # graph-replicated scales from the one-device graph run; its spread gives a real interval
+    replicated = rows[("graph-replicated", "devices")]
+    assert replicated["one_replica_key"].startswith("graph/") and replicated["efficiency"]["ratio"] < 0.5
+    assert replicated["efficiency"]["lo"] < replicated["efficiency"]["ratio"] < replicated["efficiency"]["hi"]
+    # the one-device keras-fit run is missing: images/s without an efficiency
+    assert rows[("keras-fit", "workers")]["efficiency"] is None
+    text = "\n".join(scaling_markdown({"scaling": list(rows.values()), "configs": configs, "ratios": []},
+                                      {"cpu_count": 2}))
+    assert "Functional figures, not speed" in text and "0.80 [0.80, 0.80]" in text and "1.60x" in text
+
+
+def test_replica_configurations_validate_and_say_what_cannot_run():
+    assert BenchConfig(mode="graph", batch=64, devices=2).key().endswith("/2dev")
+    assert BenchConfig(mode="keras-fit", batch=64, workers=2).key().endswith("/2workers")
+    assert BenchConfig(mode="graph", batch=64, devices=2).one_replica() == BenchConfig(mode="graph", batch=32)
+    assert BenchConfig(mode="graph", batch=64, workers=2).bundle() != BenchConfig(mode="graph", batch=32,
+                                                                                   workers=2).bundle()
+    with pytest.raises(DataError, match="does not split evenly over 4 replicas"):
+        BenchConfig(mode="graph", batch=30, devices=4).validate()
+    with pytest.raises(DataError, match="devices and workers must be >= 1"):
+        BenchConfig(mode="graph", workers=0).validate()
+    reasons = {"graph-replicated": dict(devices=1), "keras-ctl": dict(devices=2, batch=64),
+               "graph-feed": dict(workers=2, batch=64)}
+    for mode, fields in reasons.items():
+        assert BenchConfig(mode=mode, **fields).applicable(), mode
+    assert "one device" in BenchConfig(mode="graph", batch=64, devices=2, workers=2).applicable()
+    assert "XLA off" in BenchConfig(mode="keras-fit", batch=64, devices=2, xla=True).applicable()
+    # the gpu preset sweeps 1/2/4/8 GPUs at 64 images per GPU in both APIs; the scaling preset runs here
+    gpu = [c for c in preset("gpu")[0] if c.replicas() > 1]
+    assert {c.devices for c in gpu} == {2, 4, 8} and {c.batch // c.devices for c in gpu} == {64}
+    assert {c.mode for c in gpu} == {"graph", "graph-replicated", "keras-fit"}
+    assert all(c.applicable() is None for c in preset("scaling")[0])
+
+
+def test_scaling_preset_runs_on_logical_devices_and_localhost_workers_in_both_apis(tmp_path):
+    """The scaling preset, tiny: one device, two logical CPU devices and two localhost worker
+    processes (graph: plus a ps task), graph and Keras; every step an update on every replica."""
+    out = tmp_path / "run"
+    result = run_cli("benchmarks", "run", "--preset", "scaling", "--devices", "1", "2", "--steps", "2", "--warmup", "1",
+                     "--repeats", "1", "--out", str(out), timeout=400)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    runs = {r["key"]: r for r in results["runs"]}
+    assert all(r["ok"] for r in runs.values()), [r.get("error") for r in runs.values()]
+    placed = {(r["config"]["mode"], r["config"]["devices"], r["config"]["workers"]) for r in runs.values()}
+    assert placed == {("graph", 1, 1), ("keras-fit", 1, 1), ("graph", 2, 1), ("graph-replicated", 2, 1),
+                      ("keras-fit", 2, 1), ("graph", 1, 2), ("keras-fit", 1, 2)}
+    for r in runs.values():
+        config = BenchConfig.from_dict(r["config"])
+        # the replicas each side ran on as the runtime reports them (graph: devices of a traced step)
+        assert r["settings"]["replicas"] == config.replicas(), r["key"]
+        assert r["updates_applied"] == config.steps + config.warmup and len(r["step_times_s"]) == config.steps
+    summary = results["summary"]
+    assert not summary["refused"]
+    assert {(row["mode"], row["kind"]) for row in summary["scaling"]} == {
+        ("graph", "devices"), ("graph-replicated", "devices"), ("keras-fit", "devices"), ("graph", "workers"),
+        ("keras-fit", "workers")}
+    assert all(row["efficiency"]["ratio"] > 0 for row in summary["scaling"])
+    ratio_groups = {r["group"] for r in summary["ratios"]}
+    assert any(g.endswith("/2dev") for g in ratio_groups) and any(g.endswith("/2workers") for g in ratio_groups)
+    report = (out / "report.md").read_text()
+    assert "## Scaling over devices and workers" in report and "Functional figures, not speed" in report
+    assert (out / "scaling.png").stat().st_size > 0 and "![scaling.png](scaling.png)" in report
+    # a filter that leaves nothing is one clear line
+    bad = run_cli("benchmarks", "run", "--preset", "scaling", "--workers", "3", "--out", str(tmp_path / "none"))
+    assert not (tmp_path / "none").exists()
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: no configuration left after --modes/--models/--batches/--devices/--workers"]
