@@ -52,10 +52,11 @@ def graph_logits(name: str, size: int, model: keras.Model, x: np.ndarray, traini
 
 
 def graph_steps(name: str, size: int, model: keras.Model, optimizer: str, batches, learning_rate: float = 1e-3,
-                gradients: bool = False, data_format: str = "NHWC", **hyper):
+                gradients: bool = False, data_format: str = "NHWC", independent: bool = False, **hyper):
     """Train steps of graph_api from `model`'s weights (dropout off) -> the variables after them as
     {contract name: array}; with ``gradients``, also the gradients of the first batch's loss
-    at the starting weights, fetched on their own before any step."""
+    at the starting weights, fetched on their own before any step. ``independent``: one step
+    per batch, each from the starting weights (a slot-free optimizer) -> one such dict each."""
     config = GraphConfig(model=name, image_shape=(size, size, 3), num_classes=CLASSES, feed="feed_dict",
                          optimizer=optimizer, optimizer_options=hyper, learning_rate=learning_rate,
                          data_format=data_format)
@@ -72,11 +73,56 @@ def graph_steps(name: str, size: int, model: keras.Model, optimizer: str, batche
     keras_to_graph(model, session, g.model_variables)
     feeds = [{g.images: x, g.labels: y, **no_dropout} for x, y in batches]
     grads = session.run(grad_ops, feeds[0]) if gradients else None
+    each = []
     for feed in feeds:
+        if independent:
+            keras_to_graph(model, session, g.model_variables)
         session.run(g.train_op, feed)
-    graph_to_keras(session, g.model_variables, result)
+        if independent:
+            graph_to_keras(session, g.model_variables, result)
+            each.append(snapshot(result))
+    if not independent:
+        graph_to_keras(session, g.model_variables, result)
     session.close()
+    if independent:
+        return each
     return (snapshot(result), grads) if gradients else snapshot(result)
+
+
+def graph_rule_steps(name: str, size: int, model: keras.Model, rules: dict, x_y, learning_rate: float = 1e-3):
+    """One update per optimizer rule in `rules` ({label: (graph optimizer, options)}) from
+    `model`'s weights on batch `x_y`, in one graph -> ({label: variables after its update},
+    the gradients at the starting weights). The first rule's update is the training graph's own
+    step (forward, backward, update); the others apply graph_api's rule to those gradients, fed,
+    each with its own slots and the global step restarted, from the same weights."""
+    from graph_api.optimizers import apply_gradients
+    (first, (optimizer, hyper)), *others = rules.items()
+    after, grads = graph_steps(name, size, model, optimizer, [x_y], learning_rate, gradients=True, **hyper)
+    out = {first: after}
+    config = GraphConfig(model=name, image_shape=(size, size, 3), num_classes=CLASSES, feed="feed_dict")
+    g = build_train_graph(config)
+    with g.graph.as_default():
+        trainable = {k: v for k, v in graph_model_variables(g.model_variables).items()
+                     if v in v1.trainable_variables()}
+        fed = {k: v1.placeholder(tf.float32, v.shape) for k, v in trainable.items()}
+        updates = {}
+        for label, (optimizer, hyper) in others:
+            with v1.variable_scope(label):  # slots of its own
+                updates[label] = apply_gradients([(list(fed.values()), list(trainable.values()))],
+                                                 tf.constant(learning_rate), optimizer, **hyper)
+        restart = v1.assign(v1.train.get_global_step(), 0)
+        init = v1.global_variables_initializer()
+    session = v1.Session(graph=g.graph)
+    session.run(init)
+    for label, update in updates.items():
+        keras_to_graph(model, session, g.model_variables)
+        session.run(restart)
+        session.run(update, {fed[k]: grads[k] for k in fed})
+        result = keras.models.clone_model(model)
+        graph_to_keras(session, g.model_variables, result)
+        out[label] = snapshot(result)
+    session.close()
+    return out, grads
 
 
 def keras_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer, batches, eager: bool = True,
