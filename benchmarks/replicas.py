@@ -88,17 +88,22 @@ def run_cluster(config: BenchConfig, env: dict, timeout: float) -> tuple[str, st
         return logs[("worker", 0)].read_text(errors="replace"), failure
 
 
+def _first_failure(procs: dict, logs: dict) -> str | None:
+    """The first task that exited with an error, with its last output line; None if none did."""
+    for (job, index), proc in procs.items():
+        if proc.poll() not in (None, 0):
+            return f"{job} task {index} exited with status {proc.returncode}: {_last_line(logs[(job, index)])}"
+    return None
+
+
 def _wait(procs: dict, logs: dict, deadline: float, timeout: float) -> str | None:
     """Until every task has exited -> None, or the first failure: a task that exited with an
     error, or the deadline passed."""
     while any(proc.poll() is None for proc in procs.values()):
-        for (job, index), proc in procs.items():
-            if proc.poll() not in (None, 0):
-                return f"{job} task {index} exited with status {proc.returncode}: {_last_line(logs[(job, index)])}"
+        failure = _first_failure(procs, logs)
+        if failure:
+            return failure
         if time.monotonic() > deadline:
             return f"timed out after {timeout:.0f} s"
         time.sleep(POLL_SECONDS)
-    for (job, index), proc in procs.items():
-        if proc.returncode:
-            return f"{job} task {index} exited with status {proc.returncode}: {_last_line(logs[(job, index)])}"
-    return None
+    return _first_failure(procs, logs)

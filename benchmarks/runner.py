@@ -73,12 +73,12 @@ def run_bundle(configs: list[BenchConfig], env: dict, timeout: float) -> list[di
     started = time.perf_counter()
     if configs[0].mode in TF_KERAS_MODES:
         env = {**env, "TF_USE_LEGACY_KERAS": "1"}  # Keras 2 as tf.keras, in its own process
-    command = [sys.executable, "-m", "benchmarks.worker", json.dumps([c.to_dict() for c in configs])]
     if configs[0].workers > 1:  # one configuration, on a localhost cluster: the chief's timing
         stdout, failure = run_cluster(configs[0], env, timeout)
         if failure is None and RESULT_MARK not in stdout:
             failure = "the chief exited without a result"
     else:
+        command = [sys.executable, "-m", "benchmarks.worker", json.dumps([c.to_dict() for c in configs])]
         try:
             proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
                                   timeout=timeout * len(configs))
