@@ -100,3 +100,13 @@ def test_scaling_preset_runs_on_logical_devices_and_localhost_workers_in_both_ap
     assert not (tmp_path / "none").exists()
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "error: no configuration left after --modes/--models/--batches/--devices/--workers"]
+
+
+def test_a_cluster_whose_worker_fails_is_recorded_and_every_process_stopped():
+    """A worker that cannot run (a GPU configuration on a machine without one) exits with an
+    error; the ps would serve forever. The runner records the chief's error and stops the rest."""
+    from benchmarks.runner import run_bundle, worker_env
+    config = BenchConfig(mode="graph", model="mlp", batch=4, workers=2, device="gpu", steps=1, warmup=0)
+    [record] = run_bundle([config], worker_env(), timeout=120)
+    assert not record["ok"] and "no GPU visible" in record["error"], record
+    assert record["wall_s"] < 120  # stopped on the failure, not at the timeout
