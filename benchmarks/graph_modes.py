@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from graph_api import build_model
 from graph_api.cluster_loop import start_updates, wait_for_chief, worker_session
+from graph_api.distribute import executed_devices
 from graph_api.graph import GraphConfig, build_train_graph, loss_and_accuracy, placeholders
 
 from .config import BenchConfig
@@ -25,7 +26,7 @@ from .steps import Step, scatter_ops
 
 v1 = tf.compat.v1
 XLA_OPS = ("_XlaRun", "_XlaCompile", "XlaLaunch")  # what a compiled cluster runs as
-DEVICE = re.compile(r"device:(CPU|GPU):(\d+)")  # in step stats' device names, e.g. ".../device:GPU:0/stream:7"
+DEVICE = re.compile(r"device:(CPU|GPU):(\d+)")  # e.g. "/job:localhost/replica:0/task:0/device:GPU:0"
 
 
 def session_config(config: BenchConfig) -> v1.ConfigProto:
@@ -93,10 +94,10 @@ def _inference_step(config: BenchConfig):
 def _traced_step(session: v1.Session, fetches, feed) -> tuple[int, int]:
     """One traced step -> (ops of XLA clusters it really ran (0: XLA compiled nothing), the
     CPU or GPU devices that ran part of it)."""
-    options = v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE)
+    options = v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE, output_partition_graphs=True)
     metadata = v1.RunMetadata()
     session.run(fetches, feed(), options=options, run_metadata=metadata)
-    ran = {m.groups() for m in (DEVICE.search(d.device) for d in metadata.step_stats.dev_stats) if m}
+    ran = {m.groups() for m in map(DEVICE.search, executed_devices(metadata)) if m}
     gpus = {index for kind, index in ran if kind == "GPU"}  # the CPU then only feeds them and holds variables
     devices = gpus or {index for kind, index in ran if kind == "CPU"}
     clusters = sum(any(op in node.node_name or op in node.timeline_label for op in XLA_OPS)

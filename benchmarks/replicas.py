@@ -77,8 +77,7 @@ def run_cluster(config: BenchConfig, env: dict, timeout: float) -> tuple[str, st
         logs = {task: Path(tmp) / f"{task[0]}-{task[1]}.log" for task in tasks}
         try:
             for task in tasks:
-                task_env = {**env, "TF_CONFIG": json.dumps({"cluster": jobs,
-                                                            "task": {"type": task[0], "index": task[1]}})}
+                task_env = {**env, "TF_CONFIG": Cluster(jobs, *task, "runner").tf_config()}
                 with open(logs[task], "w") as log:
                     procs[task] = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1], env=task_env,
                                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

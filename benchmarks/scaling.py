@@ -17,6 +17,7 @@ from pathlib import Path
 
 from data_pipeline.plots import plt, save_figure
 
+from .config import group_of
 from .markdown import table
 from .summary import pair_ratio
 
@@ -38,7 +39,7 @@ def scaling_rows(configs: dict[str, dict], first_stage: int | None = None) -> li
         rows.append({"key": key, "mode": entry["mode"], "model": entry["model"], "group": entry["group"],
                      "kind": "devices" if entry["devices"] > 1 else "workers", "n": n,
                      "per_replica_batch": entry["batch"] // n, "images_per_s": entry["throughput"]["median"],
-                     "one_replica_key": base_key, "one_replica_group": base_key.split("/", 1)[1],
+                     "one_replica_key": base_key, "one_replica_group": group_of(base_key),
                      "one_replica_images_per_s": base["throughput"]["median"] if "throughput" in base else None,
                      "efficiency": efficiency, "speedup": speedup})
     return sorted(rows, key=lambda r: (r["model"], r["per_replica_batch"], r["kind"], r["n"], r["mode"]))

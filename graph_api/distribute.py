@@ -140,13 +140,18 @@ def sync_op(graph: tf.Graph) -> tf.Operation | None:
                     name="sync_replicas")
 
 
+def executed_devices(metadata: v1.RunMetadata) -> list[str]:
+    """The devices that ran part of a step, as the runtime partitioned its graph (a run with
+    ``RunOptions(output_partition_graphs=True)``), not as requested."""
+    return sorted({node.device for partition in metadata.partition_graphs for node in partition.node
+                   if node.device})
+
+
 def run_and_place(session: v1.Session, fetches, feed: dict | None = None) -> tuple[list, list[str]]:
-    """Runs `fetches` once -> (their values, the devices that ran part of the step, as the
-    runtime partitioned the graph, not as requested)."""
+    """Runs `fetches` once -> (their values, `executed_devices`)."""
     metadata = v1.RunMetadata()
     out = session.run(fetches, feed, options=v1.RunOptions(output_partition_graphs=True), run_metadata=metadata)
-    return out, sorted({node.device for partition in metadata.partition_graphs for node in partition.node
-                        if node.device})
+    return out, executed_devices(metadata)
 
 
 def placement_record(config, devices_used: list[str], cluster=None) -> dict:

@@ -2,7 +2,6 @@
 ports, each with its own TF_CONFIG, bounded in time and always stopped by the test."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -10,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from common.distribution import Cluster as TaskView  # one process's view: its TF_CONFIG
 from conftest import REPO
 
 DEADLINE_SECONDS = 240  # a whole cluster run; the processes are killed past it
@@ -26,7 +26,7 @@ class Cluster:
 
     def start(self, job: str, index: int, out: Path, extra: list[str] = (), via_file: bool = False) -> subprocess.Popen:
         """Start task (job, index): its TF_CONFIG in the environment, or in a `--cluster` file."""
-        config = json.dumps({"cluster": self.jobs, "task": {"type": job, "index": index}})
+        config = TaskView(self.jobs, job, index, "test").tf_config()
         env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
         if via_file:
             path = self.logs / f"{job}-{index}.json"
