@@ -100,6 +100,9 @@ def test_scaling_preset_runs_on_logical_devices_and_localhost_workers_in_both_ap
     assert not (tmp_path / "none").exists()
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "error: no configuration left after --modes/--models/--batches/--devices/--workers"]
+    bad = run_cli("benchmarks", "run", "--preset", "scaling", "--devices", "0", "--out", str(tmp_path / "none"))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--devices" in bad.stderr
+    assert not (tmp_path / "none").exists()
 
 
 def test_a_cluster_whose_worker_fails_is_recorded_and_every_process_stopped():
