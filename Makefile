@@ -8,7 +8,7 @@ DEMO   := data/demo
 export PYTHONUNBUFFERED ?= 1
 VGG16_WEIGHTS ?= hed
 
-.PHONY: demo test install clean
+.PHONY: demo test lint install clean
 
 install: $(STAMP)
 
@@ -19,8 +19,12 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-test: $(STAMP)
+# Lint first (seconds), then every test.
+test: lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 # The main job (< 20 min on 2 cores): synthetic RxRx1 -> shards -> short trainings of both models
 # in both APIs (curves in $(DEMO)/runs/*/history.png) -> the quick benchmark (it prints the verdict map) and the training parity

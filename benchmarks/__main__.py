@@ -1,9 +1,9 @@
-from data_pipeline.errors import exit_process
-from data_pipeline.tf_logging import import_tensorflow_quietly, quiet_tensorflow_logs
+from plumbing.errors import exit_process
+from plumbing.tf_logging import import_tensorflow_quietly, quiet_tensorflow_logs
 
 quiet_tensorflow_logs()  # before anything imports TensorFlow
 import_tensorflow_quietly()
 
-from .cli import main  # noqa: E402
+from benchmarks.cli import main  # noqa: E402
 
 exit_process(main())

@@ -1,14 +1,34 @@
-"""``python -m benchmarks run | report | compare | parity``: TF1 graphs vs Keras, measured honestly."""
+"""``python -m benchmarks run | report | compare | parity | pipeline``: TF1 graphs vs Keras, measured honestly."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from data_pipeline.errors import (ArgumentParser, DataError, main_with_errors, non_negative_float,
-                                  non_negative_int, positive_int)
-
-from .config import MAX_REPEATS, MODELS, MODES, PRECISIONS, PRESET_BUDGET_S, preset, with_overrides
+from benchmarks.analyse.stats import tost_decision
+from benchmarks.analyse.summary import load_results
+from benchmarks.analyse.verdict import answer, verdict_map
+from benchmarks.config import MAX_REPEATS, MODELS, PRECISIONS
+from benchmarks.measure import runner, shard_rates
+from benchmarks.modes import MODE_NAMES
+from benchmarks.parity.experiment import (
+    ParityConfig,
+    run_parity,
+    write_parity_report,
+)
+from benchmarks.present.compare import compare
+from benchmarks.present.report import write_report
+from benchmarks.present.verdict import ratio_text
+from benchmarks.presets import PRESETS, preset, with_overrides
+from plumbing.atomic import write_json
+from plumbing.errors import (
+    ArgumentParser,
+    UserError,
+    main_with_errors,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
 
 
 def _select(configs: list, field: str, wanted: list[str] | None, allowed: Sequence[str]) -> list:
@@ -16,7 +36,7 @@ def _select(configs: list, field: str, wanted: list[str] | None, allowed: Sequen
         return configs
     unknown = sorted(set(wanted) - set(allowed))
     if unknown:
-        raise DataError(f"unknown {field} {', '.join(unknown)}: expected one of {', '.join(allowed)}")
+        raise UserError(f"unknown {field} {', '.join(unknown)}: expected one of {', '.join(allowed)}")
     return [c for c in configs if getattr(c, field) in wanted]
 
 
@@ -25,14 +45,12 @@ def _budget_s(args) -> float | None:
     fixes the count."""
     if args.budget_min is not None:
         return args.budget_min * 60 or None
-    return None if args.repeats else PRESET_BUDGET_S.get(args.preset)
+    return None if args.repeats else PRESETS[args.preset].budget_s
 
 
 def cmd_run(args) -> None:
-    from .report import write_report
-    from .runner import run
     configs, repeats = preset(args.preset, args.manifest)
-    configs = _select(_select(configs, "mode", args.modes, MODES), "model", args.models, MODELS)
+    configs = _select(_select(configs, "mode", args.modes, MODE_NAMES), "model", args.models, MODELS)
     configs = with_overrides(configs, steps=args.steps, warmup=args.warmup, image_size=args.image_size,
                              precision=args.precision, xla={"on": True, "off": False}.get(args.xla))
     configs = list(dict.fromkeys(configs))  # overrides can make configurations identical
@@ -41,15 +59,14 @@ def cmd_run(args) -> None:
         if wanted:
             configs = [c for c in configs if getattr(c, field) in wanted]
     if not configs:
-        raise DataError("no configuration left after --modes/--models/--batches/--devices/--workers")
+        raise UserError("no configuration left after --modes/--models/--batches/--devices/--workers")
     out = Path(args.out)
     budget_s = _budget_s(args)
     extra = f", more for imprecise ratios within {budget_s / 60:.0f} min" if budget_s else ""
     print(f"{len(configs)} configurations x {args.repeats or repeats} repeats{extra} -> {out}")
-    results = run(configs, args.repeats or repeats, out / "results.json", preset=args.preset,
+    results = runner.run(configs, args.repeats or repeats, out / "results.json", preset=args.preset,
                   manifest=args.manifest, budget_s=budget_s, max_repeats=args.max_repeats)
     report = write_report(results, out)
-    from .verdict import answer, ratio_text, verdict_map
     rows = verdict_map(results["summary"], results["repeats"])
     print("verdict map (TF1-style side / Keras side, 95% interval over repeats):")
     for row in rows:
@@ -57,19 +74,15 @@ def cmd_run(args) -> None:
     print(answer(rows))
     print(f"report: {report}")
     for refused in results["summary"]["refused"]:
-        raise DataError(f"comparison refused for {refused['group']}: {refused['reason']}")
+        raise UserError(f"comparison refused for {refused['group']}: {refused['reason']}")
 
 
 def cmd_report(args) -> None:
-    from .report import load_results, write_report
     results = load_results(args.results)
     print(f"report: {write_report(results, args.out or Path(args.results).parent)}")
 
 
 def cmd_parity(args) -> None:
-    from .parity import ParityConfig, run_parity, write_parity_report
-    from .report import load_results, write_report
-    from .stats import tost_decision
     config = ParityConfig(**{k: v for k, v in vars(args).items() if k not in ("command", "func")})
     record = run_parity(config)
     print(f"parity: {write_parity_report(record, config.out)}")
@@ -84,8 +97,15 @@ def cmd_parity(args) -> None:
         print(f"report: {write_report(load_results(results), config.out)}")
 
 
+def cmd_pipeline(args) -> None:
+    results = shard_rates.run(args.work_dir, args.wells, args.workers, args.repeats)
+    shard_rates.print_rates(results)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.json, results)
+
+
 def cmd_compare(args) -> None:
-    from .compare import compare
     print(compare(args.a, args.b))
 
 
@@ -94,15 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="measure a preset's configurations and write the report")
     p.add_argument("--preset", default="quick",
-                   help="quick (this CPU, < 15 min), full, gpu (with 1/2/4/8-GPU scaling), scaling (1-2 devices, 2 workers)")
+                   help=", ".join(f"{p.name} ({p.help})" for p in PRESETS.values()))
     p.add_argument("--out", default="reports/latest")
-    p.add_argument("--manifest", help="image shards: their tf.data rate is measured beside every model of the same image size "
+    p.add_argument("--manifest", help="image shards: their tf.data rate is measured beside every model of the same "
+                   "image size "
                    "(and read by the full/gpu presets' pipeline configurations)")
-    p.add_argument("--modes", nargs="+", help=f"only these modes ({', '.join(MODES)})")
+    p.add_argument("--modes", nargs="+", help=f"only these modes ({', '.join(MODE_NAMES)})")
     p.add_argument("--models", nargs="+", help=f"only these models ({', '.join(MODELS)})")
     p.add_argument("--batches", nargs="+", type=positive_int, help="only these batch sizes")
     p.add_argument("--devices", nargs="+", type=positive_int,
-                   help="only configurations on these numbers of local devices (e.g. 1 2 4 of the gpu preset's 1/2/4/8)")
+                   help="only configurations on these numbers of local devices "
+                        "(e.g. 1 2 4 of the gpu preset's 1/2/4/8)")
     p.add_argument("--workers", nargs="+", type=positive_int,
                    help="only configurations on these numbers of localhost worker processes")
     p.add_argument("--steps", type=positive_int, help="timed steps per configuration (preset's by default)")
@@ -141,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("a")
     p.add_argument("b")
     p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("pipeline", help="shard build rate and tf.data read rate on a synthetic RxRx1")
+    p.add_argument("--work-dir", type=Path, default=Path("data/pipeline-bench"))
+    p.add_argument("--wells", type=positive_int, default=120, help="wells per plate (2 plates, 2 sites each)")
+    p.add_argument("--workers", type=positive_int, default=2)
+    p.add_argument("--repeats", type=positive_int, default=3)
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.set_defaults(func=cmd_pipeline)
     return parser
 
 

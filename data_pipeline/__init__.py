@@ -5,13 +5,11 @@ shard-building worker processes start quickly.
 """
 from __future__ import annotations
 
-from .errors import DataError
-
-__all__ = ["DataError", "make_dataset", "num_batches"]
+__all__ = ["make_dataset", "num_batches"]
 
 
 def __getattr__(name: str):
     if name in ("make_dataset", "num_batches"):
-        from . import dataset
+        from data_pipeline import dataset  # imports TensorFlow: on first use only
         return getattr(dataset, name)
     raise AttributeError(f"module 'data_pipeline' has no attribute {name!r}")

@@ -16,22 +16,39 @@ import multiprocessing
 import os
 import signal
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from .constants import DEFAULT_IMAGE_SIZE, IMAGE_MODE_RGB, SHARD_SCHEMA_VERSION
-from .errors import DataError
-from .images import load_site, sample_channels, site_side, site_to_sample
-from .layout import LAYOUT_WILDS, SiteKey, detect_layout
-from .metadata import (LABELLED_POOL, class_names_for, encode_labels, read_sites, select,
-                       split_by_experiment, split_random)
-from .atomic import TMP_MARK, write_json
-from .shards import MANIFEST_NAME, publish_manifest, sha256_file, tagged_name, write_shard
+from data_pipeline.constants import (
+    DEFAULT_IMAGE_SIZE,
+    IMAGE_MODE_RGB,
+    SHARD_SCHEMA_VERSION,
+)
+from data_pipeline.images import load_site, sample_channels, site_side, site_to_sample
+from data_pipeline.layout import LAYOUT_WILDS, SiteKey, detect_layout
+from data_pipeline.metadata import (
+    LABELLED_POOL,
+    class_names_for,
+    encode_labels,
+    read_sites,
+    select,
+    split_by_experiment,
+    split_random,
+)
+from data_pipeline.shards import (
+    MANIFEST_NAME,
+    publish_manifest,
+    sha256_file,
+    tagged_name,
+    write_shard,
+)
+from plumbing.atomic import TMP_MARK, write_json
+from plumbing.errors import UserError
 
 JOURNAL_NAME = MANIFEST_NAME + ".partial"
 # Test hooks: simulate a kill (SIGKILL, no clean-up) at a chosen point of a build.
@@ -69,7 +86,7 @@ def plan_shards(sites: pd.DataFrame, class_names: list[str], shard_size: int, se
     stored in a seeded random order (a permutation of its id order), so neighbouring samples,
     and the blocks the reader shuffles, are random draws rather than neighbouring wells."""
     if shard_size < 1:
-        raise DataError(f"shard size {shard_size} must be at least 1")
+        raise UserError(f"shard size {shard_size} must be at least 1")
     test_rows = sites["split"].isin(HELD_OUT_SPLITS).to_numpy()
     encode_labels(sites[~test_rows], class_names)  # raises if a train/val class is not listed
     labels = encode_labels(sites, class_names, unknown_as_unlabelled=True)
@@ -104,7 +121,7 @@ def build_one_shard(job: ShardJob, options: BuildOptions, class_names: list[str]
         try:
             site_image = load_site(options.root, SiteKey(dataset, experiment, plate, well, site),
                                    options.raw_size, options.layout)
-        except DataError as err:
+        except UserError as err:
             if not options.skip_bad:
                 raise
             skipped.append({"sample_id": f"{id_code}_s{site}", "reason": err.message})
@@ -132,7 +149,7 @@ def _first_site_size(jobs: list[ShardJob], options: BuildOptions) -> int | None:
         for dataset, experiment, plate, well, site, _id, _label in job.samples[:8]:
             try:
                 return site_side(options.root, SiteKey(dataset, experiment, plate, well, site), options.layout)
-            except DataError:
+            except UserError:
                 continue
     return None
 
@@ -273,19 +290,19 @@ def select_sites(root: str | os.PathLike, *, cell_types=None, experiments=None,
 
 
 def _training_classes(train_part: pd.DataFrame) -> list[str]:
-    """The class list of the rows a model trains on; DataError if there are none."""
+    """The class list of the rows a model trains on; UserError if there are none."""
     if train_part.empty:
-        raise DataError("the selection has no training rows")
+        raise UserError("the selection has no training rows")
     return class_names_for(train_part)
 
 
 def _official_split(frame: pd.DataFrame, layout: str, *, cell_types, experiments, include_controls,
                     include_test, val_experiments) -> tuple[pd.DataFrame, list[str]]:
     if layout != LAYOUT_WILDS:
-        raise DataError(f"--official-split: only the WILDS layout has an official split; this root "
+        raise UserError(f"--official-split: only the WILDS layout has an official split; this root "
                         f"is in the {layout} layout")
     if val_experiments:
-        raise DataError("--official-split: the official split fixes the validation experiments; "
+        raise UserError("--official-split: the official split fixes the validation experiments; "
                         "drop --val-experiments")
     chosen = select(frame, cell_types=cell_types, experiments=experiments,
                     datasets=("train", "val", "test"), include_controls=include_controls)

@@ -17,11 +17,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .build import BuildOptions, ShardJob, make_manifest
-from .constants import IMAGE_MODE_RAW, IMAGE_MODE_RGB
-from .errors import DataError
-from .atomic import atomic_path
-from .shards import content_tag, load_manifest, open_h5, publish_manifest, read_split, write_shard
+from data_pipeline.build import BuildOptions, ShardJob, make_manifest
+from data_pipeline.constants import IMAGE_MODE_RAW, IMAGE_MODE_RGB
+from data_pipeline.shards import (
+    content_tag,
+    load_manifest,
+    open_h5,
+    publish_manifest,
+    read_split,
+    write_shard,
+)
+from plumbing.atomic import atomic_path
+from plumbing.errors import UserError
 
 SPLITS = (("train", "x_train", "y_train"), ("val", "x_val", "y_val"))
 
@@ -41,12 +48,12 @@ def export_cell_h5(manifest_path: str | os.PathLike, out_path: str | os.PathLike
     """Write `out_path` (atomically) from the manifest's train and val splits; returns counts."""
     manifest = load_manifest(manifest_path)
     if manifest["dtype"] != "uint8":
-        raise DataError(f"{manifest['_path']}: shards hold {manifest['dtype']} {manifest['image_mode']}; "
+        raise UserError(f"{manifest['_path']}: shards hold {manifest['dtype']} {manifest['image_mode']}; "
                         f"cell.h5 holds uint8 images (export the image shards, not features)")
     splits = {split: read_split(manifest, split, ("images", "labels")) for split, _, _ in SPLITS}
     for split, data in splits.items():
         if (data["labels"] < 0).any():
-            raise DataError(f"{manifest['_path']}: split {split!r} has unlabelled samples; cell.h5 needs labels")
+            raise UserError(f"{manifest['_path']}: split {split!r} has unlabelled samples; cell.h5 needs labels")
     out_path = Path(out_path)
     counts = {}
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as handle:
@@ -63,7 +70,7 @@ def _load_cell_arrays(path: Path) -> tuple[dict, list[str]]:
     with open_h5(path) as handle:
         missing = [k for k in ("x_train", "y_train", "x_val", "y_val", "classes") if k not in handle]
         if missing:
-            raise DataError(f"{path}: missing dataset(s) {', '.join(missing)}")
+            raise UserError(f"{path}: missing dataset(s) {', '.join(missing)}")
         arrays = {k: handle[k][:] for k in ("x_train", "y_train", "x_val", "y_val")}
         classes = [c.decode() if isinstance(c, bytes) else str(c) for c in handle["classes"][:]]
     return arrays, classes
@@ -73,20 +80,20 @@ def _as_uint8(x: np.ndarray, path: Path, name: str) -> np.ndarray:
     if x.dtype == np.int8:
         at_max = float(np.mean(x == 127)) if x.size else 0.0
         if x.size and x.min() >= 0 and at_max >= SATURATED_FRACTION:
-            raise DataError(f"{path}: {name} is int8 with no value below 0 and {at_max:.1%} of pixels at 127: "
+            raise UserError(f"{path}: {name} is int8 with no value below 0 and {at_max:.1%} of pixels at 127: "
                             f"pixels over 127 were clipped when it was written (h5py saturates on "
                             f"assignment), so they cannot be restored; write the images as uint8")
         print(f"{path}: {name} is int8 (the book's 'i1'); reinterpreting as uint8", file=sys.stderr)
         return x.view(np.uint8)
     if x.dtype != np.uint8:
-        raise DataError(f"{path}: {name} has dtype {x.dtype}, expected uint8")
+        raise UserError(f"{path}: {name} has dtype {x.dtype}, expected uint8")
     return x
 
 
 def _as_labels(y: np.ndarray, n_classes: int, path: Path, name: str) -> np.ndarray:
     labels = y.argmax(axis=1) if y.ndim == 2 else y
     if labels.ndim != 1 or (labels.size and (labels.min() < 0 or labels.max() >= n_classes)):
-        raise DataError(f"{path}: {name} must hold class indices 0..{n_classes - 1} or one-hot rows")
+        raise UserError(f"{path}: {name} must hold class indices 0..{n_classes - 1} or one-hot rows")
     return labels.astype(np.int32)
 
 
@@ -97,7 +104,7 @@ def import_cell_h5(path: str | os.PathLike, out_dir: str | os.PathLike, shard_si
     out_dir.mkdir(parents=True, exist_ok=True)
     x_train = _as_uint8(arrays["x_train"], path, "x_train")
     if x_train.ndim != 4 or x_train.shape[-1] not in (3, 6) or x_train.shape[1] != x_train.shape[2]:
-        raise DataError(f"{path}: x_train has shape {x_train.shape}, expected (N, S, S, 3 or 6)")
+        raise UserError(f"{path}: x_train has shape {x_train.shape}, expected (N, S, S, 3 or 6)")
     mode = IMAGE_MODE_RGB if x_train.shape[-1] == 3 else IMAGE_MODE_RAW
     options = BuildOptions(root=str(path), out_dir=str(out_dir), image_mode=mode,
                            image_size=x_train.shape[1], shard_size=shard_size,
@@ -108,10 +115,10 @@ def import_cell_h5(path: str | os.PathLike, out_dir: str | os.PathLike, shard_si
     for split, x_name, y_name in SPLITS:
         x = _as_uint8(arrays[x_name], path, x_name)
         if x.shape[1:] != x_train.shape[1:]:
-            raise DataError(f"{path}: {x_name} has samples of shape {x.shape[1:]}, x_train {x_train.shape[1:]}")
+            raise UserError(f"{path}: {x_name} has samples of shape {x.shape[1:]}, x_train {x_train.shape[1:]}")
         y = _as_labels(arrays[y_name], len(classes), path, y_name)
         if len(y) != len(x):
-            raise DataError(f"{path}: {x_name} has {len(x)} samples but {y_name} has {len(y)}")
+            raise UserError(f"{path}: {x_name} has {len(x)} samples but {y_name} has {len(y)}")
         n_shards = -(-len(x) // shard_size)
         for i in range(n_shards):
             lo, hi = i * shard_size, min((i + 1) * shard_size, len(x))

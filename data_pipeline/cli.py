@@ -6,14 +6,29 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from .constants import CELL_TYPES, DEFAULT_IMAGE_SIZE, IMAGE_MODE_RGB, IMAGE_MODES
-from .layout import LAYOUT_KAGGLE, LAYOUT_WILDS, LAYOUTS
-from .errors import ArgumentParser, DataError, non_negative_int, positive_int
-from .progress import Progress
-
+from data_pipeline.build import (
+    BuildOptions,
+    build_shards,
+    plan_shards,
+    select_sites,
+)
+from data_pipeline.cellh5 import export_cell_h5, import_cell_h5
+from data_pipeline.constants import (
+    CELL_TYPES,
+    DEFAULT_IMAGE_SIZE,
+    IMAGE_MODE_RGB,
+    IMAGE_MODES,
+)
+from data_pipeline.images import load_site, sample_channels
+from data_pipeline.layout import LAYOUT_KAGGLE, LAYOUT_WILDS, LAYOUTS, SiteKey, detect_layout, parse_id_code
+from data_pipeline.plots import plot_site
+from data_pipeline.shards import label_counts, load_manifest, verify_manifest
+from data_pipeline.synthetic import SynthConfig, generate, plate_layout
+from plumbing.errors import ArgumentParser, UserError, main_with_errors, non_negative_int, positive_int
+from plumbing.progress import Progress
 
 LAYOUTS_HELP = "Layouts read: " + "; ".join(f"{name} = {text}" for name, text in LAYOUTS.items())
 
@@ -23,7 +38,6 @@ def _csv_list(text: str) -> list[str]:
 
 
 def cmd_synth(args) -> None:
-    from .synthetic import SynthConfig, generate, plate_layout
     config = SynthConfig(num_classes=args.classes, cell_types=tuple(args.cell_types),
                          train_experiments=args.experiments, test_experiments=args.test_experiments,
                          plates=args.plates, wells_per_plate=args.wells, image_size=args.size,
@@ -38,12 +52,9 @@ def cmd_synth(args) -> None:
 
 
 def cmd_build(args) -> None:
-    from .build import BuildOptions, build_shards, plan_shards, select_sites
-    from .layout import detect_layout
-    from .images import sample_channels
     layout = detect_layout(args.root)
     if layout == LAYOUT_WILDS and sample_channels(args.mode) != 3:
-        raise DataError(f"--mode {args.mode}: the {layout} layout ships RGB composites only; "
+        raise UserError(f"--mode {args.mode}: the {layout} layout ships RGB composites only; "
                         f"use --mode {IMAGE_MODE_RGB}")
     sites, class_names = select_sites(
         args.root, cell_types=args.cell_types, experiments=args.experiments,
@@ -69,7 +80,6 @@ def cmd_build(args) -> None:
 
 
 def cmd_inspect(args) -> None:
-    from .shards import label_counts, load_manifest, verify_manifest
     manifest = load_manifest(args.manifest)
     verify_manifest(manifest, check_sha=not args.no_sha)
     counts = label_counts(manifest)
@@ -86,9 +96,6 @@ def cmd_inspect(args) -> None:
 
 
 def cmd_show(args) -> None:
-    from .images import load_site
-    from .layout import SiteKey, detect_layout, parse_id_code
-    from .plots import plot_site
     experiment, plate, well = parse_id_code(args.id_code)
     site = load_site(args.root, SiteKey(args.dataset, experiment, plate, well, args.site),
                      layout=detect_layout(args.root))
@@ -97,13 +104,11 @@ def cmd_show(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from .cellh5 import export_cell_h5
     counts = export_cell_h5(args.manifest, args.out)
     print(f"wrote {args.out}: {counts}")
 
 
 def cmd_import(args) -> None:
-    from .cellh5 import import_cell_h5
     manifest = import_cell_h5(args.cell_h5, args.out, args.shard_size)
     print(f"wrote {len(manifest['shards'])} shards to {args.out}: {manifest['splits']}")
 
@@ -176,6 +181,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .errors import main_with_errors
     return main_with_errors(build_parser(), argv, lambda args: args.func(args),
                             "finished shards are kept; rerun the same command to resume")

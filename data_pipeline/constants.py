@@ -1,7 +1,7 @@
 """Constants of the RxRx1 data set and of the shards written from it.
 
 The numbers the two model implementations must agree on (head widths, BN and RMSprop
-settings) live in `common.constants`.
+settings) live in `model_contract.constants`.
 """
 from __future__ import annotations
 

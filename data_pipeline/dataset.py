@@ -14,15 +14,21 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import h5py
 import numpy as np
 import tensorflow as tf
 
-from .allocator import keep_freed_memory
-from .errors import DataError, record_for_tensorflow
-from .shards import load_manifest, open_shard, shard_path, split_records, verify_manifest
+from data_pipeline.allocator import keep_freed_memory
+from data_pipeline.shards import (
+    load_manifest,
+    open_shard,
+    shard_path,
+    split_records,
+    verify_manifest,
+)
+from plumbing.errors import UserError, record_for_tensorflow
 
 SCALES = ("unit", "raw", None)  # [0, 1] floats, [0, 255] floats, or the stored uint8
 
@@ -54,12 +60,12 @@ def make_dataset(manifest_path: str | os.PathLike | dict, split: str, batch_size
     """
     manifest = _manifest(manifest_path)
     if image_mode is not None and image_mode != manifest["image_mode"]:
-        raise DataError(f"{manifest['_path']}: shards hold {manifest['image_mode']!r}, "
+        raise UserError(f"{manifest['_path']}: shards hold {manifest['image_mode']!r}, "
                         f"not the requested {image_mode!r}")
     if batch_size < 1 or block_size < 1:
-        raise DataError(f"batch_size {batch_size} and block_size {block_size} must be positive")
+        raise UserError(f"batch_size {batch_size} and block_size {block_size} must be positive")
     if scale not in SCALES:
-        raise DataError(f"unknown scale {scale!r}: expected one of {SCALES}")
+        raise UserError(f"unknown scale {scale!r}: expected one of {SCALES}")
     if verify:
         verify_manifest(manifest)
     if retain_memory:
@@ -194,10 +200,10 @@ class _BatchReader:
                 try:
                     handle = open_shard(path)
                     self._files[path] = (handle["images"], handle["labels"][:])
-                except DataError as err:
+                except UserError as err:
                     raise record_for_tensorflow(err) from None
                 except (OSError, KeyError) as err:
-                    raise record_for_tensorflow(DataError(f"{path}: unreadable shard ({err})")) from None
+                    raise record_for_tensorflow(UserError(f"{path}: unreadable shard ({err})")) from None
             return self._files[path]
 
     def read(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -215,7 +221,7 @@ class _BatchReader:
                 stored_images.read_direct(images, np.s_[start:start + hi - lo], np.s_[lo:hi])
                 labels[lo:hi] = stored_labels[start:start + hi - lo]
             except (OSError, KeyError, ValueError, TypeError) as err:
-                raise record_for_tensorflow(DataError(
+                raise record_for_tensorflow(UserError(
                     f"{self.paths[shard]}: cannot read samples {start}..{start + hi - lo} ({err})")) from None
         return images, labels
 

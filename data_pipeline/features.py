@@ -6,16 +6,22 @@ the manifest are carried over here.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from .build import BuildOptions, ShardJob, make_manifest
-from .constants import FEATURE_MODE
-from .images import as_model_input
-from .shards import content_tag, load_manifest, publish_manifest, read_shard, tagged_name, write_shard
-
+from data_pipeline.build import BuildOptions, ShardJob, make_manifest
+from data_pipeline.constants import FEATURE_MODE
+from data_pipeline.images import as_model_input
+from data_pipeline.shards import (
+    content_tag,
+    load_manifest,
+    publish_manifest,
+    read_shard,
+    tagged_name,
+    write_shard,
+)
 
 
 def write_feature_shards(manifest_path: str, out_dir: str | Path, compute: Callable[[np.ndarray], np.ndarray],

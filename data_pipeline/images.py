@@ -12,9 +12,14 @@ from functools import lru_cache
 import imageio.v3 as iio
 import numpy as np
 
-from .constants import CHANNELS, IMAGE_MODE_RAW, IMAGE_MODE_RGB, IMAGE_MODES
-from .errors import DataError
-from .layout import LAYOUT_KAGGLE, LAYOUT_WILDS, SiteKey, site_channel_path
+from data_pipeline.constants import (
+    CHANNELS,
+    IMAGE_MODE_RAW,
+    IMAGE_MODE_RGB,
+    IMAGE_MODES,
+)
+from data_pipeline.layout import LAYOUT_KAGGLE, LAYOUT_WILDS, SiteKey, site_channel_path
+from plumbing.errors import UserError
 
 # rxrx1-utils rxrx/io.py RGB_MAP: colour of each channel and the intensity range that is
 # stretched to full brightness.
@@ -29,21 +34,21 @@ RGB_MAP = {
 
 
 def load_channel(path: str | os.PathLike, expected_size: int | None = None, rgb: bool = False) -> np.ndarray:
-    """One 8-bit PNG -> (S, S) uint8 grayscale, or (S, S, 3) with `rgb`; DataError naming the
+    """One 8-bit PNG -> (S, S) uint8 grayscale, or (S, S, 3) with `rgb`; UserError naming the
     file if it is bad."""
     try:
         image = iio.imread(path, plugin="pillow")
     except FileNotFoundError:
-        raise DataError(f"{path}: image not found") from None
+        raise UserError(f"{path}: image not found") from None
     except Exception as err:  # decoders raise many types for corrupt data
-        raise DataError(f"{path}: corrupt PNG ({type(err).__name__}: {err})") from None
+        raise UserError(f"{path}: corrupt PNG ({type(err).__name__}: {err})") from None
     # Some decoders return a partial image for a truncated file: check what came back.
     wanted_ndim, kind = (3, "8-bit RGB") if rgb else (2, "8-bit grayscale")
     if image.dtype != np.uint8 or image.ndim != wanted_ndim or (rgb and image.shape[2] != 3):
-        raise DataError(f"{path}: expected {kind}, got {image.dtype} of shape {image.shape}")
+        raise UserError(f"{path}: expected {kind}, got {image.dtype} of shape {image.shape}")
     if image.shape[0] != image.shape[1] or (expected_size and image.shape[0] != expected_size):
         want = f"{expected_size}x{expected_size}" if expected_size else "square"
-        raise DataError(f"{path}: image is {image.shape[0]}x{image.shape[1]}, expected {want}")
+        raise UserError(f"{path}: image is {image.shape[0]}x{image.shape[1]}, expected {want}")
     return image
 
 
@@ -56,7 +61,7 @@ def load_site(root: str | os.PathLike, key: SiteKey, expected_size: int | None =
     channels = [load_channel(site_channel_path(root, key, c, layout), expected_size) for c in CHANNELS]
     sizes = {c.shape for c in channels}
     if len(sizes) != 1:
-        raise DataError(f"site {key.sample_id}: channels differ in size {sorted(sizes)}")
+        raise UserError(f"site {key.sample_id}: channels differ in size {sorted(sizes)}")
     return np.stack(channels, axis=-1)
 
 
@@ -131,17 +136,17 @@ def site_to_sample(site: np.ndarray, mode: str, size: int) -> np.ndarray:
     if mode == IMAGE_MODE_RGB:
         return resize(site if site.shape[-1] == 3 else convert_tensor_to_rgb(site), size)
     if mode == IMAGE_MODE_RAW and site.shape[-1] != 6:
-        raise DataError(f"image mode {mode} needs the six channels; this site has {site.shape[-1]} "
+        raise UserError(f"image mode {mode} needs the six channels; this site has {site.shape[-1]} "
                         "(the WILDS layout ships RGB composites only)")
     if mode == IMAGE_MODE_RAW:
         return resize(site, size)
-    raise DataError(f"unknown image mode {mode!r}: expected one of {IMAGE_MODES}")
+    raise UserError(f"unknown image mode {mode!r}: expected one of {IMAGE_MODES}")
 
 
 def sample_channels(mode: str) -> int:
     """Channels per sample in an image mode (3 for rgb224, 6 for raw6)."""
     if mode not in IMAGE_MODES:
-        raise DataError(f"unknown image mode {mode!r}: expected one of {IMAGE_MODES}")
+        raise UserError(f"unknown image mode {mode!r}: expected one of {IMAGE_MODES}")
     return 3 if mode == IMAGE_MODE_RGB else 6
 
 

@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .constants import CHANNELS, PLATES, SITES
-from .errors import DataError
+from data_pipeline.constants import CHANNELS, PLATES, SITES
+from plumbing.errors import UserError
 
 EXPERIMENT_RE = re.compile(r"^(HEPG2|HUVEC|RPE|U2OS)-(\d{2})$")
 WELL_RE = re.compile(r"^[B-O](0[2-9]|1\d|2[0-3])$")
@@ -57,7 +57,7 @@ class SiteKey:
 
 def validate_experiment(experiment: str) -> str:
     if not isinstance(experiment, str) or not EXPERIMENT_RE.match(experiment):
-        raise DataError(f"unknown experiment {experiment!r}: expected HEPG2|HUVEC|RPE|U2OS-NN")
+        raise UserError(f"unknown experiment {experiment!r}: expected HEPG2|HUVEC|RPE|U2OS-NN")
     return experiment
 
 
@@ -65,27 +65,27 @@ def validate_plate(plate) -> int:
     try:
         value = int(plate)
     except (TypeError, ValueError):
-        raise DataError(f"bad plate {plate!r}: expected 1-4") from None
+        raise UserError(f"bad plate {plate!r}: expected 1-4") from None
     if value not in PLATES or str(plate).strip() not in (str(value), f"{value}.0"):
-        raise DataError(f"bad plate {plate!r}: expected 1-4")
+        raise UserError(f"bad plate {plate!r}: expected 1-4")
     return value
 
 
 def validate_well(well: str) -> str:
     if not isinstance(well, str) or not WELL_RE.match(well):
-        raise DataError(f"bad well {well!r}: expected B02..O23")
+        raise UserError(f"bad well {well!r}: expected B02..O23")
     return well
 
 
 def validate_site(site) -> int:
     if site not in SITES:
-        raise DataError(f"bad site {site!r}: expected 1 or 2")
+        raise UserError(f"bad site {site!r}: expected 1 or 2")
     return int(site)
 
 
 def validate_channel(channel) -> int:
     if channel not in CHANNELS:
-        raise DataError(f"bad channel {channel!r}: expected 1-6")
+        raise UserError(f"bad channel {channel!r}: expected 1-6")
     return int(channel)
 
 
@@ -93,26 +93,26 @@ def parse_id_code(id_code: str) -> tuple[str, int, str]:
     """Split ``<experiment>_<plate>_<well>`` into validated parts."""
     parts = id_code.split("_") if isinstance(id_code, str) else []
     if len(parts) != 3:
-        raise DataError(f"malformed id_code {id_code!r}: expected <experiment>_<plate>_<well>")
+        raise UserError(f"malformed id_code {id_code!r}: expected <experiment>_<plate>_<well>")
     try:
         return validate_experiment(parts[0]), validate_plate(parts[1]), validate_well(parts[2])
-    except DataError as err:
-        raise DataError(f"malformed id_code {id_code!r}: {err.message}") from None
+    except UserError as err:
+        raise UserError(f"malformed id_code {id_code!r}: {err.message}") from None
 
 
 def site_channel_path(root: str | os.PathLike, key: SiteKey, channel: int | None,
                       layout: str = LAYOUT_KAGGLE) -> Path:
     """Path of one channel's PNG (channel None: the WILDS RGB composite of the site);
-    raises DataError if any component is invalid."""
+    raises UserError if any component is invalid."""
     if layout not in LAYOUTS:
-        raise DataError(f"unknown layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+        raise UserError(f"unknown layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
     validate_experiment(key.experiment)
     plate = validate_plate(key.plate)
     well = validate_well(key.well)
     site = validate_site(key.site)
     if layout == LAYOUT_KAGGLE:
         if key.dataset not in DATASETS:
-            raise DataError(f"bad dataset {key.dataset!r}: expected one of {DATASETS}")
+            raise UserError(f"bad dataset {key.dataset!r}: expected one of {DATASETS}")
         base = key.dataset
     else:
         base = "images"
@@ -123,7 +123,7 @@ def site_channel_path(root: str | os.PathLike, key: SiteKey, channel: int | None
     root_path = Path(root).resolve()
     path = (root_path / base / key.experiment / f"Plate{plate}" / name).resolve()
     if root_path not in path.parents:
-        raise DataError(f"path for {key.sample_id} leaves the data root {root_path}")
+        raise UserError(f"path for {key.sample_id} leaves the data root {root_path}")
     return path
 
 
@@ -132,15 +132,15 @@ def detect_layout(root: str | os.PathLike) -> str:
     v1.0 or WILDS, told apart by the first site's image files (six channels or one RGB)."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: data root not found")
+        raise UserError(f"{root}: data root not found")
     kaggle, release = (root / KAGGLE_METADATA).is_file(), (root / RELEASE_METADATA).is_file()
     if kaggle and release:
-        raise DataError(f"{root}: holds both {KAGGLE_METADATA} (Kaggle) and {RELEASE_METADATA} "
+        raise UserError(f"{root}: holds both {KAGGLE_METADATA} (Kaggle) and {RELEASE_METADATA} "
                         "(RxRx1 v1.0 / WILDS); keep one release per data root")
     if kaggle:
         return LAYOUT_KAGGLE
     if not release:
-        raise DataError(f"{root}: no {KAGGLE_METADATA} (Kaggle layout) or {RELEASE_METADATA} "
+        raise UserError(f"{root}: no {KAGGLE_METADATA} (Kaggle layout) or {RELEASE_METADATA} "
                         "(RxRx1 v1.0 / WILDS layout) found")
     key = _first_release_site(root / RELEASE_METADATA)
     wilds = site_channel_path(root, key, None, LAYOUT_WILDS)
@@ -149,7 +149,7 @@ def detect_layout(root: str | os.PathLike) -> str:
         return LAYOUT_WILDS
     if rxrx1.is_file():
         return LAYOUT_RXRX1
-    raise DataError(f"{root}: first site of {RELEASE_METADATA} has no image: looked for "
+    raise UserError(f"{root}: first site of {RELEASE_METADATA} has no image: looked for "
                     f"{rxrx1.relative_to(root.resolve())} (RxRx1 v1.0) and "
                     f"{wilds.relative_to(root.resolve())} (WILDS)")
 
@@ -162,17 +162,17 @@ def _first_release_site(path: Path) -> SiteKey:
             reader = csv.DictReader(handle)
             row = next(reader, None)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"{path}: not a readable CSV ({err})") from None
+        raise UserError(f"{path}: not a readable CSV ({err})") from None
     if row is None:
-        raise DataError(f"{path}: no data rows")
+        raise UserError(f"{path}: no data rows")
     missing = [c for c in ("experiment", "plate", "well", "site") if c not in row]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
     try:
         return SiteKey("train", validate_experiment(row["experiment"]), validate_plate(row["plate"]),
                        validate_well(row["well"]), validate_site(int_or_none(row["site"])))
-    except DataError as err:
-        raise DataError(f"{path}, row 2: {err.message}") from None
+    except UserError as err:
+        raise UserError(f"{path}, row 2: {err.message}") from None
 
 
 def int_or_none(text) -> int | None:

@@ -10,15 +10,22 @@ and WILDS ``metadata.csv`` hold a row per site (`read_release_metadata`), whose 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
-from .layout import (LAYOUT_KAGGLE, LAYOUT_WILDS, RELEASE_METADATA, detect_layout, int_or_none,
-                     parse_id_code, validate_experiment)
+from data_pipeline.layout import (
+    LAYOUT_KAGGLE,
+    LAYOUT_WILDS,
+    RELEASE_METADATA,
+    detect_layout,
+    int_or_none,
+    parse_id_code,
+    validate_experiment,
+)
+from plumbing.errors import UserError
 
 METADATA_FILES = {
     # file name: (dataset, default well_type, has sirna)
@@ -45,25 +52,25 @@ def read_metadata_file(path: str | os.PathLike, dataset: str, default_well_type:
     try:
         frame = pd.read_csv(path, dtype={"id_code": str, "experiment": str, "well": str})
     except FileNotFoundError:
-        raise DataError(f"{path}: metadata file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
-        raise DataError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+        raise UserError(f"{path}: metadata file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyUserError, UnicodeDecodeError, ValueError) as err:
+        raise UserError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
     frame = frame.rename(columns={"siRNA": "sirna"})
     required = list(BASE_COLUMNS) + (["sirna"] if has_sirna else [])
     if default_well_type is None:
         required.append("well_type")
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
     if frame[required].isna().any().any():
         bad = frame[frame[required].isna().any(axis=1)].index[0]
-        raise DataError(f"{path}: empty value in row {bad + 2}")
+        raise UserError(f"{path}: empty value in row {bad + 2}")
     _validate_rows(frame, path)
     if has_sirna:
         try:
             frame["sirna"] = frame["sirna"].astype("int64")
         except (TypeError, ValueError):
-            raise DataError(f"{path}: column sirna must hold integers") from None
+            raise UserError(f"{path}: column sirna must hold integers") from None
         frame["sirna"] = frame["sirna"].astype("Int64")
     else:
         frame["sirna"] = pd.array([pd.NA] * len(frame), dtype="Int64")
@@ -71,7 +78,7 @@ def read_metadata_file(path: str | os.PathLike, dataset: str, default_well_type:
         frame["well_type"] = default_well_type
     unknown = sorted(set(frame["well_type"]) - set(WELL_TYPES))
     if unknown:
-        raise DataError(f"{path}: unknown well_type {unknown[0]!r}")
+        raise UserError(f"{path}: unknown well_type {unknown[0]!r}")
     frame["plate"] = frame["plate"].astype("int64")
     frame["dataset"] = dataset
     frame["cell_type"] = frame["experiment"].str.split("-").str[0]
@@ -83,10 +90,10 @@ def _validate_rows(frame: pd.DataFrame, path: Path) -> None:
         try:
             experiment, plate, well = parse_id_code(row.id_code)
             validate_experiment(row.experiment)
-        except DataError as err:
-            raise DataError(f"{path}, row {row_number}: {err.message}") from None
+        except UserError as err:
+            raise UserError(f"{path}, row {row_number}: {err.message}") from None
         if (experiment, plate, well) != (row.experiment, int_or_none(row.plate), row.well):
-            raise DataError(f"{path}, row {row_number}: id_code {row.id_code!r} does not match "
+            raise UserError(f"{path}, row {row_number}: id_code {row.id_code!r} does not match "
                             f"experiment/plate/well {row.experiment}/{row.plate}/{row.well}")
 
 
@@ -94,15 +101,15 @@ def read_metadata(root: str | os.PathLike) -> pd.DataFrame:
     """Combine every RxRx1 metadata CSV found under `root` into one frame (train.csv required)."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: data root not found")
+        raise UserError(f"{root}: data root not found")
     if not (root / "train.csv").is_file():
-        raise DataError(f"{root / 'train.csv'}: metadata file not found")
+        raise UserError(f"{root / 'train.csv'}: metadata file not found")
     frames = [read_metadata_file(root / name, *spec)
               for name, spec in METADATA_FILES.items() if (root / name).is_file()]
     combined = pd.concat(frames, ignore_index=True)
     duplicated = combined["id_code"].duplicated()
     if duplicated.any():
-        raise DataError(f"{root}: id_code {combined['id_code'][duplicated].iloc[0]!r} "
+        raise UserError(f"{root}: id_code {combined['id_code'][duplicated].iloc[0]!r} "
                         "appears in more than one metadata row")
     return combined
 
@@ -116,15 +123,15 @@ def read_release_metadata(path: str | os.PathLike, layout: str) -> pd.DataFrame:
         frame = pd.read_csv(path, dtype={"well_id": str, "experiment": str, "well": str, "dataset": str,
                                          "well_type": str})
     except FileNotFoundError:
-        raise DataError(f"{path}: metadata file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
-        raise DataError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+        raise UserError(f"{path}: metadata file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyUserError, UnicodeDecodeError, ValueError) as err:
+        raise UserError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
     missing = [c for c in RELEASE_COLUMNS if c not in frame.columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
     if frame[list(RELEASE_COLUMNS)].isna().any().any():
         bad = frame[frame[list(RELEASE_COLUMNS)].isna().any(axis=1)].index[0]
-        raise DataError(f"{path}: empty value in row {bad + 2}")
+        raise UserError(f"{path}: empty value in row {bad + 2}")
     frame = frame.rename(columns={"well_id": "id_code"})
     _validate_rows(frame, path)
     for column, low, high in (("site", 1, 2), ("sirna_id", 0, MAX_SIRNA_ID)):
@@ -132,18 +139,18 @@ def read_release_metadata(path: str | os.PathLike, layout: str) -> pd.DataFrame:
         bad = ~values.between(low, high) | (values != values.round())
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{path}, row {row + 2}: {column} {str(frame[column].iloc[row])!r} must be an "
+            raise UserError(f"{path}, row {row + 2}: {column} {str(frame[column].iloc[row])!r} must be an "
                             f"integer in {low}..{high}")
         frame[column] = values.astype("int64")
     for column, allowed in (("dataset", RELEASE_DATASETS[layout]), ("well_type", WELL_TYPES)):
         unknown = sorted(set(frame[column]) - set(allowed))
         if unknown:
-            raise DataError(f"{path}: unknown {column} {unknown[0]!r} (the {layout} layout has "
+            raise UserError(f"{path}: unknown {column} {unknown[0]!r} (the {layout} layout has "
                             f"{', '.join(allowed)})")
     duplicated = frame.duplicated(["id_code", "site"])
     if duplicated.any():
         row = frame[duplicated].iloc[0]
-        raise DataError(f"{path}: site {row.id_code}_s{row.site} appears in more than one row")
+        raise UserError(f"{path}: site {row.id_code}_s{row.site} appears in more than one row")
     frame["sirna"] = frame["sirna_id"].astype("Int64")
     frame["plate"] = frame["plate"].astype("int64")
     frame["cell_type"] = frame["experiment"].str.split("-").str[0]
@@ -173,19 +180,19 @@ def select(frame: pd.DataFrame, *, cell_types: Iterable[str] | None = None,
         cell_types = list(cell_types)
         unknown = sorted(set(cell_types) - set(frame["cell_type"]))
         if unknown:
-            raise DataError(f"cell type {unknown[0]!r} is not in the metadata")
+            raise UserError(f"cell type {unknown[0]!r} is not in the metadata")
         mask &= frame["cell_type"].isin(cell_types)
     if experiments:
         experiments = list(experiments)
         unknown = sorted(set(experiments) - set(frame["experiment"]))
         if unknown:
-            raise DataError(f"experiment {unknown[0]!r} is not in the metadata")
+            raise UserError(f"experiment {unknown[0]!r} is not in the metadata")
         mask &= frame["experiment"].isin(experiments)
     if not include_controls:
         mask &= frame["well_type"] == "treatment"
     selected = frame[mask].reset_index(drop=True)
     if selected.empty:
-        raise DataError("the selection matches no metadata rows")
+        raise UserError("the selection matches no metadata rows")
     return selected
 
 
@@ -204,7 +211,7 @@ def class_names_for(frame: pd.DataFrame) -> list[str]:
     """Sorted class list of the labelled rows (by siRNA number)."""
     sirnas = sorted(int(s) for s in frame["sirna"].dropna().unique())
     if not sirnas:
-        raise DataError("the selection has no labelled rows to derive classes from")
+        raise UserError("the selection has no labelled rows to derive classes from")
     return [class_name(s) for s in sirnas]
 
 
@@ -224,7 +231,7 @@ def encode_labels(frame: pd.DataFrame, class_names: Sequence[str],
         if name not in index and unknown_as_unlabelled:
             continue
         if name not in index:
-            raise DataError(f"class {name} of {frame['id_code'].iloc[i]} is not in the class list")
+            raise UserError(f"class {name} of {frame['id_code'].iloc[i]} is not in the class list")
         labels[i] = index[name]
     return labels
 
@@ -234,7 +241,7 @@ def encode_labels(frame: pd.DataFrame, class_names: Sequence[str],
 def split_random(frame: pd.DataFrame, val_fraction: float, seed: int) -> pd.Series:
     """'train'/'val' per row, drawn per well so both sites of a well land in one split."""
     if not 0.0 <= val_fraction < 1.0:
-        raise DataError(f"validation fraction {val_fraction} must be in [0, 1)")
+        raise UserError(f"validation fraction {val_fraction} must be in [0, 1)")
     wells = np.array(sorted(frame["id_code"].unique()))
     rng = np.random.default_rng(seed)
     n_val = int(round(val_fraction * len(wells)))
@@ -247,5 +254,5 @@ def split_by_experiment(frame: pd.DataFrame, val_experiments: Iterable[str]) -> 
     val_experiments = set(val_experiments)
     unknown = sorted(val_experiments - set(frame["experiment"]))
     if unknown:
-        raise DataError(f"validation experiment {unknown[0]!r} is not in the selection")
+        raise UserError(f"validation experiment {unknown[0]!r} is not in the selection")
     return frame["experiment"].map(lambda e: "val" if e in val_experiments else "train").rename("split")

@@ -1,34 +1,15 @@
-"""PNG figures: `save_figure` for every package's plots, and a site's channels (`show`).
-
-Uses matplotlib's Agg backend (no display needed) and writes each figure through a
-temporary file and a rename, so an existing figure is never left half-written.
-"""
+"""A site's channels in their colours and its composite as one PNG (`show`)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.colors import LinearSegmentedColormap
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
-
-from .constants import CHANNEL_NAMES, CHANNELS  # noqa: E402
-from .images import RGB_MAP, convert_tensor_to_rgb  # noqa: E402
-from .atomic import atomic_path  # noqa: E402
-
-
-def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with atomic_path(path, keep_suffix=True, fsync=False) as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path
+from data_pipeline.constants import CHANNEL_NAMES, CHANNELS  # noqa: E402
+from data_pipeline.images import RGB_MAP, convert_tensor_to_rgb  # noqa: E402
+from plumbing.figures import plt, save_figure
 
 
 def channel_colormap(channel: int) -> LinearSegmentedColormap:

@@ -2,8 +2,9 @@
 
 The synthetic data set writes 6 PNGs per site; Pillow's adaptive row filtering makes
 noisy 512x512 images take ~10 ms each, while Huffman-only zlib on unfiltered rows takes
-~3.5 ms and compresses camera-like noise better than LZ77 matching does; the bytes depend only on the pixels and zlib (no library metadata), so the same seed
-gives byte-identical files. Reading always goes through imageio.
+~3.5 ms and compresses camera-like noise better than LZ77 matching does; the bytes depend
+only on the pixels and zlib (no library metadata), so the same seed gives byte-identical files.
+Reading always goes through imageio.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from .atomic import atomic_path
+from plumbing.atomic import atomic_path
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -12,15 +12,16 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
 
-from .constants import SHARD_SCHEMA_VERSION
-from .atomic import atomic_path, write_json
-from .errors import DataError
+from data_pipeline.constants import SHARD_SCHEMA_VERSION
+from plumbing.atomic import atomic_path, write_json
+from plumbing.errors import UserError
 
 MANIFEST_NAME = "manifest.json"
 SHARD_FIELDS = ("images", "labels", "id_codes", "sites")
@@ -95,14 +96,14 @@ def _chunk_samples(sample_bytes: int, n: int) -> int:
 
 
 def open_h5(path: str | os.PathLike, what: str = "HDF5 file", missing: str | None = None) -> h5py.File:
-    """Open an HDF5 file for reading; DataError naming it if it is missing (``missing``, or
+    """Open an HDF5 file for reading; UserError naming it if it is missing (``missing``, or
     "<what> not found") or unreadable."""
     try:
         return h5py.File(path, "r")
     except FileNotFoundError:
-        raise DataError(f"{path}: {missing or what + ' not found'}") from None
+        raise UserError(f"{path}: {missing or what + ' not found'}") from None
     except OSError as err:
-        raise DataError(f"{path}: not a readable {what} ({str(err).splitlines()[0][:200]})") from None
+        raise UserError(f"{path}: not a readable {what} ({str(err).splitlines()[0][:200]})") from None
 
 
 def load_manifest(path: str | os.PathLike) -> dict:
@@ -113,15 +114,15 @@ def load_manifest(path: str | os.PathLike) -> dict:
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:
-        raise DataError(f"{path}: manifest not found") from None
+        raise UserError(f"{path}: manifest not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: manifest is not valid JSON ({err})") from None
+        raise UserError(f"{path}: manifest is not valid JSON ({err})") from None
     required = ("schema_version", "image_mode", "image_shape", "dtype", "class_names", "shards")
     missing = [k for k in required if not isinstance(manifest, dict) or k not in manifest]
     if missing:
-        raise DataError(f"{path}: manifest lacks {', '.join(missing)}")
+        raise UserError(f"{path}: manifest lacks {', '.join(missing)}")
     if manifest["schema_version"] != SHARD_SCHEMA_VERSION:
-        raise DataError(f"{path}: schema version {manifest['schema_version']}, "
+        raise UserError(f"{path}: schema version {manifest['schema_version']}, "
                         f"this code reads {SHARD_SCHEMA_VERSION}")
     manifest["_dir"] = str(path.parent.resolve())
     manifest["_path"] = str(path.resolve())
@@ -131,7 +132,7 @@ def load_manifest(path: str | os.PathLike) -> dict:
 def shard_path(manifest: dict, record: dict) -> Path:
     path = (Path(manifest["_dir"]) / record["file"]).resolve()
     if Path(manifest["_dir"]) not in path.parents:
-        raise DataError(f"{manifest['_path']}: shard {record['file']!r} lies outside the manifest folder")
+        raise UserError(f"{manifest['_path']}: shard {record['file']!r} lies outside the manifest folder")
     return path
 
 
@@ -139,17 +140,17 @@ def split_records(manifest: dict, split: str) -> list[dict]:
     records = [r for r in manifest["shards"] if r["split"] == split]
     if not records:
         splits = sorted({r["split"] for r in manifest["shards"]})
-        raise DataError(f"{manifest['_path']}: no shards for split {split!r} (has {splits})")
+        raise UserError(f"{manifest['_path']}: no shards for split {split!r} (has {splits})")
     return records
 
 
 def verify_shard(manifest: dict, record: dict, check_sha: bool = True) -> None:
-    """Raise DataError naming the shard if its checksum, count or shapes disagree with the manifest."""
+    """Raise UserError naming the shard if its checksum, count or shapes disagree with the manifest."""
     path = shard_path(manifest, record)
     if not path.is_file():
-        raise DataError(f"{path}: shard listed in the manifest is missing")
+        raise UserError(f"{path}: shard listed in the manifest is missing")
     if check_sha and sha256_file(path) != record["sha256"]:
-        raise DataError(f"{path}: SHA-256 does not match the manifest (file changed or truncated)")
+        raise UserError(f"{path}: SHA-256 does not match the manifest (file changed or truncated)")
     try:
         with h5py.File(path, "r") as handle:
             images, labels = handle["images"], handle["labels"]
@@ -158,13 +159,13 @@ def verify_shard(manifest: dict, record: dict, check_sha: bool = True) -> None:
             label_values = labels[:]
             images[:]  # reading every chunk checks its fletcher32 checksum
     except (OSError, KeyError) as err:
-        raise DataError(f"{path}: unreadable shard ({err})") from None
+        raise UserError(f"{path}: unreadable shard ({err})") from None
     if counts != {record["count"]}:
-        raise DataError(f"{path}: holds {sorted(counts)} samples, manifest says {record['count']}")
+        raise UserError(f"{path}: holds {sorted(counts)} samples, manifest says {record['count']}")
     if shape != list(manifest["image_shape"]):
-        raise DataError(f"{path}: sample shape {shape}, manifest says {manifest['image_shape']}")
+        raise UserError(f"{path}: sample shape {shape}, manifest says {manifest['image_shape']}")
     if label_values.size and (label_values.min() < -1 or label_values.max() >= len(manifest["class_names"])):
-        raise DataError(f"{path}: labels outside 0..{len(manifest['class_names']) - 1}")
+        raise UserError(f"{path}: labels outside 0..{len(manifest['class_names']) - 1}")
 
 
 def verify_manifest(manifest: dict, check_sha: bool = True) -> None:
@@ -173,19 +174,19 @@ def verify_manifest(manifest: dict, check_sha: bool = True) -> None:
 
 
 def open_shard(path: str | os.PathLike) -> h5py.File:
-    """Open a shard a manifest lists; DataError naming it if it is missing or unreadable."""
+    """Open a shard a manifest lists; UserError naming it if it is missing or unreadable."""
     return open_h5(path, "shard", missing="shard listed in the manifest is missing")
 
 
 def read_shard(manifest: dict, record: dict, fields=SHARD_FIELDS) -> dict[str, np.ndarray]:
-    """The datasets `fields` of one shard, read whole; DataError naming the shard if it is
+    """The datasets `fields` of one shard, read whole; UserError naming the shard if it is
     missing, truncated or lacks a field."""
     path = shard_path(manifest, record)
     with open_shard(path) as handle:
         try:
             return {field: handle[field][:] for field in fields}
         except (OSError, KeyError) as err:
-            raise DataError(f"{path}: unreadable shard ({str(err).splitlines()[0][:200]})") from None
+            raise UserError(f"{path}: unreadable shard ({str(err).splitlines()[0][:200]})") from None
 
 
 def read_split(manifest: dict, split: str, fields=SHARD_FIELDS) -> dict[str, np.ndarray]:

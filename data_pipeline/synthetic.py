@@ -11,20 +11,34 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .constants import (CELL_TYPES, CHANNELS, NEGATIVE_CONTROL_SIRNA, POSITIVE_CONTROL_SIRNAS,
-                        RAW_IMAGE_SIZE, WELL_COLUMNS, WELL_ROWS)
-from .atomic import atomic_path
-from .errors import DataError
-from .images import RGB_MAP, convert_tensor_to_rgb
-from .layout import LAYOUT_KAGGLE, LAYOUT_WILDS, LAYOUTS, RELEASE_METADATA, SiteKey, site_channel_path
-from .png import write_png8
+from data_pipeline.constants import (
+    CELL_TYPES,
+    CHANNELS,
+    NEGATIVE_CONTROL_SIRNA,
+    POSITIVE_CONTROL_SIRNAS,
+    RAW_IMAGE_SIZE,
+    WELL_COLUMNS,
+    WELL_ROWS,
+)
+from data_pipeline.images import RGB_MAP, convert_tensor_to_rgb
+from data_pipeline.layout import (
+    LAYOUT_KAGGLE,
+    LAYOUT_WILDS,
+    LAYOUTS,
+    RELEASE_METADATA,
+    SiteKey,
+    site_channel_path,
+)
+from data_pipeline.png import write_png8
+from plumbing.atomic import atomic_path
+from plumbing.errors import UserError
 
 ALL_WELLS = tuple(f"{row}{col:02d}" for row in WELL_ROWS for col in WELL_COLUMNS)
 # Typical (nucleus radius, cell radius, elongation) at 512 px, per cell type.
@@ -50,23 +64,23 @@ class SynthConfig:
 
     def validate(self) -> None:
         if not 1 <= self.num_classes <= 1108:
-            raise DataError(f"num_classes {self.num_classes} must be in 1..1108")
+            raise UserError(f"num_classes {self.num_classes} must be in 1..1108")
         unknown = [c for c in self.cell_types if c not in CELL_TYPES]
         if unknown or not self.cell_types:
-            raise DataError(f"unknown cell type {unknown[0] if unknown else '(none)'!r}: "
+            raise UserError(f"unknown cell type {unknown[0] if unknown else '(none)'!r}: "
                             f"expected some of {CELL_TYPES}")
         if not 1 <= self.plates <= 4:
-            raise DataError(f"plates {self.plates} must be in 1..4")
+            raise UserError(f"plates {self.plates} must be in 1..4")
         controls = self.positive_controls + self.negative_controls
         if not controls < self.wells_per_plate <= len(ALL_WELLS):
-            raise DataError(f"wells_per_plate {self.wells_per_plate} must exceed the "
+            raise UserError(f"wells_per_plate {self.wells_per_plate} must exceed the "
                             f"{controls} control wells and be at most {len(ALL_WELLS)}")
         if self.positive_controls > len(POSITIVE_CONTROL_SIRNAS):
-            raise DataError(f"at most {len(POSITIVE_CONTROL_SIRNAS)} positive controls per plate")
+            raise UserError(f"at most {len(POSITIVE_CONTROL_SIRNAS)} positive controls per plate")
         if self.image_size < 32:
-            raise DataError(f"image_size {self.image_size} must be at least 32")
+            raise UserError(f"image_size {self.image_size} must be at least 32")
         if self.train_experiments < 1 or self.test_experiments < 0:
-            raise DataError("need at least one training experiment per cell type")
+            raise UserError("need at least one training experiment per cell type")
 
 
 def _stable_seed(*parts) -> list[int]:
@@ -264,7 +278,7 @@ def generate(config: SynthConfig, root: str | os.PathLike,
     stores their rxrx1-utils composite)."""
     config.validate()
     if release not in LAYOUTS:
-        raise DataError(f"unknown layout {release!r}: expected one of {', '.join(LAYOUTS)}")
+        raise UserError(f"unknown layout {release!r}: expected one of {', '.join(LAYOUTS)}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     layout = plate_layout(config)

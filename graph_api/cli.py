@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
-from common import cli as model_cli
-from common.distribution import VARIABLE_UPDATES
-from data_pipeline.errors import main_with_errors
+from api_runs import cli as model_cli
+from api_runs.devices import VARIABLE_UPDATES
+from api_runs.train_options import TrainOptions
+from plumbing.errors import main_with_errors
 
 
 def cmd_train(args) -> None:
-    from .graph import GraphConfig
-    from common.train_options import TrainOptions
-    from .trainer import train
+    from graph_api.graph import GraphConfig  # late: imports TensorFlow once the flags are parsed
+    from graph_api.trainer import train  # as GraphConfig
     devices, cluster = model_cli.placement(args)
     config = GraphConfig(model=args.model, precision=args.precision, bn_mode=args.bn_mode,
                          data_format=args.data_format, optimizer=args.optimizer,
@@ -36,6 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .graph import hide_tf1_deprecation_notices
+    from graph_api.graph import hide_tf1_deprecation_notices  # imports TensorFlow, after __main__ set its log level
     hide_tf1_deprecation_notices()
     return main_with_errors(build_parser(), argv, lambda args: args.func(args))

@@ -17,13 +17,12 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from common import run_files
-from common.distribution import Cluster, split_batch
+from api_runs import run_files
+from api_runs.devices import Cluster, split_batch
 from data_pipeline.dataset import epoch_seed
-from data_pipeline.errors import DataError
-from data_pipeline.progress import Progress
-
-from .distribute import done_queue
+from graph_api.distribute import done_queue
+from plumbing.errors import UserError
+from plumbing.progress import Progress
 
 v1 = tf.compat.v1
 CHIEF_WAIT_SECONDS = 600
@@ -32,12 +31,12 @@ CHIEF_WAIT_SECONDS = 600
 def check_cluster_options(config, options, cluster: Cluster) -> None:
     """What a cluster run does not support, refused before anything is written."""
     if "ps" not in cluster.jobs:
-        raise DataError(f"{cluster.source}: graph_api's between-graph replication keeps the variables on "
+        raise UserError(f"{cluster.source}: graph_api's between-graph replication keeps the variables on "
                         "'ps' tasks; the cluster has none")
     if config.feed != "dataset":
-        raise DataError("--feed: a cluster run reads its batches with the in-graph iterator (dataset)")
+        raise UserError("--feed: a cluster run reads its batches with the in-graph iterator (dataset)")
     if options.patience is not None:
-        raise DataError("--patience: early stopping is not available in a cluster run")
+        raise UserError("--patience: early stopping is not available in a cluster run")
     split_batch(options.batch_size, len(cluster.workers), "workers")
 
 
@@ -105,7 +104,7 @@ def wait_for_chief(session: v1.Session, sync, cluster: Cluster) -> None:
         except (tf.errors.FailedPreconditionError, tf.errors.UnavailableError):
             pass  # not initialised yet, or the ps not up yet
         time.sleep(0.5)
-    raise DataError(f"{cluster.source}: the chief {cluster.workers[0]} was not ready within {CHIEF_WAIT_SECONDS} s")
+    raise UserError(f"{cluster.source}: the chief {cluster.workers[0]} was not ready within {CHIEF_WAIT_SECONDS} s")
 
 
 class ClusterLoop:
@@ -159,7 +158,7 @@ class ClusterLoop:
                 if updater is not None and updater.error is not None:
                     raise updater.error
                 if not np.isfinite(loss):
-                    raise DataError(f"loss became {loss} at global step {step + 1}; training stopped")
+                    raise UserError(f"loss became {loss} at global step {step + 1}; training stopped")
                 losses.append(loss)
                 accs.append(acc)
                 bar(int(new_step) - step)

@@ -22,16 +22,15 @@ batch B are those of a one-device run at batch B/N.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import tensorflow as tf
 
-from common.distribution import device_kind
-
-from .layers import replica
-from .model import build_model
-from .optimizers import gradients
+from api_runs.devices import device_kind
+from graph_api.layers import replica
+from graph_api.model import build_model
+from graph_api.optimizers import gradients
 
 v1 = tf.compat.v1
 _VARIABLE_OPS = ("Variable", "VariableV2", "VarHandleOp")

@@ -7,22 +7,35 @@ functions build the same graph inside an eager (TF2) process, under ``graph.as_d
 which is how the equivalence tests run both APIs in one process."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import tensorflow as tf
 
-from common.constants import HEAD_DROPOUT
-from common.distribution import VARIABLE_UPDATES, Cluster
-from common.small_models import input_signature
+from api_runs.devices import VARIABLE_UPDATES, Cluster
 from data_pipeline.constants import NUM_CLASSES
-from data_pipeline.errors import DataError
-
-from .distribute import (SYNC_SCOPE, build_towers, cluster_device, is_replica_copy, sync_op, sync_replicas,
-                         tower_device, worker_slice)
-from .layers import replica
-from .model import build_model
-from .optimizers import DEFAULT_LEARNING_RATE, apply_gradients, gradients, minimize
+from data_pipeline.dataset import make_dataset, pass_order
+from graph_api.distribute import (
+    SYNC_SCOPE,
+    build_towers,
+    cluster_device,
+    is_replica_copy,
+    sync_op,
+    sync_replicas,
+    tower_device,
+    worker_slice,
+)
+from graph_api.layers import replica
+from graph_api.model import build_model
+from graph_api.optimizers import (
+    DEFAULT_LEARNING_RATE,
+    apply_gradients,
+    gradients,
+    minimize,
+)
+from model_contract.constants import HEAD_DROPOUT
+from model_contract.small_models import input_signature
+from plumbing.errors import UserError
 
 v1 = tf.compat.v1
 FEEDS = ("dataset", "feed_dict")
@@ -150,11 +163,11 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
     is a tensor: the global step after the synchronous update it took part in.
     """
     if config.feed not in FEEDS:
-        raise DataError(f"unknown feed {config.feed!r}: expected one of {FEEDS}")
+        raise UserError(f"unknown feed {config.feed!r}: expected one of {FEEDS}")
     if config.variable_update not in VARIABLE_UPDATES:
-        raise DataError(f"unknown variable update {config.variable_update!r}: expected one of {VARIABLE_UPDATES}")
+        raise UserError(f"unknown variable update {config.variable_update!r}: expected one of {VARIABLE_UPDATES}")
     if cluster is not None and len(config.devices) > 1:
-        raise DataError("--devices: a worker of a cluster trains on one device")
+        raise UserError("--devices: a worker of a cluster trains on one device")
     graph = tf.Graph()
     with graph.as_default(), v1.device(cluster_device(cluster)), \
             replica(cluster.worker_index if cluster else 0):
@@ -209,8 +222,7 @@ def _inputs(config: GraphConfig, manifest, batch_size: int, eval_batch_size: int
         eval_images, eval_labels = placeholders(config)
     elif config.feed == "dataset":
         if manifest is None:
-            raise DataError("feed='dataset' needs a manifest")
-        from data_pipeline import make_dataset
+            raise UserError("feed='dataset' needs a manifest")
         train_it = v1.data.make_initializable_iterator(make_dataset(
             manifest, "train", batch_size, shuffle=True, seed=epoch_seed, drop_remainder=True, repeat=True))
         eval_it = v1.data.make_initializable_iterator(make_dataset(
@@ -221,7 +233,6 @@ def _inputs(config: GraphConfig, manifest, batch_size: int, eval_batch_size: int
         images, labels = placeholders(config)
         eval_images, eval_labels = images, labels
         if manifest is not None:  # the order of each pass; the loop reads the pixels itself
-            from data_pipeline.dataset import pass_order
             pass_index = v1.placeholder_with_default(tf.constant(0, tf.int64), (), name="pass_index")
             train_order = pass_order(manifest, "train", epoch_seed, pass_index)
     return images, labels, eval_images, eval_labels, train_init, eval_init, train_order, pass_index

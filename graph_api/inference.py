@@ -6,15 +6,14 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from data_pipeline.errors import DataError
+from api_runs.predict import PredictorBase
 from data_pipeline.features import write_feature_shards
-from common.predict import PredictorBase
 from data_pipeline.shards import load_manifest
-from common.weights_source import base_preprocessing, resolve_vgg16_weights
-
-from .model import build_model, check_input, preprocess
-from .vgg16_transfer import vgg16_base
-from .weights import load_keras_weights, saved_checkpoints, verify_checkpoint
+from graph_api.model import build_model, check_input, preprocess
+from graph_api.vgg16_transfer import vgg16_base
+from graph_api.weights import load_keras_weights, saved_checkpoints, verify_checkpoint
+from model_contract.weights_source import base_preprocessing, resolve_vgg16_weights
+from plumbing.errors import UserError
 
 v1 = tf.compat.v1
 
@@ -52,7 +51,7 @@ class Predictor(PredictorBase):
         config = self._load_run(run_dir, "graph")["graph_config"]
         found = saved_checkpoints(Path(run_dir) / checkpoint)
         if not found:
-            raise DataError(f"{Path(run_dir) / checkpoint}: no checkpoint (did training finish?)")
+            raise UserError(f"{Path(run_dir) / checkpoint}: no checkpoint (did training finish?)")
         ckpt = found[0]
         self.graph = tf.Graph()
         with self.graph.as_default():

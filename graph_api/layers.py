@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Iterator, Union
+from collections.abc import Iterator
 
 import tensorflow as tf
 
-from common.constants import BN_EPSILON_KERAS, BN_MOMENTUM
+from model_contract.constants import BN_EPSILON_KERAS, BN_MOMENTUM
 
 v1 = tf.compat.v1
-Training = Union[bool, tf.Tensor]
+Training = bool | tf.Tensor
 BN_MODES = ("keras", "debiased", "fused")
 _REPLICA = contextvars.ContextVar("replica", default=0)
 

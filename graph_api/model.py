@@ -4,15 +4,19 @@ from __future__ import annotations
 import tensorflow as tf
 
 from data_pipeline.constants import NUM_CLASSES
-from data_pipeline.errors import DataError
-from common.constants import HEAD_DROPOUT, IMAGENET_BGR_MEAN, PIXEL_RANGE, PREPROCESSINGS
-from common.model_inputs import check_input_shape
-from common.small_models import SMALL_MODELS
-
-from .layers import BN_MODES, Training
-from .resnet50 import resnet50
-from .small_models import build_small_model
-from .vgg16_transfer import vgg16_head, vgg16_transfer
+from graph_api.layers import BN_MODES, Training
+from graph_api.resnet50 import resnet50
+from graph_api.small_models import build_small_model
+from graph_api.vgg16_transfer import vgg16_head, vgg16_transfer
+from model_contract.constants import (
+    HEAD_DROPOUT,
+    IMAGENET_BGR_MEAN,
+    PIXEL_RANGE,
+    PREPROCESSINGS,
+)
+from model_contract.model_inputs import check_input_shape
+from model_contract.small_models import SMALL_MODELS
+from plumbing.errors import UserError
 
 MODELS = {"vgg16_transfer": vgg16_transfer, "resnet50": resnet50, "vgg16_head": vgg16_head}
 PRECISIONS = {"fp32": tf.float32, "mixed_bfloat16": tf.bfloat16, "mixed_float16": tf.float16}
@@ -22,7 +26,7 @@ def preprocess(images: tf.Tensor, preprocessing: str | None) -> tf.Tensor:
     """(B, H, W, 3) [0, 1] RGB -> float32 model input: as is (None), or keras.applications'
     "caffe" transform of the same pixels in [0, 255] (BGR, ImageNet means subtracted)."""
     if preprocessing not in PREPROCESSINGS:
-        raise DataError(f"unknown preprocessing {preprocessing!r}: expected one of {PREPROCESSINGS}")
+        raise UserError(f"unknown preprocessing {preprocessing!r}: expected one of {PREPROCESSINGS}")
     x = tf.cast(images, tf.float32)
     if preprocessing == "caffe":
         x = x[..., ::-1] * PIXEL_RANGE - tf.constant(IMAGENET_BGR_MEAN, tf.float32)
@@ -30,12 +34,12 @@ def preprocess(images: tf.Tensor, preprocessing: str | None) -> tf.Tensor:
 
 
 def check_input(name: str, images: tf.Tensor) -> None:
-    """DataError if `images` cannot feed model `name` (rank, dtype, channels, size)."""
+    """UserError if `images` cannot feed model `name` (rank, dtype, channels, size)."""
     if images.shape.rank != 4:
-        raise DataError(f"{name}: input must be (batch, height, width, channels) with known sizes, "
+        raise UserError(f"{name}: input must be (batch, height, width, channels) with known sizes, "
                         f"got {images.shape}")
     if not images.dtype.is_floating:
-        raise DataError(f"{name}: input dtype must be floating point, got {images.dtype.name}")
+        raise UserError(f"{name}: input dtype must be floating point, got {images.dtype.name}")
     check_input_shape(name, tuple(images.shape[1:]))
 
 
@@ -52,20 +56,20 @@ def build_model(name: str, images: tf.Tensor, training: Training, num_classes: i
     ``data_format="NCHW"`` transposes once at the input (for GPUs). ``preprocessing="caffe"``
     applies keras.applications' VGG16 ImageNet preprocessing to the [0, 1] RGB input (`preprocess`).
     ``dropout`` is the VGG16 head's rate (ResNet50 has no dropout). The overhead study's small
-    models (`common.small_models`: mlp, trivial, embedding) build here too.
+    models (`model_contract.small_models`: mlp, trivial, embedding) build here too.
     """
     if name in SMALL_MODELS:
         if precision not in PRECISIONS:
-            raise DataError(f"unknown precision {precision!r}: expected one of {sorted(PRECISIONS)}")
+            raise UserError(f"unknown precision {precision!r}: expected one of {sorted(PRECISIONS)}")
         return build_small_model(name, images, num_classes, PRECISIONS[precision])
     if name not in MODELS:
-        raise DataError(f"unknown model {name!r}: expected one of {sorted(MODELS)}")
+        raise UserError(f"unknown model {name!r}: expected one of {sorted(MODELS)}")
     if bn_mode not in BN_MODES:
-        raise DataError(f"unknown batch-norm mode {bn_mode!r}: expected one of {BN_MODES}")
+        raise UserError(f"unknown batch-norm mode {bn_mode!r}: expected one of {BN_MODES}")
     if precision not in PRECISIONS:
-        raise DataError(f"unknown precision {precision!r}: expected one of {sorted(PRECISIONS)}")
+        raise UserError(f"unknown precision {precision!r}: expected one of {sorted(PRECISIONS)}")
     if data_format not in ("NHWC", "NCHW"):
-        raise DataError(f"unknown data format {data_format!r}: expected NHWC or NCHW")
+        raise UserError(f"unknown data format {data_format!r}: expected NHWC or NCHW")
     check_input(name, images)
     x = tf.cast(preprocess(images, preprocessing), PRECISIONS[precision])
     if data_format == "NCHW":

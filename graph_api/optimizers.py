@@ -8,13 +8,19 @@ available by name (``tf1_rmsprop``, ``tf1_momentum``, ``tf1_adam``).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 
-from common.constants import (LOSS_SCALE_GROWTH_STEPS, LOSS_SCALE_INITIAL, RMSPROP_EPSILON,
-                              RMSPROP_LEARNING_RATE, RMSPROP_MOMENTUM, RMSPROP_RHO)
-from data_pipeline.errors import DataError
+from model_contract.constants import (
+    LOSS_SCALE_GROWTH_STEPS,
+    LOSS_SCALE_INITIAL,
+    RMSPROP_EPSILON,
+    RMSPROP_LEARNING_RATE,
+    RMSPROP_MOMENTUM,
+    RMSPROP_RHO,
+)
+from plumbing.errors import UserError
 
 v1 = tf.compat.v1
 OPTIMIZERS = ("rmsprop", "sgd", "adam", "tf1_rmsprop", "tf1_momentum", "tf1_adam")
@@ -140,7 +146,7 @@ def _dynamic_update(replicas: list, learning_rate, optimizer: str, step, hyper: 
     step counts) and the scale doubles after `growth_steps` such steps in a row; otherwise
     nothing is applied, the step does not count, and the scale halves."""
     if optimizer.startswith("tf1_"):
-        raise DataError(f"optimizer {optimizer!r}: dynamic loss scaling applies Keras's rules; "
+        raise UserError(f"optimizer {optimizer!r}: dynamic loss scaling applies Keras's rules; "
                         "use rmsprop, sgd or adam with float16")
     scale, good = loss_scale_variables()
     for grads, var_list in replicas:
@@ -187,7 +193,7 @@ def apply_gradients(replicas: Sequence[tuple[list, Sequence[tf.Variable]]], lear
     pairs: one pair, or one per device when each device keeps its own copy of the variables
     (each copy then takes the same, already averaged, gradients). The global step counts once."""
     if optimizer not in OPTIMIZERS:
-        raise DataError(f"unknown optimizer {optimizer!r}: expected one of {OPTIMIZERS}")
+        raise UserError(f"unknown optimizer {optimizer!r}: expected one of {OPTIMIZERS}")
     step = v1.train.get_or_create_global_step()
     flat = _all_before_any([g for grads, _ in replicas for g in grads],
                            [v for _, var_list in replicas for v in var_list])

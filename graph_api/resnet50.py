@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from common.constants import BN_EPSILON_RESNET
-
-from .layers import Training, batch_norm, conv2d, dense, global_avg_pool, max_pool, zero_pad
+from graph_api.layers import (
+    Training,
+    batch_norm,
+    conv2d,
+    dense,
+    global_avg_pool,
+    max_pool,
+    zero_pad,
+)
+from model_contract.constants import BN_EPSILON_RESNET
 
 STAGES = (("conv2", 64, 3, 1), ("conv3", 128, 4, 2), ("conv4", 256, 6, 2), ("conv5", 512, 3, 2))
 

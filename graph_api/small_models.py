@@ -1,12 +1,11 @@
-"""The overhead study's small models (`common.small_models`) as TF1 graphs, under the same
+"""The overhead study's small models (`model_contract.small_models`) as TF1 graphs, under the same
 naming contract as the big ones (`<keras layer>/<weight>`)."""
 from __future__ import annotations
 
 import tensorflow as tf
 
-from common.small_models import check_small_input, small_model
-
-from .layers import dense, embedding, flatten
+from graph_api.layers import dense, embedding, flatten
+from model_contract.small_models import check_small_input, small_model
 
 
 def _per_token_dense(x: tf.Tensor, units: int, name: str, activation: str | None = None) -> tf.Tensor:

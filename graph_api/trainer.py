@@ -12,19 +12,34 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from common import run_files
-from common.distribution import Cluster, is_chief, split_batch
-from common.train_options import TrainOptions
-from common.weights_source import base_preprocessing, resolve_vgg16_weights
+from api_runs import run_files
+from api_runs.devices import Cluster, is_chief, split_batch
+from api_runs.train_options import TrainOptions
 from data_pipeline.dataset import epoch_seed, read_batches, stored_order
-from data_pipeline.errors import DataError
-from data_pipeline.progress import Progress
-
-from . import early_stopping
-from .cluster_loop import ClusterLoop, check_cluster_options, serve_parameters, worker_session
-from .distribute import placement_record, run_and_place
-from .graph import GraphConfig, TrainGraph, build_train_graph, checkpoint_variables, runtime_facts
-from .weights import graph_layers, load_keras_weights, saved_checkpoints, verify_checkpoint
+from graph_api import early_stopping
+from graph_api.cluster_loop import (
+    ClusterLoop,
+    check_cluster_options,
+    serve_parameters,
+    worker_session,
+)
+from graph_api.distribute import placement_record, run_and_place
+from graph_api.graph import (
+    GraphConfig,
+    TrainGraph,
+    build_train_graph,
+    checkpoint_variables,
+    runtime_facts,
+)
+from graph_api.weights import (
+    graph_layers,
+    load_keras_weights,
+    saved_checkpoints,
+    verify_checkpoint,
+)
+from model_contract.weights_source import base_preprocessing, resolve_vgg16_weights
+from plumbing.errors import UserError
+from plumbing.progress import Progress
 
 v1 = tf.compat.v1
 
@@ -102,7 +117,7 @@ class SessionTrainer:
         for i, ckpt in enumerate(candidates):
             try:
                 verify_checkpoint(ckpt, checkpoint_variables())
-            except DataError as err:
+            except UserError as err:
                 print(f"warning: {err.message}; trying the checkpoint before it", file=sys.stderr)
                 continue
             self.saver.restore(self.session, ckpt)
@@ -112,7 +127,7 @@ class SessionTrainer:
             return done, history
         run_files.refuse_restart(self.out, folder)
         if candidates:
-            raise DataError(f"{folder}: no readable checkpoint; use --no-resume to start afresh")
+            raise UserError(f"{folder}: no readable checkpoint; use --no-resume to start afresh")
         return None
 
     # --- one epoch ------------------------------------------------------------------------
@@ -139,7 +154,7 @@ class SessionTrainer:
                 fetch = [g.train_op, g.loss, g.accuracy] + ([self.summaries] if writer and step % 10 == 0 else [])
                 out = self.run_step(fetch, feed)
                 if not math.isfinite(out[1]):
-                    raise DataError(f"loss became {out[1]} at epoch {epoch + 1}, step {step + 1}; training "
+                    raise UserError(f"loss became {out[1]} at epoch {epoch + 1}, step {step + 1}; training "
                                     f"stopped, the last good checkpoint in {self.out / 'checkpoints'} is kept")
                 losses.append(out[1])
                 accs.append(out[2])

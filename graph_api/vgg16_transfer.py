@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from common.constants import HEAD_CONV_FILTERS, HEAD_DENSE_UNITS, HEAD_DROPOUT
-
-from .layers import Training, conv2d, dense, dropout as dropout_layer, flatten, max_pool
+from graph_api.layers import Training, conv2d, dense, flatten, max_pool
+from graph_api.layers import dropout as dropout_layer
+from model_contract.constants import HEAD_CONV_FILTERS, HEAD_DENSE_UNITS, HEAD_DROPOUT
 
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (filters, convolutions)
 

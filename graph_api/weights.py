@@ -17,15 +17,15 @@ import h5py
 import numpy as np
 import tensorflow as tf
 
-from data_pipeline.errors import DataError
 from data_pipeline.shards import open_h5
+from plumbing.errors import UserError
 
 v1 = tf.compat.v1
 WEIGHT_ORDER = {"conv2d": ("kernel", "bias"), "dense": ("kernel", "bias"),
                 "batch_normalization": ("gamma", "beta", "moving_mean", "moving_variance")}
 
 
-def graph_layers(variables: list[tf.Variable]) -> "OrderedDict[str, dict[str, tf.Variable]]":
+def graph_layers(variables: list[tf.Variable]) -> OrderedDict[str, dict[str, tf.Variable]]:
     """Layer name -> {weight name: variable}, in construction order (outer scopes stripped)."""
     layers: OrderedDict[str, dict[str, tf.Variable]] = OrderedDict()
     for var in variables:
@@ -40,7 +40,7 @@ def layer_kind(weights: dict) -> str:
     return "conv2d" if weights["kernel"].shape.rank == 4 else "dense"
 
 
-def read_keras_weights(path: str | os.PathLike) -> "OrderedDict[str, list[np.ndarray]]":
+def read_keras_weights(path: str | os.PathLike) -> OrderedDict[str, list[np.ndarray]]:
     """Layer name (legacy) or Keras 3 auto name -> its weight arrays in Keras order."""
     path = Path(path)
     with open_h5(path, "weights file") as handle:
@@ -48,7 +48,7 @@ def read_keras_weights(path: str | os.PathLike) -> "OrderedDict[str, list[np.nda
             return _read_keras3(handle["layers"])
         root = handle["model_weights"] if "model_weights" in handle else handle
         if "layer_names" not in root.attrs:
-            raise DataError(f"{path}: not a Keras weights file (no layer_names, no layers/ group)")
+            raise UserError(f"{path}: not a Keras weights file (no layer_names, no layers/ group)")
         layers = OrderedDict()
         for name in root.attrs["layer_names"]:
             name = name.decode() if isinstance(name, bytes) else str(name)
@@ -59,7 +59,7 @@ def read_keras_weights(path: str | os.PathLike) -> "OrderedDict[str, list[np.nda
         return layers
 
 
-def _read_keras3(group: h5py.Group) -> "OrderedDict[str, list[np.ndarray]]":
+def _read_keras3(group: h5py.Group) -> OrderedDict[str, list[np.ndarray]]:
     layers = OrderedDict()
     for name in group:
         if "vars" in group[name] and len(group[name]["vars"]):
@@ -68,7 +68,7 @@ def _read_keras3(group: h5py.Group) -> "OrderedDict[str, list[np.ndarray]]":
     return layers
 
 
-def keras3_names(layers: "OrderedDict[str, dict]") -> dict[str, str]:
+def keras3_names(layers: OrderedDict[str, dict]) -> dict[str, str]:
     """Graph layer name -> the auto name Keras 3 gives it in a .weights.h5 (conv2d, conv2d_1, ...)."""
     counts: dict[str, int] = {}
     names = {}
@@ -95,7 +95,7 @@ def load_keras_weights(session: v1.Session, variables: list[tf.Variable], path: 
     required = layers_required if layers_required is not None else list(layers)
     missing = [name for name in required if name not in stored]
     if missing:
-        raise DataError(f"{path}: no weights for layer(s) {', '.join(missing[:5])}"
+        raise UserError(f"{path}: no weights for layer(s) {', '.join(missing[:5])}"
                         f"{' ...' if len(missing) > 5 else ''} (is it a file of this model?)")
     loaded = []
     for name, weights in layers.items():
@@ -104,11 +104,11 @@ def load_keras_weights(session: v1.Session, variables: list[tf.Variable], path: 
         order = WEIGHT_ORDER[layer_kind(weights)]
         arrays = stored[name]
         if len(arrays) != len(order):
-            raise DataError(f"{path}: layer {name} has {len(arrays)} weights, the graph expects {len(order)}")
+            raise UserError(f"{path}: layer {name} has {len(arrays)} weights, the graph expects {len(order)}")
         for weight, array in zip(order, arrays):
             var = weights[weight]
             if tuple(array.shape) != tuple(var.shape.as_list()):
-                raise DataError(f"{path}: layer {name} {weight} has shape {tuple(array.shape)}, "
+                raise UserError(f"{path}: layer {name} {weight} has shape {tuple(array.shape)}, "
                                 f"the graph expects {tuple(var.shape.as_list())}")
             # Feeding the initializer its value adds no ops to the graph (what Variable.load did).
             session.run(var.initializer, {var.initializer.inputs[1]: array.astype(np.float32)})
@@ -117,20 +117,21 @@ def load_keras_weights(session: v1.Session, variables: list[tf.Variable], path: 
 
 
 def check_checkpoint(checkpoint: str, variables: list[tf.Variable]) -> None:
-    """DataError naming missing/extra variables or shape mismatches before a restore."""
+    """UserError naming missing/extra variables or shape mismatches before a restore."""
     try:
         stored = dict(tf.train.list_variables(checkpoint))
     except (tf.errors.OpError, ValueError) as err:
-        raise DataError(f"{checkpoint}: unreadable checkpoint ({str(err).splitlines()[0]})") from None
+        raise UserError(f"{checkpoint}: unreadable checkpoint ({str(err).splitlines()[0]})") from None
     wanted = {v.op.name: v.shape.as_list() for v in variables}
     missing = sorted(set(wanted) - set(stored))
-    extra = sorted(n for n in set(stored) - set(wanted) if not re.search(r"(optimizer|global_step|_power|RMSProp|Momentum|Adam)", n))
+    slots = r"(optimizer|global_step|_power|RMSProp|Momentum|Adam)"
+    extra = sorted(n for n in set(stored) - set(wanted) if not re.search(slots, n))
     if missing or extra:
-        raise DataError(f"{checkpoint}: checkpoint of another model: missing {missing[:3]}"
+        raise UserError(f"{checkpoint}: checkpoint of another model: missing {missing[:3]}"
                         f"{'...' if len(missing) > 3 else ''}, extra {extra[:3]}{'...' if len(extra) > 3 else ''}")
     for name, shape in wanted.items():
         if list(stored[name]) != shape:
-            raise DataError(f"{checkpoint}: variable {name} has shape {stored[name]}, the graph expects {shape}")
+            raise UserError(f"{checkpoint}: variable {name} has shape {stored[name]}, the graph expects {shape}")
 
 
 def saved_checkpoints(directory: str | os.PathLike) -> list[str]:
@@ -153,4 +154,4 @@ def verify_checkpoint(checkpoint: str, variables: list[tf.Variable]) -> None:
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
     except (tf.errors.OpError, ValueError, IndexError) as err:  # IndexError: a truncated data file
-        raise DataError(f"{checkpoint}: unreadable checkpoint ({str(err).splitlines()[0][:200]})") from None
+        raise UserError(f"{checkpoint}: unreadable checkpoint ({str(err).splitlines()[0][:200]})") from None

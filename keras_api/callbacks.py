@@ -11,10 +11,9 @@ from pathlib import Path
 
 import keras
 
-from common import run_files
-from data_pipeline.atomic import atomic_write_bytes
-
-from .weights import save_model_atomic
+from api_runs import run_files
+from keras_api.weights import save_model_atomic
+from plumbing.atomic import atomic_write_bytes
 
 
 def _finite(logs: dict | None) -> bool:

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
-from common import cli as model_cli
-from data_pipeline.errors import main_with_errors
+from api_runs import cli as model_cli
+from api_runs.train_options import TrainOptions
+from plumbing.errors import main_with_errors
 
 
 def cmd_train(args) -> None:
-    from common.train_options import TrainOptions
-    from .trainer import KerasConfig, train
+    from keras_api.trainer import KerasConfig, train  # imports Keras: only once the flags are parsed
     devices, cluster = model_cli.placement(args)
     config = KerasConfig(model=args.model, precision=args.precision, optimizer=args.optimizer,
                          learning_rate=args.learning_rate, loss=args.loss, jit_compile=args.jit_compile,
@@ -26,7 +26,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_from_graph(args) -> None:
-    from .weights import export_graph_run
+    from keras_api.weights import export_graph_run  # imports Keras, as cmd_train
     path = export_graph_run(args.run, args.out, args.checkpoint)
     print(f"wrote {path} from the {args.checkpoint} checkpoint of {args.run}")
 

@@ -18,8 +18,8 @@ import os
 import keras
 import tensorflow as tf
 
-from common.distribution import Cluster, device_kind
-from data_pipeline.errors import DataError
+from api_runs.devices import Cluster, device_kind
+from plumbing.errors import UserError
 
 
 def make_strategy(devices: tuple, cluster: Cluster | None) -> tf.distribute.Strategy | None:
@@ -27,7 +27,7 @@ def make_strategy(devices: tuple, cluster: Cluster | None) -> tf.distribute.Stra
     several devices, None for one device. Create it before any other TensorFlow work."""
     if cluster is not None:
         if "ps" in cluster.jobs:
-            raise DataError(f"{cluster.source}: keras_api trains a cluster of worker (and chief) tasks with "
+            raise UserError(f"{cluster.source}: keras_api trains a cluster of worker (and chief) tasks with "
                             "MultiWorkerMirroredStrategy; 'ps' tasks are for graph_api")
         os.environ["TF_CONFIG"] = cluster.tf_config()  # what the strategy reads
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -86,11 +86,11 @@ def placement_record(strategy: tf.distribute.Strategy | None, model: keras.Model
             "cluster": cluster.jobs if cluster is not None else None}
 
 
-def lost_worker(cluster: Cluster, backup, err: Exception) -> DataError:
+def lost_worker(cluster: Cluster, backup, err: Exception) -> UserError:
     """The one-line error of a worker whose peer died: MultiWorkerMirroredStrategy cannot go on
     with fewer workers; the whole cluster restarts and resumes from the chief's backup."""
     reason = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
-    return DataError(f"{cluster.source}: {cluster.task} lost contact with the cluster ({reason[:160]}); restart "
+    return UserError(f"{cluster.source}: {cluster.task} lost contact with the cluster ({reason[:160]}); restart "
                      f"every worker with the same command to resume from the backup in {backup}")
 
 

@@ -6,13 +6,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from data_pipeline.errors import DataError
+from api_runs.predict import PredictorBase
 from data_pipeline.features import write_feature_shards
-from common.predict import PredictorBase
 from data_pipeline.shards import load_manifest
-from common.weights_source import base_preprocessing, resolve_vgg16_weights
-
-from .weights import load_model_file
+from keras_api.model import input_layers
+from keras_api.vgg16_transfer import vgg16_base
+from keras_api.weights import load_model_file
+from model_contract.weights_source import base_preprocessing, resolve_vgg16_weights
+from plumbing.errors import UserError
 
 
 def extract_features(manifest_path: str, out_dir: str | Path, weights: str | None = "imagenet",
@@ -22,8 +23,6 @@ def extract_features(manifest_path: str, out_dir: str | Path, weights: str | Non
     The base sees what the end-to-end model's base sees: for pretrained weights the caffe
     transform of the [0, 1] pixels (`CaffePreprocessing`), for a random base the pixels as stored.
     """
-    from .model import input_layers
-    from .vgg16_transfer import vgg16_base
     manifest = load_manifest(manifest_path)
     path = resolve_vgg16_weights(weights)
     preprocessing = base_preprocessing(path)
@@ -42,10 +41,10 @@ class Predictor(PredictorBase):
         self._load_run(run_dir, "keras")
         path = Path(run_dir) / f"{checkpoint}.keras"
         if not path.exists():
-            raise DataError(f"{path}: no saved model (did training finish?)")
+            raise UserError(f"{path}: no saved model (did training finish?)")
         self.model = load_model_file(path)
         if self.model.output_shape[-1] != len(self.run["class_names"]):
-            raise DataError(f"{path}: {self.model.output_shape[-1]} outputs, the run has "
+            raise UserError(f"{path}: {self.model.output_shape[-1]} outputs, the run has "
                             f"{len(self.run['class_names'])} classes")
 
     def _logits(self, batch: np.ndarray) -> np.ndarray:

@@ -5,15 +5,19 @@ from types import ModuleType
 
 import keras
 
-from common.constants import HEAD_DROPOUT, IMAGENET_BGR_MEAN, PIXEL_RANGE, PREPROCESSINGS
 from data_pipeline.constants import NUM_CLASSES
-from data_pipeline.errors import DataError
-from common.model_inputs import check_input_shape
-from common.small_models import SMALL_MODELS
-
-from .resnet50 import resnet50
-from .small_models import build_small_model
-from .vgg16_transfer import vgg16_head, vgg16_transfer
+from keras_api.resnet50 import resnet50
+from keras_api.small_models import build_small_model
+from keras_api.vgg16_transfer import vgg16_head, vgg16_transfer
+from model_contract.constants import (
+    HEAD_DROPOUT,
+    IMAGENET_BGR_MEAN,
+    PIXEL_RANGE,
+    PREPROCESSINGS,
+)
+from model_contract.model_inputs import check_input_shape
+from model_contract.small_models import SMALL_MODELS
+from plumbing.errors import UserError
 
 
 @keras.saving.register_keras_serializable(package="rxrx1")
@@ -34,7 +38,7 @@ class CaffePreprocessing(keras.layers.Layer):
 def input_layers(preprocessing: str | None) -> list[keras.layers.Layer]:
     """The layers between the [0, 1] input and a model: none, or the caffe transform."""
     if preprocessing not in PREPROCESSINGS:
-        raise DataError(f"unknown preprocessing {preprocessing!r}: expected one of {PREPROCESSINGS}")
+        raise UserError(f"unknown preprocessing {preprocessing!r}: expected one of {PREPROCESSINGS}")
     return [CaffePreprocessing(name="caffe_preprocessing")] if preprocessing == "caffe" else []
 
 
@@ -55,20 +59,20 @@ def build_model(name: str, input_shape=(224, 224, 3), num_classes: int = NUM_CLA
     VGG16 base's source: "imagenet" (Keras's cache file), a path, or "none".
     ``preprocessing="caffe"`` transforms the [0, 1] RGB input as a pretrained VGG16 expects
     (`CaffePreprocessing`), as the graph's `build_model` does. ``dropout`` is the VGG16 head's
-    rate (ResNet50 has no dropout). The overhead study's small models (`common.small_models`:
+    rate (ResNet50 has no dropout). The overhead study's small models (`model_contract.small_models`:
     mlp, trivial, embedding) build here too; they take their own input shape. ``keras_module``
     builds the models in `tf_keras` (Keras 2) instead, except the VGG16 base, whose weight
     files and preprocessing layer are Keras 3's.
     """
     if name not in MODELS and name not in SMALL_MODELS:
-        raise DataError(f"unknown model {name!r}: expected one of {sorted(MODELS)}")
+        raise UserError(f"unknown model {name!r}: expected one of {sorted(MODELS)}")
     if precision not in PRECISIONS:
-        raise DataError(f"unknown precision {precision!r}: expected one of {sorted(PRECISIONS)}")
+        raise UserError(f"unknown precision {precision!r}: expected one of {sorted(PRECISIONS)}")
     if name not in SMALL_MODELS:
         check_input_shape(name, input_shape)
     k = keras_module
     if k is not keras and (name == "vgg16_transfer" or preprocessing):
-        raise DataError(f"{name}: the VGG16 base and its preprocessing build in Keras 3 only")
+        raise UserError(f"{name}: the VGG16 base and its preprocessing build in Keras 3 only")
     previous = k.mixed_precision.global_policy()
     k.mixed_precision.set_global_policy(PRECISIONS[precision])
     try:

@@ -1,8 +1,8 @@
 """ResNet50 (textbook P3.36): `keras.applications.ResNet50(weights=None, classes=...)`."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Sequence
 
 import keras
 

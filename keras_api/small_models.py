@@ -1,4 +1,4 @@
-"""The overhead study's small models (`common.small_models`) in Keras, layer names as the
+"""The overhead study's small models (`model_contract.small_models`) in Keras, layer names as the
 graph's. ``keras_module`` builds them in another Keras of the same API: `tf_keras` (Keras 2),
 the Keras that 2017-2019 speed reports measured."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ from types import ModuleType
 
 import keras
 
-from common.small_models import small_model
+from model_contract.small_models import small_model
 
 
 def build_small_model(name: str, num_classes: int | None = None, keras_module: ModuleType = keras):

@@ -10,21 +10,30 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from common import run_files
-from common.distribution import Cluster, is_chief, split_batch
-from common.train_options import TrainOptions
-from common.weights_source import base_preprocessing, resolve_vgg16_weights
+from api_runs import run_files
+from api_runs.devices import Cluster, is_chief, split_batch
+from api_runs.train_options import TrainOptions
 from data_pipeline import make_dataset
-from common.constants import HEAD_DROPOUT
 from data_pipeline.constants import NUM_CLASSES
-from data_pipeline.atomic import atomic_path
-from data_pipeline.errors import DataError
-
-from . import distribute
-from .callbacks import AtomicModelCheckpoint, ResumableEarlyStopping, RunFiles, keep_csv_rows
-from .model import build_model
-from .optimizers import make_optimizer
-from .weights import backup_epoch, backup_problem, load_weights_file, save_model_atomic
+from keras_api import distribute
+from keras_api.callbacks import (
+    AtomicModelCheckpoint,
+    ResumableEarlyStopping,
+    RunFiles,
+    keep_csv_rows,
+)
+from keras_api.model import build_model
+from keras_api.optimizers import make_optimizer
+from keras_api.weights import (
+    backup_epoch,
+    backup_problem,
+    load_weights_file,
+    save_model_atomic,
+)
+from model_contract.constants import HEAD_DROPOUT
+from model_contract.weights_source import base_preprocessing, resolve_vgg16_weights
+from plumbing.atomic import atomic_path
+from plumbing.errors import UserError
 
 LOSSES = ("sparse", "categorical")
 
@@ -51,7 +60,7 @@ def compile_model(model: keras.Model, config: KerasConfig) -> keras.Model:
     """RMSprop (or the configured optimizer), cross-entropy from the model's logits (the graph's
     loss; with one-hot labels for "categorical"), accuracy; `jit_compile` as configured."""
     if config.loss not in LOSSES:
-        raise DataError(f"unknown loss {config.loss!r}: expected one of {LOSSES}")
+        raise UserError(f"unknown loss {config.loss!r}: expected one of {LOSSES}")
     loss = (keras.losses.SparseCategoricalCrossentropy(from_logits=True) if config.loss == "sparse"
             else keras.losses.CategoricalCrossentropy(from_logits=True))
     model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate), loss=loss,
@@ -122,7 +131,7 @@ class KerasTrainer:
             return backup_epoch(latest[1])
         previous = tuple(path.with_name(path.name + ".bkp") for path in latest)
         if backup_problem(*previous) is not None:
-            raise DataError(f"{problem}; no readable earlier backup; use --no-resume to start afresh")
+            raise UserError(f"{problem}; no readable earlier backup; use --no-resume to start afresh")
         print(f"warning: {problem}; resuming from the previous backup", file=sys.stderr)
         for source, target in zip(previous, latest):
             with atomic_path(target, keep_suffix=True) as tmp:
@@ -165,7 +174,7 @@ class KerasTrainer:
                 if "NaN or Inf loss" not in str(err):
                     raise
                 done = len(history["loss"])
-                raise DataError(f"loss became NaN/Inf in epoch {done + 1} ({str(err).split('.')[0]}); training "
+                raise UserError(f"loss became NaN/Inf in epoch {done + 1} ({str(err).split('.')[0]}); training "
                                 f"stopped, the last good backup in {self.backup} and best.keras are kept") from None
             except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError) as err:
                 if self.cluster is None:

@@ -8,14 +8,14 @@ the graph's models (the softmax, applied by the loss and by `predict`, runs in f
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from types import ModuleType
+
 import keras
 
-from types import ModuleType
-from typing import Sequence
-
-from common.constants import HEAD_CONV_FILTERS, HEAD_DENSE_UNITS, HEAD_DROPOUT
-from data_pipeline.errors import DataError
-from common.weights_source import resolve_vgg16_weights
+from model_contract.constants import HEAD_CONV_FILTERS, HEAD_DENSE_UNITS, HEAD_DROPOUT
+from model_contract.weights_source import resolve_vgg16_weights
+from plumbing.errors import UserError
 
 
 def vgg16_base(input_shape=(224, 224, 3), weights: str | None = "imagenet") -> keras.Model:
@@ -26,7 +26,7 @@ def vgg16_base(input_shape=(224, 224, 3), weights: str | None = "imagenet") -> k
         try:
             base.load_weights(path)
         except (ValueError, OSError, KeyError) as err:
-            raise DataError(f"{path}: not VGG16 base weights ({str(err).splitlines()[0][:200]})") from None
+            raise UserError(f"{path}: not VGG16 base weights ({str(err).splitlines()[0][:200]})") from None
         print(f"VGG16 base weights: {path}")
     base.trainable = False
     return base
@@ -65,6 +65,6 @@ def vgg16_head(input_shape=(7, 7, 512), num_classes: int = 1108, *,
     """The head alone, on cached VGG16 features (textbook P3.27-P3.30), in Keras 3 or
     ``keras_module`` (`tf_keras`)."""
     if input_layers:
-        raise DataError("vgg16_head takes features: their preprocessing happened at extraction")
+        raise UserError("vgg16_head takes features: their preprocessing happened at extraction")
     k = keras_module
     return k.Sequential([k.Input(tuple(input_shape)), *head_layers(num_classes, dropout, k)], name="vgg16_head")

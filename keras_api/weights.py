@@ -19,8 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from data_pipeline.errors import DataError
-from data_pipeline.atomic import atomic_path
+from api_runs.run_files import load_run_config
+from keras_api.model import build_model  # registers CaffePreprocessing, which a saved model may hold
+from plumbing.atomic import atomic_path
+from plumbing.errors import UserError
 
 v1 = tf.compat.v1
 # Graph-only state that has no Keras counterpart.
@@ -52,11 +54,11 @@ def _match(keras_vars: dict, graph_names: dict[str, list], what: str) -> None:
     missing = sorted(set(graph_names) - set(keras_vars))
     extra = sorted(set(keras_vars) - set(graph_names))
     if missing or extra:
-        raise DataError(f"{what}: names differ: only in the graph {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+        raise UserError(f"{what}: names differ: only in the graph {missing[:3]}{'...' if len(missing) > 3 else ''}, "
                         f"only in Keras {extra[:3]}{'...' if len(extra) > 3 else ''}")
     for name, shape in graph_names.items():
         if list(keras_vars[name].shape) != list(shape):
-            raise DataError(f"{what}: {name} has shape {tuple(keras_vars[name].shape)} in Keras, "
+            raise UserError(f"{what}: {name} has shape {tuple(keras_vars[name].shape)} in Keras, "
                             f"{tuple(shape)} in the graph")
 
 
@@ -94,7 +96,7 @@ def load_graph_checkpoint(checkpoint: str, model: keras.Model) -> int:
         reader = tf.train.load_checkpoint(checkpoint)
         shapes = dict(tf.train.list_variables(checkpoint))
     except (tf.errors.OpError, ValueError) as err:
-        raise DataError(f"{checkpoint}: unreadable checkpoint ({str(err).splitlines()[0]})") from None
+        raise UserError(f"{checkpoint}: unreadable checkpoint ({str(err).splitlines()[0]})") from None
     names = {_contract_name(n): n for n in shapes if not any(p in n for p in GRAPH_ONLY)}
     keras_vars = keras_variables(model)
     _match(keras_vars, {short: shapes[full] for short, full in names.items()}, f"{checkpoint} -> Keras")
@@ -120,18 +122,16 @@ def export_graph_run(run_dir: str | os.PathLike, out_path: str | os.PathLike, ch
     `keras.models.load_model`) or `.weights.h5` (weights of `keras_api.build_model` with the
     run's model, input shape, classes, precision and preprocessing). ``checkpoint``: the run's
     ``final`` (best epoch restored when early stopping was on) or ``best`` checkpoint."""
-    from common.run_files import load_run_config
-    from .model import build_model
     out_path = Path(out_path)
     if not out_path.name.endswith(MODEL_FILE_SUFFIXES):
-        raise DataError(f"{out_path}: expected a name ending in .keras or .weights.h5")
+        raise UserError(f"{out_path}: expected a name ending in .keras or .weights.h5")
     run = load_run_config(run_dir)
     if run.get("api") != "graph":
-        raise DataError(f"{run_dir}: trained with {run.get('api')}_api, not graph_api; its final.keras "
+        raise UserError(f"{run_dir}: trained with {run.get('api')}_api, not graph_api; its final.keras "
                         "already is a Keras model")
     found = tf.train.latest_checkpoint(str(Path(run_dir) / checkpoint))
     if found is None:
-        raise DataError(f"{Path(run_dir) / checkpoint}: no checkpoint (did training finish?)")
+        raise UserError(f"{Path(run_dir) / checkpoint}: no checkpoint (did training finish?)")
     config = run["graph_config"]
     model = build_model(run["model"], tuple(run["image_shape"]), len(run["class_names"]),
                         precision=config["precision"], weights="none", preprocessing=config["preprocessing"],
@@ -144,29 +144,28 @@ def load_model_file(path: str | os.PathLike) -> keras.Model:
     """A `.keras` file -> model, with Keras's safe mode on (Lambda layers are refused)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: model file not found")
-    from . import model  # noqa: F401  registers CaffePreprocessing, which a model may hold
+        raise UserError(f"{path}: model file not found")
     try:
         return keras.models.load_model(path, safe_mode=True)
     except ValueError as err:
         text = str(err)
         if "safe_mode" in text or "Lambda" in text:
-            raise DataError(f"{path}: contains a Lambda layer (arbitrary code); refused in safe mode") from None
-        raise DataError(f"{path}: not a loadable .keras model ({text.splitlines()[0][:200]})") from None
+            raise UserError(f"{path}: contains a Lambda layer (arbitrary code); refused in safe mode") from None
+        raise UserError(f"{path}: not a loadable .keras model ({text.splitlines()[0][:200]})") from None
     except (OSError, KeyError, TypeError, zipfile.BadZipFile) as err:  # a .keras file is a zip archive
-        raise DataError(f"{path}: not a loadable .keras model ({str(err).splitlines()[0][:200]})") from None
+        raise UserError(f"{path}: not a loadable .keras model ({str(err).splitlines()[0][:200]})") from None
 
 
 def load_weights_file(model: keras.Model, path: str | os.PathLike) -> keras.Model:
     """Load a `.weights.h5` (or `.keras`) file into `model`; a file of another model is refused by name."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: weights file not found")
+        raise UserError(f"{path}: weights file not found")
     try:
         model.load_weights(path)
     except (ValueError, OSError, KeyError) as err:
         first = str(err).splitlines()[0][:240]
-        raise DataError(f"{path}: weights do not fit model {model.name!r} ({first})") from None
+        raise UserError(f"{path}: weights do not fit model {model.name!r} ({first})") from None
     return model
 
 

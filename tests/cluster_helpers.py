@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from common.distribution import Cluster as TaskView  # one process's view: its TF_CONFIG
+from api_runs.devices import Cluster as TaskView  # one process's view: its TF_CONFIG
+
 from conftest import REPO
 
 DEADLINE_SECONDS = 240  # a whole cluster run; the processes are killed past it
@@ -69,7 +70,7 @@ class Cluster:
             raise AssertionError(f"{job} {index} still running after {DEADLINE_SECONDS} s:\n"
                                  f"{self.log(job, index)[-3000:]}") from None
 
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Cluster:
         return self
 
     def __exit__(self, *exc) -> None:

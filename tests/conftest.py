@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-from data_pipeline.tf_logging import quiet_tensorflow_logs  # noqa: E402
+from plumbing.tf_logging import quiet_tensorflow_logs  # noqa: E402
 
 quiet_tensorflow_logs()  # before TensorFlow is imported; the CLI subprocesses inherit it
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from common.distribution import local_devices
+from api_runs.devices import local_devices
 
 DEVICES = tuple(local_devices(2))
 RNG = np.random.default_rng(0)
@@ -41,6 +41,7 @@ def graph_step(devices: tuple, variable_update: str, optimizer: str) -> dict:
 
 def keras_step(devices: tuple, optimizer: str) -> dict:
     import keras
+
     from keras_api.distribute import build_before_fit, make_strategy, scope
     from keras_api.model import build_model
     from keras_api.optimizers import make_optimizer

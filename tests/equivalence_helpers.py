@@ -11,7 +11,12 @@ import tensorflow as tf
 import graph_api
 import keras_api
 from graph_api.graph import GraphConfig, build_train_graph
-from keras_api.weights import graph_model_variables, graph_to_keras, keras_to_graph, keras_variables
+from keras_api.weights import (
+    graph_model_variables,
+    graph_to_keras,
+    keras_to_graph,
+    keras_variables,
+)
 
 v1 = tf.compat.v1
 CLASSES = 5

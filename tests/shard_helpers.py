@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from data_pipeline.build import BuildOptions, ShardJob, make_manifest
-from data_pipeline.atomic import write_json
 from data_pipeline.shards import MANIFEST_NAME, write_shard
+from plumbing.atomic import write_json
 
 
 def feature_shards(out: Path, n_train=96, n_val=48, classes=4, shape=(2, 2, 512), seed=0) -> Path:

@@ -6,19 +6,20 @@ import json
 
 import pytest
 
-from benchmarks.config import BenchConfig, preset
-from benchmarks.scaling import scaling_markdown, scaling_rows
+from benchmarks.analyse.records import ConfigSummary
+from benchmarks.analyse.scaling import scaling_rows
+from benchmarks.config import BenchConfig
+from benchmarks.present.scaling import scaling_markdown
+from benchmarks.presets import preset
+from plumbing.errors import UserError
+
 from conftest import run_cli
-from data_pipeline.errors import DataError
 
 
-def _entry(mode: str, batch: int, medians: list[float], devices: int = 1, workers: int = 1) -> tuple[str, dict]:
+def _entry(mode: str, batch: int, medians: list[float], devices: int = 1, workers: int = 1) -> tuple[str, ConfigSummary]:
     config = BenchConfig(mode=mode, model="vgg16_head", batch=batch, devices=devices, workers=workers)
-    entry = {"mode": mode, "model": "vgg16_head", "group": config.group(), "batch": batch,
-             "devices": devices, "workers": workers,
-             "one_replica_key": config.one_replica().key() if config.replicas() > 1 else None,
-             "throughput": {"median": batch / sorted(medians)[len(medians) // 2]},
-             "repeat_medians_s": {str(i): m for i, m in enumerate(medians)}, "settings": {"visible_gpus": 0}}
+    entry = ConfigSummary(config, len(medians), [], throughput={"median": batch / sorted(medians)[len(medians) // 2]},
+                          repeat_medians_s={str(i): m for i, m in enumerate(medians)}, settings={"visible_gpus": 0})
     return config.key(), entry
 
 
@@ -49,9 +50,9 @@ def test_replica_configurations_validate_and_say_what_cannot_run():
     assert BenchConfig(mode="graph", batch=64, devices=2).one_replica() == BenchConfig(mode="graph", batch=32)
     assert BenchConfig(mode="graph", batch=64, workers=2).bundle() != BenchConfig(mode="graph", batch=32,
                                                                                    workers=2).bundle()
-    with pytest.raises(DataError, match="does not split evenly over 4 replicas"):
+    with pytest.raises(UserError, match="does not split evenly over 4 replicas"):
         BenchConfig(mode="graph", batch=30, devices=4).validate()
-    with pytest.raises(DataError, match="devices and workers must be >= 1"):
+    with pytest.raises(UserError, match="devices and workers must be >= 1"):
         BenchConfig(mode="graph", workers=0).validate()
     reasons = {"graph-replicated": dict(devices=1), "keras-ctl": dict(devices=2, batch=64),
                "graph-feed": dict(workers=2, batch=64)}
@@ -108,7 +109,7 @@ def test_scaling_preset_runs_on_logical_devices_and_localhost_workers_in_both_ap
 def test_a_cluster_whose_worker_fails_is_recorded_and_every_process_stopped():
     """A worker that cannot run (a GPU configuration on a machine without one) exits with an
     error; the ps would serve forever. The runner records the chief's error and stops the rest."""
-    from benchmarks.runner import run_bundle, worker_env
+    from benchmarks.measure.runner import run_bundle, worker_env
     config = BenchConfig(mode="graph", model="mlp", batch=4, workers=2, device="gpu", steps=1, warmup=0)
     [record] = run_bundle([config], worker_env(), timeout=120)
     assert not record["ok"] and "no GPU visible" in record["error"], record

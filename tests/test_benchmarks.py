@@ -6,11 +6,19 @@ import shutil
 import numpy as np
 import pytest
 
-from benchmarks.config import MODES, TF_KERAS_MODES, BenchConfig, check_comparable, preset
-from benchmarks.report import precision_rows
-from benchmarks.verdict import verdict_map
-from benchmarks.stats import crossover_batch, overhead_fit, ratio_interval, stein_repeats, tost
-from data_pipeline.errors import DataError
+from benchmarks.analyse.stats import (
+    crossover_batch,
+    overhead_fit,
+    ratio_interval,
+    stein_repeats,
+    tost,
+)
+from benchmarks.analyse.verdict import verdict_map
+from benchmarks.config import BenchConfig, check_comparable
+from benchmarks.modes import MODES, Api
+from benchmarks.present.report import precision_rows
+from benchmarks.presets import preset
+from plumbing.errors import UserError
 
 from conftest import run_cli
 
@@ -84,9 +92,9 @@ def test_crossover_batch():
 def test_runner_refuses_settings_that_differ_in_more_than_the_mode():
     same = {"batch": 8, "env": {"TF_SET_ONEDNN_FPMATH_MODE": None}, "xla_effective": False}
     check_comparable({"graph": same, "keras-fit": dict(same)})
-    with pytest.raises(DataError, match="graph and keras-fit differ in xla_effective"):
+    with pytest.raises(UserError, match="graph and keras-fit differ in xla_effective"):
         check_comparable({"graph": same, "keras-fit": {**same, "xla_effective": True}})
-    with pytest.raises(DataError, match="differ in env"):
+    with pytest.raises(UserError, match="differ in env"):
         check_comparable({"graph": same, "keras-fit": {**same, "env": {"TF_SET_ONEDNN_FPMATH_MODE": "BF16"}}})
 
 
@@ -97,9 +105,9 @@ def test_presets_and_unknown_names():
     assert all(c.applicable() is None for c in configs)
     for name in ("full", "gpu"):
         assert preset(name)[0]
-    with pytest.raises(DataError, match="unknown preset 'fast'"):
+    with pytest.raises(UserError, match="unknown preset 'fast'"):
         preset("fast")
-    with pytest.raises(DataError, match="unknown mode 'session'"):
+    with pytest.raises(UserError, match="unknown mode 'session'"):
         BenchConfig(mode="session").validate()
     assert BenchConfig(mode="eager", xla=True).applicable()
     # evaluation is a Session.run loop or model.evaluate; Keras 2 cannot load the VGG16 base's files
@@ -166,7 +174,7 @@ def test_unknown_mode_or_model_is_one_clear_line(tmp_path):
 
 
 def test_a_failing_configuration_is_recorded_and_the_run_goes_on(tmp_path):
-    from benchmarks.runner import run
+    from benchmarks.measure.runner import run
     configs = [BenchConfig(mode="graph", model="vgg16_head", batch=4, steps=2, warmup=1, device="gpu"),
                BenchConfig(mode="graph", model="vgg16_head", batch=4, steps=2, warmup=1)]
     results = run(configs, 1, tmp_path / "results.json", log=lambda _: None)
@@ -211,7 +219,7 @@ def _fake_worker(noisy_batch: int):
 
 @pytest.mark.parametrize("budget_s, expect_extra", [(3600, True), (30, False), (None, False)])
 def test_extra_repeats_only_for_imprecise_pairs_and_within_the_budget(monkeypatch, tmp_path, budget_s, expect_extra):
-    from benchmarks import runner
+    from benchmarks.measure import runner
     monkeypatch.setattr(runner, "run_bundle", _fake_worker(noisy_batch=4))
     configs = [BenchConfig(mode=m, batch=b, image_size=32) for b in (4, 16) for m in ("graph", "keras-fit")]
     lines = []
@@ -232,7 +240,7 @@ def test_extra_repeats_only_for_imprecise_pairs_and_within_the_budget(monkeypatc
 
 
 def test_extra_repeats_stop_when_every_pair_is_precise(monkeypatch, tmp_path):
-    from benchmarks import runner
+    from benchmarks.measure import runner
     monkeypatch.setattr(runner, "run_bundle", _fake_worker(noisy_batch=0))
     lines = []
     configs = [BenchConfig(mode=m, batch=4, image_size=32) for m in ("graph", "keras-fit")]
@@ -243,7 +251,7 @@ def test_extra_repeats_stop_when_every_pair_is_precise(monkeypatch, tmp_path):
 
 
 def test_verdict_credits_fused_batch_norm_gain_to_the_kernel():
-    from benchmarks.report import verdict
+    from benchmarks.present.report import verdict
     group = "resnet50/train/b32/224px/fp32/noxla/cpu/NHWC/synthetic"
     ratios = [{"mode": "graph", "group": group, "ratio": 1.0, "lo": 0.95, "hi": 1.05},
               {"mode": "graph-fused-bn", "group": group, "ratio": 1.4, "lo": 1.35, "hi": 1.45}]
@@ -258,8 +266,8 @@ def test_verdict_credits_fused_batch_norm_gain_to_the_kernel():
 def test_report_includes_the_parity_section_written_beside_it(tiny_run, tmp_path):
     """`benchmarks report` picks up a parity.json in its directory (made-up curves: this checks
     the rendering; tests/test_parity.py runs the real experiment)."""
-    from benchmarks.parity import ParityConfig, curve_gaps
-    from benchmarks.runner import machine_info
+    from benchmarks.measure.runner import machine_info
+    from benchmarks.parity.experiment import ParityConfig, curve_gaps
     shutil.copytree(tiny_run, tmp_path / "r")
     curves = {"loss": [1.0, 0.5], "accuracy": [0.5, 0.8], "val_loss": [1.1, 0.7], "val_accuracy": [0.4, 0.7]}
     finals = {"graph": {"val_accuracy": [0.70, 0.72, 0.69], "val_loss": [0.70, 0.66, 0.71]},
@@ -297,12 +305,12 @@ def _every_mode_configs() -> list[BenchConfig]:
     configs += [BenchConfig(mode=m, model="mlp", task="evaluate", batch=32, **tiny) for m in ("graph-feed", "keras-fit")]
     # the origin model's sparse update, and Keras 2 training a textbook model in both of its modes
     configs += [BenchConfig(mode=m, model="embedding", optimizer="sgd", batch=2, **tiny) for m in ("graph-feed", "keras-ctl")]
-    configs += [BenchConfig(mode=m, model="vgg16_head", batch=2, steps=2, warmup=1) for m in TF_KERAS_MODES]
+    configs += [BenchConfig(mode=m, model="vgg16_head", batch=2, steps=2, warmup=1) for m in MODES if MODES[m].api is Api.TF_KERAS]
     return configs
 
 
 def test_every_mode_runs_and_times_the_steps_it_claims(tmp_path):
-    from benchmarks.runner import run
+    from benchmarks.measure.runner import run
     configs = _every_mode_configs()
     results = run(configs, 1, tmp_path / "results.json", log=lambda _: None)
     runs = {r["key"]: r for r in results["runs"]}
@@ -332,7 +340,7 @@ def test_xla_is_read_from_what_ran_and_an_environment_that_differs_is_refused(mo
     """XLA on: the Session really runs compiled clusters and the custom loop's function is
     jit-compiled; both workers see the same TF_XLA_FLAGS (the CPU flag included). A real
     worker given another oneDNN math mode is refused a ratio."""
-    from benchmarks import runner
+    from benchmarks.measure import runner
     tiny = dict(model="mlp", batch=8, steps=2, warmup=1, data="numpy")
     results = runner.run([BenchConfig(mode=m, xla=True, **tiny) for m in ("graph", "keras-ctl")], 1,
                          tmp_path / "xla.json", log=lambda _: None)
@@ -357,13 +365,14 @@ def test_evaluate_walks_the_arrays_in_passes_and_times_every_batch(monkeypatch):
     """Arrays of 2 batches, 5 batches asked: model.evaluate runs one call per pass (3) and the
     timer keeps the first 5 batch times; the graph's evaluate fetches a loss and an accuracy."""
     import keras
-    from benchmarks import inputs, keras_modes
-    from benchmarks.graph_modes import make_graph_step
+
+    from benchmarks.measure import batches, keras_fit
+    from benchmarks.measure.graph_steps import make_graph_step
     config = BenchConfig(mode="keras-fit", model="mlp", task="evaluate", batch=4, steps=4, warmup=1, data="numpy")
-    monkeypatch.setattr(inputs, "NUMPY_ARRAY_FLOATS", 2 * 4 * 784)
+    monkeypatch.setattr(batches, "NUMPY_ARRAY_FLOATS", 2 * 4 * 784)
     passes, evaluate = [], keras.Model.evaluate
     monkeypatch.setattr(keras.Model, "evaluate", lambda self, *a, **k: passes.append(1) or evaluate(self, *a, **k))
-    times, _, facts = keras_modes.run_fit(config)
+    times, _, facts = keras_fit.run_fit(config)
     assert len(times) == 5 and len(passes) == 3 and facts["updates_applied"] == 0
     step = make_graph_step(BenchConfig(mode="graph-feed", model="mlp", task="evaluate", batch=4, data="numpy"))
     try:

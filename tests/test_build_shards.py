@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from data_pipeline.build import KILL_AFTER_ENV, KILL_BEFORE_RENAME_ENV
-from data_pipeline.errors import DataError
 from data_pipeline.shards import load_manifest, verify_manifest
+from plumbing.errors import UserError
 
 from conftest import build_tiny, run_cli, site_in_last_shard
 
@@ -116,7 +116,7 @@ def test_count_mismatch_and_missing_manifest_are_reported(shard_dir, tmp_path):
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["shards"][0]["count"] += 1
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(DataError, match="manifest says"):
+    with pytest.raises(UserError, match="manifest says"):
         verify_manifest(load_manifest(copy / "manifest.json"), check_sha=False)
     result = run_cli("data_pipeline", "inspect", str(tmp_path / "nowhere" / "manifest.json"))
     assert result.returncode == 2 and "manifest not found" in result.stderr

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from data_pipeline.cellh5 import export_cell_h5, import_cell_h5
-from data_pipeline.errors import DataError
 from data_pipeline.shards import load_manifest, verify_manifest
+from plumbing.errors import UserError
 
 from conftest import run_cli
 
@@ -44,7 +44,7 @@ def test_textbook_int8_images_are_restored_losslessly(tmp_path):
 def test_cell_h5_missing_dataset_is_named(tmp_path):
     with h5py.File(tmp_path / "cell.h5", "w") as handle:
         handle["x_train"] = np.zeros((1, 4, 4, 3), np.uint8)
-    with pytest.raises(DataError, match="missing dataset.*y_train"):
+    with pytest.raises(UserError, match="missing dataset.*y_train"):
         import_cell_h5(tmp_path / "cell.h5", tmp_path / "shards")
 
 

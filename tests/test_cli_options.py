@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import h5py
+from shard_helpers import feature_shards
+
+from data_pipeline.shards import load_manifest
 
 from conftest import run_cli
-from data_pipeline.shards import load_manifest
-from shard_helpers import feature_shards
 
 
 def test_build_options_controls_test_split_by_experiment_raw6_and_inspect_no_sha(synth_root, tmp_path):
@@ -65,7 +66,7 @@ def test_keras_train_categorical_loss_with_xla_and_no_resume(tmp_path):
 
 
 def test_pipeline_benchmark_command_reports_both_rates(tmp_path):
-    result = run_cli("benchmarks.pipeline", "--work-dir", str(tmp_path / "work"), "--wells", "5",
+    result = run_cli("benchmarks", "pipeline", "--work-dir", str(tmp_path / "work"), "--wells", "5",
                      "--workers", "1", "--repeats", "1", "--json", str(tmp_path / "rates.json"))
     assert result.returncode == 0, result.stderr
     rates = json.loads((tmp_path / "rates.json").read_text())

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipeline import DataError, make_dataset, num_batches
-from data_pipeline.errors import data_error_behind
+from data_pipeline import make_dataset, num_batches
 from data_pipeline.shards import load_manifest
+from plumbing.errors import UserError, user_error_behind
 
 from conftest import REPO
 
@@ -97,11 +97,11 @@ def test_tf1_graph_mode_initializable_iterator(shard_dir):
 
 
 def test_bad_requests_are_named(shard_dir, tmp_path):
-    with pytest.raises(DataError, match="no shards for split 'nope'"):
+    with pytest.raises(UserError, match="no shards for split 'nope'"):
         make_dataset(shard_dir / "manifest.json", "nope", 4)
-    with pytest.raises(DataError, match="raw6"):
+    with pytest.raises(UserError, match="raw6"):
         make_dataset(shard_dir / "manifest.json", "train", 4, image_mode="raw6")
-    with pytest.raises(DataError, match="manifest not found"):
+    with pytest.raises(UserError, match="manifest not found"):
         make_dataset(tmp_path / "manifest.json", "train", 4)
 
 
@@ -114,9 +114,9 @@ def test_truncated_shard_fails_with_its_name(shard_dir, tmp_path):
     victim.write_bytes(victim.read_bytes()[:2000])
     with pytest.raises(tf.errors.OpError, match=victim.name) as raised:
         list(make_dataset(copy / "manifest.json", "val", 4))
-    carried = data_error_behind(raised.value)  # what a command reports as its one line
+    carried = user_error_behind(raised.value)  # what a command reports as its one line
     assert carried is not None and carried.message.startswith(str(victim))
-    with pytest.raises(DataError, match=victim.name):
+    with pytest.raises(UserError, match=victim.name):
         make_dataset(copy / "manifest.json", "val", 4, verify=True)
 
 

@@ -10,11 +10,12 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from shard_helpers import feature_shards
+
+from api_runs.devices import localhost_jobs
 
 from cluster_helpers import Cluster
-from common.distribution import localhost_jobs
 from conftest import REPO, run_cli
-from shard_helpers import feature_shards
 
 # float32 sums of the same numbers in another order (two half-batch means, then their mean).
 TOLERANCE = 1e-5
@@ -29,6 +30,7 @@ def features(tmp_path_factory):
 def start_weights(tmp_path_factory):
     """A Keras weights file of the VGG16 head both APIs and every process start from."""
     import keras
+
     from keras_api.model import build_model
     keras.utils.set_random_seed(1)
     path = tmp_path_factory.mktemp("weights") / "head.weights.h5"

@@ -16,9 +16,11 @@ import tensorflow as tf
 
 import graph_api
 import keras_api
-from equivalence_helpers import (CLASSES, batch as _batch, graph_logits, graph_steps, keras_model as _keras_model,
-                                 keras_steps)
 from keras_api.weights import keras_variables
+
+from equivalence_helpers import CLASSES, graph_logits, graph_steps, keras_steps
+from equivalence_helpers import batch as _batch
+from equivalence_helpers import keras_model as _keras_model
 
 v1 = tf.compat.v1
 

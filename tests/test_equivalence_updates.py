@@ -11,9 +11,18 @@ proportional to its gradient.
 import keras
 import numpy as np
 
-from equivalence_helpers import (batch, graph_logits, graph_rule_steps, graph_steps, grappler_options, keras_model,
-                                 keras_steps, snapshot)
 from keras_api.weights import keras_variables
+
+from equivalence_helpers import (
+    batch,
+    graph_logits,
+    graph_rule_steps,
+    graph_steps,
+    grappler_options,
+    keras_model,
+    keras_steps,
+    snapshot,
+)
 
 SIZE = 32
 

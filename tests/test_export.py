@@ -3,11 +3,12 @@ that computes the graph's logits."""
 import keras
 import numpy as np
 import pytest
-
-from conftest import run_cli
 from shard_helpers import feature_shards
+
 from data_pipeline.dataset import read_batches, stored_order
 from data_pipeline.shards import load_manifest
+
+from conftest import run_cli
 
 
 def _val_images(manifest_path) -> np.ndarray:

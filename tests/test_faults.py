@@ -2,7 +2,7 @@
 exit status 2, no traceback, no hang, and leaves what was already written byte-identical.
 
 Each case builds its own damage from the shared tiny data set; `CASES` is the table the
-README's "Bad input" section lists.
+docs/errors.md lists.
 """
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import h5py
 import imageio.v3 as imageio
 import numpy as np
 import pytest
+from shard_helpers import feature_shards
 
-from conftest import run_cli, site_in_last_shard
 from data_pipeline.png import write_png8
 from data_pipeline.shards import load_manifest
-from shard_helpers import feature_shards
+
+from conftest import run_cli, site_in_last_shard
 
 TIMEOUT_S = 240  # a command that hangs after its error fails the case instead of the suite
 

@@ -2,12 +2,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common.constants import (RESNET50_PARAMS, RESNET50_TRAINABLE_PARAMS, VGG16_BASE_PARAMS,
-                                     VGG16_HEAD_TRAINABLE_PARAMS)
-from data_pipeline.errors import DataError
 from graph_api import build_model
 from graph_api.graph import GraphConfig, build_train_graph, model_variables
 from graph_api.layers import batch_norm
+from model_contract.constants import (
+    RESNET50_PARAMS,
+    RESNET50_TRAINABLE_PARAMS,
+    VGG16_BASE_PARAMS,
+    VGG16_HEAD_TRAINABLE_PARAMS,
+)
+from plumbing.errors import UserError
 
 v1 = tf.compat.v1
 
@@ -109,7 +113,7 @@ def test_bn_inference_uses_moving_statistics_and_tensor_switch_gates_updates():
 ])
 def test_wrong_input_shape_or_dtype_is_refused(shape, dtype, message):
     with tf.Graph().as_default():
-        with pytest.raises(DataError, match=message):
+        with pytest.raises(UserError, match=message):
             build_model("resnet50", v1.placeholder(dtype, shape), False)
 
 

@@ -4,16 +4,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from shard_helpers import feature_shards
 
-from data_pipeline.errors import DataError
 from graph_api.graph import GraphConfig, build_train_graph
 from graph_api.inference import Predictor
 from graph_api.trainer import TrainOptions, train
 from graph_api.vgg16_transfer import vgg16_base
 from graph_api.weights import check_checkpoint, load_keras_weights
+from plumbing.errors import UserError
 
 from conftest import run_cli
-from shard_helpers import feature_shards
 
 v1 = tf.compat.v1
 
@@ -57,7 +57,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(features, 
     options = dict(batch_size=16, steps_per_epoch=2, tensorboard=False)
     train(_head(), str(features), tmp_path / "run", TrainOptions(epochs=1, **options))
     before = _final_weights(tmp_path / "run")
-    with pytest.raises(DataError, match="loss became (nan|inf).*last good checkpoint"):
+    with pytest.raises(UserError, match="loss became (nan|inf).*last good checkpoint"):
         train(_head(learning_rate=float("inf"), optimizer="sgd"), str(features), tmp_path / "run",
               TrainOptions(epochs=3, **options))
     ckpt = v1.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
@@ -98,12 +98,12 @@ def test_mismatched_weights_file_names_layer_and_shapes(tmp_path):
     with tf.Graph().as_default(), v1.Session() as session:
         vgg16_base(v1.placeholder(tf.float32, (None, 32, 32, 3)))
         session.run(v1.global_variables_initializer())
-        with pytest.raises(DataError, match=r"block1_conv1 kernel has shape \(3, 3, 3, 8\), the graph expects "
+        with pytest.raises(UserError, match=r"block1_conv1 kernel has shape \(3, 3, 3, 8\), the graph expects "
                                             r"\(3, 3, 3, 64\)"):
             load_keras_weights(session, v1.global_variables(), tmp_path / "wrong.h5", ["block1_conv1"])
-        with pytest.raises(DataError, match="no weights for layer.*block1_conv2"):
+        with pytest.raises(UserError, match="no weights for layer.*block1_conv2"):
             load_keras_weights(session, v1.global_variables(), tmp_path / "wrong.h5")
-        with pytest.raises(DataError, match="weights file not found"):
+        with pytest.raises(UserError, match="weights file not found"):
             load_keras_weights(session, v1.global_variables(), tmp_path / "missing.h5")
 
 
@@ -112,7 +112,7 @@ def test_checkpoint_of_another_model_is_refused(features, tmp_path):
                                                                  tensorboard=False))
     g = build_train_graph(GraphConfig(model="resnet50", image_shape=(32, 32, 3), num_classes=4, feed="feed_dict"))
     with g.graph.as_default():
-        with pytest.raises(DataError, match="checkpoint of another model: missing .*conv1"):
+        with pytest.raises(UserError, match="checkpoint of another model: missing .*conv1"):
             check_checkpoint(v1.train.latest_checkpoint(str(tmp_path / "head" / "checkpoints")),
                              v1.global_variables())
 
@@ -138,12 +138,12 @@ def test_predict_and_evaluate_refuse_a_manifest_with_other_classes(features, tmp
     predictor = Predictor(tmp_path / "run")
     probabilities = predictor.probabilities_of(np.zeros((3, 2, 2, 512), np.float32))
     np.testing.assert_allclose(probabilities.sum(1), 1.0, rtol=1e-5)
-    with pytest.raises(DataError, match="the model takes"):
+    with pytest.raises(UserError, match="the model takes"):
         predictor.probabilities_of(np.zeros((1, 7, 7, 512), np.float32))
     predictor.close()
 
 
 def test_same_run_dir_with_other_classes_is_refused(features, tmp_path):
     other = _one_step_run_and_relabelled_manifest(features, tmp_path / "run", ["a", "b", "c", "d"], "other2.json")
-    with pytest.raises(DataError, match="different class_names"):
+    with pytest.raises(UserError, match="different class_names"):
         train(_head(), str(other), tmp_path / "run", TrainOptions(epochs=1))

@@ -2,9 +2,15 @@ import numpy as np
 import pytest
 
 from data_pipeline.constants import CHANNELS
-from data_pipeline.errors import DataError
-from data_pipeline.images import RGB_MAP, convert_tensor_to_rgb, load_channel, resize, site_to_sample
+from data_pipeline.images import (
+    RGB_MAP,
+    convert_tensor_to_rgb,
+    load_channel,
+    resize,
+    site_to_sample,
+)
 from data_pipeline.png import encode_png8
+from plumbing.errors import UserError
 
 
 def rxrx1_utils_reference(t, vmax=255):
@@ -43,7 +49,7 @@ def test_sample_modes_have_the_right_shapes():
     site = np.zeros((64, 64, 6), np.uint8)
     assert site_to_sample(site, "rgb224", 32).shape == (32, 32, 3)
     assert site_to_sample(site, "raw6", 32).shape == (32, 32, 6)
-    with pytest.raises(DataError, match="image mode"):
+    with pytest.raises(UserError, match="image mode"):
         site_to_sample(site, "rgb", 32)
 
 
@@ -60,9 +66,9 @@ def test_bad_pngs_are_named(tmp_path):
     (tmp_path / "garbage.png").write_bytes(b"not a png at all")
     (tmp_path / "small.png").write_bytes(encode_png8(np.zeros((32, 32), np.uint8)))
     for name in ("truncated.png", "garbage.png"):
-        with pytest.raises(DataError, match=name):
+        with pytest.raises(UserError, match=name):
             load_channel(tmp_path / name)
-    with pytest.raises(DataError, match="small.png.*32x32, expected 64x64"):
+    with pytest.raises(UserError, match="small.png.*32x32, expected 64x64"):
         load_channel(tmp_path / "small.png", expected_size=64)
-    with pytest.raises(DataError, match="missing.png: image not found"):
+    with pytest.raises(UserError, match="missing.png: image not found"):
         load_channel(tmp_path / "missing.png")

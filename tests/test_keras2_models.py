@@ -10,10 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
-from equivalence_helpers import grappler_options
 from keras_api import build_model
 from keras_api.optimizers import make_optimizer
+
+from conftest import REPO
+from equivalence_helpers import grappler_options
 
 # Keras 2 in TF1 graph mode, in its own process: the mlp from the given weights, its loss and the
 # weights after one SGD step (of the legacy optimizers, the only ones that mode runs), into an .npz.
@@ -71,8 +72,9 @@ def _gap(got, want, was) -> float:
 
 def test_keras2_refuses_the_vgg16_base_in_one_line():
     import tf_keras
-    from data_pipeline.errors import DataError
-    with pytest.raises(DataError, match="vgg16_transfer: the VGG16 base and its preprocessing build in Keras 3 only"):
+
+    from plumbing.errors import UserError
+    with pytest.raises(UserError, match="vgg16_transfer: the VGG16 base and its preprocessing build in Keras 3 only"):
         build_model("vgg16_transfer", (32, 32, 3), 10, weights="none", keras_module=tf_keras)
 
 

@@ -4,16 +4,15 @@ import json
 import keras
 import numpy as np
 import pytest
+from shard_helpers import feature_shards
 
-from data_pipeline.errors import DataError
-from common.train_options import TrainOptions
-from keras_api.weights import save_model_atomic
+from api_runs.train_options import TrainOptions
 from keras_api.inference import Predictor
 from keras_api.trainer import KerasConfig, train
-from keras_api.weights import load_model_file, load_weights_file
+from keras_api.weights import load_model_file, load_weights_file, save_model_atomic
+from plumbing.errors import UserError
 
 from conftest import run_cli
-from shard_helpers import feature_shards
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +62,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_backup(features, tmp_
     train(_head(), str(features), tmp_path / "run", TrainOptions(epochs=1, **options))
     backup = tmp_path / "run" / "backup" / "latest.weights.h5"
     before = backup.read_bytes()
-    with pytest.raises(DataError, match="loss became NaN/Inf in epoch 2.*last good backup"):
+    with pytest.raises(UserError, match="loss became NaN/Inf in epoch 2.*last good backup"):
         train(_head(learning_rate=float("inf"), optimizer="sgd"), str(features), tmp_path / "run",
               TrainOptions(epochs=3, **options))
     assert backup.read_bytes() == before
@@ -91,9 +90,9 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path):
 def test_lambda_layers_are_refused_in_safe_mode(tmp_path):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2)])
     model.save(tmp_path / "lambda.keras")
-    with pytest.raises(DataError, match="Lambda layer.*safe mode"):
+    with pytest.raises(UserError, match="Lambda layer.*safe mode"):
         load_model_file(tmp_path / "lambda.keras")
-    with pytest.raises(DataError, match="model file not found"):
+    with pytest.raises(UserError, match="model file not found"):
         load_model_file(tmp_path / "missing.keras")
 
 
@@ -102,11 +101,11 @@ def test_weights_of_another_model_and_missing_weights_are_refused(tmp_path):
     other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="fc1")])
     other.save_weights(tmp_path / "other.weights.h5")
     head = build_model("vgg16_head", (2, 2, 512), 4)
-    with pytest.raises(DataError, match="other.weights.h5: weights do not fit model 'vgg16_head'"):
+    with pytest.raises(UserError, match="other.weights.h5: weights do not fit model 'vgg16_head'"):
         load_weights_file(head, tmp_path / "other.weights.h5")
-    with pytest.raises(DataError, match="weights file not found"):
+    with pytest.raises(UserError, match="weights file not found"):
         load_weights_file(head, tmp_path / "missing.weights.h5")
-    with pytest.raises(DataError, match="VGG16 weights file not found"):
+    with pytest.raises(UserError, match="VGG16 weights file not found"):
         build_model("vgg16_transfer", (32, 32, 3), 4, weights=str(tmp_path / "none.h5"))
 
 

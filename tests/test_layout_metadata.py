@@ -4,28 +4,35 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_pipeline.errors import DataError
 from data_pipeline.layout import SiteKey, parse_id_code, site_channel_path
-from data_pipeline.metadata import (class_names_for, encode_labels, expand_sites,
-                                    read_metadata, select, split_by_experiment, split_random)
+from data_pipeline.metadata import (
+    class_names_for,
+    encode_labels,
+    expand_sites,
+    read_metadata,
+    select,
+    split_by_experiment,
+    split_random,
+)
+from plumbing.errors import UserError
 
 
 def test_parse_id_code_accepts_valid_and_names_the_bad_part():
     assert parse_id_code("HUVEC-24_4_O23") == ("HUVEC-24", 4, "O23")
     for bad, part in [("HUVEC-24_5_B02", "plate"), ("FOO-01_1_B02", "experiment"),
                       ("U2OS-01_1_A02", "well"), ("U2OS-01_1_B24", "well"), ("U2OS-01_1", "malformed")]:
-        with pytest.raises(DataError, match=part):
+        with pytest.raises(UserError, match=part):
             parse_id_code(bad)
 
 
 def test_path_follows_kaggle_layout_and_rejects_bad_components(tmp_path):
     key = SiteKey("train", "U2OS-01", 2, "B02", 1)
     assert site_channel_path(tmp_path, key, 6) == tmp_path.resolve() / "train/U2OS-01/Plate2/B02_s1_w6.png"
-    with pytest.raises(DataError, match="channel"):
+    with pytest.raises(UserError, match="channel"):
         site_channel_path(tmp_path, key, 7)
-    with pytest.raises(DataError, match="experiment"):
+    with pytest.raises(UserError, match="experiment"):
         site_channel_path(tmp_path, SiteKey("train", "../../etc", 1, "B02", 1), 1)
-    with pytest.raises(DataError, match="dataset"):
+    with pytest.raises(UserError, match="dataset"):
         site_channel_path(tmp_path, SiteKey("..", "U2OS-01", 1, "B02", 1), 1)
 
 
@@ -58,15 +65,15 @@ def test_metadata_combines_files_and_accepts_siRNA_spelling(tmp_path):
 ])
 def test_malformed_csv_gives_one_clear_error_naming_the_file(tmp_path, content, message):
     _write(tmp_path, "train.csv", content)
-    with pytest.raises(DataError, match=message) as info:
+    with pytest.raises(UserError, match=message) as info:
         read_metadata(tmp_path)
     assert "train.csv" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_missing_root_and_missing_train_csv(tmp_path):
-    with pytest.raises(DataError, match="data root not found"):
+    with pytest.raises(UserError, match="data root not found"):
         read_metadata(tmp_path / "nope")
-    with pytest.raises(DataError, match="train.csv"):
+    with pytest.raises(UserError, match="train.csv"):
         read_metadata(tmp_path)
 
 
@@ -92,7 +99,7 @@ def test_split_by_experiment_holds_out_whole_experiments():
     frame = _frame()
     split = split_by_experiment(frame, ["U2OS-02"])
     assert set(frame["experiment"][split == "val"]) == {"U2OS-02"}
-    with pytest.raises(DataError, match="U2OS-09"):
+    with pytest.raises(UserError, match="U2OS-09"):
         split_by_experiment(frame, ["U2OS-09"])
 
 
@@ -102,5 +109,5 @@ def test_label_encoding():
     assert names == [f"sirna_{i}" for i in range(5)]
     labels = encode_labels(frame, names)
     assert labels.dtype == np.int32 and list(labels[:5]) == [0, 1, 2, 3, 4]
-    with pytest.raises(DataError, match="sirna_4"):
+    with pytest.raises(UserError, match="sirna_4"):
         encode_labels(frame, names[:4])

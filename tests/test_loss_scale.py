@@ -66,10 +66,10 @@ def test_graph_and_keras_scale_skip_and_grow_alike_in_both_runtimes():
 
 
 def test_tf1_optimizers_refuse_dynamic_scaling():
-    from data_pipeline.errors import DataError
     from graph_api.optimizers import minimize
+    from plumbing.errors import UserError
     graph = tf.Graph()
     with graph.as_default():
         w = tf.compat.v1.get_variable("w", (), tf.float32)
-        with pytest.raises(DataError, match="dynamic loss scaling"):
+        with pytest.raises(UserError, match="dynamic loss scaling"):
             minimize(w * 2.0, [w], tf.constant(0.1), "tf1_momentum", loss_scale="dynamic")

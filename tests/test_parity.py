@@ -4,10 +4,11 @@ import json
 
 import numpy as np
 import pytest
-
-from benchmarks.stats import tost
-from conftest import run_cli
 from shard_helpers import feature_shards
+
+from benchmarks.analyse.stats import tost
+
+from conftest import run_cli
 
 
 @pytest.mark.parametrize("sd_a, sd_b", [(1.0, 1.0), (0.5, 2.0)])

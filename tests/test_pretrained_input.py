@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common.predict import cross_entropy, softmax
+from api_runs.predict import cross_entropy, softmax
+
 from conftest import run_cli
 
 

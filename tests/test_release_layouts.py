@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_cli
 from data_pipeline.build import BuildOptions, build_shards, plan_shards, select_sites
-from data_pipeline.errors import DataError
 from data_pipeline.layout import LAYOUTS, detect_layout
 from data_pipeline.metadata import read_release_metadata, read_sites
 from data_pipeline.shards import load_manifest, read_split
 from data_pipeline.synthetic import SynthConfig, generate
+from plumbing.errors import UserError
+
+from conftest import run_cli
 
 SMALL = SynthConfig(num_classes=3, train_experiments=2, test_experiments=1, plates=1,
                     wells_per_plate=8, image_size=48, seed=5)
@@ -43,18 +44,18 @@ def _samples(manifest: dict, split: str) -> dict[str, np.ndarray]:
 
 
 def test_layout_is_detected_from_the_files(roots, tmp_path):
-    assert {layout: detect_layout(root) for layout, root in roots.items()} == {l: l for l in LAYOUTS}
+    assert {layout: detect_layout(root) for layout, root in roots.items()} == {name: name for name in LAYOUTS}
     both = tmp_path / "both"
     shutil.copytree(roots["kaggle"], both)
     shutil.copy(roots["rxrx1"] / "metadata.csv", both)
-    with pytest.raises(DataError, match="both train.csv"):
+    with pytest.raises(UserError, match="both train.csv"):
         detect_layout(both)
     bare = tmp_path / "bare"
     bare.mkdir()
     shutil.copy(roots["rxrx1"] / "metadata.csv", bare)
-    with pytest.raises(DataError, match=r"images/U2OS-01/Plate1/\w+_s1_w1.png .*and .*_s1.png"):
+    with pytest.raises(UserError, match=r"images/U2OS-01/Plate1/\w+_s1_w1.png .*and .*_s1.png"):
         detect_layout(bare)
-    with pytest.raises(DataError, match="no train.csv"):
+    with pytest.raises(UserError, match="no train.csv"):
         detect_layout(tmp_path)
 
 
@@ -75,7 +76,7 @@ def test_every_layout_lists_the_same_sites_with_the_same_labels(roots):
 
 def test_the_same_site_gives_the_same_shard_sample_in_every_layout(roots, tmp_path):
     built = {layout: _build(root, tmp_path / layout) for layout, root in roots.items()}
-    assert {layout: m["splits"] for layout, m in built.items()} == {l: built["kaggle"]["splits"] for l in LAYOUTS}
+    assert {layout: m["splits"] for layout, m in built.items()} == {name: built["kaggle"]["splits"] for name in LAYOUTS}
     for split in ("train", "val", "test"):
         reference = _samples(built["kaggle"], split)
         for layout in ("rxrx1", "wilds"):
@@ -116,7 +117,7 @@ def test_bad_release_metadata_names_the_file_and_row(roots, tmp_path, row_edit, 
         frame[column] = frame[column].astype(object)
         frame.loc[3, column] = value
     frame.to_csv(tmp_path / "metadata.csv", index=False)
-    with pytest.raises(DataError, match=message) as info:
+    with pytest.raises(UserError, match=message) as info:
         read_release_metadata(tmp_path / "metadata.csv", "rxrx1")
     assert "metadata.csv" in str(info.value)
 
@@ -124,7 +125,7 @@ def test_bad_release_metadata_names_the_file_and_row(roots, tmp_path, row_edit, 
 def test_duplicated_site_is_refused(roots, tmp_path):
     frame = pd.read_csv(roots["wilds"] / "metadata.csv")
     pd.concat([frame, frame.iloc[[5]]]).to_csv(tmp_path / "metadata.csv", index=False)
-    with pytest.raises(DataError, match="appears in more than one row"):
+    with pytest.raises(UserError, match="appears in more than one row"):
         read_release_metadata(tmp_path / "metadata.csv", "wilds")
 
 

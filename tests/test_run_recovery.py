@@ -6,9 +6,9 @@ import json
 import shutil
 
 import pytest
+from shard_helpers import feature_shards
 
 from conftest import run_cli
-from shard_helpers import feature_shards
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import tensorflow as tf
 
 from data_pipeline import make_dataset
 from data_pipeline.build import BuildOptions, ShardJob, make_manifest, plan_shards
-from data_pipeline.atomic import write_json
 from data_pipeline.dataset import epoch_seed
 from data_pipeline.shards import MANIFEST_NAME, write_shard
+from plumbing.atomic import write_json
 
 v1 = tf.compat.v1
 PLATES, WELLS, SITES, BATCH, EPOCHS = 4, 30, 2, 16, 30  # 240 samples; the demo trains batch 16

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common.small_models import SMALL_MODELS
 from graph_api.graph import GraphConfig, build_train_graph
 from keras_api.small_models import build_small_model
+from model_contract.small_models import SMALL_MODELS
 
 v1 = tf.compat.v1
 

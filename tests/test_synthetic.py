@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_pipeline.errors import DataError
 from data_pipeline.images import load_site
 from data_pipeline.layout import SiteKey
 from data_pipeline.metadata import read_metadata
 from data_pipeline.synthetic import SynthConfig, generate
+from plumbing.errors import UserError
 
 SMALL = SynthConfig(num_classes=3, train_experiments=1, test_experiments=1, wells_per_plate=6,
                     image_size=48, seed=11)
@@ -74,7 +74,7 @@ def test_class_signal_is_learnable_across_experiments(tmp_path):
 
 
 def test_bad_config_is_refused():
-    with pytest.raises(DataError, match="cell type"):
+    with pytest.raises(UserError, match="cell type"):
         SynthConfig(cell_types=("NEURON",)).validate()
-    with pytest.raises(DataError, match="wells_per_plate"):
+    with pytest.raises(UserError, match="wells_per_plate"):
         SynthConfig(wells_per_plate=3).validate()

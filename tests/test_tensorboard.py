@@ -8,9 +8,9 @@ from collections import defaultdict
 import numpy as np
 import pytest
 import tensorflow as tf
+from shard_helpers import feature_shards
 
 from conftest import run_cli
-from shard_helpers import feature_shards
 
 
 def _scalars(folder) -> dict[str, dict[int, float]]:

@@ -12,13 +12,14 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+from shard_helpers import feature_shards
 
-from conftest import REPO, run_cli
 from data_pipeline import make_dataset
 from data_pipeline.dataset import epoch_seed, read_batches
 from data_pipeline.shards import load_manifest
 from graph_api.graph import GraphConfig, build_train_graph, runtime_facts
-from shard_helpers import feature_shards
+
+from conftest import REPO, run_cli
 
 v1 = tf.compat.v1
 

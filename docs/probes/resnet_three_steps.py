@@ -9,9 +9,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from equivalence_helpers import CLASSES, batch as _batch, keras_model as _keras_model
 from graph_api.graph import GraphConfig, build_train_graph
 from keras_api.weights import graph_to_keras, keras_to_graph, keras_variables
+
+from equivalence_helpers import CLASSES
+from equivalence_helpers import batch as _batch
+from equivalence_helpers import keras_model as _keras_model
 
 v1 = tf.compat.v1
 SIZE, STEPS, BATCH, LR = 64, 3, 8, 1e-3

@@ -1,0 +1,81 @@
+"""The data every mode of one comparison reads: the same in-memory batch, in-memory arrays
+walked batch by batch (as `fit(X, Y)` and the textbook's feed_dict loops read them), or the
+shards."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from benchmarks.config import BenchConfig
+from data_pipeline import make_dataset
+from model_contract.small_models import SMALL_MODELS
+
+NUMPY_ARRAY_FLOATS = 1 << 23  # in-memory arrays hold at most ~32 MB of inputs, walked in passes
+
+
+def _samples(config: BenchConfig, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n samples: float32 inputs in [0, 1) (non-negative, like images or ReLU features) or token
+    ids, and int32 labels ((n,) or one per token)."""
+    spec = SMALL_MODELS.get(config.model)
+    if spec is not None and spec.input_dtype == "int32":
+        inputs = rng.integers(0, spec.vocabulary, (n,) + spec.input_shape).astype(np.int32)
+    else:
+        inputs = rng.random((n,) + config.input_shape(), dtype=np.float32)
+    label_shape = spec.label_shape if spec is not None else ()
+    return inputs, rng.integers(0, config.classes(), (n,) + label_shape).astype(np.int32)
+
+
+def synthetic_batch(config: BenchConfig) -> tuple[np.ndarray, np.ndarray]:
+    """One fixed batch, the same for every mode given the seed."""
+    return _samples(config, np.random.default_rng(config.seed), config.batch)
+
+
+def numpy_arrays(config: BenchConfig) -> tuple[np.ndarray, np.ndarray]:
+    """In-memory arrays (X, Y) of whole batches: as many as one run's steps need, at most
+    NUMPY_ARRAY_FLOATS input values (longer runs walk them again, as epochs do), and a whole
+    number of fit's executions (an epoch shorter than one would shorten them)."""
+    per = config.steps_per_sample()
+    total = (config.warmup + config.steps) * per
+    per_batch = config.batch * int(np.prod(config.input_shape()))
+    batches = max(per, min(total, NUMPY_ARRAY_FLOATS // per_batch) // per * per)
+    return _samples(config, np.random.default_rng(config.seed), batches * config.batch)
+
+
+def train_dataset(config: BenchConfig) -> tf.data.Dataset:
+    """Endless (inputs, labels) batches of the configuration's data."""
+    if config.data == "pipeline":
+        return make_dataset(config.manifest, "train", config.batch, shuffle=True, seed=config.seed,
+                            drop_remainder=True, repeat=True)
+    if config.data == "numpy":
+        return tf.data.Dataset.from_tensor_slices(numpy_arrays(config)).batch(config.batch).repeat()
+    return tf.data.Dataset.from_tensors(synthetic_batch(config)).repeat()
+
+
+def numpy_batches(config: BenchConfig) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Endless numpy batches, produced the way the textbook feeds them: slices of arrays in
+    memory (the same batch again for synthetic data)."""
+    if config.data == "synthetic":
+        batch = synthetic_batch(config)
+        while True:
+            yield batch
+    if config.data == "numpy":
+        inputs, labels = numpy_arrays(config)
+        while True:
+            for start in range(0, len(inputs), config.batch):
+                yield inputs[start:start + config.batch], labels[start:start + config.batch]
+    for images, labels in train_dataset(config):
+        yield images.numpy(), labels.numpy()
+
+
+def pipeline_rate(manifest: str, batch: int, batches: int = 60, seed: int = 0) -> float:
+    """Images/s the shards -> tf.data pipeline delivers alone (shuffled train split, float32)."""
+    iterator = iter(make_dataset(manifest, "train", batch, shuffle=True, seed=seed, drop_remainder=True,
+                                 repeat=True))
+    next(iterator)  # opening files and the first read are not throughput
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * batch / (time.perf_counter() - start)

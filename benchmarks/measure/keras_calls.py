@@ -1,0 +1,87 @@
+"""The Keras modes in which our code calls Keras once per step: `keras-ctl` (custom loop
+under `tf.function`), `eager` (GradientTape, no `tf.function`), `keras-tob` (`train_on_batch`
+/ `predict_on_batch`), `keras-predict` (one `model.predict(x)` per batch, the textbook's loop)
+and `keras-call` (one eager `model(x)`). Each step ends with its results on the host."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from benchmarks.config import BenchConfig
+from benchmarks.measure.batches import numpy_batches, train_dataset
+from benchmarks.measure.keras_fit import (
+    build,
+    compile_for_training,
+    optimizer,
+    updates_applied,
+)
+from benchmarks.measure.timing import Step, scatter_ops
+from benchmarks.modes import Call, Driver
+
+
+def _loop_step(config: BenchConfig, model: keras.Model) -> Step:
+    """keras-ctl / eager: our own loop around the same Keras model."""
+    iterator = iter(train_dataset(config))
+    compiled = config.spec.traced
+    if config.task == "inference":
+        def infer(images):
+            return model(images, training=False)
+        run = tf.function(infer, jit_compile=config.xla) if compiled else infer
+        return Step(lambda: run(next(iterator)[0]).numpy(),
+                    facts=lambda: {"xla_effective": bool(getattr(run, "_jit_compile", False)), "updates_applied": 0})
+    opt = optimizer(config, keras)
+    opt.build(model.trainable_variables)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def train_step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = loss_fn(labels, logits)
+            scaled = opt.scale_loss(loss)
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        if config.task == "gradients":
+            with tf.control_dependencies([g for g in gradients if g is not None]):  # computed, not applied
+                loss = tf.identity(loss)
+        else:
+            opt.apply_gradients(zip(gradients, model.trainable_variables))
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return loss, tf.reduce_mean(tf.cast(tf.equal(predicted, labels), tf.float32))
+
+    run = tf.function(train_step, jit_compile=config.xla) if compiled else train_step
+
+    def facts() -> dict:
+        out = {"xla_effective": bool(getattr(run, "_jit_compile", False)),
+               "updates_applied": int(np.asarray(opt.iterations))}
+        if compiled and config.task == "train":  # the op types the traced step writes rows with
+            out["sparse_update_ops"] = scatter_ops(run.get_concrete_function(*next(iterator)).graph)
+        return out
+    return Step(lambda: [t.numpy() for t in run(*next(iterator))], facts=facts)
+
+
+def _call_step(config: BenchConfig, model: keras.Model) -> Step:
+    """keras-tob / keras-predict / keras-call on numpy batches."""
+    batches = numpy_batches(config)
+    if config.spec.call is Call.ON_BATCH and config.task == "train":
+        compile_for_training(model, config, keras)
+        return Step(lambda: model.train_on_batch(*next(batches)),
+                    facts=lambda: {"xla_effective": bool(model.jit_compile),
+                                   "updates_applied": updates_applied(model, keras)})
+    model.compile(jit_compile=config.xla)
+    if config.spec.call is Call.ON_BATCH:
+        call = model.predict_on_batch
+    elif config.spec.call is Call.PREDICT:
+        def call(x):
+            return model.predict(x, verbose=0)
+    else:
+        def call(x):
+            return model(x, training=False).numpy()
+    return Step(lambda: call(next(batches)[0]),
+                facts=lambda: {"xla_effective": config.spec.traced and bool(model.jit_compile),
+                               "updates_applied": 0})
+
+
+def make_call_step(config: BenchConfig) -> Step:
+    """The step of a Keras mode that our code drives."""
+    model = build(config, keras)
+    return (_loop_step if config.spec.driver is Driver.LOOP else _call_step)(config, model)

@@ -1,0 +1,153 @@
+"""The modes in which Keras drives the loop: `keras-fit` (compile/fit, or predict for
+inference), `keras-fit-spe` (fit with `steps_per_execution`), and Keras 2's fit from tf-keras:
+`tfkeras-fit` (under tf.function) and `tfkeras-v1` (TF1 graph mode). They are timed from inside
+by a callback that reads the step's logs back to the host, so each time holds the step's work.
+On several devices or workers `keras-fit` fits under the strategy `benchmarks.measure.replicas` made.
+"""
+from __future__ import annotations
+
+import math
+import time
+from types import ModuleType
+
+import keras
+import numpy as np
+
+from benchmarks.config import BenchConfig
+from benchmarks.measure.batches import numpy_arrays, train_dataset
+from benchmarks.measure.replicas import Placement
+from benchmarks.modes import Api, Runtime
+from keras_api import build_before_fit, build_model, make_optimizer, shard_by_batch, strategy_scope
+from model_contract.small_models import input_signature
+
+
+def keras_module(config: BenchConfig) -> ModuleType:
+    """Keras 3, or tf-keras (Keras 2) for the tfkeras modes."""
+    if config.spec.api is Api.TF_KERAS:
+        import tf_keras  # late: only a tf-keras worker, which runs with TF_USE_LEGACY_KERAS=1, loads it
+        return tf_keras
+    return keras
+
+
+def build(config: BenchConfig, k: ModuleType):
+    """The equivalence-tested model of `config.model` in Keras module `k` (float32 logits)."""
+    k.utils.set_random_seed(config.seed)
+    return build_model(config.model, config.input_shape(), config.classes(), precision=config.precision,
+                       weights="none", keras_module=k)
+
+
+def optimizer(config: BenchConfig, k: ModuleType):
+    """The graph's optimizer rule in Keras `k` (`keras_api.optimizers.make_optimizer`: Keras 3's
+    defaults). float16 gets Keras's LossScaleOptimizer, whose dynamic rule the graph writes out."""
+    # Keras 2's TF1 graph mode trains with its legacy optimizers
+    graph_mode = config.spec.runtime is Runtime.TF1_GRAPH_MODE
+    opt = make_optimizer(config.optimizer, optimizers=k.optimizers.legacy if graph_mode else k.optimizers)
+    if config.precision == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+def compile_for_training(model, config: BenchConfig, k: ModuleType, steps_per_execution: int = 1) -> None:
+    """Compile `model` (Keras module `k`) as every Keras-driven training mode does: the graph's
+    optimizer rule, cross-entropy from logits, the same accuracy, XLA as configured (Keras 3)."""
+    options = {"jit_compile": config.xla} if k.__name__ == "keras" else {}
+    if steps_per_execution > 1:
+        options["steps_per_execution"] = steps_per_execution
+    model.compile(optimizer=optimizer(config, k), metrics=[k.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                  loss=k.losses.SparseCategoricalCrossentropy(from_logits=True), **options)
+
+
+def updates_applied(model, k: ModuleType) -> int:
+    """The optimizer's step counter as the model's backend holds it."""
+    return int(k.backend.get_value(model.optimizer.iterations)) if hasattr(k.backend, "get_value") \
+        else int(np.asarray(model.optimizer.iterations))
+
+
+def _timer(k: ModuleType, total: int, per_sample: int, start: float):
+    """A callback of Keras module `k` that records each batch-end's wall time / `per_sample`
+    steps and stops fit once `total` samples are recorded."""
+
+    class StepTimes(k.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.last, self.times = start, []
+
+        def _end(self, logs) -> None:
+            for value in (logs or {}).values():
+                np.asarray(value)  # the step's results on the host: its work is done
+            now = time.perf_counter()
+            self.times.append((now - self.last) / per_sample)
+            self.last = now
+            if len(self.times) >= total:
+                self.model.stop_training = True
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._end(logs)
+
+        def on_predict_batch_end(self, batch, logs=None):
+            self._end(logs)
+
+        def on_test_batch_end(self, batch, logs=None):
+            self._end(logs)
+
+    return StepTimes()
+
+
+def _evaluate(model, config: BenchConfig, total: int, timer) -> None:
+    """`model.evaluate` over `total` batches: of the arrays, one call per pass as over a split
+    (`evaluate(X_val, Y_val, batch_size=...)`), or of the dataset in one call."""
+    if config.data != "numpy":
+        model.evaluate(train_dataset(config), steps=total, callbacks=[timer], verbose=0)
+        return
+    inputs, labels = numpy_arrays(config)
+    while len(timer.times) < total:
+        model.evaluate(inputs, labels, batch_size=config.batch, callbacks=[timer], verbose=0)
+
+
+def _fit(model, config: BenchConfig, steps: int, timer, strategy=None) -> None:
+    """`model.fit` over `steps` training steps: of the arrays as the textbook's
+    `fit(X_train, Y_train, batch_size=...)` (epochs as needed), or of the dataset."""
+    # Keras 2's graph mode makes its target placeholder with the output's rank: per-token labels
+    # (B, T) of (B, T, C) logits go in as (B, T, 1), which its sparse loss and metric squeeze.
+    rank_fix = config.spec.runtime is Runtime.TF1_GRAPH_MODE and bool(input_signature(config.model)[1])
+    if config.data == "numpy":
+        inputs, labels = numpy_arrays(config)
+        epochs = math.ceil(steps * config.batch / len(inputs))
+        model.fit(inputs, labels[..., None] if rank_fix else labels, batch_size=config.batch, epochs=epochs,
+                  callbacks=[timer], verbose=0, shuffle=False)
+        return
+    data = train_dataset(config)
+    if rank_fix:
+        data = data.map(lambda x, y: (x, y[..., None]))
+    if strategy is not None:  # each replica takes its slice of every global batch, as graph_api's
+        data = shard_by_batch(data)
+        build_before_fit(model, strategy, data)
+    model.fit(data, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+
+
+def run_fit(config: BenchConfig, placement: Placement = Placement()) -> tuple[list[float], float, dict]:
+    """One fit (predict, evaluate) of warm-up + timed samples -> (sample times, build seconds
+    (model, compile), facts). Each sample is one step, or one execution of `steps_per_sample`
+    steps reported per step. With `placement`'s strategy, fit runs on its replicas."""
+    k = keras_module(config)
+    started = time.perf_counter()
+    strategy = placement.strategy
+    total, per = config.warmup + config.steps, config.steps_per_sample()
+    with strategy_scope(strategy):
+        model = build(config, k)
+        if config.task == "inference":
+            model.compile(jit_compile=config.xla)
+        else:  # evaluate computes training's loss and accuracy; it applies no update
+            compile_for_training(model, config, k, per)
+    build_s = time.perf_counter() - started
+    timer = _timer(k, total, per, time.perf_counter())
+    if config.task == "inference":
+        model.predict(train_dataset(config).map(lambda x, y: x), steps=total, callbacks=[timer], verbose=0)
+    elif config.task == "evaluate":
+        _evaluate(model, config, total, timer)
+    else:
+        _fit(model, config, total * per, timer, strategy)
+    updates = updates_applied(model, k) if config.task == "train" else 0
+    return timer.times[:total], build_s, {"xla_effective": bool(getattr(model, "jit_compile", False)),
+                                          "updates_applied": updates,
+                                          "replicas": strategy.num_replicas_in_sync if strategy is not None else 1}

@@ -1,0 +1,165 @@
+"""Benchmark configurations of one mode, one after another in their own process:
+
+    python -m benchmarks.measure.worker '<JSON list of configurations>'
+
+prints one line ``RESULT <JSON>`` per configuration with the per-sample step times (warm-up
+included, marked), the time to the first step, peak memory, what the process observed (updates
+applied, XLA compiled, runtime, thread pools) and the settings that must match across modes.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import replace
+
+from benchmarks.config import PINNED_ENV, BenchConfig
+from benchmarks.measure.replicas import Placement, prepare
+from benchmarks.measure.timing import timed_steps
+from benchmarks.modes import Api, Driver, Runtime
+from data_pipeline.shards import load_manifest
+from plumbing.errors import UserError
+
+RESULT_MARK = "RESULT "
+# Measured per configuration and compared across modes: an API's own choice (e.g. fit's
+# thread pools) that differs from the other side's shows up as a refused comparison.
+FACT_SETTINGS = ("xla_effective", "intra_op_threads", "inter_op_threads", "replicas")
+
+
+def _settings(config: BenchConfig, facts: dict, env: dict) -> dict:
+    """Everything but the mode that shapes the measurement, as this process saw it."""
+    import keras  # late: after _prepare_process set the process state
+    import tensorflow as tf  # as keras
+    settings = {k: v for k, v in config.to_dict().items() if k != "mode"}
+    settings.update(num_classes=config.classes(), tensorflow=tf.__version__, keras=keras.__version__,
+                    python=platform.python_version(),
+                    intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
+                    inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
+                    cpu_count=os.cpu_count(), visible_gpus=len(tf.config.list_physical_devices("GPU")), env=env)
+    settings.update({name: facts[name] for name in FACT_SETTINGS if name in facts})
+    settings.setdefault("replicas", 1)  # a mode that cannot run on several replicas ran on one
+    return settings
+
+
+def _num_classes(config: BenchConfig) -> int:
+    """The class count of the shards a pipeline configuration reads."""
+    return len(load_manifest(config.manifest)["class_names"])
+
+
+def _keras_used(config: BenchConfig) -> str:
+    if config.spec.api is Api.TF_KERAS:
+        import tf_keras  # late: only the mode's own API is loaded
+        return f"tf-keras {tf_keras.__version__}"
+    if config.spec.is_graph:
+        return "none"
+    import keras  # late: only the mode's own API is loaded
+    return f"keras {keras.__version__}"
+
+
+def measure(config: BenchConfig, env: dict, placement: Placement = Placement()) -> dict:
+    """Build the mode's model and step on `placement`'s replicas, run warm-up + timed samples
+    -> result record."""
+    import tensorflow as tf  # late: after _prepare_process set the process state
+    if config.device == "gpu" and not tf.config.list_physical_devices("GPU"):
+        raise RuntimeError("no GPU visible to TensorFlow")
+    if config.data == "pipeline":  # the shards' classes, read once
+        config = replace(config, num_classes=_num_classes(config))
+    total = config.warmup + config.steps
+    if config.spec.driver is Driver.FIT:
+        from benchmarks.measure.keras_fit import run_fit  # late: only the mode's own API is loaded
+        times, build_s, facts = run_fit(config, placement)
+    else:
+        started = time.perf_counter()
+        if config.spec.is_graph:
+            from benchmarks.measure.graph_steps import make_graph_step  # late: only the mode's own API is loaded
+            step = make_graph_step(config, placement)
+        else:
+            from benchmarks.measure.keras_calls import make_call_step  # late: only the mode's own API is loaded
+            step = make_call_step(config)
+        build_s = time.perf_counter() - started
+        try:
+            times = timed_steps(step.run, total)
+            facts = step.facts()
+        finally:
+            step.close()
+    if len(times) != total:
+        raise RuntimeError(f"expected {total} step times, got {len(times)}")
+    per = config.steps_per_sample()
+    applied = facts.get("updates_applied")
+    # float16's dynamic loss scale skips (does not count) steps whose gradients overflowed
+    skipped_ok = config.precision == "mixed_float16" and applied is not None and 0 < applied <= total * per
+    if config.task == "train" and applied != total * per and not skipped_ok:
+        raise RuntimeError(f"{facts.get('updates_applied')} updates applied, expected {total * per}: the timed "
+                           "samples are not the steps they claim to be")
+    from graph_api import runtime_facts  # late: after _prepare_process set the process state
+    return {"config": config.to_dict(), "key": config.key(), "ok": True,
+            "build_s": build_s, "first_step_s": build_s + times[0] * per, "steps_per_sample": per,
+            "warmup_times_s": times[:config.warmup], "step_times_s": times[config.warmup:],
+            "updates_applied": facts.get("updates_applied"), "xla_cluster_ops": facts.get("xla_cluster_ops"),
+            "sparse_update_ops": facts.get("sparse_update_ops"),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "keras_used": _keras_used(config), "runtime": runtime_facts(), "settings": _settings(config, facts, env)}
+
+
+def _prepare_process(config: BenchConfig) -> Placement:
+    """The process state a bundle's mode needs, set before TensorFlow runs anything -> where its
+    replicas are."""
+    if config.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # a CPU run on a GPU machine stays on the CPU
+    if config.xla and config.device == "cpu":
+        # Session auto-clustering skips the CPU unless told (it compiled nothing without this);
+        # set for every XLA mode so that the environments compared are the same.
+        os.environ["TF_XLA_FLAGS"] = f"{os.environ.get('TF_XLA_FLAGS', '')} --tf_xla_cpu_global_jit".strip()
+    if config.spec.runtime is Runtime.TF1:
+        from graph_api import use_tf1_runtime  # late: sets the runtime the process starts with
+        use_tf1_runtime()  # graph_api's modes time the TF1 program the CLI runs
+    if config.spec.runtime is Runtime.TF1_GRAPH_MODE:
+        import tensorflow as tf  # late: after _prepare_process set the process state
+        tf.compat.v1.disable_eager_execution()  # Keras 2 in TF1 graph mode, Session underneath
+    return prepare(config)
+
+
+def _error_record(config: BenchConfig, err: BaseException) -> dict:
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return {"config": config.to_dict(), "key": config.key(), "ok": False,
+            "error": f"{type(err).__name__}: {message[:300]}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    loaded = json.loads(argv[0])
+    configs = [BenchConfig.from_dict(c) for c in (loaded if isinstance(loaded, list) else [loaded])]
+    if len({c.bundle() for c in configs}) != 1:
+        raise SystemExit("error: a worker runs configurations of one bundle (mode and environment)")
+    try:
+        placement = _prepare_process(configs[0])
+    except UserError as err:  # e.g. more devices than the machine has: every configuration fails
+        for config in configs:
+            print(RESULT_MARK + json.dumps(_error_record(config, err)), flush=True)
+        return 1
+    if placement.is_ps:
+        from graph_api import serve_parameters  # late: only the mode's own API is loaded
+        serve_parameters(placement.cluster)  # until every worker has finished its steps
+        return 0
+    env = {name: os.environ.get(name) for name in PINNED_ENV}  # as this process runs with them
+    failed = 0
+    for config in configs:
+        try:
+            result = measure(config, env, placement)
+        except Exception as err:  # recorded for this configuration; the run goes on (as timm does)
+            result = _error_record(config, err)
+        failed += not result["ok"]
+        print(RESULT_MARK + json.dumps(result), flush=True)
+        if not config.spec.is_graph:
+            from benchmarks.measure.keras_fit import keras_module  # late: only the mode's own API is loaded
+            keras_module(config).backend.clear_session()  # the next model starts from a clean Keras state
+        gc.collect()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Two results files side by side (e.g. this CPU and a user's GPU, or before/after a change)."""
+from __future__ import annotations
+
+from benchmarks.analyse.summary import load_results
+from benchmarks.present.markdown import table
+from benchmarks.present.verdict import ratio_text
+
+
+def compare(path_a: str, path_b: str) -> str:
+    """A Markdown table of every configuration in either file: images/s in A and B, B/A,
+    then the ratios against Keras fit in each."""
+    a, b = load_results(path_a), load_results(path_b)
+    ca, cb = a["summary"]["configs"], b["summary"]["configs"]
+    name_a = f"A ({a.get('machine', {}).get('cpu_model', path_a)})"
+    name_b = f"B ({b.get('machine', {}).get('cpu_model', path_b)})"
+    rates = []
+    for key in sorted(set(ca) | set(cb)):
+        ra, rb = (None if c.get(key) is None or not c[key].measured else c[key].throughput["median"] for c in (ca, cb))
+        rates.append((key, _rate(ra), _rate(rb), f"{rb / ra:.2f}" if ra and rb else "n/a"))
+    ratios_a = {(r["mode"], r["group"]): r for r in a["summary"]["ratios"]}
+    ratios_b = {(r["mode"], r["group"]): r for r in b["summary"]["ratios"]}
+    ratios = [(f"{mode} in {group}", _ratio(ratios_a.get((mode, group))), _ratio(ratios_b.get((mode, group))))
+              for mode, group in sorted(set(ratios_a) | set(ratios_b))]
+    lines = [f"A: {path_a} (commit {a.get('git_commit')}), B: {path_b} (commit {b.get('git_commit')})", ""]
+    lines += table(("configuration", f"{name_a} images/s", f"{name_b} images/s", "B / A"), rates)
+    lines += [""] + table(("mode vs the Keras baseline in", "A ratio [95%]", "B ratio [95%]"), ratios)
+    return "\n".join(lines)
+
+
+def _rate(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:,.1f}"
+
+
+def _ratio(r: dict | None) -> str:
+    return "n/a" if r is None else ratio_text(r)

@@ -1,0 +1,32 @@
+"""The verdict map and the GPU projection as Markdown tables, and a ratio as text."""
+from __future__ import annotations
+
+from benchmarks.config import CLAIMED_RATIO
+from benchmarks.present.markdown import table
+
+
+def ratio_text(r: dict) -> str:
+    """"1.23x [1.10, 1.37]", or the ratio alone when one repeat gave no interval."""
+    if r.get("lo") is None:
+        return f"{r['ratio']:.2f}x [n/a]"
+    return f"{r['ratio']:.2f}x [{r['lo']:.2f}, {r['hi']:.2f}]"
+
+
+def map_markdown(rows: list[dict]) -> list[str]:
+    return table(("regime", "scenario", "TF1 side / Keras side", "ratio [95%]", f"{CLAIMED_RATIO}x",
+                  "mechanism (measured)"),
+                 [(r["regime"], r["scenario"], f"{r['fast']} / {r['slow']}", ratio_text(r), r["claim"], r["mechanism"])
+                  for r in rows])
+
+
+def projection_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["Projection, not measurement. Assumed: each mode's per-step cost on the host is what it is on this CPU "
+             "(its trivial-model step at batch 1), the GPU's work per image is the published ResNet50 training rate "
+             "whatever the API, and nothing else (input, transfers) is on the critical path.", ""]
+    return lines + table(("GPU (published ResNet50 images/s)", "batch", "modes", "dispatch ms", "GPU compute ms",
+                          "projected ratio"),
+                         [(r["gpu"], r["batch"], f"{r['fast']} / {r['slow']}",
+                           f"{r['dispatch_fast_ms']:.2f} / {r['dispatch_slow_ms']:.2f}", f"{r['compute_ms']:,.1f}",
+                           f"{r['ratio']:.3f}x") for r in rows])

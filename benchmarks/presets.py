@@ -1,0 +1,160 @@
+"""The presets: named lists of configurations (`preset`) and the overrides the command line
+applies to them."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from benchmarks.config import BenchConfig
+from benchmarks.modes import (
+    EAGER,
+    GRAPH,
+    GRAPH_FEED,
+    GRAPH_FUSED_BN,
+    GRAPH_REPLICATED,
+    GRAPH_V2,
+    KERAS_CALL,
+    KERAS_CTL,
+    KERAS_FIT,
+    KERAS_FIT_SPE,
+    KERAS_PREDICT,
+    KERAS_TOB,
+    MODES,
+    TFKERAS_FIT,
+    TFKERAS_V1,
+    Mode,
+)
+from plumbing.errors import UserError
+
+GRAPH_MODES = tuple(m for m in MODES.values() if m.is_graph)
+
+
+def _sweep(modes: tuple[Mode, ...], batches, **common) -> list[BenchConfig]:
+    return [BenchConfig(mode=m.name, batch=b, **common) for b in batches for m in modes]
+
+
+def _full(manifest: str | None) -> list[BenchConfig]:
+    """Every mode x batch sweep at 224x224."""
+    ladder = (EAGER, KERAS_CTL, GRAPH, GRAPH_FEED, KERAS_FIT)
+    configs = _sweep(GRAPH_MODES + (KERAS_FIT, KERAS_CTL, EAGER), (8, 16, 32, 64), model="resnet50", steps=8)
+    configs += _sweep((GRAPH, KERAS_FIT), (32,), model="resnet50", task="inference", steps=8)
+    configs += _sweep((GRAPH, GRAPH_FEED, KERAS_FIT, KERAS_CTL), (8, 32), model="vgg16_transfer", steps=6)
+    configs += _sweep(ladder, (1, 8, 32, 128, 512), model="vgg16_head", steps=50, warmup=3)
+    configs += _sweep((GRAPH, KERAS_FIT, KERAS_CTL), (32,), model="resnet50", precision="mixed_bfloat16", steps=8)
+    if manifest:
+        configs += _sweep((GRAPH, KERAS_FIT), (32,), model="resnet50", steps=8, data="pipeline", manifest=manifest)
+    return configs
+
+
+def _gpu(manifest: str | None) -> list[BenchConfig]:
+    """224x224, batches to 256, XLA and mixed precision, and ResNet50's scaling over 1, 2, 4 and
+    8 GPUs at 64 images per GPU."""
+    configs = []
+    for xla, precision in ((False, "fp32"), (True, "mixed_float16")):
+        configs += _sweep((GRAPH, GRAPH_FUSED_BN, KERAS_FIT, KERAS_CTL), (32, 64, 128, 256),
+                          model="resnet50", device="gpu", xla=xla, precision=precision, steps=50, warmup=5)
+    configs += _sweep((GRAPH, KERAS_FIT, KERAS_CTL, EAGER), (8, 64, 512), model="vgg16_head",
+                      device="gpu", steps=100, warmup=5)
+    if manifest:
+        configs += _sweep((GRAPH, KERAS_FIT), (128,), model="resnet50", device="gpu", steps=50, warmup=5,
+                          data="pipeline", manifest=manifest)
+    return configs + scaling_configs((1, 2, 4, 8), (), 64, model="resnet50", device="gpu", steps=50, warmup=5)
+
+
+def _scaling(manifest: str | None) -> list[BenchConfig]:
+    """The VGG16 head on 1 and 2 devices and 2 localhost workers (on a machine without GPUs the
+    devices are logical CPU devices sharing its cores: the figures show the code paths work, not
+    speed)."""
+    return scaling_configs((1, 2), (2,), 32, model="vgg16_head", steps=30, warmup=5)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    help: str                                        # one phrase for the command line
+    configs: Callable[[str | None], list[BenchConfig]]  # manifest (or None) -> configurations
+    repeats: int = 3
+    # May add interleaved repeats for imprecise comparisons while the whole run stays within
+    # this many seconds (None: no extra repeats).
+    budget_s: float | None = None
+
+
+def preset(name: str, manifest: str | None = None) -> tuple[list, int]:
+    """(configurations, repeats) of the preset named `name` (`PRESETS`)."""
+    try:
+        chosen = PRESETS[name]
+    except KeyError:
+        raise UserError(f"unknown preset {name!r}: expected {', '.join(PRESETS)}") from None
+    return chosen.configs(manifest), chosen.repeats
+
+
+def scaling_configs(devices: tuple, workers: tuple, per_replica: int, **common) -> list[BenchConfig]:
+    """Training at `per_replica` images per device or worker on each count of `devices` and of
+    localhost `workers`, in every replica mode (graph-replicated from two devices on), the global
+    batch growing with the count."""
+    configs = []
+    for n in devices:
+        modes = (GRAPH, GRAPH_REPLICATED, KERAS_FIT) if n > 1 else (GRAPH, KERAS_FIT)
+        configs += [BenchConfig(mode=m.name, batch=per_replica * n, devices=n, **common) for m in modes]
+    for n in workers:
+        configs += [BenchConfig(mode=m.name, batch=per_replica * n, workers=n, **common) for m in (GRAPH, KERAS_FIT)]
+    return configs
+
+
+OVERHEAD_MODES = (GRAPH, GRAPH_FEED, KERAS_FIT, KERAS_FIT_SPE, KERAS_TOB, KERAS_CTL, EAGER,
+                  TFKERAS_FIT, TFKERAS_V1)
+PER_CALL_MODES = (GRAPH_FEED, KERAS_PREDICT, KERAS_TOB, KERAS_CALL)
+
+
+def _small(modes, batches, **common) -> list[BenchConfig]:
+    """Small-model configurations on in-memory arrays; fit's executions of 32 steps are fewer."""
+    configs = []
+    for config in _sweep(modes, batches, data="numpy", steps=40, warmup=10, **common):
+        configs.append(replace(config, steps=8, warmup=2) if config.spec is KERAS_FIT_SPE else config)
+    return configs
+
+
+def quick_configs(manifest: str | None = None) -> list[BenchConfig]:
+    """The verdict map on this 2-core CPU within the demo's budget: compute-bound training
+    (ResNet50 64 px, from one in-memory batch, from numpy arrays, from `manifest`'s shards when
+    given, 64 px images), the VGG16 head's fixed cost split into dispatch and update, trained
+    from numpy arrays and evaluated over them, the textbook's one-image-per-call loops, the
+    overhead regime (MLP at batch 1-1,024, trivial model at 1) in every execution mode, and the
+    origin model of the 2.5x figure."""
+    resnet = dict(model="resnet50", image_size=64, steps=8)
+    configs = _sweep((GRAPH, KERAS_FIT), (16,), **resnet)
+    configs += _sweep((GRAPH_FEED, KERAS_FIT), (16,), data="numpy", **resnet)
+    if manifest:
+        configs += _sweep((GRAPH, KERAS_FIT), (16,), data="pipeline", manifest=manifest, **resnet)
+    head = dict(model="vgg16_head", steps=20, warmup=3)
+    configs += _sweep((GRAPH_FEED, KERAS_FIT), (32,), data="numpy", **head)
+    configs += _sweep((GRAPH_FEED, KERAS_FIT), (32,), task="evaluate", data="numpy", **head)
+    configs += _sweep((GRAPH, KERAS_FIT, KERAS_CTL), (8, 32, 128), **head)
+    configs += _sweep((GRAPH, KERAS_CTL), (8, 32, 128), task="gradients", **head)
+    configs += _sweep((EAGER, GRAPH_V2), (32,), **head)
+    configs += _sweep((GRAPH, KERAS_FIT), (32,), task="inference", **head)
+    configs += _sweep(PER_CALL_MODES, (1,), task="inference", data="numpy", steps=30, warmup=5, model="vgg16_head")
+    configs += _sweep(PER_CALL_MODES, (1,), task="inference", data="numpy", steps=10, warmup=3, model="resnet50",
+                      image_size=64)
+    configs += _small(OVERHEAD_MODES, (1, 32, 1024), model="mlp")
+    configs += _small(OVERHEAD_MODES, (1,), model="trivial")
+    origin = dict(model="embedding", optimizer="sgd")
+    configs += _small((GRAPH, GRAPH_FEED, KERAS_FIT, KERAS_CTL, TFKERAS_FIT, TFKERAS_V1), (32,), **origin)
+    configs += _small((GRAPH, KERAS_CTL), (32,), task="gradients", model="embedding")
+    return configs
+
+
+def with_overrides(configs: list[BenchConfig], **overrides) -> list[BenchConfig]:
+    """The preset's configurations with some fields replaced (e.g. steps for a tiny run)."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return [replace(c, **overrides).validate() for c in configs]
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    # no extra repeat starts past 9 minutes on a 2-core CPU (the first stage alone takes about
+    # 10), so that `make demo` stays within 20
+    Preset("quick", "this CPU, < 20 min with the demo", quick_configs, budget_s=9 * 60.0),
+    Preset("full", "every mode x batch at 224 px", _full),
+    Preset("gpu", "224 px to batch 256, XLA, mixed, 1/2/4/8-GPU scaling", _gpu),
+    Preset("scaling", "1-2 devices, 2 workers", _scaling),
+)}

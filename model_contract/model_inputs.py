@@ -1,0 +1,30 @@
+"""What input each model accepts, checked the same way by both APIs (tensors and shards)."""
+from __future__ import annotations
+
+from data_pipeline.constants import FEATURE_MODE
+from plumbing.errors import UserError
+
+
+def check_input_shape(name: str, input_shape) -> None:
+    """UserError if one sample of shape (H, W, C) cannot feed model `name`."""
+    if len(input_shape) != 3 or None in tuple(input_shape):
+        raise UserError(f"{name}: input must be (batch, height, width, channels) with known sizes, "
+                        f"got sample shape {tuple(input_shape)}")
+    height, width, channels = (int(v) for v in input_shape)
+    if name == "vgg16_head":
+        if channels != 512:
+            raise UserError(f"{name}: input must be VGG16 features (h, w, 512), got {tuple(input_shape)}")
+        return
+    if channels != 3:
+        raise UserError(f"{name}: input must have 3 channels (RGB), got {channels}")
+    if height != width or height < 32 or (name == "vgg16_transfer" and height % 32):
+        need = "a multiple of 32" if name == "vgg16_transfer" else "at least 32"
+        raise UserError(f"{name}: input must be square and {need} pixels, got {height}x{width}")
+
+
+def check_manifest_input(name: str, manifest: dict) -> None:
+    """UserError if the shards of `manifest` cannot feed model `name`: the head trains on
+    feature shards (`extract-features`), the other models on images."""
+    if name == "vgg16_head" and manifest["image_mode"] != FEATURE_MODE:
+        raise UserError(f"{manifest['_path']}: vgg16_head trains on feature shards (extract-features), "
+                        f"not {manifest['image_mode']!r}")

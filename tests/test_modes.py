@@ -1,0 +1,49 @@
+"""The mode table: each mode's record decides what the harness does with it."""
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.config import TASKS, BenchConfig
+from benchmarks.modes import MODE_NAMES, MODES, STEPS_PER_EXECUTION, Api, Driver, Feed, mode_named
+from plumbing.errors import UserError
+
+
+def test_an_unknown_mode_is_one_error_naming_the_choices():
+    with pytest.raises(UserError) as err:
+        mode_named("session")
+    assert err.value.message == "unknown mode 'session': expected one of " + ", ".join(MODE_NAMES)
+    with pytest.raises(UserError):
+        BenchConfig(mode="session").validate()
+
+
+@pytest.mark.parametrize("name", MODE_NAMES)
+def test_a_mode_times_exactly_the_tasks_its_record_lists(name):
+    spec = MODES[name]
+    devices = spec.min_devices
+    for task in TASKS:
+        model = "resnet50" if spec.bn == "fused" else "vgg16_head"  # fused batch norm needs batch norm
+        config = BenchConfig(mode=name, model=model, task=task, batch=2 * devices, devices=devices)
+        reason = config.applicable()
+        if task in spec.tasks:
+            assert reason is None, (name, task, reason)
+        else:
+            assert reason, (name, task)
+    assert BenchConfig(mode=name).steps_per_sample() == spec.steps_per_execution
+
+
+def test_records_carry_what_the_steps_are_built_from():
+    from benchmarks.measure.graph_steps import _graph_config
+    graph_modes = {n: m for n, m in MODES.items() if m.api is Api.GRAPH}
+    built = {n: _graph_config(BenchConfig(mode=n, model="resnet50", image_size=32)) for n in graph_modes}
+    assert {n: c.bn_mode for n, c in built.items()} == {n: ("fused" if n == "graph-fused-bn" else "keras")
+                                                       for n in graph_modes}
+    assert {n: c.feed for n, c in built.items() if c.feed == "feed_dict"} == {"graph-feed": "feed_dict"}
+    assert {n for n, c in built.items() if c.variable_update == "replicated"} == {"graph-replicated"}
+    assert [n for n, m in MODES.items() if m.steps_per_execution == STEPS_PER_EXECUTION] == ["keras-fit-spe"]
+    assert {n for n, m in MODES.items() if m.driver is Driver.FIT} == {"keras-fit", "keras-fit-spe", "tfkeras-fit",
+                                                                       "tfkeras-v1"}
+    assert {n for n, m in MODES.items() if m.feed is Feed.FEED_DICT} == {"graph-feed"}
+    # several replicas scale from a one-device mode of the same API
+    for spec in MODES.values():
+        if spec.scaling_base:
+            assert MODES[spec.scaling_base].api is spec.api and MODES[spec.scaling_base].min_devices == 1
