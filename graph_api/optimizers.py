@@ -83,19 +83,62 @@ def _tf1_optimizer(name: str, lr, hyper: dict):
     return v1.train.AdamOptimizer(lr, epsilon=hyper.get("epsilon", 1e-8))
 
 
-def _all_before_any(grads: list, var_list: Sequence[tf.Variable]) -> list:
-    """On the TF1 runtime: the gradients, each available only once all are computed (TF1's
-    GATE_GRAPH). A read of a reference variable aliases its buffer, and an update op runs as soon
-    as its own gradient exists: without the gate the assign to `prediction/kernel` can run before
-    the backward pass of the layers below has read that kernel, and their gradients then use the
-    updated weights (measured: 2-42% of the first SGD update of the VGG16 head's lower layers).
+# Ops whose output shares their input's buffer (no copy): a read through them still reads the
+# variable's memory, so it counts as a read of the variable.
+_FORWARDING = frozenset({"Identity", "RefIdentity", "IdentityN", "Snapshot", "StopGradient", "PreventGradient",
+                         "Reshape", "Squeeze", "ExpandDims", "Bitcast", "Switch", "RefSwitch", "Merge", "RefMerge",
+                         "Enter", "RefEnter", "Exit", "RefExit"})
+
+
+def _is_reference(var: tf.Variable) -> bool:
+    return var.op.type in ("VariableV2", "Variable")
+
+
+def _step_ops(tensors: list) -> set:
+    """Every op the tensors depend on (inputs and control inputs): what one step runs to make them."""
+    frontier = [t.op for g in tensors for t in ((g.values, g.indices) if isinstance(g, tf.IndexedSlices) else (g,))]
+    seen = set()
+    while frontier:
+        op = frontier.pop()
+        if op not in seen:
+            seen.add(op)
+            frontier += [t.op for t in op.inputs] + list(op.control_inputs)
+    return seen
+
+
+def variable_readers(var: tf.Variable, step: set) -> list[tf.Operation]:
+    """The ops of `step` that read `var`'s buffer: its consumers, and theirs through ops that hand
+    the buffer on (`_FORWARDING`)."""
+    frontier, seen, readers = [var.op.outputs[0]], set(), []
+    while frontier:
+        for op in frontier.pop().consumers():
+            if op in seen or op not in step:
+                continue
+            seen.add(op)
+            readers.append(op)
+            if op.type in _FORWARDING:
+                frontier += op.outputs
+    return readers
+
+
+def _after_its_readers(grads: list, var_list: Sequence[tf.Variable]) -> list:
+    """On the TF1 runtime: each variable's gradient, available only once every op of the step that
+    reads that variable has run. A read of a reference variable aliases its buffer and an update
+    runs as soon as its inputs exist, so without the gate the assign to `prediction/kernel` can run
+    before the backward op that multiplies by that kernel, and the layers below then get gradients
+    of the updated weights (measured: 2-42% of the first SGD update of the VGG16 head's lower
+    layers). Gating per variable, not on all gradients at once (TF1's GATE_GRAPH), lets the
+    update of an upper layer overlap the backward pass of the layers below it.
     Resource variables (the TF2 runtime) need no gate: a read never sees an update that depends
-    on it, and the gate would only keep updates from overlapping the backward pass."""
-    if not any(var.op.type in ("VariableV2", "Variable") for var in var_list):
+    on it."""
+    if not any(_is_reference(var) for var in var_list):
         return grads
-    present = [g for g in grads if g is not None]
-    gated = iter(tf.tuple(present)) if present else iter(())
-    return [next(gated) if g is not None else None for g in grads]
+    step = _step_ops([g for g in grads if g is not None])
+    gated = []
+    for g, var in zip(grads, var_list):
+        readers = variable_readers(var, step) if g is not None and _is_reference(var) else []
+        gated.append(tf.tuple([g], control_inputs=readers)[0] if readers else g)
+    return gated
 
 
 def _unscale(g, scale):
@@ -195,8 +238,8 @@ def apply_gradients(replicas: Sequence[tuple[list, Sequence[tf.Variable]]], lear
     if optimizer not in OPTIMIZERS:
         raise UserError(f"unknown optimizer {optimizer!r}: expected one of {OPTIMIZERS}")
     step = v1.train.get_or_create_global_step()
-    flat = _all_before_any([g for grads, _ in replicas for g in grads],
-                           [v for _, var_list in replicas for v in var_list])
+    flat = _after_its_readers([g for grads, _ in replicas for g in grads],
+                              [v for _, var_list in replicas for v in var_list])
     gated, start = [], 0
     for grads, var_list in replicas:
         gated.append((flat[start:start + len(grads)], list(var_list)))

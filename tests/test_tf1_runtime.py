@@ -133,3 +133,41 @@ def test_train_op_updates_with_the_gradients_of_the_weights_before_the_step():
     assert len(gaps) == 8
     for name, (gap, update, spacing) in gaps.items():  # w - lr g rounds to the weights' float32 spacing
         assert update > 0 and gap <= 1e-5 * update + 2 * spacing, (name, gap, update)
+
+
+# The VGG16 head's training graph on the TF1 runtime: which backward ops the update of
+# fc2/kernel waits for (its inputs and control inputs, transitively).
+UPDATE_WAITS = textwrap.dedent("""
+    import json
+    import tensorflow as tf
+    from graph_api.graph import GraphConfig, build_train_graph, use_tf1_runtime
+    use_tf1_runtime()
+    g = build_train_graph(GraphConfig(model="vgg16_head", image_shape=(2, 2, 512), num_classes=4, feed="feed_dict",
+                                      optimizer="sgd", learning_rate=0.01, dropout=0.0))
+    kernel = next(v for v in g.graph.get_collection("trainable_variables") if v.op.name == "fc2/kernel")
+    (update,) = [op for op in g.graph.get_operations() if op.type == "AssignSub" and op.inputs[0].op is kernel.op]
+    seen, frontier = set(), [update]
+    while frontier:
+        op = frontier.pop()
+        if op not in seen:
+            seen.add(op)
+            frontier += [t.op for t in op.inputs] + list(op.control_inputs)
+    (read,) = [op for op in kernel.op.outputs[0].consumers() if op.type == "Identity"]
+    readers = [op.name for op in read.outputs[0].consumers()]
+    print(json.dumps({"waits_for": sorted(op.name for op in seen if op.name.startswith("gradients/")),
+                      "kernel_readers": sorted(readers)}))
+""")
+
+
+def test_an_update_waits_for_the_readers_of_its_variable_and_no_other_layer_s_backward_pass():
+    """Per-variable gate on the TF1 runtime: the update of fc2/kernel waits for the backward op
+    that multiplies by fc2/kernel (it reads the aliased buffer), not for fc1's weight gradient,
+    which can therefore overlap that update."""
+    result = subprocess.run([sys.executable, "-c", UPDATE_WAITS], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    backward_readers = [name for name in found["kernel_readers"] if name.startswith("gradients/")]
+    assert backward_readers and set(backward_readers) <= set(found["waits_for"])
+    assert not [name for name in found["waits_for"] if name.startswith("gradients/fc1/")], found["waits_for"]
+    assert not [name for name in found["waits_for"] if name.startswith("gradients/conv1x1/")]
