@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import asdict, dataclass, fields, replace
 
-from benchmarks.modes import GRAPH, MODES, TASK_NOTES, Api, Mode, mode_named
+from benchmarks.modes import GRAPH, MODES, REPLICA_MODES, TASK_NOTES, Api, Mode, mode_named
 from model_contract.small_models import SMALL_MODELS
 from plumbing.errors import UserError
 
@@ -141,8 +141,7 @@ class BenchConfig:
         if self.replicas() == 1:
             return None
         if spec.scaling_base is None or self.task != "train":
-            scaled = ", ".join(m.name for m in MODES.values() if m.scaling_base)
-            return f"several replicas are measured in training, in modes {scaled}"
+            return f"several replicas are measured in training, in modes {', '.join(m.name for m in REPLICA_MODES)}"
         if self.devices > 1 and self.workers > 1:
             return "a worker of a cluster trains on one device"
         if self.workers > 1 and spec.variable_update == "replicated":

@@ -116,7 +116,7 @@ TASK_NOTES = {
 }
 BASELINE = KERAS_FIT                 # the Keras side every other mode of a group is compared with
 INFERENCE_BASELINE = KERAS_PREDICT   # where no keras-fit ran: the textbook's one call per batch
-REPLICA_MODES = tuple(m for m in MODES.values() if m.scaling_base)
+REPLICA_MODES = tuple(m for m in MODES.values() if m.scaling_base)  # run on several devices or workers
 
 
 def mode_named(name: str) -> Mode:
@@ -125,11 +125,6 @@ def mode_named(name: str) -> Mode:
         return MODES[name]
     except KeyError:
         raise UserError(f"unknown mode {name!r}: expected one of {', '.join(MODES)}") from None
-
-
-def names(modes) -> tuple[str, ...]:
-    """The names of some mode records, in the order given."""
-    return tuple(m.name for m in modes)
 
 
 def is_graph(name: str) -> bool:
