@@ -5,12 +5,15 @@ graph (`replica_device_setter`) and runs synchronous steps (`graph_api.distribut
 
 The chief initialises (or restores from its checkpoints), then runs the update thread; the
 other workers wait until it is ready. Only the chief evaluates, checkpoints, writes summaries
-and the run files. A worker that dies and is restarted with the same command rejoins: it reads
-the global step from the ps, skips to its batch of the current epoch and continues; the step it
-was part of waits for it.
+and the run files. Every step takes one gradient of each worker, so while a worker is away the
+step waits for it: restarted with the same command, it waits until an update has taken any
+gradient it sent before it died, reads the global step from the ps, skips to its batch of the
+current epoch and continues. A worker away longer than `worker_wait_s()` ends the run: the
+chief names it in one line and stops the other workers (its last checkpoint is kept).
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -26,6 +29,20 @@ from plumbing.progress import Progress
 
 v1 = tf.compat.v1
 CHIEF_WAIT_SECONDS = 600
+WORKER_WAIT_ENV = "GRAPH_API_WORKER_WAIT_S"  # how long a step waits for an absent worker (s)
+WORKER_WAIT_SECONDS = 600.0
+
+
+def worker_wait_s() -> float:
+    """How long a step waits for a worker's gradient before the run ends (`GRAPH_API_WORKER_WAIT_S`)."""
+    text = os.environ.get(WORKER_WAIT_ENV, "")
+    try:
+        value = float(text) if text else WORKER_WAIT_SECONDS
+    except ValueError:
+        raise UserError(f"{WORKER_WAIT_ENV}: not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise UserError(f"{WORKER_WAIT_ENV}: must be above 0 seconds, got {text}")
+    return value
 
 
 def check_cluster_options(config, options, cluster: Cluster) -> None:
@@ -69,28 +86,52 @@ def serve_parameters(cluster: Cluster) -> None:
 
 
 class _Updater(threading.Thread):
-    """The chief's update loop: each run takes one gradient per worker and applies their mean."""
+    """The chief's update loop: each run takes one gradient of every worker and applies their
+    mean. A worker whose gradient does not come within `wait_s` ends the run: the error names
+    it, and every worker's token queue is closed so their steps end too."""
 
-    def __init__(self, session: v1.Session, update_op: tf.Tensor, last_step: int) -> None:
+    def __init__(self, session: v1.Session, sync, cluster: Cluster, last_step: int, wait_s: float) -> None:
         super().__init__(daemon=True)  # blocked on workers that will never come: not worth waiting for
-        self.session, self.update_op, self.last_step, self.error = session, update_op, last_step, None
+        self.session, self.sync, self.cluster, self.last_step = session, sync, cluster, last_step
+        self.wait_s, self.error, self.absent = wait_s, None, []
 
     def run(self) -> None:
+        options = v1.RunOptions(timeout_in_ms=int(self.wait_s * 1000))
         try:
-            while self.session.run(self.update_op) < self.last_step:
+            while self.session.run(self.sync.update_op, options=options) < self.last_step:
                 pass
+        except tf.errors.DeadlineExceededError:
+            self.error = self._absent_workers()
+            self.session.run(self.sync.stop)
         except Exception as err:  # reported by the training thread
             self.error = err
 
+    def _absent_workers(self) -> UserError:
+        seen = self.session.run(self.sync.last_seen)
+        behind = [i for i, s in enumerate(seen) if s < seen.max()] or list(range(len(seen)))
+        self.absent = behind
+        names = ", ".join(self.cluster.workers[i] if self.cluster else f"worker {i}" for i in behind)
+        return UserError(f"{names}: sent no gradient for global step {int(seen.max()) + 1} within "
+                         f"{self.wait_s:g} s ({WORKER_WAIT_ENV}); the run stops, its last checkpoint is kept")
 
-def start_updates(session: v1.Session, sync, last_step: int) -> _Updater:
+
+def start_updates(session: v1.Session, sync, last_step: int, cluster: Cluster | None = None,
+                  wait_s: float | None = None) -> _Updater:
     """The chief, once the variables are initialised or restored: let the workers in and apply
     their synchronous updates, in a thread, until the global step reaches `last_step`."""
     session.run(sync.set_steps)
     session.run(sync.mark_ready)
-    updater = _Updater(session, sync.update_op, last_step)
+    updater = _Updater(session, sync, cluster, last_step, worker_wait_s() if wait_s is None else wait_s)
     updater.start()
     return updater
+
+
+def settle(session: v1.Session, sync) -> None:
+    """A (re)starting worker: until an update has taken every gradient it sent before (a worker
+    killed after sending its gradient but before its token), so the global step it reads next
+    is the step of its next gradient."""
+    while session.run(sync.pending) > 0:
+        time.sleep(0.2)
 
 
 def wait_for_chief(session: v1.Session, sync, cluster: Cluster) -> None:
@@ -121,26 +162,34 @@ class ClusterLoop:
         if t.is_chief:
             writers = t.open_writers()
             _, history = t.start()
-            updater = start_updates(session, self.sync, self.total)
+            updater = start_updates(session, self.sync, self.total, t.cluster)
         else:
             wait_for_chief(session, self.sync, t.cluster)
+        settle(session, self.sync)
         step = int(session.run(self.step_var))
         if not t.is_chief:
             print(f"{t.cluster.task}: joined at global step {step}", flush=True)
         note = run_files.completion_note(history, len(history["loss"]), t.options.epochs, t.out)
         if step >= self.total and t.is_chief and note:
             print(note)
-        while step < self.total:
-            epoch = step // self.steps
-            step, loss, acc, rate = self._epoch(epoch, step, updater)
+        try:
+            while step < self.total:
+                epoch = step // self.steps
+                step, loss, acc, rate = self._epoch(epoch, step, updater)
+                if t.is_chief:
+                    self._end_epoch(epoch, history, loss, acc, rate, writers)
             if t.is_chief:
-                self._end_epoch(epoch, history, loss, acc, rate, writers)
-        if t.is_chief:
-            t.save(t.final_saver, t.out / "final" / "ckpt")
-        for writer in writers.values():
-            writer.close()
-        for done in self.sync.done_ops:
-            session.run(done)
+                t.save(t.final_saver, t.out / "final" / "ckpt")
+        finally:
+            for writer in writers.values():
+                writer.close()
+            # this worker has finished (so have the absent ones, when the chief ends the run)
+            for _ in range(1 + len(updater.absent if updater is not None else ())):
+                for done in self.sync.done_ops:
+                    try:
+                        session.run(done)
+                    except tf.errors.OpError:  # the ps has stopped already: nothing to tell it
+                        pass
         return history
 
     def _epoch(self, epoch: int, step: int, updater: _Updater | None) -> tuple[int, float, float, float]:
@@ -154,7 +203,14 @@ class ClusterLoop:
         start, first = time.perf_counter(), step
         with Progress(end - step, f"{t.cluster.task} epoch {epoch + 1}/{t.options.epochs}") as bar:
             while step < end:
-                new_step, loss, acc = t.run_step([g.train_op, g.loss, g.accuracy], {})
+                try:
+                    new_step, loss, acc = t.run_step([g.train_op, g.loss, g.accuracy], {})
+                    while new_step <= step:  # a token left from before a restart: the next is this step's
+                        new_step = session.run(self.sync.next_token)
+                except (tf.errors.OutOfRangeError, tf.errors.CancelledError):  # the chief closed the queues
+                    if updater is not None and updater.error is not None:
+                        raise updater.error from None
+                    raise UserError(f"{t.cluster.task}: the chief ended the run (a worker was away too long)") from None
                 if updater is not None and updater.error is not None:
                     raise updater.error
                 if not np.isfinite(loss):

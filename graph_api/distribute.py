@@ -171,17 +171,22 @@ def placement_record(config, devices_used: list[str], cluster=None) -> dict:
 
 @dataclass
 class ClusterSync:
-    """The synchronous-update machinery of one worker's graph (as SyncReplicasOptimizer's):
-    each worker adds its gradients to an accumulator per variable, tagged with the global step
-    they were computed at (a straggler's stale gradients are dropped), then waits for a token;
-    the chief's `update_op` takes the mean of one gradient per worker, applies it, advances the
-    global step and hands every worker a token carrying the new step."""
+    """The synchronous-update machinery of one worker's graph: each worker adds its gradients to
+    its own accumulator per variable, tagged with the global step they were computed at (a
+    straggler's stale gradients are dropped), then waits for a token in its own queue; the
+    chief's `update_op` takes one gradient from every worker's accumulators, applies their mean,
+    advances the global step and puts a token carrying the new step in every worker's queue. A
+    step therefore has exactly one gradient of each worker: while a worker is away, it waits."""
 
     update_op: tf.Tensor        # chief only, run in its own thread: -> the new global step
     set_steps: tf.Operation     # the accumulators' global step := the global step (after a restore)
     ready: tf.Variable          # on ps: True once the chief has initialised or restored
     mark_ready: tf.Operation
     done_ops: list              # one per ps task: this worker has finished
+    next_token: tf.Tensor       # the next token of this worker's queue (skipping a stale one)
+    pending: tf.Tensor          # gradients of this worker not yet taken by an update
+    last_seen: tf.Tensor        # per worker: the global step of its latest gradient (-1: none yet)
+    stop: tf.Operation          # closes every worker's token queue: their steps end
 
 
 def cluster_device(cluster):
@@ -210,12 +215,15 @@ def done_queue(ps_index: int, workers: int) -> v1.FIFOQueue:
 def sync_replicas(cluster, grads: list, var_list: list, apply: Callable[[list], tf.Operation]) -> tuple:
     """-> (the worker's train step: a tensor holding the global step after the update,
     ClusterSync). `apply(mean_gradients)` builds the update (`apply_gradients`)."""
-    workers = len(cluster.workers)
+    workers, me = len(cluster.workers), cluster.worker_index
     step = v1.train.get_or_create_global_step()
     with tf.device(step.device):
-        tokens = v1.FIFOQueue(-1, [tf.int64], [()], shared_name="sync_token_queue", name="sync_token_queue")
+        tokens = [v1.FIFOQueue(-1, [tf.int64], [()], shared_name=f"sync_tokens_{i}", name=f"sync_tokens_{i}")
+                  for i in range(workers)]
         with v1.variable_scope(v1.VariableScope(v1.AUTO_REUSE, name="sync")):
             ready = v1.get_variable("ready", (), tf.bool, v1.zeros_initializer(), trainable=False)
+            last_seen = v1.get_variable("last_seen", (workers,), tf.int64, v1.constant_initializer(-1),
+                                        trainable=False)
     # In step: the chief cannot update before this worker's gradients arrive, so any read of the
     # global step within the worker's step is the step its gradients belong to.
     local_step = tf.identity(step)
@@ -224,22 +232,29 @@ def sync_replicas(cluster, grads: list, var_list: list, apply: Callable[[list], 
         if g is None:
             continue
         with tf.device(var.device):
-            acc = v1.ConditionalAccumulator(tf.float32, var.shape, shared_name=f"{var.op.name}/grad_accum",
-                                            name=f"{var.op.name}/grad_accum")
-        accumulators.append((acc, var))
-        applied.append(acc.apply_grad(_dense(tf.cast(g, tf.float32)), local_step=local_step))
+            per_worker = [v1.ConditionalAccumulator(tf.float32, var.shape, shared_name=f"{var.op.name}/grad_accum_{i}",
+                                                    name=f"{var.op.name}/grad_accum_{i}") for i in range(workers)]
+        accumulators.append((per_worker, var))
+        applied.append(per_worker[me].apply_grad(_dense(tf.cast(g, tf.float32)), local_step=local_step))
     with tf.control_dependencies(applied):
-        worker_step = tokens.dequeue()
+        seen = v1.scatter_update(last_seen, [me], [local_step])
+    with tf.control_dependencies([seen]):
+        worker_step = tokens[me].dequeue()
+    every = [acc for per_worker, _ in accumulators for acc in per_worker]
     with tf.device(step.device):
-        means = {var: acc.take_grad(workers) for acc, var in accumulators}
+        means = {var: tf.add_n([acc.take_grad(1) for acc in per_worker]) / workers
+                 for per_worker, var in accumulators}
         update = apply([means.get(var) for var in var_list])
         with tf.control_dependencies([update]):
             new_step = tf.identity(step)
-            set_after = [acc.set_global_step(new_step) for acc, _ in accumulators]
+            set_after = [acc.set_global_step(new_step) for acc in every]
             with tf.control_dependencies(set_after):
-                update_op = tokens.enqueue_many([tf.fill([workers], new_step)])
-        with tf.control_dependencies([update_op]):
+                handed_out = tf.group(*[queue.enqueue(new_step) for queue in tokens])
+        with tf.control_dependencies([handed_out]):
             update_step = tf.identity(new_step)
-        set_steps = tf.group(*[acc.set_global_step(step) for acc, _ in accumulators])
+        set_steps = tf.group(*[acc.set_global_step(step) for acc in every])
+        stop = tf.group(*[queue.close(cancel_pending_enqueues=True) for queue in tokens])
+    pending = tf.add_n([per_worker[me].num_accumulated() for per_worker, _ in accumulators])
     done = [done_queue(i, workers).enqueue([1]) for i in range(len(cluster.jobs.get("ps", ())))]
-    return worker_step, ClusterSync(update_step, set_steps, ready, v1.assign(ready, True), done)
+    return worker_step, ClusterSync(update_step, set_steps, ready, v1.assign(ready, True), done,
+                                    tokens[me].dequeue(), pending, last_seen.read_value(), stop)

@@ -25,10 +25,12 @@ class Cluster:
         self.started = time.monotonic()
         logs.mkdir(parents=True, exist_ok=True)
 
-    def start(self, job: str, index: int, out: Path, extra: list[str] = (), via_file: bool = False) -> subprocess.Popen:
-        """Start task (job, index): its TF_CONFIG in the environment, or in a `--cluster` file."""
+    def start(self, job: str, index: int, out: Path, extra: list[str] = (), via_file: bool = False,
+              env: dict | None = None) -> subprocess.Popen:
+        """Start task (job, index): its TF_CONFIG in the environment, or in a `--cluster` file;
+        `env` adds variables."""
         config = TaskView(self.jobs, job, index, "test").tf_config()
-        env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+        env = {**{k: v for k, v in os.environ.items() if k != "TF_CONFIG"}, **(env or {})}
         if via_file:
             path = self.logs / f"{job}-{index}.json"
             path.write_text(config)

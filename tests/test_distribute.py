@@ -151,28 +151,64 @@ def test_graph_cluster_step_equals_one_process(features, start_weights, tmp_path
     assert max(np.abs(single[k] - replicated[k]).max() for k in single) < TOLERANCE
 
 
-def test_graph_cluster_survives_a_worker_restart(features, start_weights, tmp_path):
+def _graph_cluster(args, tmp_path, name: str, chief_env: dict | None = None) -> Cluster:
+    """A ps and two workers, worker 1 started first and waiting for the chief before worker 0
+    starts, so the chief's first update never waits on a worker that is still starting."""
+    cluster = Cluster("graph_api", localhost_jobs(2, ps=1), args, tmp_path / f"logs-{name}")
+    cluster.start("ps", 0, tmp_path / f"ps-{name}")
+    cluster.start("worker", 1, tmp_path / f"other-{name}")
+    cluster.wait_for("worker", 1, "waiting for the chief")
+    cluster.start("worker", 0, tmp_path / name, env=chief_env)
+    return cluster
+
+
+def test_graph_cluster_waits_for_a_killed_worker_and_ends_as_an_uninterrupted_run(features, start_weights,
+                                                                                   tmp_path):
+    """Every step takes one gradient of each worker: worker 1, killed once the chief has ended
+    epoch 1 (global step 20), is waited for; restarted, it rejoins at the step it missed, and the
+    run ends with the weights of a run nobody killed."""
     args = _train_args(features, start_weights, 3, 20)
-    with Cluster("graph_api", localhost_jobs(2, ps=1), args, tmp_path / "logs") as cluster:
-        cluster.start("ps", 0, tmp_path / "ps")
-        cluster.start("worker", 0, tmp_path / "chief")
-        cluster.start("worker", 1, tmp_path / "other")
+    with _graph_cluster(args, tmp_path, "whole") as cluster:
+        assert [cluster.wait("worker", i) for i in (0, 1)] == [0, 0], cluster.log("worker", 0)[-3000:]
+        assert cluster.wait("ps", 0) == 0
+    with _graph_cluster(args, tmp_path, "chief") as cluster:
         cluster.wait_for("worker", 0, "epoch 1/3:")
         cluster.kill("worker", 1)
-        cluster.start("worker", 1, tmp_path / "other")
+        cluster.start("worker", 1, tmp_path / "other-chief")
         assert cluster.wait("worker", 1) == 0, cluster.log("worker", 1)[-3000:]
         assert cluster.wait("worker", 0) == 0, cluster.log("worker", 0)[-3000:]
         assert cluster.wait("ps", 0) == 0
         joined = [int(line.rsplit(" ", 1)[1]) for line in cluster.log("worker", 1).splitlines()
                   if "joined at global step" in line]
-    assert joined[0] == 0 and 20 <= joined[1] < 60  # the restart rejoined mid-run
-    assert not (tmp_path / "other").exists()  # only the chief writes
+    # the chief did not go on alone: the restart joined at the step after the last one it sent
+    # a gradient for (20, or 21 when its step-21 gradient had arrived before the kill)
+    assert joined[0] == 0 and joined[1] in (20, 21), joined
+    whole, resumed = _checkpoint(tmp_path / "whole/final/ckpt"), _checkpoint(tmp_path / "chief/final/ckpt")
+    assert whole.keys() == resumed.keys() and len(whole) == 8
+    assert max(np.abs(whole[k] - resumed[k]).max() for k in whole) < TOLERANCE
+    assert not (tmp_path / "other-chief").exists()  # only the chief writes
     assert sorted(p.name for p in (tmp_path / "chief/checkpoints").glob("*.index")) == [
         "ckpt-1.index", "ckpt-2.index", "ckpt-3.index"]
     history = json.loads((tmp_path / "chief/history.json").read_text())
     assert len(history["loss"]) == 3 and history["loss"][-1] < history["loss"][0]
     placement = json.loads((tmp_path / "chief/run_config.json").read_text())["placement"]
     assert placement["task"] == "/job:worker/task:0" and "ps" in placement["cluster"]
+
+
+def test_a_graph_worker_away_too_long_ends_the_run_in_one_line(features, start_weights, tmp_path):
+    """Worker 1 killed and not restarted: after GRAPH_API_WORKER_WAIT_S the chief ends with one
+    line naming it, keeps its epoch-1 checkpoint, and the ps stops."""
+    args = _train_args(features, start_weights, 3, 20)
+    with _graph_cluster(args, tmp_path, "chief", {"GRAPH_API_WORKER_WAIT_S": "5"}) as cluster:
+        cluster.wait_for("worker", 0, "epoch 1/3:")
+        cluster.kill("worker", 1)
+        assert cluster.wait("worker", 0) == 2, cluster.log("worker", 0)[-3000:]
+        assert cluster.wait("ps", 0) == 0, cluster.log("ps", 0)[-3000:]
+        log = cluster.log("worker", 0)
+    errors = [line for line in log.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: /job:worker/task:1: sent no gradient for global step")
+    assert "Traceback" not in log
+    assert sorted(p.name for p in (tmp_path / "chief/checkpoints").glob("*.index")) == ["ckpt-1.index"]
 
 
 def test_keras_cluster_trains_like_one_process_and_resumes(features, start_weights, tmp_path):
