@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 
 from api_runs.devices import Cluster, local_devices, parse_devices, read_cluster
 from api_runs.predict import PredictorBase, run_evaluate, run_predict
 from model_contract.constants import HEAD_DROPOUT
+from plumbing import locks
 from plumbing.errors import (
     ArgumentParser,
     UserError,
@@ -90,12 +92,22 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
 def predictor_command(load_predictor: Callable[[str], PredictorBase], run: Callable) -> Callable:
     """A predict/evaluate command: open the run's predictor, `run(args, predictor)`, close it."""
     def command(args: argparse.Namespace) -> None:
-        predictor = load_predictor(args.run)
+        # a reader: refused while a train writes the run; several may read it at once
+        reading = locks.hold(args.run, locks.command_name(), shared=True) if Path(args.run).is_dir() else None
         try:
-            run(args, predictor)
+            _predict_with(load_predictor, run, args)
         finally:
-            predictor.close()
+            if reading is not None:
+                reading.release()
     return command
+
+
+def _predict_with(load_predictor: Callable[[str], PredictorBase], run: Callable, args: argparse.Namespace) -> None:
+    predictor = load_predictor(args.run)
+    try:
+        run(args, predictor)
+    finally:
+        predictor.close()
 
 
 def extract_command(load_extract: Callable[[], Callable]) -> Callable:

@@ -5,15 +5,17 @@ the per-epoch history.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from data_pipeline.shards import load_manifest
 from model_contract.model_inputs import check_manifest_input
+from plumbing import locks
 from plumbing.atomic import atomic_write_bytes, write_json
 from plumbing.errors import UserError
 from plumbing.figures import plt, save_figure
@@ -77,6 +79,7 @@ def start_run(api: str, model: str, manifest: dict, out_dir: Path, api_config: d
     from data_pipeline import num_batches  # imports TensorFlow: only when a run starts
     if write:
         out_dir.mkdir(parents=True, exist_ok=True)
+        locks.hold(out_dir, f"python -m {api}_api train")  # released by `writing_run`'s end
         save_run_config(out_dir, {"api": api, "model": model, "class_names": manifest["class_names"],
                                   "image_mode": manifest["image_mode"], "image_shape": list(manifest["image_shape"]),
                                   # both APIs' models end in float32 logits; predict applies the softmax
@@ -85,6 +88,16 @@ def start_run(api: str, model: str, manifest: dict, out_dir: Path, api_config: d
     if steps < 1:
         raise UserError(f"{manifest['_path']}: fewer train samples than one batch of {batch_size}")
     return steps
+
+
+@contextlib.contextmanager
+def writing_run(out_dir: str | os.PathLike) -> Iterator[None]:
+    """A training run's span: the run directory's lock, taken by `start_run`, is given up at its
+    end, however it ends."""
+    try:
+        yield
+    finally:
+        locks.release(out_dir)
 
 
 def save_history(out_dir: Path, history: dict, title: str) -> None:

@@ -47,6 +47,7 @@ from data_pipeline.shards import (
     tagged_name,
     write_shard,
 )
+from plumbing import locks
 from plumbing.atomic import TMP_MARK, write_json
 from plumbing.errors import UserError
 
@@ -205,6 +206,12 @@ def build_shards(jobs: list[ShardJob], class_names: list[str], options: BuildOpt
     """Build every job not already finished; write and return the manifest."""
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with locks.hold(out_dir, locks.command_name()):  # one build into a folder at a time
+        return _build_locked(jobs, class_names, options, out_dir, progress)
+
+
+def _build_locked(jobs: list[ShardJob], class_names: list[str], options: BuildOptions, out_dir: Path,
+                  progress: Callable[[int], None] | None) -> dict:
     _remove_stale_temporaries(out_dir)
     if options.layout is None:
         options = replace(options, layout=detect_layout(options.root))

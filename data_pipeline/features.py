@@ -22,6 +22,7 @@ from data_pipeline.shards import (
     tagged_name,
     write_shard,
 )
+from plumbing import locks
 
 
 def write_feature_shards(manifest_path: str, out_dir: str | Path, compute: Callable[[np.ndarray], np.ndarray],
@@ -30,6 +31,12 @@ def write_feature_shards(manifest_path: str, out_dir: str | Path, compute: Calla
     manifest = load_manifest(manifest_path)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with locks.hold(out_dir, locks.command_name()):  # one writer of a folder at a time
+        return _write_locked(manifest, out_dir, compute, source, batch_size)
+
+
+def _write_locked(manifest: dict, out_dir: Path, compute: Callable[[np.ndarray], np.ndarray], source: dict,
+                  batch_size: int) -> dict:
     tag = content_tag([r["sha256"] for r in manifest["shards"]], source)
     done, jobs, shape = {}, [], None
     for record in manifest["shards"]:

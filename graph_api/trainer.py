@@ -114,20 +114,24 @@ class SessionTrainer:
         silently restarted over."""
         folder = self.out / "checkpoints"
         candidates = saved_checkpoints(folder)
+        damaged = []
         for i, ckpt in enumerate(candidates):
             try:
                 verify_checkpoint(ckpt, checkpoint_variables())
             except UserError as err:
-                print(f"warning: {err.message}; trying the checkpoint before it", file=sys.stderr)
+                damaged.append(err)
+                if i + 1 < len(candidates):
+                    print(f"warning: {err.message}; trying the checkpoint before it", file=sys.stderr)
                 continue
             self.saver.restore(self.session, ckpt)
             done = int(self.session.run(self.epoch_var))
             history = run_files.load_history(self.out, done) or run_files.new_history()
             print(f"resumed from {ckpt} after epoch {done}" + (" (the newest readable checkpoint)" if i else ""))
             return done, history
+        if damaged:  # named by the newest damaged file, not the folder
+            earlier = "; no earlier checkpoint is readable" if len(damaged) > 1 else ""
+            raise UserError(f"{damaged[0].message}{earlier}; use --no-resume to start afresh")
         run_files.refuse_restart(self.out, folder)
-        if candidates:
-            raise UserError(f"{folder}: no readable checkpoint; use --no-resume to start afresh")
         return None
 
     # --- one epoch ------------------------------------------------------------------------
@@ -269,8 +273,9 @@ def train(config: GraphConfig, manifest: str, out_dir: str | Path, options: Trai
     if cluster is not None and cluster.task_type == "ps":
         serve_parameters(cluster)
         return run_files.new_history()
-    trainer = SessionTrainer(config, manifest, out_dir, options, cluster)
-    try:
-        return trainer.fit()
-    finally:
-        trainer.close()
+    with run_files.writing_run(out_dir):
+        trainer = SessionTrainer(config, manifest, out_dir, options, cluster)
+        try:
+            return trainer.fit()
+        finally:
+            trainer.close()

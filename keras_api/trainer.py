@@ -191,4 +191,5 @@ def train(config: KerasConfig, manifest: str, out_dir: str | Path, options: Trai
     """Train `config.model` on `manifest` with Keras `fit`; returns the history (run_files format).
     Several `config.devices` train under MirroredStrategy, a `cluster` under
     MultiWorkerMirroredStrategy (keras_api.distribute)."""
-    return KerasTrainer(config, manifest, out_dir, options, cluster).fit()
+    with run_files.writing_run(out_dir):
+        return KerasTrainer(config, manifest, out_dir, options, cluster).fit()

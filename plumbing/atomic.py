@@ -40,6 +40,10 @@ def atomic_path(path: str | os.PathLike, keep_suffix: bool = False, fsync: bool 
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is None and err.errno:  # e.g. h5py's: the OS's reason, but no file named
+            raise OSError(err.errno, os.strerror(err.errno), str(path)) from err
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

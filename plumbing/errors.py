@@ -83,10 +83,20 @@ def fraction(text: str) -> float:
     return value
 
 
+_EXIT_HOOKS: list[Callable[[], None]] = []
+
+
+def at_exit(hook: Callable[[], None]) -> None:
+    """Run `hook` in `exit_process`, before the process ends (also on its fast exit)."""
+    _EXIT_HOOKS.append(hook)
+
+
 def exit_process(code: int) -> None:
     """End a command with `code`. After a failure in a process that runs TensorFlow, end it
     at once: input-pipeline threads blocked on a failed iterator can keep the interpreter
     from exiting. Every file is written atomically, so nothing is left half-written."""
+    for hook in _EXIT_HOOKS:
+        hook()
     sys.stdout.flush()
     sys.stderr.flush()
     if code != 0 and "tensorflow" in sys.modules:

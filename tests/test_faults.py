@@ -139,6 +139,22 @@ def out_below_a_file(command):
     return case
 
 
+def out_in_an_unwritable_place(command):
+    """`--out` below a folder that cannot exist (under /sys, read-only even for root)."""
+    def case(world, tmp_path):
+        below = Path("/sys/no-such-folder")
+        args = {"export-cell-h5": ("data_pipeline", "export-cell-h5", str(world["shards"] / "manifest.json"),
+                                   "--out", str(below / "cell.h5")),
+                "show": ("data_pipeline", "show", "--root", str(world["root"]), "--id-code", "U2OS-01_1_B02",
+                         "--out", str(below / "site.png")),
+                "predict": ("graph_api", "predict", "--run", str(world["runs"]["graph_api"]), "--manifest",
+                            str(world["features"]), "--split", "val", "--out", str(below / "p.csv")),
+                "import-cell-h5": ("data_pipeline", "import-cell-h5", str(world["cell"]), "--out", str(below)),
+                }[command]
+        return args, str(below)
+    return case
+
+
 def predict_out_is_a_folder(world, tmp_path):
     folder = tmp_path / "existing"
     folder.mkdir()
@@ -205,6 +221,8 @@ CASES = {
     **{f"{command}: --out below a regular file": out_below_a_file(command)
        for command in ("synth", "build", "show", "export-cell-h5", "import-cell-h5", "graph_api train",
                        "keras_api train", "extract-features", "predict")},
+    **{f"{command}: --out in an unwritable place": out_in_an_unwritable_place(command)
+       for command in ("export-cell-h5", "show", "predict", "import-cell-h5")},
     "extract-features --batch-size 0": bad_flag("graph_api", "extract-features", "--manifest", "MANIFEST",
                                                 "--out", "OUT", "--batch-size", "0", "--batch-size"),
     "import-cell-h5 --shard-size 0": bad_flag("data_pipeline", "import-cell-h5", "CELL", "--out", "OUT",
