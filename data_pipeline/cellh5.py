@@ -25,9 +25,9 @@ from data_pipeline.shards import (
     open_h5,
     publish_manifest,
     read_split,
+    write_h5,
     write_shard,
 )
-from plumbing.atomic import atomic_path
 from plumbing.errors import UserError
 
 SPLITS = (("train", "x_train", "y_train"), ("val", "x_val", "y_val"))
@@ -56,13 +56,15 @@ def export_cell_h5(manifest_path: str | os.PathLike, out_path: str | os.PathLike
             raise UserError(f"{manifest['_path']}: split {split!r} has unlabelled samples; cell.h5 needs labels")
     out_path = Path(out_path)
     counts = {}
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as handle:
+
+    def fill(handle: h5py.File) -> None:
         for split, x_name, y_name in SPLITS:
             images, labels = splits[split]["images"], splits[split]["labels"]
             handle.create_dataset(x_name, data=images, dtype="uint8")
             handle.create_dataset(y_name, data=one_hot_rows(labels, len(manifest["class_names"])))
             counts[split] = len(images)
         handle.create_dataset("classes", data=np.asarray(manifest["class_names"], dtype="S"))
+    write_h5(out_path, fill)
     return counts
 
 

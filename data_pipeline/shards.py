@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +49,29 @@ def write_shard(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
         raise ValueError(f"shard {path}: {n} images but {len(labels)} labels, "
                          f"{len(id_codes)} ids, {len(sites)} sites")
     chunk = (_chunk_samples(images[0].nbytes, n),) + images.shape[1:]
+
+    def fill(handle: h5py.File) -> None:
+        handle.create_dataset("images", data=images, chunks=chunk, fletcher32=True)
+        handle.create_dataset("labels", data=np.asarray(labels, np.int32), fletcher32=True)
+        handle.create_dataset("id_codes", data=np.asarray(id_codes, dtype="S"), fletcher32=True)
+        handle.create_dataset("sites", data=np.asarray(sites, np.uint8), fletcher32=True)
+        handle.attrs["schema_version"] = SHARD_SCHEMA_VERSION
+        for key, value in attrs.items():
+            handle.attrs[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
+    return write_h5(path, fill, before_rename)
+
+
+def write_h5(path: str | os.PathLike, fill: Callable[[h5py.File], None], before_rename=None) -> str:
+    """An HDF5 file made in memory by `fill(handle)`, then written to `path` atomically -> its
+    SHA-256. HDF5 itself never writes to disk, so a failed write (a full disk, a file-size limit)
+    is one OSError naming the file, with nothing half-written and nothing left for HDF5 to
+    flush (and fail again) when its objects are freed."""
+    with h5py.File(f"{Path(path).name}.in-memory", "w", driver="core", backing_store=False) as handle:
+        fill(handle)
+        handle.flush()
+        image = handle.id.get_file_image()
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as handle:
-            handle.create_dataset("images", data=images, chunks=chunk, fletcher32=True)
-            handle.create_dataset("labels", data=np.asarray(labels, np.int32), fletcher32=True)
-            handle.create_dataset("id_codes", data=np.asarray(id_codes, dtype="S"), fletcher32=True)
-            handle.create_dataset("sites", data=np.asarray(sites, np.uint8), fletcher32=True)
-            handle.attrs["schema_version"] = SHARD_SCHEMA_VERSION
-            for key, value in attrs.items():
-                handle.attrs[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
+        tmp.write_bytes(image)
         if before_rename:
             before_rename(tmp)
         digest = sha256_file(tmp)

@@ -259,8 +259,17 @@ class SessionTrainer:
                 v1.Summary.Value(tag="epoch_accuracy", simple_value=part_acc)]), epoch)
 
     def save(self, saver: v1.train.Saver, prefix: Path, **kwargs) -> None:
-        """Writes `saver`'s checkpoint at `prefix` (`global_step=` numbers it)."""
-        saver.save(self.session, str(prefix), **kwargs)
+        """Writes `saver`'s checkpoint at `prefix` (`global_step=` numbers it); a write that fails
+        (a full disk) is one UserError naming it, the checkpoints before it kept."""
+        try:
+            saver.save(self.session, str(prefix), **kwargs)
+        except tf.errors.OpError as err:
+            for partial in prefix.parent.glob(f"{prefix.name}*.tempstate*"):  # TensorFlow's own temporaries
+                partial.unlink(missing_ok=True)
+            # the OS's word ends the line that names the file, e.g. "...ckpt.data-...; File too large"
+            said = [line.rsplit("; ", 1)[1].strip() for line in err.message.splitlines() if "; " in line]
+            reason = said[-1] if said else type(err).__name__
+            raise UserError(f"{prefix}: cannot write the checkpoint ({reason})") from None
 
     def close(self) -> None:
         self.session.close()

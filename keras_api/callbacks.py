@@ -109,5 +109,6 @@ class RunFiles(keras.callbacks.Callback):
 def keep_csv_rows(path: Path, rows: int) -> None:
     """Cut CSVLogger's epochs.csv to its header and first `rows` epochs (those being resumed from)."""
     if path.exists():
-        lines = path.read_text().splitlines(keepends=True)
-        atomic_write_bytes(path, "".join(lines[:rows + 1]).encode())
+        lines = path.read_bytes().splitlines(keepends=True)  # as written: CSVLogger ends rows with \r\n
+        if len(lines) > rows + 1:  # nothing to cut: the file stays as it is
+            atomic_write_bytes(path, b"".join(lines[:rows + 1]))

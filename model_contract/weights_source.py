@@ -20,8 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from data_pipeline.shards import open_h5
-from plumbing.atomic import atomic_path
+from data_pipeline.shards import open_h5, write_h5
 from plumbing.errors import UserError
 
 KERAS_MODELS = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
@@ -116,7 +115,8 @@ def read_named_convs(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def write_legacy_vgg16(out_path: Path, convs: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     """Write {layer: (kernel, bias)} in Keras's legacy layout (``layer_names``, ``weight_names``)."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as handle:
+
+    def fill(handle: h5py.File) -> None:
         names = list(VGG16_CONV_SHAPES)
         handle.attrs["layer_names"] = np.array([n.encode() for n in names])
         for name in names:
@@ -125,3 +125,5 @@ def write_legacy_vgg16(out_path: Path, convs: dict[str, tuple[np.ndarray, np.nda
             group.attrs["weight_names"] = np.array([w.encode() for w in weight_names])
             for weight_name, array in zip(weight_names, convs[name]):
                 group.create_dataset(weight_name, data=array.astype(np.float32))
+
+    write_h5(out_path, fill)

@@ -49,6 +49,7 @@ def import_tensorflow_quietly() -> None:
             os.close(saved)
             captured.seek(0)
             for line in captured.read().decode(errors="replace").splitlines(keepends=True):
-                if not any(notice in line for notice in _IMPORT_NOTICES):
+                # a line cut short (the capture could not grow: a full disk) is dropped, not passed on
+                if line.endswith("\n") and not any(notice in line for notice in _IMPORT_NOTICES):
                     sys.stderr.write(line)
             sys.stderr.flush()

@@ -108,7 +108,7 @@ def test_train_into_a_run_another_process_uses_is_one_line(api, held_by, feature
     (run / "history.json").write_text("{}")
     h = holder(run, shared=held_by == "reader")
     before = _tree(run)
-    result = run_cli(api, "train", "--model", "vgg16_head", "--manifest", str(features / "manifest.json"),
+    result = run_cli(api, "train", "--model", "vgg16_head", "--manifest", str(features),
                      "--out", str(run), "--epochs", "1", "--batch-size", "8")
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
@@ -129,11 +129,11 @@ def test_build_into_a_folder_being_built_is_one_line(synth_root, tmp_path, holde
 
 def test_a_finished_train_and_predict_leave_no_lock_behind(features, tmp_path):
     run = tmp_path / "run"
-    trained = run_cli("graph_api", "train", "--model", "vgg16_head", "--manifest", str(features / "manifest.json"),
+    trained = run_cli("graph_api", "train", "--model", "vgg16_head", "--manifest", str(features),
                       "--out", str(run), "--epochs", "1", "--batch-size", "8")
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert not (run / locks.LOCK_FILE).exists()
-    evaluated = run_cli("graph_api", "evaluate", "--run", str(run), "--manifest", str(features / "manifest.json"),
+    evaluated = run_cli("graph_api", "evaluate", "--run", str(run), "--manifest", str(features),
                         "--split", "val")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert not (run / locks.LOCK_FILE).exists()
