@@ -51,6 +51,11 @@ def site_in_last_shard(root: Path, shard_size: int = 8, channel: int = 5) -> Pat
     return root / dataset / experiment / f"Plate{plate}" / f"{well}_s{site}_w{channel}.png"
 
 
+def file_tree(folder: Path) -> dict[str, bytes]:
+    """Every file below `folder` (relative path -> bytes): what "changes nothing" compares."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python -m <args>` from the repository root; captures output. A None value in
     `env` removes that variable."""

@@ -19,7 +19,7 @@ from shard_helpers import feature_shards
 from data_pipeline.png import write_png8
 from data_pipeline.shards import load_manifest
 
-from conftest import run_cli, site_in_last_shard
+from conftest import file_tree, run_cli, site_in_last_shard
 
 TIMEOUT_S = 240  # a command that hangs after its error fails the case instead of the suite
 
@@ -238,18 +238,15 @@ CASES = {
 }
 
 
-def _tree(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_is_one_line_and_changes_nothing(name, world, tmp_path):
     args, culprit = CASES[name](world, tmp_path)
-    before = {key: _tree(world["base"]) for key in ("base",)}
+    before = {key: file_tree(world["base"]) for key in ("base",)}
     result = run_cli(*args, timeout=TIMEOUT_S)
     assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and culprit in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert _tree(world["base"]) == before["base"], "the command changed files it was not asked to write"
+    assert file_tree(world["base"]) == before["base"], "the command changed files it was not asked to write"
     assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name], "a temporary file was left behind"

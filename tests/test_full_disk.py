@@ -8,12 +8,11 @@ import json
 import resource
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from shard_helpers import feature_shards
 
-from conftest import REPO, build_tiny, run_cli
+from conftest import REPO, build_tiny, file_tree, run_cli
 
 TOO_LARGE = "File too large"
 
@@ -25,9 +24,6 @@ def _limited(limit: int, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=600,
                           preexec_fn=limit_files)
 
-
-def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _one_line(result: subprocess.CompletedProcess, culprit: str) -> None:
@@ -44,11 +40,11 @@ def features(tmp_path_factory):
 def test_build_over_a_good_build(synth_root, tmp_path):
     out = tmp_path / "shards"
     build_tiny(synth_root, out)
-    before = _files(out)
+    before = file_tree(out)
     result = _limited(20_000, "data_pipeline", "build", "--root", str(synth_root), "--out", str(out), "--size", "64",
                       "--shard-size", "8", "--seed", "7")
     _one_line(result, str(out))
-    assert _files(out) == before
+    assert file_tree(out) == before
 
 
 def test_export_and_import_cell_h5(shard_dir, tmp_path):
@@ -68,9 +64,9 @@ def test_train_resuming_into_a_new_epoch_and_extract_features(api, features, tmp
     run = tmp_path / "run"
     args = ("train", "--model", "vgg16_head", "--manifest", str(features), "--out", str(run), "--batch-size", "8")
     assert run_cli(api, *args, "--epochs", "1").returncode == 0
-    before = _files(run)
+    before = file_tree(run)
     _one_line(_limited(1_000_000, api, *args, "--epochs", "2"), str(run))
-    after = _files(run)
+    after = file_tree(run)
     assert {name: after.get(name) for name in before} == before  # every file of epoch 1 as it was
     assert json.loads((run / "history.json").read_text())["loss"] == json.loads(before["history.json"])["loss"]
 

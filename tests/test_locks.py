@@ -19,7 +19,7 @@ from shard_helpers import feature_shards
 from plumbing import locks
 from plumbing.errors import UserError
 
-from conftest import REPO, run_cli
+from conftest import REPO, file_tree, run_cli
 
 HOLDER = textwrap.dedent("""
     import sys
@@ -94,9 +94,6 @@ def features(tmp_path_factory):
     return feature_shards(tmp_path_factory.mktemp("lock-features"), n_train=16, n_val=8)
 
 
-def _tree(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
 
 @pytest.mark.parametrize("api", ["graph_api", "keras_api"])
 @pytest.mark.parametrize("held_by", ["writer", "reader"])
@@ -107,14 +104,14 @@ def test_train_into_a_run_another_process_uses_is_one_line(api, held_by, feature
     run.mkdir()
     (run / "history.json").write_text("{}")
     h = holder(run, shared=held_by == "reader")
-    before = _tree(run)
+    before = file_tree(run)
     result = run_cli(api, "train", "--model", "vgg16_head", "--manifest", str(features),
                      "--out", str(run), "--epochs", "1", "--batch-size", "8")
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {run}: in use by "), result.stderr[-2000:]
     assert (f"pid {h.proc.pid}" in lines[0]) == (held_by == "writer")
-    assert _tree(run) == before
+    assert file_tree(run) == before
 
 
 def test_build_into_a_folder_being_built_is_one_line(synth_root, tmp_path, holder):
