@@ -2,10 +2,33 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from plumbing.errors import UserError
+
+# Test hook: SIGKILL the training process (no clean-up, as the OOM killer or a power cut would)
+# right after its Nth train step, counted from 1 in this process, so a test interrupts a run
+# mid-epoch at a step it chose rather than at a moment it guessed.
+KILL_AT_STEP_ENV = "API_RUNS_TEST_KILL_AT_STEP"
+
+
+def step_done_hook():
+    """A callable to call after every train step of this process: kills it at the step
+    KILL_AT_STEP_ENV names; None when the variable is unset (the normal case)."""
+    kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "0") or 0)
+    if kill_at < 1:
+        return None
+    done = 0
+
+    def step_done() -> None:
+        nonlocal done
+        done += 1
+        if done == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return step_done
 
 
 @dataclass

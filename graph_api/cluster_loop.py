@@ -219,6 +219,8 @@ class ClusterLoop:
                 accs.append(acc)
                 bar(int(new_step) - step)
                 step = int(new_step)
+                if t.step_done:
+                    t.step_done()
         rate = (step - first) * t.options.batch_size / (time.perf_counter() - start)
         return step, float(np.mean(losses)), float(np.mean(accs)), rate
 

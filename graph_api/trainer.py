@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from api_runs import run_files
 from api_runs.devices import Cluster, is_chief, split_batch
-from api_runs.train_options import TrainOptions
+from api_runs.train_options import TrainOptions, step_done_hook
 from data_pipeline.dataset import epoch_seed, read_batches, stored_order
 from graph_api import early_stopping
 from graph_api.cluster_loop import (
@@ -50,6 +50,7 @@ class SessionTrainer:
                  cluster: Cluster | None = None):
         self.options, self.out, self.cluster = options, Path(out_dir), cluster
         self.is_chief = is_chief(cluster)
+        self.step_done = step_done_hook()
         if len(config.devices) > 1:
             split_batch(options.batch_size, len(config.devices), "devices")
         if cluster is not None:
@@ -152,6 +153,7 @@ class SessionTrainer:
             self.session.run(g.train_init, seed_feed)
         losses, accs = [], []
         start = time.perf_counter()
+        step_done = self.step_done
         with Progress(self.steps, f"epoch {epoch + 1}/{self.options.epochs}") as bar:
             for step in range(self.steps):
                 feed = dict(zip((g.images, g.labels), next(batches))) if feed_mode else {}
@@ -164,6 +166,8 @@ class SessionTrainer:
                 accs.append(out[2])
                 if len(out) == 4:
                     writer.add_summary(out[3], epoch * self.steps + step)
+                if step_done:
+                    step_done()
                 bar(1)
         rate = self.steps * self.options.batch_size / (time.perf_counter() - start)
         return float(np.mean(losses)), float(np.mean(accs)), rate

@@ -1,7 +1,9 @@
 """Keras callbacks that the stock ones lack: atomic checkpoints, an early stopping that
-survives a resume, and the run files (history JSON/CSV/PNG) shared with graph_api."""
+survives a resume, the random generators' states beside the backup, and the run files
+(history JSON/CSV/PNG) shared with graph_api."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -10,10 +12,59 @@ import zipfile
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from api_runs import run_files
 from keras_api.weights import save_model_atomic
 from plumbing.atomic import atomic_write_bytes
+
+RANDOM_STATE = "random_state.json"  # in the backup folder: epoch -> the generators' states
+
+
+def random_variables(model: keras.Model) -> list:
+    """The model's variables that are not weights: its random generators' states (one per
+    dropout layer), which Keras's weight files and so its backups leave out."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+class RandomStateBackup(keras.callbacks.Callback):
+    """Records, at the end of each epoch and after BackupAndRestore has backed it up, the states
+    of the model's random generators, so that a resumed run draws the dropout masks the
+    uninterrupted run draws (`restore_random_state`). List it after BackupAndRestore."""
+
+    def __init__(self, backup_dir: Path) -> None:
+        super().__init__()
+        self.path = Path(backup_dir) / RANDOM_STATE
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        states = _read_states(self.path) or {}
+        states[str(epoch + 1)] = [np.asarray(v).tolist() for v in random_variables(self.model)]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.path, json.dumps(states).encode())
+
+
+def _read_states(path: Path) -> dict | None:
+    try:
+        states = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return states if isinstance(states, dict) else None
+
+
+def restore_random_state(model: keras.Model, backup_dir: Path, epoch: int) -> str | None:
+    """Sets the model's random generators to their state after `epoch` as RandomStateBackup
+    recorded it; returns what is wrong (for a warning) when that state is missing or does not
+    fit the model, None when restored."""
+    path = Path(backup_dir) / RANDOM_STATE
+    saved = (_read_states(path) or {}).get(str(epoch))
+    variables = random_variables(model)
+    if saved is None or len(saved) != len(variables):
+        return f"{path}: no random state for epoch {epoch}; the resumed run's dropout masks differ from an " \
+               "uninterrupted run's"
+    for variable, value in zip(variables, saved):
+        variable.assign(np.asarray(value, dtype=variable.dtype))
+    return None
 
 
 def _finite(logs: dict | None) -> bool:

@@ -12,15 +12,17 @@ import tensorflow as tf
 
 from api_runs import run_files
 from api_runs.devices import Cluster, is_chief, split_batch
-from api_runs.train_options import TrainOptions
+from api_runs.train_options import TrainOptions, step_done_hook
 from data_pipeline import make_dataset
 from data_pipeline.constants import NUM_CLASSES
 from keras_api import distribute
 from keras_api.callbacks import (
     AtomicModelCheckpoint,
+    RandomStateBackup,
     ResumableEarlyStopping,
     RunFiles,
     keep_csv_rows,
+    restore_random_state,
 )
 from keras_api.model import build_model
 from keras_api.optimizers import make_optimizer
@@ -90,10 +92,12 @@ class KerasTrainer:
             shutil.rmtree(self.backup)
         keras.utils.set_random_seed(config.seed)
         with distribute.scope(self.strategy):
+            # XLA off under a strategy: it compiles one replica's step on one device and cannot
+            # reach the variables the other replicas keep (the run fails, measured on CPU devices)
             self.model = compile_model(build_model(
                 config.model, config.image_shape, config.num_classes, precision=config.precision,
                 weights=str(weights) if weights else "none", preprocessing=config.preprocessing,
-                dropout=config.dropout), config)
+                dropout=config.dropout), replace(config, jit_compile=config.jit_compile and self.strategy is None))
             if options.init_weights:  # a resumed run's backup replaces them when fit starts
                 load_weights_file(self.model, options.init_weights)
         placement = distribute.placement_record(self.strategy, self.model, config.jit_compile, cluster)
@@ -144,6 +148,9 @@ class KerasTrainer:
         history = (run_files.load_history(self.out, first) if first else None) or run_files.new_history()
         if first:
             print(f"resuming from {self.backup} after epoch {first}")
+            problem = restore_random_state(self.model, self.backup, first)
+            if problem:
+                print(f"warning: {problem}", file=sys.stderr)
             if self.is_chief:
                 keep_csv_rows(self.out / "epochs.csv", first)
         stopping = ResumableEarlyStopping(
@@ -153,12 +160,16 @@ class KerasTrainer:
         callbacks = [keras.callbacks.TerminateOnNaN(raise_error=True),
                      keras.callbacks.BackupAndRestore(str(self.backup), double_checkpoint=True,
                                                       delete_checkpoint=False),
+                     RandomStateBackup(self.backup),  # after the backup: a failed backup changes nothing
                      stopping,
                      AtomicModelCheckpoint(self.out / "best.keras", stopping),
                      keras.callbacks.CSVLogger(str(self.out / "epochs.csv"), append=True),
                      RunFiles(self.out, history, opts.batch_size, f"{self.config.model} (keras_api)", stopping)]
         if opts.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(str(self.out / "tensorboard"), profile_batch=0))
+        step_done = step_done_hook()
+        if step_done:
+            callbacks.append(keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: step_done()))
         callbacks = distribute.chief_callbacks(callbacks, self.is_chief)
         train, val = self._datasets(first)
         distribute.build_before_fit(self.model, self.strategy, train)

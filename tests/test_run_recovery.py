@@ -4,21 +4,43 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 
+import h5py
+import numpy as np
 import pytest
 from shard_helpers import feature_shards
 
-from conftest import run_cli
+from api_runs.train_options import KILL_AT_STEP_ENV
 
+from conftest import assert_user_error, run_cli
+
+pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
 @pytest.fixture(scope="module")
 def features(tmp_path_factory):
     return feature_shards(tmp_path_factory.mktemp("recovery-features"), n_train=48, n_val=16)
 
 
-def _train(api, features, out, epochs, *extra):
+def _train(api, features, out, epochs, *extra, env=None):
     return run_cli(api, "train", "--model", "vgg16_head", "--manifest", str(features), "--out", str(out),
-                   "--epochs", str(epochs), "--batch-size", "16", "--steps-per-epoch", "2", *extra)
+                   "--epochs", str(epochs), "--batch-size", "16", "--steps-per-epoch", "2", *extra, env=env)
+
+
+def _final_weights(api, run) -> dict[str, np.ndarray]:
+    """The trained weights a run saved at its end, by name."""
+    if api == "graph_api":
+        import tensorflow as tf  # a checkpoint reader; the other tests here need none
+        reader = tf.train.load_checkpoint(str(run / "final"))
+        return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    weights = {}
+
+    def keep(name: str, item) -> None:  # a value returned would stop the walk
+        if isinstance(item, h5py.Dataset):
+            weights[name] = item[()]
+    with h5py.File(run / "final.weights.h5", "r") as handle:
+        handle.visititems(keep)
+    return weights
 
 
 def _epochs_in_history(out):
@@ -70,12 +92,9 @@ def test_graph_run_without_readable_checkpoint_is_not_restarted_over(features, t
     history_before = (run / "history.json").read_bytes()
     for data in (run / "checkpoints").glob("ckpt-*.data-*"):
         _truncate(data)
-    result = _train("graph_api", features, run, 2)
-    assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     # named by the damaged file itself, in one line with no warning before it
-    assert len(errors) == 1 and "ckpt-1: unreadable checkpoint" in errors[0] and "--no-resume" in errors[0]
-    assert not [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    line = assert_user_error(_train("graph_api", features, run, 2), "ckpt-1: unreadable checkpoint")
+    assert "--no-resume" in line
     assert (run / "history.json").read_bytes() == history_before
 
 
@@ -109,10 +128,7 @@ def test_keras_damaged_backup_without_a_previous_one_is_one_line(features, tmp_p
     assert _train("keras_api", features, run, 1).returncode == 0
     _truncate(run / "backup" / "latest.weights.h5")
     (run / "backup" / "latest.weights.h5.bkp").unlink(missing_ok=True)
-    result = _train("keras_api", features, run, 2)
-    assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "unreadable backup" in errors[0] and "Traceback" not in result.stderr
+    assert_user_error(_train("keras_api", features, run, 2), "unreadable backup")
 
 
 def test_keras_resume_with_a_damaged_best_checkpoint_says_so_and_trains_on(features, tmp_path):
@@ -125,3 +141,20 @@ def test_keras_resume_with_a_damaged_best_checkpoint_says_so_and_trains_on(featu
     assert len(warnings) == 1 and "best.keras" in warnings[0]
     assert _epochs_in_history(run) == 2
     assert json.loads((run / "history.json").read_text())["early_stopping"]["best_epoch"] == 1
+
+
+@pytest.mark.parametrize("api", ["graph_api", "keras_api"])
+def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_weights(api, features, tmp_path):
+    """SIGKILL after step 3 (epoch 2 of 3 half done, 2 steps per epoch), then the same command:
+    the run resumes from the end of epoch 1 and ends with an uninterrupted run's weights."""
+    assert _train(api, features, tmp_path / "full", 3).returncode == 0
+    killed = _train(api, features, tmp_path / "cut", 3, env={KILL_AT_STEP_ENV: "3"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert _epochs_in_history(tmp_path / "cut") == 1
+    resumed = _train(api, features, tmp_path / "cut", 3)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "after epoch 1" in resumed.stdout and _epochs_in_history(tmp_path / "cut") == 3
+    full, cut = _final_weights(api, tmp_path / "full"), _final_weights(api, tmp_path / "cut")
+    assert full.keys() == cut.keys() and len(full) >= 4
+    for name in full:
+        np.testing.assert_array_equal(full[name], cut[name], err_msg=name)
