@@ -12,6 +12,7 @@ from pathlib import Path
 
 from api_runs.devices import Cluster, local_devices, parse_devices, read_cluster
 from api_runs.predict import PredictorBase, run_evaluate, run_predict
+from data_pipeline.shards import load_manifest
 from model_contract.constants import HEAD_DROPOUT
 from plumbing import locks
 from plumbing.errors import (
@@ -113,6 +114,10 @@ def _predict_with(load_predictor: Callable[[str], PredictorBase], run: Callable,
 def extract_command(load_extract: Callable[[], Callable]) -> Callable:
     """The extract-features command around an API's `extract_features` (imported lazily)."""
     def command(args: argparse.Namespace) -> None:
+        # the input and the output place first: a bad one is the only line, before the base is
+        # built and its weights announced
+        load_manifest(args.manifest)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
         manifest = load_extract()(args.manifest, args.out, args.weights, args.batch_size)
         print(f"wrote {len(manifest['shards'])} feature shards {manifest['image_shape']} to {args.out}")
     return command

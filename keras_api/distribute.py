@@ -5,8 +5,9 @@ the local devices of ``--devices`` and `MultiWorkerMirroredStrategy` over the pr
 Under either strategy `fit` splits each global batch over the replicas, sums the per-replica
 losses divided by the global batch size and all-reduces the gradients, so a step at global
 batch B is the one-device step at B (batch normalisation excepted: per-replica statistics,
-``synchronized=False``, as graph_api's towers). Keras turns XLA off under a `tf.distribute`
-strategy whatever ``jit_compile`` asks; the run records what it got. In a multi-process run
+``synchronized=False``, as graph_api's towers). The trainer turns XLA off under a
+`tf.distribute` strategy whatever ``jit_compile`` asks (XLA compiles a replica's step on one
+device, away from the other replicas' variables); the run records what was asked and what ran. In a multi-process run
 only the chief writes files (backups, best and final models, TensorBoard, CSV, history);
 the other workers read the chief's backup when the cluster restarts, so ``--out`` must be the
 same shared directory for every worker."""

@@ -11,6 +11,7 @@ import collections
 import math
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 
@@ -136,16 +137,24 @@ def main_with_errors(parser: argparse.ArgumentParser, argv: Sequence[str] | None
         return 2
     except OSError as err:  # an output that cannot be written: unwritable, below a file, a folder
         if err.filename is None:
-            raise
+            return _defect()
         print(f"error: {err.filename}: {err.strerror or err}", file=sys.stderr)
         return 2
     except Exception as err:  # a UserError raised inside a tf.data pipeline arrives wrapped
         data_error = user_error_behind(err)
         if data_error is None:
-            raise
+            return _defect()
         print(f"error: {data_error.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted: {interrupted}", file=sys.stderr)
         return 130
     return 0
+
+
+def _defect() -> int:
+    """A failure that is not bad input (a defect): its traceback, and exit status 1, which
+    `exit_process` turns into an immediate end of a TensorFlow process (its threads, e.g. a
+    distribution strategy's, could otherwise keep it from exiting)."""
+    traceback.print_exc()
+    return 1
