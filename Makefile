@@ -8,7 +8,11 @@ DEMO   := data/demo
 export PYTHONUNBUFFERED ?= 1
 VGG16_WEIGHTS ?= hed
 
-.PHONY: demo test lint install clean
+# Test processes: two share a 2-core machine well (each test's subprocesses mostly import and
+# trace, one core each); more only with more cores.
+TEST_WORKERS ?= 2
+
+.PHONY: demo test test-fast lint install clean
 
 install: $(STAMP)
 
@@ -19,9 +23,13 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Lint first (seconds), then every test.
+# Lint first (seconds), then every test (CI runs this).
 test: lint
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# What a developer runs while working: every test but the end-to-end ones (marked `slow`).
+test-fast: lint
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

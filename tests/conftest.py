@@ -21,6 +21,20 @@ TINY = SynthConfig(num_classes=4, train_experiments=2, test_experiments=1, plate
                    wells_per_plate=12, image_size=64, seed=3)
 
 
+# Module fixtures that take tens of seconds (a benchmark run, the parity runs, trained runs to
+# damage): under `pytest -n` (`--dist loadgroup`) every test that uses one runs in the worker
+# that built it, so it is built once; the other tests spread over the workers one by one.
+SHARED_RUN_FIXTURES = ("tiny_run", "parity_run", "world", "runs")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in SHARED_RUN_FIXTURES:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}.{name}"))
+
+
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("rxrx1")
@@ -54,6 +68,21 @@ def site_in_last_shard(root: Path, shard_size: int = 8, channel: int = 5) -> Pat
 def file_tree(folder: Path) -> dict[str, bytes]:
     """Every file below `folder` (relative path -> bytes): what "changes nothing" compares."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_user_error(result: subprocess.CompletedProcess, culprit: str, *, line: str | None = None,
+                      unchanged: dict[Path, dict[str, bytes]] | None = None) -> str:
+    """The error contract of every command: exit 2, stderr exactly one line `error: ...` that names
+    `culprit` (or equals `line`), no traceback, and each folder in `unchanged` (folder ->
+    `file_tree` taken before the command) byte-identical. Returns the line."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
+    assert culprit in lines[0], (culprit, lines[0])
+    assert line is None or lines[0] == line, (line, lines[0])
+    for folder, before in (unchanged or {}).items():
+        assert file_tree(folder) == before, f"the command changed files in {folder}"
+    return lines[0]
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
