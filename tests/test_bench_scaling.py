@@ -13,7 +13,7 @@ from benchmarks.present.scaling import scaling_markdown
 from benchmarks.presets import preset
 from plumbing.errors import UserError
 
-from conftest import run_cli
+from conftest import assert_user_error, run_cli
 
 
 def _entry(mode: str, batch: int, medians: list[float], devices: int = 1, workers: int = 1) -> tuple[str, ConfigSummary]:
@@ -67,6 +67,7 @@ def test_replica_configurations_validate_and_say_what_cannot_run():
     assert all(c.applicable() is None for c in preset("scaling")[0])
 
 
+@pytest.mark.slow
 def test_scaling_preset_runs_on_logical_devices_and_localhost_workers_in_both_apis(tmp_path):
     """The scaling preset, tiny: one device, two logical CPU devices and two localhost worker
     processes (graph: plus a ps task), graph and Keras; every step an update on every replica."""
@@ -99,18 +100,19 @@ def test_scaling_preset_runs_on_logical_devices_and_localhost_workers_in_both_ap
     # a filter that leaves nothing is one clear line
     bad = run_cli("benchmarks", "run", "--preset", "scaling", "--workers", "3", "--out", str(tmp_path / "none"))
     assert not (tmp_path / "none").exists()
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "error: no configuration left after --modes/--models/--batches/--devices/--workers"]
+    assert_user_error(bad, "no configuration left",
+                      line="error: no configuration left after --modes/--models/--batches/--devices/--workers")
     bad = run_cli("benchmarks", "run", "--preset", "scaling", "--devices", "0", "--out", str(tmp_path / "none"))
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--devices" in bad.stderr
+    assert_user_error(bad, "--devices")
     assert not (tmp_path / "none").exists()
 
 
+@pytest.mark.slow
 def test_a_cluster_whose_worker_fails_is_recorded_and_every_process_stopped():
-    """A worker that cannot run (a GPU configuration on a machine without one) exits with an
-    error; the ps would serve forever. The runner records the chief's error and stops the rest."""
+    """A worker that cannot run (a GPU configuration with every GPU hidden) exits with an error;
+    the ps would serve forever. The runner records the chief's error and stops the rest."""
     from benchmarks.measure.runner import run_bundle, worker_env
     config = BenchConfig(mode="graph", model="mlp", batch=4, workers=2, device="gpu", steps=1, warmup=0)
-    [record] = run_bundle([config], worker_env(), timeout=120)
+    [record] = run_bundle([config], {**worker_env(), "CUDA_VISIBLE_DEVICES": "-1"}, timeout=600)
     assert not record["ok"] and "no GPU visible" in record["error"], record
-    assert record["wall_s"] < 120  # stopped on the failure, not at the timeout
+    assert "timed out" not in record["error"]  # stopped on the failure, not at the timeout

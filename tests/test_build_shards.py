@@ -10,7 +10,7 @@ from data_pipeline.build import KILL_AFTER_ENV, KILL_BEFORE_RENAME_ENV
 from data_pipeline.shards import load_manifest, verify_manifest
 from plumbing.errors import UserError
 
-from conftest import build_tiny, run_cli, site_in_last_shard
+from conftest import assert_user_error, build_tiny, run_cli, site_in_last_shard
 
 
 def test_manifest_lists_every_site_once_with_checksums(shard_dir, synth_root):
@@ -84,8 +84,7 @@ def test_corrupt_png_fails_the_build_naming_the_file(damaged_root, tmp_path):
     out.mkdir()
     (out / "manifest.json").write_text('{"kept": true}')
     result = run_cli(*_build_cmd(root, out))
-    assert result.returncode == 2
-    assert victim.name in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert_user_error(result, victim.name)
     assert (out / "manifest.json").read_text() == '{"kept": true}'
 
 
@@ -107,7 +106,7 @@ def test_tampered_shard_is_caught_by_inspect(shard_dir, tmp_path):
     data[-100] ^= 0xFF
     victim.write_bytes(bytes(data))
     result = run_cli("data_pipeline", "inspect", str(copy / "manifest.json"))
-    assert result.returncode == 2 and victim.name in result.stderr and "SHA-256" in result.stderr
+    assert "SHA-256" in assert_user_error(result, victim.name)
 
 
 def test_count_mismatch_and_missing_manifest_are_reported(shard_dir, tmp_path):
@@ -119,15 +118,41 @@ def test_count_mismatch_and_missing_manifest_are_reported(shard_dir, tmp_path):
     with pytest.raises(UserError, match="manifest says"):
         verify_manifest(load_manifest(copy / "manifest.json"), check_sha=False)
     result = run_cli("data_pipeline", "inspect", str(tmp_path / "nowhere" / "manifest.json"))
-    assert result.returncode == 2 and "manifest not found" in result.stderr
+    assert_user_error(result, "manifest not found")
 
 
-def test_inspect_prints_counts_per_split(shard_dir):
+def test_inspect_prints_counts_per_split_and_class(shard_dir):
     result = run_cli("data_pipeline", "inspect", str(shard_dir / "manifest.json"), "--json")
     assert result.returncode == 0, result.stderr
     counts = json.loads(result.stdout.strip().splitlines()[-1])
     manifest = load_manifest(shard_dir / "manifest.json")
     assert {k: sum(v.values()) for k, v in counts.items()} == manifest["splits"]
+    names = manifest["class_names"] + ["(unlabelled)"]
+    read: dict[str, dict[str, int]] = {}
+    for record in manifest["shards"]:  # the labels themselves, counted here
+        with h5py.File(shard_dir / record["file"], "r") as handle:
+            for label in handle["labels"][:]:
+                per_class = read.setdefault(record["split"], {})
+                per_class[names[label]] = per_class.get(names[label], 0) + 1
+    assert counts == read and len(read["train"]) > 1
+
+
+def test_inspect_no_sha_skips_the_sha_but_not_fletcher32(shard_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(shard_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["shards"][0]["sha256"] = "0" * 64  # the manifest disagrees with an intact file
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    victim = copy / manifest["shards"][0]["file"]
+    assert_user_error(run_cli("data_pipeline", "inspect", str(copy / "manifest.json")), f"{victim.name}: SHA-256")
+    skipped = run_cli("data_pipeline", "inspect", str(copy / "manifest.json"), "--no-sha")
+    assert skipped.returncode == 0 and "shards verified" in skipped.stdout, skipped.stderr
+    with h5py.File(victim, "r") as handle:  # a byte inside the first image chunk
+        offset = handle["images"].id.get_chunk_info(0).byte_offset + 100
+    data = bytearray(victim.read_bytes())
+    data[offset] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    assert_user_error(run_cli("data_pipeline", "inspect", str(copy / "manifest.json"), "--no-sha"), victim.name)
 
 
 def _snapshot(folder):
@@ -143,7 +168,7 @@ def test_failed_rebuild_leaves_the_previous_build_intact(synth_root, tmp_path):
     assert run_cli(*_build_cmd(synth_root, out)).returncode == 0
     before = _snapshot(out)
     failed = run_cli(*_build_cmd(root, out))  # another root: another plan, one PNG corrupt
-    assert failed.returncode == 2 and victim.name in failed.stderr
+    assert_user_error(failed, victim.name)
     journal = json.loads((out / "manifest.json.partial").read_text())
     assert journal["jobs"], "the failing build wrote no shard before the bad PNG: the test tests nothing"
     after = {name: data for name, data in _snapshot(out).items() if name != "manifest.json.partial"}

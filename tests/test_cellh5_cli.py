@@ -6,7 +6,7 @@ from data_pipeline.cellh5 import export_cell_h5, import_cell_h5
 from data_pipeline.shards import load_manifest, verify_manifest
 from plumbing.errors import UserError
 
-from conftest import run_cli
+from conftest import assert_user_error, run_cli
 
 
 def test_cell_h5_round_trip(shard_dir, tmp_path):
@@ -57,8 +57,7 @@ def test_show_writes_a_png_and_bad_ids_exit_2(synth_root, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = run_cli("data_pipeline", "show", "--root", str(synth_root), "--id-code", "U2OS-01_9_B02",
                   "--out", str(tmp_path / "x.png"))
-    assert bad.returncode == 2 and bad.stderr.strip() == (
-        "error: malformed id_code 'U2OS-01_9_B02': bad plate '9': expected 1-4")
+    assert_user_error(bad, "U2OS-01_9_B02", line="error: malformed id_code 'U2OS-01_9_B02': bad plate '9': expected 1-4")
     assert not (tmp_path / "x.png").exists()
 
 
@@ -68,9 +67,10 @@ def test_synth_cli_and_bad_arguments(tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert "20 sites" not in ok.stdout and "10 sites" in ok.stdout
     bad = run_cli("data_pipeline", "synth", "--out", str(tmp_path / "e"), "--cell-types", "NEURON")
-    assert bad.returncode == 2 and "unknown cell type 'NEURON'" in bad.stderr
+    assert_user_error(bad, "unknown cell type 'NEURON'")
+    assert not (tmp_path / "e").exists()
     unknown = run_cli("data_pipeline", "frobnicate")
-    assert unknown.returncode == 2
+    assert unknown.returncode == 2 and "frobnicate" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
 def test_the_books_own_code_trains_on_our_cell_h5(shard_dir, tmp_path):

@@ -3,50 +3,80 @@ through the real command, asserting what the option changes."""
 from __future__ import annotations
 
 import json
+from collections import Counter
+from pathlib import Path
 
 import h5py
+import pytest
 from shard_helpers import feature_shards
 
+from data_pipeline.constants import NEGATIVE_CONTROL_SIRNA, POSITIVE_CONTROL_SIRNAS
 from data_pipeline.shards import load_manifest
 
 from conftest import run_cli
 
+pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
-def test_build_options_controls_test_split_by_experiment_raw6_and_inspect_no_sha(synth_root, tmp_path):
-    out = tmp_path / "shards"
-    built = run_cli("data_pipeline", "build", "--root", str(synth_root), "--out", str(out), "--size", "32",
-                    "--workers", "1", "--mode", "raw6", "--include-controls", "--include-test",
-                    "--val-experiments", "U2OS-02", "--shard-size", "16")
-    assert built.returncode == 0, built.stderr
-    manifest = load_manifest(out / "manifest.json")
-    assert manifest["image_shape"] == [32, 32, 6] and set(manifest["splits"]) == {"train", "val", "test"}
+def test_build_options_controls_test_split_by_experiment_and_raw6(synth_root, tmp_path):
+    def build(out, *flags):
+        built = run_cli("data_pipeline", "build", "--root", str(synth_root), "--out", str(out), "--size", "32",
+                        "--workers", "1", "--val-experiments", "U2OS-02", "--shard-size", "16", *flags)
+        assert built.returncode == 0, built.stderr
+        return load_manifest(out / "manifest.json")
+
+    plain = build(tmp_path / "plain")
+    controls = build(tmp_path / "controls", "--mode", "raw6", "--include-controls")
+    test = build(tmp_path / "test", "--include-test")
+    assert plain["image_shape"] == [32, 32, 3] and controls["image_shape"] == [32, 32, 6]
+    # --include-controls alone: the control wells' classes and samples join; no test split
+    control_names = {f"sirna_{s}" for s in (NEGATIVE_CONTROL_SIRNA, *POSITIVE_CONTROL_SIRNAS)}
+    assert set(controls["class_names"]) & control_names and not set(plain["class_names"]) & control_names
+    assert set(controls["splits"]) == set(plain["splits"]) == {"train", "val"}
+    assert controls["splits"]["train"] > plain["splits"]["train"]
+    # --include-test alone: a test split, the same classes and training samples
+    assert set(test["splits"]) == {"train", "val", "test"} and test["class_names"] == plain["class_names"]
+    assert test["splits"]["train"] == plain["splits"]["train"]
     val_ids = set()
-    for record in manifest["shards"]:
-        with h5py.File(out / record["file"], "r") as handle:
+    for record in plain["shards"]:
+        with h5py.File(tmp_path / "plain" / record["file"], "r") as handle:
             ids = {i.decode() for i in handle["id_codes"][:]}
         if record["split"] == "val":
             val_ids |= ids
     assert val_ids and all(i.startswith("U2OS-02_") for i in val_ids)
-    treatment_only = run_cli("data_pipeline", "build", "--root", str(synth_root), "--out", str(tmp_path / "t"),
-                             "--size", "32", "--workers", "1", "--val-experiments", "U2OS-02")
-    assert treatment_only.returncode == 0, treatment_only.stderr
-    assert sum(manifest["splits"].values()) > sum(load_manifest(tmp_path / "t" / "manifest.json")["splits"].values())
-    inspected = run_cli("data_pipeline", "inspect", str(out / "manifest.json"), "--no-sha")
-    assert inspected.returncode == 0 and "shards verified" in inspected.stdout
 
 
-def test_graph_train_bn_modes_feed_dict_and_bf16_on_resnet50(shard_dir, tmp_path):
+def _saved_graph(run: Path) -> list:
+    """The nodes of the graph a graph_api run trained (the MetaGraph its checkpoint saved)."""
+    import tensorflow as tf  # the CLI tests above need no TensorFlow in this process
+    meta = sorted((run / "checkpoints").glob("*.meta"))[-1]  # every checkpoint saves the same graph
+    return list(tf.compat.v1.MetaGraphDef.FromString(meta.read_bytes()).graph_def.node)
+
+
+def test_graph_train_bn_modes_feed_dict_bf16_and_nchw_on_resnet50(shard_dir, tmp_path):
+    import tensorflow as tf  # dtypes of the saved graph's attributes
     for bn_mode, extra in (("fused", ["--feed", "feed_dict", "--precision", "mixed_bfloat16"]),
-                           ("debiased", ["--data-format", "NHWC"])):
+                           ("debiased", ["--data-format", "NCHW"])):
         out = tmp_path / bn_mode
         result = run_cli("graph_api", "train", "--model", "resnet50", "--manifest", str(shard_dir / "manifest.json"),
                          "--out", str(out), "--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "1",
                          "--bn-mode", bn_mode, *extra)
         assert result.returncode == 0, result.stderr
-        config = json.loads((out / "run_config.json").read_text())["graph_config"]
-        assert config["bn_mode"] == bn_mode and len(json.loads((out / "history.json").read_text())["loss"]) == 1
-        if extra[0] == "--feed":
-            assert config["feed"] == "feed_dict" and config["precision"] == "mixed_bfloat16"
+        assert len(json.loads((out / "history.json").read_text())["loss"]) == 1
+        nodes = _saved_graph(out)
+        ops = Counter(n.op for n in nodes)
+        convs = [n for n in nodes if n.op == "Conv2D"]
+        assert len(convs) >= 53  # ResNet50's 53 convolutions, forward
+        if bn_mode == "fused":
+            # one fused kernel per batch norm; images fed through a placeholder, not an iterator
+            assert ops["FusedBatchNormV3"] == 2 * 53, ops  # the train and the eval tower
+            assert ops["IteratorGetNext"] == 0 and ops["Placeholder"] >= 2
+            assert all(n.attr["T"].type == tf.bfloat16.as_datatype_enum for n in convs)
+            assert all(n.attr["data_format"].s == b"NHWC" for n in convs)
+        else:
+            # the hand-written batch norm: no fused kernel; fp32 convolutions on channels-first data
+            assert ops["FusedBatchNormV3"] == ops["FusedBatchNorm"] == 0 and ops["IteratorGetNext"] >= 1
+            assert all(n.attr["T"].type == tf.float32.as_datatype_enum for n in convs)
+            assert all(n.attr["data_format"].s == b"NCHW" for n in convs)
 
 
 def test_keras_train_categorical_loss_with_xla_and_no_resume(tmp_path):
@@ -72,3 +102,34 @@ def test_pipeline_benchmark_command_reports_both_rates(tmp_path):
     rates = json.loads((tmp_path / "rates.json").read_text())
     assert rates["build_sites_per_s"]["sites"] == 2 * 2 * (5 - 3) and rates["read_images_per_s"]["median"] > 0
     assert "shard build:" in result.stdout and "tf.data read:" in result.stdout
+
+
+@pytest.mark.parametrize("api", ["graph_api", "keras_api"])
+def test_train_patience_adam_and_mixed_float16_through_the_command(api, tmp_path):
+    """--patience 0 with a --min-delta no epoch can reach stops after the second epoch of 3;
+    --optimizer adam keeps Adam's two slots per weight; --precision mixed_float16 computes the
+    dense layers in float16 under a dynamic loss scale."""
+    (tmp_path / "features").mkdir()
+    features = feature_shards(tmp_path / "features", n_train=32, n_val=16)
+    out = tmp_path / "run"
+    result = run_cli(api, "train", "--model", "vgg16_head", "--manifest", str(features), "--out", str(out),
+                     "--epochs", "3", "--batch-size", "16", "--patience", "0", "--min-delta", "100",
+                     "--optimizer", "adam", "--precision", "mixed_float16", "--no-resume")
+    assert result.returncode == 0, result.stderr[-2000:]
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["loss"]) == 2 and history["early_stopping"]["best_epoch"] == 0
+    if api == "graph_api":
+        import tensorflow as tf  # the checkpoint's variables
+        names = {name for name, _ in tf.train.list_variables(str(out / "checkpoints"))}
+        assert {"optimizer/fc1/kernel/momentum", "optimizer/fc1/kernel/velocity", "loss_scale/scale"} <= names
+        matmuls = [n for n in _saved_graph(out) if n.op == "MatMul"]
+        assert matmuls and all(n.attr["T"].type == tf.float16.as_datatype_enum for n in matmuls)
+    else:
+        import keras  # the saved model and its optimizer
+        model = keras.models.load_model(out / "final.keras")
+        assert type(model.optimizer).__name__ == "Adam"
+        slots = [v.name for v in model.optimizer.variables]
+        assert any(n.endswith("_momentum") for n in slots) and any(n.endswith("_velocity") for n in slots)
+        with h5py.File(out / "backup" / "latest.weights.h5", "r") as handle:  # trained under a loss scale
+            assert "optimizer/inner_optimizer" in handle
+        assert model.get_layer("fc1").compute_dtype == "float16" and model.get_layer("fc1").dtype == "float32"

@@ -120,6 +120,7 @@ def test_truncated_shard_fails_with_its_name(shard_dir, tmp_path):
         make_dataset(copy / "manifest.json", "val", 4, verify=True)
 
 
+@pytest.mark.slow
 def test_batches_are_copied_to_a_named_device(shard_dir, tmp_path):
     """GPU path on a CPU-only machine: two logical CPUs, batches prefetched to the second."""
     script = tmp_path / "device.py"

@@ -3,10 +3,10 @@ import csv
 
 import pytest
 
-from conftest import run_cli
+from conftest import assert_user_error, run_cli
 
+pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
-@pytest.mark.slow
 def test_cli_pipeline_from_pngs_to_predictions(synth_root, tmp_path):
     shards = tmp_path / "shards"
     build = run_cli("data_pipeline", "build", "--root", str(synth_root), "--out", str(shards), "--size", "32",
@@ -26,4 +26,5 @@ def test_cli_pipeline_from_pngs_to_predictions(synth_root, tmp_path):
     assert evaluated.returncode == 0 and "val: 18 samples, accuracy" in evaluated.stdout
     wrong = run_cli("graph_api", "train", "--model", "vgg16_head", "--manifest", manifest, "--out",
                     str(tmp_path / "run2"))
-    assert wrong.returncode == 2 and "feature shards" in wrong.stderr
+    assert_user_error(wrong, "feature shards")
+    assert not (tmp_path / "run2").exists()

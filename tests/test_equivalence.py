@@ -22,6 +22,8 @@ from equivalence_helpers import CLASSES, graph_logits, graph_steps, keras_steps
 from equivalence_helpers import batch as _batch
 from equivalence_helpers import keras_model as _keras_model
 
+pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
+
 v1 = tf.compat.v1
 
 

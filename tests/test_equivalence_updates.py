@@ -10,6 +10,7 @@ proportional to its gradient.
 """
 import keras
 import numpy as np
+import pytest
 
 from keras_api.weights import keras_variables
 
@@ -23,6 +24,8 @@ from equivalence_helpers import (
     keras_steps,
     snapshot,
 )
+
+pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
 SIZE = 32
 
@@ -68,11 +71,11 @@ def test_resnet50_one_step_every_optimizer_is_kerass_rule():
     afters, grads = graph_rule_steps("resnet50", SIZE, model, {k: v[0] for k, v in OPTIMIZERS.items()},
                                      batch(SIZE, n=8))
     assert len(grads) == 214  # every trainable weight: 53 convs and 53 BNs (two each), the dense layer
+    reference, start = keras.models.clone_model(model), model.get_weights()
+    variables = keras_variables(reference)
     for which, (_, make_keras) in OPTIMIZERS.items():
         # Keras's optimizer on the graph's own gradients, from the same weights (`model` still holds them)
-        reference = keras.models.clone_model(model)
-        reference.set_weights(model.get_weights())
-        variables = keras_variables(reference)
+        reference.set_weights(start)
         make_keras(1e-3).apply_gradients([(grads[key], variables[key]) for key in grads])
         want = {key: after_value for key, after_value in snapshot(reference).items() if key in grads}
         assert set(afters[which]) >= set(want), which

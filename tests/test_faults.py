@@ -19,7 +19,9 @@ from shard_helpers import feature_shards
 from data_pipeline.png import write_png8
 from data_pipeline.shards import load_manifest
 
-from conftest import file_tree, run_cli, site_in_last_shard
+from conftest import assert_user_error, file_tree, run_cli, site_in_last_shard
+
+pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
 TIMEOUT_S = 240  # a command that hangs after its error fails the case instead of the suite
 
@@ -242,11 +244,21 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_is_one_line_and_changes_nothing(name, world, tmp_path):
     args, culprit = CASES[name](world, tmp_path)
-    before = {key: file_tree(world["base"]) for key in ("base",)}
-    result = run_cli(*args, timeout=TIMEOUT_S)
-    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and culprit in errors[0], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert file_tree(world["base"]) == before["base"], "the command changed files it was not asked to write"
+    # every folder the cases read from: the session's shards and synthetic root too
+    before = {world[key]: file_tree(world[key]) for key in ("base", "shards", "root")}
+    assert_user_error(run_cli(*args, timeout=TIMEOUT_S), culprit, unchanged=before)
     assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name], "a temporary file was left behind"
+
+
+def test_a_defect_ends_with_its_traceback_and_exit_status_1(capsys):
+    """Not bad input but a failure nobody foresaw: its traceback (to be reported), exit status 1,
+    returned for `exit_process` to end the process at once rather than raised into a hang."""
+    from plumbing.errors import ArgumentParser, main_with_errors
+
+    def broken(_args):
+        raise RuntimeError("an unforeseen failure")
+    parser = ArgumentParser(prog="demo")
+    parser.add_argument("value")
+    assert main_with_errors(parser, ["x"], broken) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().endswith("RuntimeError: an unforeseen failure")

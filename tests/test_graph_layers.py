@@ -39,6 +39,7 @@ def test_parameter_counts_and_frozen_base(name, size, total, trainable):
                     "predictions/kernel"} <= names
 
 
+@pytest.mark.slow
 def test_two_towers_share_one_set_of_variables():
     g = build_train_graph(GraphConfig(model="resnet50", image_shape=(32, 32, 3), num_classes=5, feed="feed_dict"))
     with g.graph.as_default():

@@ -89,6 +89,7 @@ def test_keras2_head_is_keras3s_head():
         assert _gap(got, want, was) <= 1e-4, weight.path
 
 
+@pytest.mark.slow
 def test_keras2_resnet50_is_keras3s_but_for_bessels_correction():
     """Inference logits agree to 1e-5. In training, Keras 2's fused batch norm averages the
     Bessel-corrected batch variance (n / (n - 1)) into its moving variance, Keras 3 the biased
@@ -131,6 +132,7 @@ def test_keras2_resnet50_is_keras3s_but_for_bessels_correction():
     assert 0 < np.median(nudge_gap) and np.median(weights_gap) <= 3 * np.median(nudge_gap)
 
 
+@pytest.mark.slow
 def test_keras2_in_tf1_graph_mode_takes_the_graphs_step(tmp_path):
     from test_small_models import _data, _graph_step
     x, y = _data("mlp")

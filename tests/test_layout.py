@@ -12,7 +12,7 @@ import pytest
 
 from plumbing.atomic import atomic_path, atomic_write_bytes
 
-from conftest import REPO, run_cli
+from conftest import REPO, assert_user_error, run_cli
 
 PACKAGES = ("plumbing", "data_pipeline", "model_contract", "api_runs", "graph_api", "keras_api", "benchmarks")
 # Who may import whom (besides itself and third-party code).
@@ -179,6 +179,7 @@ def test_atomic_path_keeps_the_old_file_on_failure(tmp_path):
     assert target.read_bytes() == b"new" and len(list(tmp_path.iterdir())) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.path.exists("/dev/nvidiactl"), reason="a machine with an NVIDIA driver")
 def test_cpu_run_logs_no_error_lines(shard_dir, tmp_path):
     """A command that runs TensorFlow ops on a machine without an NVIDIA driver prints no
@@ -193,8 +194,8 @@ def test_cpu_run_logs_no_error_lines(shard_dir, tmp_path):
     assert not noisy, noisy
     assert (tmp_path / "features" / "manifest.json").is_file()
     bad = run_cli("keras_api", "predict", "--run", str(tmp_path), env={"TF_CPP_MIN_LOG_LEVEL": None})
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 'run_config.json'}: not a training run (no run_config.json)"]
+    assert_user_error(bad, "run_config.json",
+                      line=f"error: {tmp_path / 'run_config.json'}: not a training run (no run_config.json)")
 
 
 def test_code_and_docs_speak_of_the_software_only():
@@ -226,6 +227,7 @@ def test_benchmarks_build_through_the_apis_exported_surface():
             assert getattr(graph_api if name in graph_api.__all__ else keras_api, name) is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("package", ["plumbing", "data_pipeline", "api_runs", "graph_api", "keras_api", "benchmarks"])
 def test_python_m_package_without_a_command_lists_its_commands(package):
     if package in ("plumbing", "api_runs"):  # no command line of their own

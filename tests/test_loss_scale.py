@@ -14,6 +14,8 @@ import tensorflow as tf
 from conftest import REPO
 
 # Per step, the gradient of the loss w * x is x: 1e38 x 2**15 overflows float32, 1 does not.
+pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
+
 INPUTS = (1.0, 1e38, 1.0, 1.0, 1.0, 2.0)
 GROWTH_STEPS = 2
 LEARNING_RATE = 0.1

@@ -4,11 +4,12 @@ import json
 
 import numpy as np
 import pytest
+import scipy.stats
 from shard_helpers import feature_shards
 
 from benchmarks.analyse.stats import tost
 
-from conftest import run_cli
+from conftest import assert_user_error, run_cli
 
 
 @pytest.mark.parametrize("sd_a, sd_b", [(1.0, 1.0), (0.5, 2.0)])
@@ -32,7 +33,9 @@ def test_tost_interval_is_the_90_percent_welch_interval_and_handles_no_spread():
     a, b = [0.50, 0.52, 0.49, 0.51, 0.50], [0.53, 0.55, 0.50, 0.54, 0.52]
     result = tost(a, b, margin=0.05)
     assert result["difference"] == pytest.approx(np.mean(b) - np.mean(a))
-    assert result["lo"] < result["difference"] < result["hi"]
+    # TOST at alpha 0.05 is the 90% Welch interval of mean(b) - mean(a), computed here by scipy
+    welch = scipy.stats.ttest_ind(b, a, equal_var=False).confidence_interval(0.90)
+    assert (result["lo"], result["hi"]) == pytest.approx((welch.low, welch.high), rel=1e-9)
     # inside the margin <=> equivalent
     assert result["equivalent"] == (-0.05 < result["lo"] and result["hi"] < 0.05)
     same = tost([0.5, 0.5], [0.5, 0.5], margin=0.01)
@@ -52,6 +55,7 @@ def parity_run(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_parity_same_start_curves_are_identical_and_seeds_are_tested(parity_run):
     out, result = parity_run
     record = json.loads((out / "parity.json").read_text())
@@ -80,6 +84,7 @@ def test_parity_same_start_curves_are_identical_and_seeds_are_tested(parity_run)
     assert "same start: val_loss gap" in result.stdout
 
 
+@pytest.mark.slow
 def test_parity_and_train_flags_refuse_bad_input(tmp_path):
     manifest = feature_shards(tmp_path, n_train=16, n_val=8)
     cases = [(("benchmarks", "parity", "--manifest", str(manifest), "--seeds", "1", "--out", str(tmp_path / "o")),
@@ -93,7 +98,5 @@ def test_parity_and_train_flags_refuse_bad_input(tmp_path):
              (("graph_api", "train", "--model", "vgg16_head", "--manifest", str(manifest), "--out", str(tmp_path / "g"),
                "--batch-size", "8", "--init-weights", str(tmp_path / "missing.weights.h5")), f"error: {tmp_path / 'missing.weights.h5'}")]
     for args, message in cases:
-        result = run_cli(*args)
-        lines = result.stderr.strip().splitlines()
-        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(message), (args, result.stderr)
+        assert assert_user_error(run_cli(*args), "").startswith(message), args
     assert not (tmp_path / "k").exists() and not (tmp_path / "g").exists()  # refused before anything is written

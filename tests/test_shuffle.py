@@ -71,6 +71,7 @@ def _uniform_quantiles(steps: int, trials: int = 200) -> np.ndarray:
     return np.quantile(np.array(values), [0.001, 0.999], axis=0)
 
 
+@pytest.mark.slow
 def test_batch_compositions_are_those_of_a_uniform_shuffle(sorted_shards):
     steps = PLATES * WELLS * SITES // BATCH
     ds = make_dataset(sorted_shards, "train", BATCH, seed=0, scale=None, drop_remainder=True,

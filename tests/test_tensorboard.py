@@ -12,6 +12,7 @@ from shard_helpers import feature_shards
 
 from conftest import run_cli
 
+pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
 def _scalars(folder) -> dict[str, dict[int, float]]:
     """tag -> {step: value} over every event file in `folder` (v1 simple values or v2 tensors)."""

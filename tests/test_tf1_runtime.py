@@ -21,6 +21,8 @@ from graph_api.graph import GraphConfig, build_train_graph, runtime_facts
 
 from conftest import REPO, run_cli
 
+pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
+
 v1 = tf.compat.v1
 
 # Builds one BN layer whose `training` is a tensor (so a cond is built) and reports what it got.
