@@ -70,6 +70,19 @@ def file_tree(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def truncate(path: Path, keep: float = 0.5) -> None:
+    """Damage `path` as a full disk or a killed copy would: only its first `keep` share stays."""
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * keep)])
+
+
+def checkpoint_tensors(prefix: Path) -> dict:
+    """Every variable of a TensorFlow checkpoint (a prefix, or a folder with a `checkpoint`
+    file: its newest) by name."""
+    import tensorflow as tf  # only the tests that read checkpoints need it
+    reader = tf.train.load_checkpoint(str(prefix))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
 def assert_user_error(result: subprocess.CompletedProcess, culprit: str, *, line: str | None = None,
                       unchanged: dict[Path, dict[str, bytes]] | None = None) -> str:
     """The error contract of every command: exit 2, stderr exactly one line `error: ...` that names

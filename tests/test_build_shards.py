@@ -10,7 +10,7 @@ from data_pipeline.build import KILL_AFTER_ENV, KILL_BEFORE_RENAME_ENV
 from data_pipeline.shards import load_manifest, verify_manifest
 from plumbing.errors import UserError
 
-from conftest import assert_user_error, build_tiny, run_cli, site_in_last_shard
+from conftest import assert_user_error, build_tiny, file_tree, run_cli, site_in_last_shard
 
 
 def test_manifest_lists_every_site_once_with_checksums(shard_dir, synth_root):
@@ -155,10 +155,6 @@ def test_inspect_no_sha_skips_the_sha_but_not_fletcher32(shard_dir, tmp_path):
     assert_user_error(run_cli("data_pipeline", "inspect", str(copy / "manifest.json"), "--no-sha"), victim.name)
 
 
-def _snapshot(folder):
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
-
-
 def test_failed_rebuild_leaves_the_previous_build_intact(synth_root, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(synth_root, root)
@@ -166,12 +162,12 @@ def test_failed_rebuild_leaves_the_previous_build_intact(synth_root, tmp_path):
     victim.write_bytes(victim.read_bytes()[:60])
     out = tmp_path / "shards"
     assert run_cli(*_build_cmd(synth_root, out)).returncode == 0
-    before = _snapshot(out)
+    before = file_tree(out)
     failed = run_cli(*_build_cmd(root, out))  # another root: another plan, one PNG corrupt
     assert_user_error(failed, victim.name)
     journal = json.loads((out / "manifest.json.partial").read_text())
     assert journal["jobs"], "the failing build wrote no shard before the bad PNG: the test tests nothing"
-    after = {name: data for name, data in _snapshot(out).items() if name != "manifest.json.partial"}
+    after = {name: data for name, data in file_tree(out).items() if name != "manifest.json.partial"}
     assert after.keys() >= before.keys()
     assert all(after[name] == data for name, data in before.items())
     inspected = run_cli("data_pipeline", "inspect", str(out / "manifest.json"))

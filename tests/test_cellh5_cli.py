@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from data_pipeline.cellh5 import export_cell_h5, import_cell_h5
-from data_pipeline.shards import load_manifest, verify_manifest
+from data_pipeline.shards import load_manifest, read_split, verify_manifest
 from plumbing.errors import UserError
 
 from conftest import assert_user_error, run_cli
@@ -13,18 +13,27 @@ def test_cell_h5_round_trip(shard_dir, tmp_path):
     counts = export_cell_h5(shard_dir / "manifest.json", tmp_path / "cell.h5")
     manifest = load_manifest(shard_dir / "manifest.json")
     assert counts == {"train": manifest["splits"]["train"], "val": manifest["splits"]["val"]}
+    source = {split: read_split(manifest, split) for split in ("train", "val")}
     with h5py.File(tmp_path / "cell.h5", "r") as handle:
         assert handle["x_train"].dtype == np.uint8
         y_train = handle["y_train"][:]  # one-hot rows in class order, as pd.get_dummies gives
         assert y_train.dtype == np.uint8 and y_train.shape == (counts["train"], len(manifest["class_names"]))
         assert (y_train.sum(axis=1) == 1).all()
-        x_val = handle["x_val"][:]
-    imported = import_cell_h5(tmp_path / "cell.h5", tmp_path / "shards", shard_size=500)
-    verify_manifest(load_manifest(tmp_path / "shards" / "manifest.json"))
+        exported = {split: (handle[f"x_{split}"][:], handle[f"y_{split}"][:]) for split in ("train", "val")}
+    for split, (x, y) in exported.items():  # the shards' images and labels, in the manifest's order
+        np.testing.assert_array_equal(x, source[split]["images"])
+        np.testing.assert_array_equal(y.argmax(1), source[split]["labels"])
+    # back through the command: the same images and labels in shards that verify
+    result = run_cli("data_pipeline", "import-cell-h5", str(tmp_path / "cell.h5"), "--out", str(tmp_path / "shards"),
+                     "--shard-size", "500")
+    assert result.returncode == 0, result.stderr
+    imported = load_manifest(tmp_path / "shards" / "manifest.json")
+    verify_manifest(imported)
     assert imported["splits"] == counts and imported["class_names"] == manifest["class_names"]
-    val_shard = next(r["file"] for r in imported["shards"] if r["split"] == "val")
-    with h5py.File(tmp_path / "shards" / val_shard, "r") as handle:
-        np.testing.assert_array_equal(handle["images"][:], x_val)
+    for split in ("train", "val"):
+        back = read_split(imported, split)
+        np.testing.assert_array_equal(back["images"], source[split]["images"])
+        np.testing.assert_array_equal(back["labels"], source[split]["labels"])
 
 
 def test_textbook_int8_images_are_restored_losslessly(tmp_path):
@@ -98,3 +107,39 @@ def test_the_books_own_code_trains_on_our_cell_h5(shard_dir, tmp_path):
                         validation_data=(X_val / 255.0, Y_val), verbose=0)
     assert np.isfinite(history.history["loss"][0]) and "val_accuracy" in history.history
     assert Y_train.shape == (len(X_train), len(classes))
+    # what the book's loader read is our data: our class names, our labels as its one-hot rows
+    manifest = load_manifest(shard_dir / "manifest.json")
+    assert [c.decode() for c in classes] == manifest["class_names"]
+    np.testing.assert_array_equal(Y_val.argmax(1), read_split(manifest, "val")["labels"])
+    np.testing.assert_array_equal(X_val, read_split(manifest, "val")["images"])
+
+
+def test_build_selects_cell_types_and_splits_by_fraction_and_seed(tmp_path):
+    root = tmp_path / "rxrx1"
+    made = run_cli("data_pipeline", "synth", "--out", str(root), "--classes", "2", "--wells", "12",
+                   "--experiments", "1", "--test-experiments", "0", "--size", "32", "--cell-types", "HEPG2,U2OS")
+    assert made.returncode == 0, made.stderr
+
+    def build(name, *flags):
+        built = run_cli("data_pipeline", "build", "--root", str(root), "--out", str(tmp_path / name), "--size", "32",
+                        "--workers", "1", *flags)
+        assert built.returncode == 0, built.stderr
+        manifest = load_manifest(tmp_path / name / "manifest.json")
+        ids = {}
+        for record in manifest["shards"]:
+            with h5py.File(tmp_path / name / record["file"], "r") as handle:
+                for i in handle["id_codes"][:]:
+                    ids[i.decode()] = record["split"]
+        return ids
+
+    both, hepg2 = build("both"), build("hepg2", "--cell-types", "HEPG2")
+    assert {i.split("-")[0] for i in both} == {"HEPG2", "U2OS"} and {i.split("-")[0] for i in hepg2} == {"HEPG2"}
+    # a per-well random split: --val-fraction sets the share of wells, --seed which ones
+    half, other_seed = build("half", "--val-fraction", "0.5"), build("seed1", "--seed", "1")
+    assert _val_share(both) < 0.35 and 0.35 < _val_share(half) < 0.65
+    assert {i for i in both if both[i] == "val"} != {i for i in both if other_seed[i] == "val"}
+    assert abs(_val_share(other_seed) - _val_share(both)) < 0.15
+
+
+def _val_share(splits: dict[str, str]) -> float:
+    return sum(split == "val" for split in splits.values()) / len(splits)

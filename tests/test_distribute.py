@@ -10,14 +10,13 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from shard_helpers import feature_shards
 
 from api_runs.devices import localhost_jobs
 from api_runs.train_options import KILL_AT_STEP_ENV
 
 from cluster_helpers import Cluster
-from conftest import REPO, assert_user_error, run_cli
+from conftest import REPO, assert_user_error, checkpoint_tensors, run_cli
 
 # float32 sums of the same numbers in another order (two half-batch means, then their mean).
 pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
@@ -135,8 +134,7 @@ def _train_args(features, start_weights, epochs: int, steps: int) -> list[str]:
 
 
 def _checkpoint(prefix) -> dict:
-    reader = tf.train.load_checkpoint(str(prefix))
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+    return {name: value for name, value in checkpoint_tensors(prefix).items()
             if name.split("/")[-1] in ("kernel", "bias")}
 
 

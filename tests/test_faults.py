@@ -19,7 +19,7 @@ from shard_helpers import feature_shards
 from data_pipeline.png import write_png8
 from data_pipeline.shards import load_manifest
 
-from conftest import assert_user_error, file_tree, run_cli, site_in_last_shard
+from conftest import assert_user_error, file_tree, run_cli, site_in_last_shard, truncate
 
 pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
@@ -58,10 +58,6 @@ def _first_shard(manifest_path: Path, split: str = "train") -> Path:
     return Path(manifest["_dir"]) / next(r["file"] for r in manifest["shards"] if r["split"] == split)
 
 
-def _truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
-
-
 def _train(api, manifest, out, *extra):
     return (api, "train", "--model", "vgg16_head", "--manifest", str(manifest), "--out", str(out),
             "--epochs", "1", "--batch-size", "8", *extra)
@@ -71,7 +67,7 @@ def truncated_shard_in_train(api):
     def case(world, tmp_path):
         manifest = _copy_shards(world, tmp_path, "features")
         victim = _first_shard(manifest)
-        _truncate(victim)
+        truncate(victim, keep=1 / 3)
         return _train(api, manifest, tmp_path / "run"), victim.name
     return case
 
@@ -98,14 +94,14 @@ def missing_shard_in(api, command):
 def truncated_graph_checkpoint(world, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(world["runs"]["graph_api"], run)
-    _truncate(next((run / "final").glob("ckpt.data-*")))
+    truncate(next((run / "final").glob("ckpt.data-*")), keep=1 / 3)
     return ("graph_api", "evaluate", "--run", str(run), "--manifest", str(world["features"])), "final/ckpt"
 
 
 def truncated_keras_model(world, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(world["runs"]["keras_api"], run)
-    _truncate(run / "final.keras")
+    truncate(run / "final.keras", keep=1 / 3)
     return ("keras_api", "evaluate", "--run", str(run), "--manifest", str(world["features"])), "final.keras"
 
 

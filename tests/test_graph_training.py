@@ -13,7 +13,7 @@ from graph_api.vgg16_transfer import vgg16_base
 from graph_api.weights import check_checkpoint, load_keras_weights
 from plumbing.errors import UserError
 
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, checkpoint_tensors, run_cli
 
 v1 = tf.compat.v1
 
@@ -28,8 +28,7 @@ def _head(seed=0, **kw):
 
 
 def _final_weights(run_dir):
-    reader = tf.train.load_checkpoint(v1.train.latest_checkpoint(str(run_dir / "final")))
-    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(str(run_dir / "final"))}
+    return checkpoint_tensors(run_dir / "final")
 
 
 @pytest.mark.slow

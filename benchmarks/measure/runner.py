@@ -1,5 +1,6 @@
-"""Runs configurations, each in a fresh process, repeats interleaved (A B A B ...), and
-writes the results JSON after every configuration so an interrupted run loses nothing.
+"""Runs configurations in bundles (one mode's configurations, one after another in one fresh
+process per repeat), repeats interleaved (A B A B ...), and writes the results JSON after every
+bundle so an interrupted run loses nothing.
 
 Results schema (``schema`` 1), see docs/benchmarks.md:
   machine, versions, git_commit, environment, preset, repeats, started/finished,

@@ -236,7 +236,8 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     lines = ["# Benchmark report: TF1 static graphs vs Keras", "",
              f"Preset `{results.get('preset')}`, {results.get('repeats')} interleaved "
              f"repeats{_extra_repeats(results)}, "
-             f"each configuration in a fresh process. Machine: {machine.get('cpu_model', machine.get('processor'))}, "
+             "each bundle (one mode's configurations, one after another) in a fresh process per repeat. "
+             f"Machine: {machine.get('cpu_model', machine.get('processor'))}, "
              f"{machine.get('cpu_count')} CPUs, {machine.get('memory_gib')} GiB; commit {results.get('git_commit')}; "
              f"environment {json.dumps(results.get('environment'))}.", "",
              "## Verdict map", "", "Each row: how many times faster the TF1-style program (or the fixed Keras "
