@@ -153,7 +153,6 @@ class SessionTrainer:
             self.session.run(g.train_init, seed_feed)
         losses, accs = [], []
         start = time.perf_counter()
-        step_done = self.step_done
         with Progress(self.steps, f"epoch {epoch + 1}/{self.options.epochs}") as bar:
             for step in range(self.steps):
                 feed = dict(zip((g.images, g.labels), next(batches))) if feed_mode else {}
@@ -166,8 +165,8 @@ class SessionTrainer:
                 accs.append(out[2])
                 if len(out) == 4:
                     writer.add_summary(out[3], epoch * self.steps + step)
-                if step_done:
-                    step_done()
+                if self.step_done:
+                    self.step_done()
                 bar(1)
         rate = self.steps * self.options.batch_size / (time.perf_counter() - start)
         return float(np.mean(losses)), float(np.mean(accs)), rate

@@ -16,7 +16,7 @@ import numpy as np
 
 from api_runs import run_files
 from keras_api.weights import save_model_atomic
-from plumbing.atomic import atomic_write_bytes
+from plumbing.atomic import atomic_write_bytes, write_json
 
 RANDOM_STATE = "random_state.json"  # in the backup folder: epoch -> the generators' states
 
@@ -41,7 +41,7 @@ class RandomStateBackup(keras.callbacks.Callback):
         states = _read_states(self.path) or {}
         states[str(epoch + 1)] = [np.asarray(v).tolist() for v in random_variables(self.model)]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.path, json.dumps(states).encode())
+        write_json(self.path, states)
 
 
 def _read_states(path: Path) -> dict | None:

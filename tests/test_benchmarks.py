@@ -171,9 +171,8 @@ def test_compare_and_its_bad_input(tiny_run, tmp_path):
     assert result.returncode == 0, result.stderr
     rows = {line.split("|")[1].strip(): line.split("|")[4].strip() for line in result.stdout.splitlines()
             if line.startswith("| ") and line.count("|") == 5 and "/" in line.split("|")[1]}
-    graph_rows = [k for k in rows if k.startswith("graph/")]
-    assert graph_rows and all(rows[k] == "2.00" for k in graph_rows)
-    assert all(rows[k] == "1.00" for k in rows if not k.startswith("graph/")), rows
+    assert any(k.startswith("graph/") for k in rows), rows
+    assert all(v == ("2.00" if k.startswith("graph/") else "1.00") for k, v in rows.items()), rows
     (tmp_path / "bad.json").write_text("{not json")
     result = run_cli("benchmarks", "compare", str(tiny_run / "results.json"), str(tmp_path / "bad.json"))
     assert_user_error(result, "bad.json: not a results JSON")
@@ -183,8 +182,7 @@ def test_compare_and_its_bad_input(tiny_run, tmp_path):
 def test_unknown_mode_or_model_is_one_clear_line(tmp_path):
     result = run_cli("benchmarks", "run", "--modes", "session", "--out", str(tmp_path))
     assert_user_error(result, "session", line="error: unknown mode session: expected one of " + ", ".join(MODES))
-    result = run_cli("benchmarks", "run", "--models", "alexnet", "--out", str(tmp_path))
-    assert_user_error(result, "alexnet")
+    assert_user_error(run_cli("benchmarks", "run", "--models", "alexnet", "--out", str(tmp_path)), "alexnet")
     assert not any(tmp_path.iterdir())
 
 
