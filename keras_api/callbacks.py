@@ -78,9 +78,13 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
     trainer's rule picks). List it after `early_stopping`. Epochs whose logs are not finite
     are never saved."""
 
-    def __init__(self, path: str | os.PathLike, early_stopping: keras.callbacks.EarlyStopping) -> None:
+    def __init__(self, path: str | os.PathLike, early_stopping: ResumableEarlyStopping) -> None:
         super().__init__()
         self.path, self.early_stopping = Path(path), early_stopping
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self.early_stopping.best_recovered:  # an unreadable best.keras, its weights found in the backup
+            save_model_atomic(self.model, self.path)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.early_stopping.best_epoch == epoch and _finite(logs):
@@ -91,30 +95,59 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """keras.callbacks.EarlyStopping whose wait/best/best weights continue after a resume.
 
     `state` is the run's saved early-stopping record (run_files format); `best_path` the
-    best-epoch checkpoint, whose weights become `best_weights` again when resuming.
+    best-epoch checkpoint, whose weights become `best_weights` again when resuming;
+    `resumed_epoch` the epochs the weights in the model (the backup's) have done. The score,
+    best epoch and wait always continue from `state`, also when `best_path` is unreadable:
+    then the best weights are the backup's if the best epoch is the one resumed from
+    (`best_recovered`: the checkpoint callback rewrites the file), else lost and said so.
+    List it after BackupAndRestore, which puts the backup's weights in the model.
     """
 
-    def __init__(self, state: dict, best_path: Path, **kwargs) -> None:
+    def __init__(self, state: dict, best_path: Path, resumed_epoch: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.state, self.best_path = state, best_path
+        self.state, self.best_path, self.resumed_epoch = state, best_path, resumed_epoch
+        self.best_recovered = self.best_lost = False
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         super().on_train_begin(logs)
         if self.state.get("best") is None:
             return
-        if self.restore_best_weights and self.best_path.exists():
+        if self.restore_best_weights:
             current = self.model.get_weights()
             try:
+                if not self.best_path.exists():
+                    raise FileNotFoundError("missing")
                 self.model.load_weights(self.best_path)
+                self.best_weights = self.model.get_weights()
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:  # .keras is a zip
-                print(f"warning: {self.best_path}: unreadable ({str(err).splitlines()[0][:160]}); the best "
-                      f"epoch so far is forgotten and early stopping counts afresh", file=sys.stderr)
-                self.model.set_weights(current)
-                return
-            self.best_weights = self.model.get_weights()
+                self._unreadable_best(str(err).splitlines()[0][:160], current)
             self.model.set_weights(current)
         self.best, self.best_epoch = self.state["best"], self.state["best_epoch"]
         self.wait = self.state["wait"]
+
+    def _unreadable_best(self, reason: str, current: list) -> None:
+        epoch = self.state["best_epoch"]
+        self.best_recovered = epoch == self.resumed_epoch - 1
+        self.best_lost = not self.best_recovered
+        if self.best_recovered:
+            self.best_weights = current
+            fate = f"epoch {epoch + 1}, the best so far, is the backup resumed from: rewritten from it"
+        else:
+            fate = (f"the weights of epoch {epoch + 1}, the best so far, are lost; early stopping keeps its "
+                    f"score, and best.keras returns when an epoch beats it")
+        print(f"warning: {self.best_path}: unreadable ({reason}); {fate}", file=sys.stderr)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if not self.best_lost:
+            super().on_epoch_end(epoch, logs)
+            return
+        # Keras reads "no best weights" as "no best yet" and would name this epoch the best
+        # whatever its score: give it this epoch's weights and take them back unless it improved.
+        self.best_weights, best_epoch = self.model.get_weights(), self.best_epoch
+        super().on_epoch_end(epoch, logs)
+        self.best_lost = self.best_epoch == best_epoch
+        if self.best_lost:
+            self.best_weights = None
 
     def record(self) -> dict:
         """The current state in run_files' early-stopping format."""

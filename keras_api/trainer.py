@@ -154,7 +154,7 @@ class KerasTrainer:
             if self.is_chief:
                 keep_csv_rows(self.out / "epochs.csv", first)
         stopping = ResumableEarlyStopping(
-            history["early_stopping"], self.out / "best.keras", monitor=opts.monitor, min_delta=opts.min_delta,
+            history["early_stopping"], self.out / "best.keras", first, monitor=opts.monitor, min_delta=opts.min_delta,
             patience=opts.patience if opts.patience is not None else 10 ** 9,
             restore_best_weights=opts.restore_best)
         callbacks = [keras.callbacks.TerminateOnNaN(raise_error=True),

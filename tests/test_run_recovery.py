@@ -2,9 +2,11 @@
 (named, the previous good one used, history consistent), finished runs left alone."""
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import signal
+import zipfile
 
 import h5py
 import numpy as np
@@ -31,14 +33,8 @@ def _final_weights(api, run) -> dict[str, np.ndarray]:
     """The trained weights a run saved at its end, by name."""
     if api == "graph_api":
         return checkpoint_tensors(run / "final")
-    weights = {}
-
-    def keep(name: str, item) -> None:  # a value returned would stop the walk
-        if isinstance(item, h5py.Dataset):
-            weights[name] = item[()]
     with h5py.File(run / "final.weights.h5", "r") as handle:
-        handle.visititems(keep)
-    return weights
+        return _h5_weights(handle)
 
 
 def _epochs_in_history(out):
@@ -125,16 +121,52 @@ def test_keras_damaged_backup_without_a_previous_one_is_one_line(features, tmp_p
     assert_user_error(_train("keras_api", features, run, 2), "unreadable backup")
 
 
-def test_keras_resume_with_a_damaged_best_checkpoint_says_so_and_trains_on(features, tmp_path):
+def _h5_weights(handle: h5py.File) -> dict[str, np.ndarray]:
+    weights = {}
+
+    def keep(name: str, item) -> None:  # a value returned would stop the walk
+        if isinstance(item, h5py.Dataset):
+            weights[name] = item[()]
+    handle.visititems(keep)
+    return weights
+
+
+def _keras_file_weights(path) -> dict[str, np.ndarray]:
+    """The weights inside a .keras file (a zip holding model.weights.h5), by name."""
+    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as handle:
+        return _h5_weights(handle)
+
+
+def _assert_same_layers(a: dict, b: dict) -> None:
+    """The model's weights equal (the optimizer's state aside)."""
+    a, b = ({k: v for k, v in w.items() if k.startswith("layers/")} for w in (a, b))
+    assert a and a.keys() == b.keys(), (sorted(a), sorted(b))
+    assert [k for k in a if not np.array_equal(a[k], b[k])] == []
+
+
+@pytest.mark.parametrize("done", [1, 2])
+def test_keras_resume_with_a_damaged_best_checkpoint_keeps_the_early_stopping_state(done, features, tmp_path):
+    """--min-delta 100: no epoch after the first improves, so epoch 1 stays the best, as in an
+    uninterrupted run. Resumed after epoch 1, its weights are the backup's and best.keras is
+    rewritten from them; resumed later, they are lost and said so; the score survives both."""
     run = tmp_path / "run"
-    assert _train("keras_api", features, run, 1).returncode == 0
+    assert _train("keras_api", features, run, done, "--min-delta", "100").returncode == 0
+    best = _keras_file_weights(run / "best.keras")
     truncate(run / "best.keras")
-    resumed = _train("keras_api", features, run, 2)
+    damaged = (run / "best.keras").read_bytes()
+    resumed = _train("keras_api", features, run, 3, "--min-delta", "100")
     assert resumed.returncode == 0, resumed.stderr
     warnings = [line for line in resumed.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "best.keras" in warnings[0]
-    assert _epochs_in_history(run) == 2
-    assert json.loads((run / "history.json").read_text())["early_stopping"]["best_epoch"] == 1
+    assert len(warnings) == 1 and "best.keras" in warnings[0], resumed.stderr
+    stopping = json.loads((run / "history.json").read_text())["early_stopping"]
+    assert stopping["best_epoch"] == 0 and stopping["wait"] == 2, stopping
+    if done == 1:
+        assert "rewritten" in warnings[0]
+        _assert_same_layers(_keras_file_weights(run / "best.keras"), best)
+        _assert_same_layers(_final_weights("keras_api", run), best)  # restore-best restored them
+    else:
+        assert "lost" in warnings[0] and (run / "best.keras").read_bytes() == damaged
+        assert not np.array_equal(*[w["layers/dense/vars/0"] for w in (_final_weights("keras_api", run), best)])
 
 
 @pytest.mark.parametrize("api", ["graph_api", "keras_api"])
