@@ -83,6 +83,13 @@ def checkpoint_tensors(prefix: Path) -> dict:
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
 
+def saved_graph_nodes(run: Path) -> list:
+    """The nodes of the graph a graph_api run trained (the MetaGraph its checkpoint saved)."""
+    import tensorflow as tf  # only the tests that read graphs need it
+    meta = sorted((run / "checkpoints").glob("*.meta"))[-1]  # every checkpoint saves the same graph
+    return list(tf.compat.v1.MetaGraphDef.FromString(meta.read_bytes()).graph_def.node)
+
+
 def assert_user_error(result: subprocess.CompletedProcess, culprit: str, *, line: str | None = None,
                       unchanged: dict[Path, dict[str, bytes]] | None = None) -> str:
     """The error contract of every command: exit 2, stderr exactly one line `error: ...` that names

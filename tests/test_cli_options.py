@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import h5py
 import pytest
@@ -13,7 +12,7 @@ from shard_helpers import feature_shards
 from data_pipeline.constants import NEGATIVE_CONTROL_SIRNA, POSITIVE_CONTROL_SIRNAS
 from data_pipeline.shards import load_manifest
 
-from conftest import run_cli
+from conftest import run_cli, saved_graph_nodes
 
 pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
@@ -45,13 +44,6 @@ def test_build_options_controls_test_split_by_experiment_and_raw6(synth_root, tm
     assert val_ids and all(i.startswith("U2OS-02_") for i in val_ids)
 
 
-def _saved_graph(run: Path) -> list:
-    """The nodes of the graph a graph_api run trained (the MetaGraph its checkpoint saved)."""
-    import tensorflow as tf  # the CLI tests above need no TensorFlow in this process
-    meta = sorted((run / "checkpoints").glob("*.meta"))[-1]  # every checkpoint saves the same graph
-    return list(tf.compat.v1.MetaGraphDef.FromString(meta.read_bytes()).graph_def.node)
-
-
 def test_graph_train_bn_modes_feed_dict_bf16_and_nchw_on_resnet50(shard_dir, tmp_path):
     import tensorflow as tf  # dtypes of the saved graph's attributes
     for bn_mode, extra in (("fused", ["--feed", "feed_dict", "--precision", "mixed_bfloat16"]),
@@ -62,7 +54,7 @@ def test_graph_train_bn_modes_feed_dict_bf16_and_nchw_on_resnet50(shard_dir, tmp
                          "--bn-mode", bn_mode, *extra)
         assert result.returncode == 0, result.stderr
         assert len(json.loads((out / "history.json").read_text())["loss"]) == 1
-        nodes = _saved_graph(out)
+        nodes = saved_graph_nodes(out)
         ops = Counter(n.op for n in nodes)
         convs = [n for n in nodes if n.op == "Conv2D"]
         assert len(convs) >= 53  # ResNet50's 53 convolutions, forward
@@ -122,7 +114,7 @@ def test_train_patience_adam_and_mixed_float16_through_the_command(api, tmp_path
         import tensorflow as tf  # the checkpoint's variables
         names = {name for name, _ in tf.train.list_variables(str(out / "checkpoints"))}
         assert {"optimizer/fc1/kernel/momentum", "optimizer/fc1/kernel/velocity", "loss_scale/scale"} <= names
-        matmuls = [n for n in _saved_graph(out) if n.op == "MatMul"]
+        matmuls = [n for n in saved_graph_nodes(out) if n.op == "MatMul"]
         assert matmuls and all(n.attr["T"].type == tf.float16.as_datatype_enum for n in matmuls)
     else:
         import keras  # the saved model and its optimizer

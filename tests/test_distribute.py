@@ -16,7 +16,7 @@ from api_runs.devices import localhost_jobs
 from api_runs.train_options import KILL_AT_STEP_ENV
 
 from cluster_helpers import Cluster
-from conftest import REPO, assert_user_error, checkpoint_tensors, run_cli
+from conftest import REPO, assert_user_error, checkpoint_tensors, run_cli, saved_graph_nodes
 
 # float32 sums of the same numbers in another order (two half-batch means, then their mean).
 pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
@@ -56,6 +56,7 @@ def test_two_devices_step_equals_one_device_step(api):
 
 
 @pytest.mark.parametrize("package,devices,extra", [("graph_api", "2", ["--variable-update", "replicated"]),
+                                                   ("graph_api", "2", ["--variable-update", "parameter_server"]),
                                                    ("keras_api", "/cpu:0,/CPU:1", ["--jit-compile"])])
 def test_devices_flag_trains_on_two_logical_devices(features, tmp_path, package, devices, extra):
     out = tmp_path / "run"
@@ -65,8 +66,16 @@ def test_devices_flag_trains_on_two_logical_devices(features, tmp_path, package,
     placement = json.loads((out / "run_config.json").read_text())["placement"]
     assert placement["device_kind"] == "logical CPU"
     if package == "graph_api":
-        assert placement["towers"] == 2 and placement["variable_update"] == "replicated"
+        assert placement["towers"] == 2 and placement["variable_update"] == extra[1]
         assert [d[-5:] for d in placement["executed_devices"]] == ["CPU:0", "CPU:1"]
+        # replicated: tower 1 holds its own copy of every variable on CPU:1; parameter_server:
+        # one copy, on the host, that both towers read
+        weights = [n for n in saved_graph_nodes(out) if n.op == "VariableV2" and n.name.endswith(("kernel", "bias"))]
+        device = {n.name: n.device.upper().replace("/DEVICE:", "/") for n in weights}
+        copies = {name.removeprefix("replica_1/"): d for name, d in device.items() if name.startswith("replica_1/")}
+        tower_0 = {name: d for name, d in device.items() if not name.startswith("replica_1/")}
+        assert len(tower_0) == 8 and set(tower_0.values()) == {"/CPU:0"}, tower_0
+        assert copies == ({name: "/CPU:1" for name in tower_0} if extra[1] == "replicated" else {})
     else:
         assert placement["strategy"] == "MirroredStrategy" and placement["replicas"] == 2
         # XLA was asked for; Keras turns it off under a strategy, and the record says what ran
@@ -78,6 +87,7 @@ def test_devices_flag_trains_on_two_logical_devices(features, tmp_path, package,
     assert not (tmp_path / "odd").exists()
 
 
+PS_CLUSTER = '{"cluster": {"worker": ["localhost:1"], "ps": ["localhost:2"]}, "task": {"type": "worker", "index": 0}}'
 BAD_PLACEMENT = [  # (api, flags, TF_CONFIG or a --cluster file's text, the error line)
     ("graph_api", ["--devices", "0"], None, "error: --devices: must be at least 1"),
     ("keras_api", ["--devices", "gpu0"], None,
@@ -96,6 +106,9 @@ BAD_PLACEMENT = [  # (api, flags, TF_CONFIG or a --cluster file's text, the erro
     ("keras_api", [], '{"cluster": {"worker": ["localhost:1"], "ps": ["localhost:2"]}, "task": {"type": "worker"}}',
      "error: {source}: keras_api trains a cluster of worker (and chief) tasks with MultiWorkerMirroredStrategy; "
      "'ps' tasks are for graph_api"),
+    ("graph_api", ["--feed", "feed_dict"], PS_CLUSTER,
+     "error: --feed: a cluster run reads its batches with the in-graph iterator (dataset)"),
+    ("graph_api", ["--patience", "2"], PS_CLUSTER, "error: --patience: early stopping is not available in a cluster run"),
     ("keras_api", ["--devices", "2"], '{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker"}}',
      "error: --devices: a worker of a cluster trains on its default device; leave --devices out"),
 ]
