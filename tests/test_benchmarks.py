@@ -212,59 +212,6 @@ def test_precision_rows_show_per_repeat_ratios_and_the_target():
     assert precision_rows(ratios, runs)[0]["met"]
 
 
-def _fake_worker(noisy_batch: int):
-    """Stands in for a worker process: Keras fit steady at 1.0 s; the graph steady at 0.9 s,
-    except at `noisy_batch`, where whole processes swing between 0.6 and 1.5 s."""
-    calls = {"graph": 0}
-
-    def record(config):
-        step = 1.0
-        if config.mode == "graph":
-            calls["graph"] += 1
-            step = (0.6, 1.5, 0.9)[calls["graph"] % 3] if config.batch == noisy_batch else 0.9
-        settings = {k: v for k, v in config.to_dict().items() if k != "mode"}
-        return {"key": config.key(), "config": config.to_dict(), "ok": True, "settings": settings,
-                "step_times_s": [step * f for f in (0.99, 1.0, 1.01)], "warmup_times_s": [step],
-                "first_step_s": 2.0, "peak_rss_mb": 100.0, "wall_s": 20.0}
-
-    def run_bundle(configs, env, timeout):
-        return [record(c) for c in configs]
-    return run_bundle
-
-
-@pytest.mark.parametrize("budget_s, expect_extra", [(3600, True), (30, False), (None, False)])
-def test_extra_repeats_only_for_imprecise_pairs_and_within_the_budget(monkeypatch, tmp_path, budget_s, expect_extra):
-    from benchmarks.measure import runner
-    monkeypatch.setattr(runner, "run_bundle", _fake_worker(noisy_batch=4))
-    configs = [BenchConfig(mode=m, batch=b, image_size=32) for b in (4, 16) for m in ("graph", "keras-fit")]
-    lines = []
-    results = runner.run(configs, 3, tmp_path / "results.json", log=lines.append, budget_s=budget_s, max_repeats=6)
-    extra = [r for r in results["runs"] if r["repeat"] >= 3]
-    if not expect_extra:
-        assert not extra and not results["adaptive"]["extra"]
-        return
-    # the batch-16 pair met +-10% after 3 repeats; for the noisy batch-4 pair the first stage's spread
-    # asks for more than the cap, so both sides run to it
-    assert {r["key"].split("/")[0] for r in extra} == {"graph", "keras-fit"}
-    assert {r["config"]["batch"] for r in extra} == {4} and len(extra) == 2 * 3
-    assert [e["repeat"] for e in results["adaptive"]["extra"]] == [3, 4, 5]
-    assert set(results["adaptive"]["plan"].values()) == {6} and any("extra repeats: done" in line for line in lines)
-    noisy = next(r for r in results["summary"]["ratios"] if r["batch"] == 4)
-    assert noisy["repeats"] == 6 and noisy["first_stage"] == 3 and "Stein" in noisy["method"]
-    assert json.loads((tmp_path / "results.json").read_text())["adaptive"]["extra"] == results["adaptive"]["extra"]
-
-
-def test_extra_repeats_stop_when_every_pair_is_precise(monkeypatch, tmp_path):
-    from benchmarks.measure import runner
-    monkeypatch.setattr(runner, "run_bundle", _fake_worker(noisy_batch=0))
-    lines = []
-    configs = [BenchConfig(mode=m, batch=4, image_size=32) for m in ("graph", "keras-fit")]
-    results = runner.run(configs, 3, tmp_path / "results.json", log=lines.append, budget_s=3600)
-    assert len(results["runs"]) == 6 and any("none needed" in line for line in lines)
-    (ratio,) = results["summary"]["ratios"]
-    assert abs(ratio["ratio"] - 1 / 0.9) < 1e-9 and ratio["lo"] <= ratio["ratio"] <= ratio["hi"]
-
-
 def test_verdict_credits_fused_batch_norm_gain_to_the_kernel():
     from benchmarks.present.report import verdict
     group = "resnet50/train/b32/224px/fp32/noxla/cpu/NHWC/synthetic"
