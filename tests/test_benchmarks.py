@@ -301,6 +301,28 @@ def test_every_mode_runs_and_times_the_steps_it_claims(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_harness_runs_vgg16_transfer_on_the_shards_bfloat16_and_the_trivial_model(shard_dir, tmp_path):
+    """The models, precision and data source the every-mode test leaves out, on both sides of
+    a ratio: what ran is read from the built graph and model (their matrix products' and
+    kernels' dtypes; the class count the shards gave the model)."""
+    from benchmarks.measure.runner import run
+    tiny = dict(steps=1, warmup=1, batch=2)
+    sides = ("graph", "keras-fit")
+    configs = [BenchConfig(mode=m, model="vgg16_transfer", image_size=32, data="pipeline",
+                           manifest=str(shard_dir / "manifest.json"), **tiny) for m in sides]
+    configs += [BenchConfig(mode=m, model="trivial", image_size=32, **tiny) for m in sides]
+    configs += [BenchConfig(mode=m, model="mlp", precision="mixed_bfloat16", data="numpy", **tiny) for m in sides]
+    results = run(configs, 1, tmp_path / "results.json", log=lambda _: None)
+    runs = {(r["config"]["mode"], r["config"]["model"]): r for r in results["runs"]}
+    assert len(runs) == len(configs) and all(r["ok"] for r in runs.values()), [r.get("error") for r in runs.values()]
+    for (mode, model), r in runs.items():
+        assert r["updates_applied"] == 2, (mode, model)
+        assert r["compute_dtypes"] == (["bfloat16"] if model == "mlp" else ["float32"]), (mode, model, r["compute_dtypes"])
+        assert r["config"]["num_classes"] == (4 if model == "vgg16_transfer" else BenchConfig(model=model).num_classes)
+    assert {row["group"].split("/")[0] for row in results["summary"]["ratios"]} == {"vgg16_transfer", "trivial", "mlp"}
+
+
+@pytest.mark.slow
 def test_xla_is_read_from_what_ran_and_an_environment_that_differs_is_refused(monkeypatch, tmp_path):
     """XLA on: the Session really runs compiled clusters and the custom loop's function is
     jit-compiled; both workers see the same TF_XLA_FLAGS (the CPU flag included). A real

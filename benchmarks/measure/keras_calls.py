@@ -16,7 +16,7 @@ from benchmarks.measure.keras_fit import (
     optimizer,
     updates_applied,
 )
-from benchmarks.measure.timing import Step, scatter_ops
+from benchmarks.measure.timing import Step, model_compute_dtypes, scatter_ops
 from benchmarks.modes import Call, Driver
 
 
@@ -84,4 +84,7 @@ def _call_step(config: BenchConfig, model: keras.Model) -> Step:
 def make_call_step(config: BenchConfig) -> Step:
     """The step of a Keras mode that our code drives."""
     model = build(config, keras)
-    return (_loop_step if config.spec.driver is Driver.LOOP else _call_step)(config, model)
+    step = (_loop_step if config.spec.driver is Driver.LOOP else _call_step)(config, model)
+    facts = step.facts
+    step.facts = lambda: {**facts(), "compute_dtypes": model_compute_dtypes(model)}
+    return step

@@ -16,6 +16,7 @@ import numpy as np
 from benchmarks.config import BenchConfig
 from benchmarks.measure.batches import numpy_arrays, train_dataset
 from benchmarks.measure.replicas import Placement
+from benchmarks.measure.timing import model_compute_dtypes
 from benchmarks.modes import Api, Runtime
 from keras_api import build_before_fit, build_model, make_optimizer, shard_by_batch, strategy_scope
 from model_contract.small_models import input_signature
@@ -150,4 +151,5 @@ def run_fit(config: BenchConfig, placement: Placement = Placement()) -> tuple[li
     updates = updates_applied(model, k) if config.task == "train" else 0
     return timer.times[:total], build_s, {"xla_effective": bool(getattr(model, "jit_compile", False)),
                                           "updates_applied": updates,
+                                          "compute_dtypes": model_compute_dtypes(model),
                                           "replicas": strategy.num_replicas_in_sync if strategy is not None else 1}

@@ -14,6 +14,21 @@ class Step:
     facts: Callable[[], dict] = field(default=lambda: {})
 
 
+COMPUTE_OPS = ("MatMul", "BatchMatMulV2", "Conv2D", "DepthwiseConv2dNative")
+
+
+def graph_compute_dtypes(graph) -> list[str]:
+    """The dtypes (attr `T`) the graph's matrix products and convolutions compute in: what a
+    precision policy changed, read from the graph that ran."""
+    return sorted({op.get_attr("T").name for op in graph.get_operations() if op.type in COMPUTE_OPS})
+
+
+def model_compute_dtypes(model) -> list[str]:
+    """The compute dtypes of a Keras model's layers that hold a kernel (nested models included)."""
+    return sorted({layer.compute_dtype for layer in model._flatten_layers(include_self=False, recursive=True)
+                   if hasattr(layer, "kernel")})
+
+
 def scatter_ops(graph) -> list[str]:
     """Op types with "Scatter" in a graph (a Session's or a traced function's) and the functions
     it calls: how sparse (IndexedSlices) gradients are applied, if they are."""

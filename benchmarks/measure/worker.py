@@ -100,7 +100,7 @@ def measure(config: BenchConfig, env: dict, placement: Placement = Placement()) 
             "build_s": build_s, "first_step_s": build_s + times[0] * per, "steps_per_sample": per,
             "warmup_times_s": times[:config.warmup], "step_times_s": times[config.warmup:],
             "updates_applied": facts.get("updates_applied"), "xla_cluster_ops": facts.get("xla_cluster_ops"),
-            "sparse_update_ops": facts.get("sparse_update_ops"),
+            "sparse_update_ops": facts.get("sparse_update_ops"), "compute_dtypes": facts.get("compute_dtypes"),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "keras_used": _keras_used(config), "runtime": runtime_facts(), "settings": _settings(config, facts, env)}
 
