@@ -28,3 +28,6 @@ def check_manifest_input(name: str, manifest: dict) -> None:
     if name == "vgg16_head" and manifest["image_mode"] != FEATURE_MODE:
         raise UserError(f"{manifest['_path']}: vgg16_head trains on feature shards (extract-features), "
                         f"not {manifest['image_mode']!r}")
+    if name != "vgg16_head" and manifest["image_mode"] == FEATURE_MODE:
+        raise UserError(f"{manifest['_path']}: {name} trains on image shards; these hold VGG16 features "
+                        "(for vgg16_head)")

@@ -1,6 +1,7 @@
 """`python -m benchmarks parity`: the same start gives the same curves in both APIs, the seeds'
 results are compared by TOST, and the TOST keeps its promise."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -49,8 +50,10 @@ def parity_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("parity")
     manifest = feature_shards(work, n_train=32, n_val=16)
     out = work / "out"
-    result = run_cli("benchmarks", "parity", "--manifest", str(manifest), "--out", str(out), "--seeds", "2",
-                     "--epochs", "2", "--batch-size", "8")
+    # margins that decide the test either way: no interval is 100 in loss wide, none fits in +-0
+    result = run_cli("benchmarks", "parity", "--model", "vgg16_head", "--manifest", str(manifest), "--out", str(out),
+                     "--seeds", "2", "--epochs", "2", "--batch-size", "8", "--tolerance", "0.5",
+                     "--margin-loss", "100", "--margin-accuracy", "0")
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
 
@@ -77,6 +80,9 @@ def test_parity_same_start_curves_are_identical_and_seeds_are_tested(parity_run)
     for metric in ("val_accuracy", "val_loss"):
         t = record["seeds"]["tost"][metric]
         assert t["lo"] <= t["difference"] <= t["hi"] and t["equivalent"] == (-t["margin"] < t["lo"] and t["hi"] < t["margin"])
+    assert record["seeds"]["tost"]["val_loss"]["equivalent"] and not record["seeds"]["tost"]["val_accuracy"]["equivalent"]
+    # --tolerance 0.5: losses are held to 0.5 x ln(4 classes), accuracies to max(0.5, 2 / samples)
+    assert gaps["loss"]["tolerance"] == pytest.approx(0.5 * math.log(4)) and gaps["val_accuracy"]["tolerance"] == 0.5
     assert record["machine"]["cpu_count"] and "cpu_flags_of_note" in record["machine"]
     assert (out / "parity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (out / "parity.md").read_text()
@@ -91,6 +97,8 @@ def test_parity_and_train_flags_refuse_bad_input(tmp_path):
               "error: --seeds: the equivalence test needs at least 2"),
              (("benchmarks", "parity", "--manifest", str(tmp_path / "none.json"), "--out", str(tmp_path / "o")),
               f"error: {tmp_path / 'none.json'}"),
+             (("benchmarks", "parity", "--model", "resnet50", "--manifest", str(manifest), "--out", str(tmp_path / "o")),
+              f"error: {manifest}"),
              (("graph_api", "train", "--model", "vgg16_head", "--manifest", str(manifest), "--out", str(tmp_path / "r"),
                "--dropout", "1"), "error: --dropout: must be at least 0 and below 1"),
              (("keras_api", "train", "--model", "vgg16_head", "--manifest", str(manifest), "--out", str(tmp_path / "k"),
