@@ -138,3 +138,34 @@ def test_batches_are_copied_to_a_named_device(shard_dir, tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1].split()[0].endswith("CPU:1")
+
+
+FREED_MEMORY_PROBE = """
+import sys
+import numpy as np
+from data_pipeline import make_dataset
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2 ** 20
+
+make_dataset(sys.argv[1], "val", 4, retain_memory=sys.argv[2] == "1")
+before = rss_mb()
+block = np.ones(100 * 2 ** 20, np.uint8)  # above glibc's largest dynamic mmap threshold (32 MB)
+del block
+print(rss_mb() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator settings")
+def test_retain_memory_keeps_a_freed_large_block_in_the_process_and_false_returns_it(shard_dir):
+    """retain_memory=True raises glibc's mmap threshold: a freed 100 MB block stays in the
+    process (resident); False leaves glibc's default, which unmaps it on free."""
+    kept = {}
+    for retain in ("1", "0"):
+        result = subprocess.run([sys.executable, "-c", FREED_MEMORY_PROBE, str(shard_dir / "manifest.json"), retain],
+                                cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        kept[retain] = float(result.stdout.split()[-1])
+    assert kept["1"] > 90 and kept["0"] < 10, kept
