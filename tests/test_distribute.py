@@ -261,3 +261,27 @@ def _keras_weights(path) -> list:
     model = build_model("vgg16_head", (2, 2, 512), 4, dropout=0.0)
     model.load_weights(path)
     return [np.asarray(w) for w in model.get_weights()]
+
+
+@pytest.mark.parametrize("api", ["graph_api", "keras_api"])
+def test_a_run_resumes_on_another_device_count_and_ends_as_an_uninterrupted_run(api, features, start_weights,
+                                                                                 tmp_path):
+    """Epoch 1 on one device, epoch 2 resumed on two (graph: replicated towers, Keras:
+    MirroredStrategy): the weights of both epochs on one device, within float32 sums of the
+    same numbers in another order."""
+    def train(epochs: int, out: str, *extra: str):
+        result = run_cli(api, "train", *_train_args(features, start_weights, epochs, 2), "--out", str(tmp_path / out),
+                         *extra)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+    train(2, "whole")
+    train(1, "moved")
+    resumed = train(2, "moved", "--devices", "2")
+    assert "resum" in resumed.stdout and len(json.loads((tmp_path / "moved/history.json").read_text())["loss"]) == 2
+    if api == "graph_api":
+        one, two = (_checkpoint(tmp_path / run / "final/ckpt") for run in ("whole", "moved"))
+        assert one.keys() == two.keys() and len(one) == 8, sorted(one)
+        assert max(np.abs(one[k] - two[k]).max() for k in one) < TOLERANCE
+    else:
+        one, two = (_keras_weights(tmp_path / run / "final.weights.h5") for run in ("whole", "moved"))
+        assert len(one) == len(two) == 8 and max(np.abs(a - b).max() for a, b in zip(one, two)) < TOLERANCE
