@@ -276,7 +276,7 @@ def test_a_run_resumes_on_another_device_count_and_ends_as_an_uninterrupted_run(
         return result
     train(2, "whole")
     train(1, "moved")
-    resumed = train(2, "moved", "--devices", "2")
+    resumed = train(2, "moved", "--devices", "2", *(["--variable-update", "replicated"] if api == "graph_api" else []))
     assert "resum" in resumed.stdout and len(json.loads((tmp_path / "moved/history.json").read_text())["loss"]) == 2
     if api == "graph_api":
         one, two = (_checkpoint(tmp_path / run / "final/ckpt") for run in ("whole", "moved"))
