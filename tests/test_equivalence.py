@@ -92,9 +92,10 @@ def test_resnet50_bn_moving_statistics_after_three_steps():
 
 # bfloat16 keeps 8 significant bits (each rounding is off by up to 2^-9 relative). Both APIs
 # cast the same float32 weights and activations at the same layers, so on one CPU they run the
-# same bf16 kernels and agree exactly (measured: max difference 0); the bound leaves room for
-# kernels that accumulate in another order, a few roundings over ResNet50's 53 layers.
-BF16_TOLERANCE = 0.05
+# same bf16 kernels and agree exactly (measured: max difference 0). The bound, 0.1% of the
+# logit spread, leaves room for float32 sums in another order only: one layer cast elsewhere
+# (ResNet50's classifier kept in float32) is off by 0.7% of the spread and fails it.
+BF16_TOLERANCE = 1e-3
 
 
 @pytest.mark.parametrize("name, size, precision, preprocessing", [
