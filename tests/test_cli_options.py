@@ -3,6 +3,7 @@ through the real command, asserting what the option changes."""
 from __future__ import annotations
 
 import json
+import zipfile
 from collections import Counter
 
 import h5py
@@ -79,8 +80,11 @@ def test_keras_train_categorical_loss_with_xla_and_no_resume(tmp_path):
             "--epochs", "1", "--batch-size", "16", "--loss", "categorical", "--jit-compile")
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
-    config = json.loads((out / "run_config.json").read_text())["keras_config"]
-    assert config["loss"] == "categorical" and config["jit_compile"] is True
+    # what ran: the compiled model's XLA flag, and the loss the saved model was compiled with
+    assert json.loads((out / "run_config.json").read_text())["placement"]["jit_compile"] is True
+    with zipfile.ZipFile(out / "final.keras") as archive:
+        compiled = json.loads(archive.read("config.json"))["compile_config"]
+    assert "CategoricalCrossentropy" in json.dumps(compiled["loss"]) and "Sparse" not in json.dumps(compiled["loss"])
     again = run_cli(*args, "--no-resume")  # starts afresh: neither resumed nor "complete"
     assert again.returncode == 0, again.stderr
     assert "resuming" not in again.stdout and "run complete" not in again.stdout
