@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import tensorflow as tf
 from api_runs.predict import cross_entropy, read_samples, softmax
 from data_pipeline.shards import load_manifest
 
-from conftest import run_cli
+from conftest import assert_user_error, run_cli
 
 
 def test_evaluate_loss_and_predict_softmax_are_the_training_formulas():
@@ -58,7 +59,7 @@ def test_pretrained_base_gets_caffe_input_recorded_and_a_random_one_keeps_unit_p
     loss = float(cross_entropy(logits, labels).mean())
     assert f"val: {len(labels)} samples, accuracy {accuracy:.4f}, loss {loss:.4f}" in result.stdout
     # one site from its PNGs (--root --id-code --site) gets the top-k its shard sample got
-    row = rows[-1]
+    row = next(r for r in rows if r["sample_id"].endswith("_s2"))  # the default is site 1
     id_code, site = row["sample_id"].rsplit("_s", 1)
     result = run_cli(api, "predict", "--run", str(tmp_path / "hed"), "--root", str(synth_root), "--id-code", id_code,
                      "--site", site, "--dataset", "train", "--top-k", "3")
@@ -67,3 +68,12 @@ def test_pretrained_base_gets_caffe_input_recorded_and_a_random_one_keeps_unit_p
     want = [item.split(":") for item in row["top_k"].split(";")[:3]]
     assert [name for name, _ in printed] == [name for name, _ in want]
     np.testing.assert_allclose([float(p) for _, p in printed], [float(p) for _, p in want], atol=2e-4)
+    # the synthetic sites of a well predict alike: that --site chooses the PNGs read shows where
+    # one of them is missing (a copy of the data root without site 2's first channel)
+    root = tmp_path / "root"
+    shutil.copytree(synth_root, root)
+    missing = next(root.rglob(f"*/{id_code.split('_')[0]}/Plate{id_code.split('_')[1]}/{id_code.split('_')[2]}_s2_w1.png"))
+    missing.unlink()
+    assert_user_error(run_cli(api, "predict", "--run", str(tmp_path / "hed"), "--root", str(root), "--id-code", id_code,
+                              "--site", "2", "--dataset", "train"), missing.name)
+
