@@ -148,3 +148,36 @@ def test_same_run_dir_with_other_classes_is_refused(features, tmp_path):
     other = _one_step_run_and_relabelled_manifest(features, tmp_path / "run", ["a", "b", "c", "d"], "other2.json")
     with pytest.raises(UserError, match="different class_names"):
         train(_head(), str(other), tmp_path / "run", TrainOptions(epochs=1))
+
+
+def _tf1_rule(name: str, steps: int, lr: float = 0.1) -> list[float]:
+    """w after each step on loss w^2 (gradient 2w) from w = 1, by the rules TF1's optimizers
+    document: momentum 0.9; RMSProp (decay 0.9, mean square starting at 1, epsilon 1e-10);
+    Adam (beta1 0.9, beta2 0.999, epsilon 1e-8 in the epsilon-hat form)."""
+    w, slot, square, out = 1.0, 0.0, 1.0 if name == "tf1_rmsprop" else 0.0, []
+    for t in range(1, steps + 1):
+        g = 2 * w
+        if name == "tf1_momentum":
+            slot = 0.9 * slot + g
+            w -= lr * slot
+        elif name == "tf1_rmsprop":
+            square = 0.9 * square + 0.1 * g * g
+            w -= lr * g / np.sqrt(square + 1e-10)
+        else:
+            slot, square = 0.9 * slot + 0.1 * g, 0.999 * square + 0.001 * g * g
+            w -= lr * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * slot / (np.sqrt(square) + 1e-8)
+        out.append(w)
+    return out
+
+
+@pytest.mark.parametrize("name", ["tf1_adam", "tf1_momentum", "tf1_rmsprop"])
+def test_tf1_optimizers_follow_their_rules(name):
+    from graph_api.optimizers import minimize
+    graph = tf.Graph()
+    with graph.as_default():
+        w = tf.compat.v1.get_variable("w", (), tf.float32, initializer=tf.compat.v1.constant_initializer(1.0))
+        train = minimize(w * w, [w], tf.constant(0.1), name)
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            steps = [(session.run(train), float(session.run(w)))[1] for _ in range(3)]
+    np.testing.assert_allclose(steps, _tf1_rule(name, 3), rtol=1e-5)
