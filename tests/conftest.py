@@ -83,6 +83,20 @@ def checkpoint_tensors(prefix: Path) -> dict:
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
 
+def h5_arrays(source) -> dict:
+    """Every dataset of an HDF5 file (a path or a file object, e.g. a Keras weights file) by
+    its path inside the file."""
+    import h5py  # only the tests that read weight files need it
+    arrays = {}
+
+    def keep(name: str, item) -> None:  # a value returned would stop the walk
+        if isinstance(item, h5py.Dataset):
+            arrays[name] = item[()]
+    with h5py.File(source, "r") as handle:
+        handle.visititems(keep)
+    return arrays
+
+
 def saved_graph_nodes(run: Path) -> list:
     """The nodes of the graph a graph_api run trained (the MetaGraph its checkpoint saved)."""
     import tensorflow as tf  # only the tests that read graphs need it

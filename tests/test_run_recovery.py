@@ -8,14 +8,13 @@ import shutil
 import signal
 import zipfile
 
-import h5py
 import numpy as np
 import pytest
 from shard_helpers import feature_shards
 
 from api_runs.train_options import KILL_AT_STEP_ENV
 
-from conftest import assert_user_error, checkpoint_tensors, run_cli, truncate
+from conftest import assert_user_error, checkpoint_tensors, h5_arrays, run_cli, truncate
 
 pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
@@ -33,8 +32,7 @@ def _final_weights(api, run) -> dict[str, np.ndarray]:
     """The trained weights a run saved at its end, by name."""
     if api == "graph_api":
         return checkpoint_tensors(run / "final")
-    with h5py.File(run / "final.weights.h5", "r") as handle:
-        return _h5_weights(handle)
+    return h5_arrays(run / "final.weights.h5")
 
 
 def _epochs_in_history(out):
@@ -121,20 +119,10 @@ def test_keras_damaged_backup_without_a_previous_one_is_one_line(features, tmp_p
     assert_user_error(_train("keras_api", features, run, 2), "unreadable backup")
 
 
-def _h5_weights(handle: h5py.File) -> dict[str, np.ndarray]:
-    weights = {}
-
-    def keep(name: str, item) -> None:  # a value returned would stop the walk
-        if isinstance(item, h5py.Dataset):
-            weights[name] = item[()]
-    handle.visititems(keep)
-    return weights
-
-
 def _keras_file_weights(path) -> dict[str, np.ndarray]:
     """The weights inside a .keras file (a zip holding model.weights.h5), by name."""
-    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as handle:
-        return _h5_weights(handle)
+    with zipfile.ZipFile(path) as archive:
+        return h5_arrays(io.BytesIO(archive.read("model.weights.h5")))
 
 
 def _assert_same_layers(a: dict, b: dict) -> None:

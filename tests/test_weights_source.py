@@ -20,7 +20,7 @@ from model_contract.weights_source import (
 )
 from plumbing.errors import UserError
 
-from conftest import checkpoint_tensors, run_cli
+from conftest import checkpoint_tensors, h5_arrays, run_cli
 
 v1 = tf.compat.v1
 
@@ -112,12 +112,10 @@ def test_extract_features_with_weights_path_uses_that_file(api, shard_dir, tmp_p
     np.testing.assert_array_equal(read_split(mine, "val")["images"], read_split(hed, "val")["images"])
 
 
-def _first_conv_kernel(walk_root) -> np.ndarray:
-    """The one (3, 3, 3, 64) array below an h5py group: VGG16's block1_conv1 kernel."""
-    found = []
-    walk_root.visititems(lambda name, item: found.append(item) if getattr(item, "shape", None) == (3, 3, 3, 64) else None)
-    assert len(found) == 1, [f.name for f in found]
-    return found[0]
+def _first_conv_kernel(arrays: dict) -> tuple[str, np.ndarray]:
+    """The one (3, 3, 3, 64) array of a name -> array dict: VGG16's block1_conv1 kernel."""
+    [(name, kernel)] = [(n, a) for n, a in arrays.items() if a.shape == (3, 3, 3, 64)]
+    return name, kernel
 
 
 @pytest.mark.slow
@@ -128,20 +126,15 @@ def test_train_with_weights_path_starts_the_base_from_that_file(api, shard_dir, 
     import h5py
     path = tmp_path / "my_vgg16_notop.h5"
     shutil.copyfile(hed_vgg16_weights(), path)
+    name, kernel = _first_conv_kernel(h5_arrays(path))
+    want = 2 * kernel
     with h5py.File(path, "r+") as handle:
-        kernel = _first_conv_kernel(handle)
-        kernel[...] = 2 * kernel[()]
-        want = kernel[()]
+        handle[name][...] = want
     out = tmp_path / "run"
     result = run_cli(api, "train", "--model", "vgg16_transfer", "--manifest", str(shard_dir / "manifest.json"),
                      "--out", str(out), "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "4",
                      "--learning-rate", "0", "--weights", str(path))
     assert result.returncode == 0, result.stderr[-2000:]
-    if api == "graph_api":
-        got = [v for v in checkpoint_tensors(out / "final").values() if v.shape == (3, 3, 3, 64)]
-        assert len(got) == 1
-        got = got[0]
-    else:
-        with h5py.File(out / "final.weights.h5", "r") as handle:
-            got = _first_conv_kernel(handle)[()]
+    _, got = _first_conv_kernel(checkpoint_tensors(out / "final") if api == "graph_api"
+                                else h5_arrays(out / "final.weights.h5"))
     np.testing.assert_array_equal(got, want)
