@@ -126,3 +126,42 @@ def test_mixed_precision_keeps_float32_variables_and_logits():
         assert {v.dtype.base_dtype for v in v1.global_variables()} == {tf.float32}
         convs = [op for op in tf.compat.v1.get_default_graph().get_operations() if op.type == "Conv2D"]
         assert convs and all(op.inputs[0].dtype == tf.bfloat16 for op in convs)
+
+
+@pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
+def test_hand_written_bn_backward_is_the_gradient_of_keras_arithmetic_without_broadcast_passes(data_format):
+    """The manual BN's backward (2 per-channel sums as matrix products, no broadcast of a
+    reduction's gradient) against float64 autodiff of tf.nn.moments + tf.nn.batch_normalization."""
+    rng = np.random.default_rng(1)
+    x_nhwc = rng.normal(3.0, 0.5, (6, 5, 5, 8))
+    w_nhwc = rng.normal(size=x_nhwc.shape)
+    to_layout = (lambda a: a.transpose(0, 3, 1, 2)) if data_format == "NCHW" else (lambda a: a)
+    axes = [0, 2, 3] if data_format == "NCHW" else [0, 1, 2]
+    channel = [1, -1, 1, 1] if data_format == "NCHW" else [-1]
+    graph = tf.Graph()
+    with graph.as_default():
+        x = v1.placeholder(tf.float32, to_layout(x_nhwc).shape)
+        y = batch_norm(x, "bn", True, data_format=data_format)
+        gamma, beta = (v for v in v1.trainable_variables())
+        upstream = tf.constant(to_layout(w_nhwc).astype(np.float32))  # d loss / d y
+        before = {op.name for op in graph.get_operations()}
+        grads = tf.gradients(y, [x, gamma, beta], grad_ys=upstream)
+        backward_ops = [op for op in graph.get_operations() if op.name not in before]
+        backward = [op.type for op in backward_ops]
+        full_size_reductions = [op.name for op in backward_ops
+                                if op.type in ("Sum", "Mean") and op.inputs[0].shape.rank == 4]
+        with v1.Session() as session:
+            session.run(v1.global_variables_initializer())
+            got = session.run(grads, {x: to_layout(x_nhwc).astype(np.float32)})
+    x64 = tf.constant(to_layout(x_nhwc))
+    g64, b64 = tf.ones([8], tf.float64), tf.zeros([8], tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch([x64, g64, b64])
+        mean, var = tf.nn.moments(x64, axes)
+        y64 = tf.nn.batch_normalization(x64, *(tf.reshape(t, channel) for t in (mean, var, b64, g64)), 1e-3)
+        loss64 = tf.reduce_sum(y64 * to_layout(w_nhwc))
+    for g, want in zip(got, tape.gradient(loss64, [x64, g64, b64])):
+        np.testing.assert_allclose(g, want.numpy(), rtol=1e-4, atol=1e-4 * np.abs(want.numpy()).max())
+    assert "Tile" not in backward and "BroadcastTo" not in backward
+    assert not full_size_reductions  # per-channel sums run as matrix products
+    assert backward.count("MatMul") + backward.count("BatchMatMulV2") >= 2
