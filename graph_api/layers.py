@@ -202,7 +202,8 @@ def _bn_training(x, gamma, beta, epsilon, mode, data_format):
         shape = tf.shape(x)
         n = tf.cast(shape[axes[0]] * shape[axes[1]] * shape[axes[2]], tf.float32)
         return y, mean, variance * ((n - 1.0) / n)
-    y, mean, variance = _bn_train_float32(tf.cast(x, tf.float32), gamma, beta, epsilon=epsilon, axes=axes)
+    y, mean, variance = _bn_train_float32(tf.cast(x, tf.float32), gamma, beta, epsilon=epsilon, axes=axes,
+                                          channel_axis=_channel_axis(data_format))
     return tf.cast(y, x.dtype), mean, variance
 
 
@@ -221,19 +222,18 @@ def _channel_sums(t: tf.Tensor, channel_axis: int) -> tf.Tensor:
 
 
 def _bn_train_float32(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, *, epsilon: float,
-                      axes: list[int]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+                      axes: list[int], channel_axis: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Keras's training-mode arithmetic on float32 `x` (`tf.nn.moments`' two passes, then
     `tf.nn.batch_normalization`'s ``y = x * a + (beta - mean * a)``, ``a = gamma / sqrt(var + eps)``)
     -> (y like x, batch mean (C,), biased batch variance (C,)), with the backward pass written
     out. Differentiating the forward ops instead costs about 10 full-size passes per layer
     (broadcasts of the reductions' gradients, the squared difference's two products); this one
-    takes 2 sums (`_channel_sums`) and 5 element-wise passes. The forward keeps Keras's own
+    takes 2 sums (`_channel_sums`) and 6 element-wise passes. The forward keeps Keras's own
     reductions: a from-scratch BN ResNet's gradients amplify a reordered sum in the forward pass
     to percents of some of the first step's updates; one in the backward pass stays within the
     one-step equivalence tests' 1e-5 of each update. Only `y` carries a gradient: the
     statistics feed the moving averages, which the loss does not see."""
     channel = [1 if i in axes else -1 for i in range(x.shape.rank)]  # (C,) -> broadcastable on x
-    channel_axis = next(i for i in range(x.shape.rank) if i not in axes)
 
     @tf.custom_gradient
     def normalize(x, gamma, beta):
