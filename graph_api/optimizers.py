@@ -2,7 +2,7 @@
 
 `tf.compat.v1.train.RMSPropOptimizer` is not Keras's RMSprop (its mean-square accumulator
 starts at 1, Keras's at 0; epsilon 1e-10 vs 1e-7), so the defaults here write Keras's
-rules out: gradients from `tf.gradients`, slots as non-trainable variables under
+rules out: gradients from `tf.gradients`, slots as non-trainable resource variables under
 ``optimizer/<variable>/<slot>``, updates as assign ops. The TF1 optimizers remain
 available by name (``tf1_rmsprop``, ``tf1_momentum``, ``tf1_adam``).
 """
@@ -29,9 +29,14 @@ DEFAULT_LEARNING_RATE = {"rmsprop": RMSPROP_LEARNING_RATE, "sgd": 0.01, "adam": 
 
 
 def _slot(var: tf.Variable, name: str) -> tf.Variable:
+    """`var`'s optimizer slot `name`, a resource variable on either runtime: a slot is rewritten
+    whole every step, and the TF1 runtime's `Assign` copies the new value into a reference
+    variable's buffer where `AssignVariableOp` adopts the value's own (measured on the VGG16 head,
+    batch 32: the copies took 8 of a 49 ms step). The model's variables stay as the runtime makes
+    them; their updates (`AssignSub`) are in place on both."""
     with v1.variable_scope("optimizer", reuse=v1.AUTO_REUSE):
         return v1.get_variable(f"{var.op.name}/{name}", var.shape, tf.float32, v1.zeros_initializer(),
-                               trainable=False)
+                               trainable=False, use_resource=True)
 
 
 def _rmsprop(g, var, lr, step, rho=RMSPROP_RHO, momentum=RMSPROP_MOMENTUM, epsilon=RMSPROP_EPSILON):

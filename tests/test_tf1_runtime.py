@@ -173,3 +173,51 @@ def test_an_update_waits_for_the_readers_of_its_variable_and_no_other_layer_s_ba
     assert backward_readers and set(backward_readers) <= set(found["waits_for"])
     assert not [name for name in found["waits_for"] if name.startswith("gradients/fc1/")], found["waits_for"]
     assert not [name for name in found["waits_for"] if name.startswith("gradients/conv1x1/")]
+
+
+# One RMSprop step of the VGG16 head on the TF1 runtime: what its assign ops write into, and the
+# velocity slot and weights after the step.
+RMSPROP_STEP = textwrap.dedent("""
+    import json
+    import numpy as np
+    import tensorflow as tf
+    from graph_api.graph import GraphConfig, build_train_graph, use_tf1_runtime
+    use_tf1_runtime()
+    v1 = tf.compat.v1
+    g = build_train_graph(GraphConfig(model="vgg16_head", image_shape=(2, 2, 512), num_classes=4, feed="feed_dict",
+                                      optimizer="rmsprop", learning_rate=0.01, dropout=0.0))
+    with g.graph.as_default():
+        kernel = next(v for v in v1.trainable_variables() if v.op.name == "fc1/kernel")
+        velocity = next(v for v in v1.global_variables() if v.op.name == "optimizer/fc1/kernel/velocity")
+        (grad,) = tf.gradients(g.loss, [kernel])
+        session = v1.Session()
+        session.run(v1.global_variables_initializer())
+    step, frontier = set(), [g.train_op]
+    while frontier:
+        op = frontier.pop()
+        if op not in step:
+            step.add(op)
+            frontier += [t.op for t in op.inputs] + list(op.control_inputs)
+    copies = [op.inputs[0].op.name for op in step if op.type == "Assign" and op.inputs[0].shape.num_elements() != 1]
+    rng = np.random.default_rng(0)
+    feed = {g.images: rng.random((8, 2, 2, 512), dtype=np.float32) * 2, g.labels: rng.integers(0, 4, 8)}
+    before, d = session.run([kernel, grad], feed)
+    session.run(g.train_op, feed)
+    after, v = session.run([kernel, velocity])
+    want_v = 0.1 * np.square(d)
+    print(json.dumps({"copies": copies, "kernel": kernel.op.type, "velocity": velocity.op.type,
+                      "velocity_error": float(np.abs(v - want_v).max() / np.abs(want_v).max()),
+                      "update_error": float(np.abs((before - after) - 0.01 * d / np.sqrt(want_v + 1e-7)).max()),
+                      "update": float(np.abs(before - after).max())}))
+""")
+
+
+def test_rmsprop_slots_are_rewritten_without_a_copy_on_the_tf1_runtime():
+    """A reference variable's `Assign` copies the new value into its buffer; the slots are resource
+    variables, whose assign adopts it. The weights stay reference variables, the step Keras's."""
+    result = subprocess.run([sys.executable, "-c", RMSPROP_STEP], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["copies"] == [] and (found["kernel"], found["velocity"]) == ("VariableV2", "VarHandleOp")
+    assert found["velocity_error"] < 1e-6 and found["update_error"] < 1e-5 * found["update"], found
