@@ -7,7 +7,7 @@ from pathlib import Path
 
 from benchmarks.analyse.stats import tost_decision
 from benchmarks.analyse.summary import load_results
-from benchmarks.analyse.verdict import answer, verdict_map
+from benchmarks.analyse.verdict import answer, not_measured, verdict_map
 from benchmarks.config import MAX_REPEATS, MODELS, PRECISIONS
 from benchmarks.measure import runner, shard_rates
 from benchmarks.modes import MODE_NAMES
@@ -18,7 +18,7 @@ from benchmarks.parity.experiment import (
 )
 from benchmarks.present.compare import compare
 from benchmarks.present.report import write_report
-from benchmarks.present.verdict import ratio_text
+from benchmarks.present.verdict import control_lines, ratio_text
 from benchmarks.presets import PRESETS, preset, with_overrides
 from plumbing.atomic import write_json
 from plumbing.errors import (
@@ -70,8 +70,13 @@ def cmd_run(args) -> None:
     rows = verdict_map(results["summary"], results["repeats"])
     print("verdict map (TF1-style side / Keras side, 95% interval over repeats):")
     for row in rows:
-        print(f"  {row['regime']}: {row['scenario']}: {ratio_text(row)} -> 2.5x {row['claim']}")
+        print(f"  {row['regime']}: {row['scenario']}: {ratio_text(row)} ({row['timed']}) -> 2.5x {row['claim']}")
     print(answer(rows))
+    missing = not_measured(results["summary"])
+    if missing:
+        print(f"not measured in this run ({len(missing)} of the map's scenarios): " + "; ".join(missing))
+    for line in control_lines(results["summary"]["controls"]):
+        print(line)
     print(f"report: {report}")
     for refused in results["summary"]["refused"]:
         raise UserError(f"comparison refused for {refused['group']}: {refused['reason']}")

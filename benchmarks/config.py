@@ -55,6 +55,7 @@ class BenchConfig:
     optimizer: str = "rmsprop"
     devices: int = 1               # data-parallel over N local devices (GPUs, else logical CPUs)
     workers: int = 1               # data-parallel over N localhost worker processes
+    control: bool = False          # an A/A control: this configuration again, in a process of its own
 
     @property
     def spec(self) -> Mode:
@@ -84,7 +85,7 @@ class BenchConfig:
         if self.optimizer != "rmsprop":
             parts.append(self.optimizer)
         parts += [f"{n}{suffix}" for n, suffix in ((self.devices, "dev"), (self.workers, "workers")) if n > 1]
-        return parts
+        return parts + (["aa-control"] if self.control else [])
 
     def key(self) -> str:
         """A readable identifier, unique within a run."""
@@ -97,9 +98,10 @@ class BenchConfig:
     def bundle(self) -> tuple:
         """Configurations with the same bundle run one after another in one worker process:
         one mode and one execution environment, any models, tasks and batch sizes. A cluster
-        configuration is a bundle of its own: its ps tasks hold one model's variables."""
+        configuration is a bundle of its own: its ps tasks hold one model's variables; so is an
+        A/A control, the twin of a configuration measured in another process."""
         return (self.mode, self.precision, self.xla, self.device, self.data_format, self.devices, self.workers,
-                self.key() if self.workers > 1 else None)
+                self.key() if self.workers > 1 or self.control else None)
 
     def group(self) -> str:
         """The key without the mode: configurations in one group are compared with each other."""
@@ -109,6 +111,14 @@ class BenchConfig:
         if self.model in SMALL_MODELS:
             return SMALL_MODELS[self.model].input_shape
         return (7, 7, 512) if self.model == "vgg16_head" else (self.image_size, self.image_size, 3)
+
+    @property
+    def timed_per_pass(self) -> bool:
+        """Whether its cost comes per call or per pass as well as per step (an evaluation over a
+        split, predict per call, fit's epochs over arrays, the feed_dict loop that faces it): a
+        repeat then counts as its timed samples' total time / their steps, which keeps a call's
+        or an epoch's set-up, where a median of steps would drop it."""
+        return self.task == "evaluate" or self.data == "numpy"
 
     def steps_per_sample(self) -> int:
         """Training steps behind one timed sample (fit's executions hold several)."""

@@ -101,8 +101,11 @@ def scaling_configs(devices: tuple, workers: tuple, per_replica: int, **common) 
     return configs
 
 
-OVERHEAD_MODES = (GRAPH, GRAPH_FEED, KERAS_FIT, KERAS_FIT_SPE, KERAS_TOB, KERAS_CTL, EAGER,
-                  TFKERAS_FIT, TFKERAS_V1)
+# The modes of the map's rows on the small models: the MLP's (feed_dict loop against fit, fit
+# with steps_per_execution, Keras 2's two fits) and the trivial model's, whose step at batch 1
+# is also each projected mode's host cost on a GPU.
+MLP_MODES = (GRAPH_FEED, KERAS_FIT, KERAS_FIT_SPE, TFKERAS_FIT, TFKERAS_V1)
+TRIVIAL_MODES = (GRAPH, GRAPH_FEED, KERAS_FIT, KERAS_FIT_SPE)
 PER_CALL_MODES = (GRAPH_FEED, KERAS_PREDICT, KERAS_TOB, KERAS_CALL)
 
 
@@ -119,8 +122,9 @@ def quick_configs(manifest: str | None = None) -> list[BenchConfig]:
     (ResNet50 64 px, from one in-memory batch, from numpy arrays, from `manifest`'s shards when
     given, 64 px images), the VGG16 head's fixed cost split into dispatch and update, trained
     from numpy arrays and evaluated over them, the textbook's one-image-per-call loops, the
-    overhead regime (MLP at batch 1-1,024, trivial model at 1) in every execution mode, and the
-    origin model of the 2.5x figure."""
+    overhead regime (MLP at batch 1-1,024, trivial model at 1) in the modes of the map's rows, the
+    origin model of the 2.5x figure, and an A/A control (the head's graph step in a second process).
+    Every fitted family has 4 batch sizes, so the line's lack of fit can be tested."""
     resnet = dict(model="resnet50", image_size=64, steps=8)
     configs = _sweep((GRAPH, KERAS_FIT), (16,), **resnet)
     configs += _sweep((GRAPH_FEED, KERAS_FIT), (16,), data="numpy", **resnet)
@@ -129,15 +133,16 @@ def quick_configs(manifest: str | None = None) -> list[BenchConfig]:
     head = dict(model="vgg16_head", steps=20, warmup=3)
     configs += _sweep((GRAPH_FEED, KERAS_FIT), (32,), data="numpy", **head)
     configs += _sweep((GRAPH_FEED, KERAS_FIT), (32,), task="evaluate", data="numpy", **head)
-    configs += _sweep((GRAPH, KERAS_FIT, KERAS_CTL), (8, 32, 128), **head)
-    configs += _sweep((GRAPH, KERAS_CTL), (8, 32, 128), task="gradients", **head)
+    configs += _sweep((GRAPH, KERAS_FIT, KERAS_CTL), (8, 32, 64, 128), **head)  # 4 batches: a fit to test
+    configs += _sweep((GRAPH, KERAS_CTL), (8, 32, 64, 128), task="gradients", **head)
     configs += _sweep((EAGER, GRAPH_V2), (32,), **head)
+    configs += _sweep((GRAPH,), (32,), control=True, **head)  # the A/A control of the fixed-cost row
     configs += _sweep((GRAPH, KERAS_FIT), (32,), task="inference", **head)
     configs += _sweep(PER_CALL_MODES, (1,), task="inference", data="numpy", steps=30, warmup=5, model="vgg16_head")
     configs += _sweep(PER_CALL_MODES, (1,), task="inference", data="numpy", steps=10, warmup=3, model="resnet50",
                       image_size=64)
-    configs += _small(OVERHEAD_MODES, (1, 32, 1024), model="mlp")
-    configs += _small(OVERHEAD_MODES, (1,), model="trivial")
+    configs += _small(MLP_MODES, (1, 32, 256, 1024), model="mlp")
+    configs += _small(TRIVIAL_MODES, (1,), model="trivial")
     origin = dict(model="embedding", optimizer="sgd")
     configs += _small((GRAPH, GRAPH_FEED, KERAS_FIT, KERAS_CTL, TFKERAS_FIT, TFKERAS_V1), (32,), **origin)
     configs += _small((GRAPH, KERAS_CTL), (32,), task="gradients", model="embedding")

@@ -42,9 +42,13 @@ def test_extra_repeats_only_for_imprecise_pairs_and_within_the_budget(monkeypatc
         assert not extra and not results["adaptive"]["extra"]
         return
     # the batch-16 pair met +-10% after 3 repeats; for the noisy batch-4 pair the first stage's spread
-    # asks for more than the cap, so both sides run to it
+    # asks for more than the cap, so both sides run to it, each in its whole bundle (both batches) as
+    # in the first stage, the bundles' order drawn anew
+    assert set(results["adaptive"]["plan"]) == {f"{m}/{configs[0].group()}" for m in ("graph", "keras-fit")}
     assert {r["key"].split("/")[0] for r in extra} == {"graph", "keras-fit"}
-    assert {r["config"]["batch"] for r in extra} == {4} and len(extra) == 2 * 3
+    assert {r["config"]["batch"] for r in extra} == {4, 16} and len(extra) == 4 * 3
+    orders = [tuple(o["bundles"]) for o in results["order"]["repeats"]]
+    assert len(orders) == 6 and all(a != b for a, b in zip(orders, orders[1:]))
     assert [e["repeat"] for e in results["adaptive"]["extra"]] == [3, 4, 5]
     assert set(results["adaptive"]["plan"].values()) == {6} and any("extra repeats: done" in line for line in lines)
     noisy = next(r for r in results["summary"]["ratios"] if r["batch"] == 4)

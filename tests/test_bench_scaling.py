@@ -19,7 +19,7 @@ from conftest import assert_user_error, run_cli
 def _entry(mode: str, batch: int, medians: list[float], devices: int = 1, workers: int = 1) -> tuple[str, ConfigSummary]:
     config = BenchConfig(mode=mode, model="vgg16_head", batch=batch, devices=devices, workers=workers)
     entry = ConfigSummary(config, len(medians), [], throughput={"median": batch / sorted(medians)[len(medians) // 2]},
-                          repeat_medians_s={str(i): m for i, m in enumerate(medians)}, settings={"visible_gpus": 0})
+                          repeat_step_s={str(i): m for i, m in enumerate(medians)}, settings={"visible_gpus": 0})
     return config.key(), entry
 
 

@@ -16,17 +16,24 @@ class ConfigSummary:
     throughput: dict | None = None                 # images/s over all timed steps: median, iqr, min, max, n
     median_step_ms: float | None = None            # over all timed steps of all repeats
     p95_step_ms: float | None = None
-    repeat_medians_s: dict[str, float] = field(default_factory=dict)  # repeat -> its median step (s)
+    repeat_step_s: dict[str, float] = field(default_factory=dict)  # repeat -> its step (s), `statistic`
     first_step_s: float | None = None              # build + first step, median over repeats (s)
-    peak_rss_mb: float | None = None               # the largest a repeat's worker reported (MiB)
+    peak_rss_mb: float | None = None               # the largest of the repeats' peaks (MiB)
+    peak_rss_scope: str | None = None              # "configuration": its own peak; "process so far"
     sparse_update_ops: list[str] | None = None     # op types the step applies sparse updates with
     settings: dict | None = None                   # as the first successful repeat's worker ran
+    settings_by_repeat: dict[str, dict] = field(default_factory=dict)  # repeat -> as its worker ran
     pipeline_images_per_s: float | None = None     # the shards -> tf.data rate for this input and batch
     pipeline_headroom: float | None = None         # that rate / this configuration's images/s
 
     @property
     def measured(self) -> bool:
         return self.throughput is not None
+
+    @property
+    def statistic(self) -> str:
+        """What `repeat_step_s` holds for each repeat (`BenchConfig.timed_per_pass`)."""
+        return "total / steps" if self.config.timed_per_pass else "median step"
 
     @property
     def key(self) -> str:
@@ -85,7 +92,9 @@ class ConfigSummary:
                "one_replica_key": self.one_replica_key, "errors": self.errors}
         if self.measured:
             out.update(throughput=self.throughput, median_step_ms=self.median_step_ms, p95_step_ms=self.p95_step_ms,
-                       sparse_update_ops=self.sparse_update_ops, repeat_medians_s=self.repeat_medians_s,
-                       first_step_s=self.first_step_s, peak_rss_mb=self.peak_rss_mb, settings=self.settings,
+                       sparse_update_ops=self.sparse_update_ops, repeat_step_s=self.repeat_step_s,
+                       statistic=self.statistic,
+                       first_step_s=self.first_step_s, peak_rss_mb=self.peak_rss_mb,
+                       peak_rss_scope=self.peak_rss_scope, settings=self.settings,
                        pipeline_images_per_s=self.pipeline_images_per_s, pipeline_headroom=self.pipeline_headroom)
         return out

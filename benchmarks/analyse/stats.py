@@ -1,5 +1,6 @@
 """Statistics of the harness: throughput summaries, t intervals of ratios over repeats
-(processes), the fixed-overhead fit step_time = a + b x batch, and TOST equivalence."""
+(processes), the fixed-overhead fit step_time = a + b x batch with its lack of fit and
+Fieller's interval of where two fits' ratio crosses the claim, and TOST equivalence."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -17,7 +18,8 @@ def throughput(step_times_by_repeat: Sequence[Sequence[float]], batch: int) -> d
 
 
 def log_ratios(fast: Sequence[float], slow: Sequence[float]) -> np.ndarray:
-    """log(slow_i / fast_i) of paired repeats: per-repeat median step times (s) of two modes
+    """log(slow_i / fast_i) of paired repeats: per-repeat step times (s: each repeat's median step, or
+    total / steps where costs come per call or pass) of two modes
     that ran side by side (interleaved), so drift common to the pair cancels."""
     fast, slow = np.asarray(fast, float), np.asarray(slow, float)
     if fast.shape != slow.shape or fast.ndim != 1:
@@ -84,6 +86,51 @@ def overhead_fit(batches: Sequence[int], step_times: Sequence[float]) -> dict | 
             "points": int(x.size)}
 
 
+def lack_of_fit(batches: Sequence[int], per_repeat: Sequence[Sequence[float]]) -> dict | None:
+    """How well one line step = a + b x batch fits each batch's mean over repeats.
+
+    `per_repeat[r][j]`: repeat r's step time at `batches[j]` (s). The lack-of-fit F test
+    compares the batch means' distance from the line (J - 2 degrees of freedom) with the
+    repeats' own spread around those means (J (R - 1)); `max_miss` is the largest distance of a
+    batch mean from the line, as a fraction of that mean. None with fewer than 3 batch sizes or
+    2 repeats (nothing left to test the line against)."""
+    y = np.asarray(per_repeat, float)
+    x = np.asarray(batches, float)
+    repeats, count = y.shape
+    if count < 3 or repeats < 2:
+        return None
+    means = y.mean(axis=0)
+    b, a = np.polyfit(np.tile(x, repeats), y.ravel(), 1)
+    line = a + b * x
+    ss_lof, df_lof = float(repeats * np.sum((means - line) ** 2)), count - 2
+    ss_pe, df_pe = float(np.sum((y - means) ** 2)), count * (repeats - 1)
+    f = (ss_lof / df_lof) / (ss_pe / df_pe) if ss_pe > 0 else float("inf")
+    return {"f": f, "df": [df_lof, df_pe], "p": float(sps.f.sf(f, df_lof, df_pe)) if np.isfinite(f) else 0.0,
+            "max_miss": float(np.max(np.abs(means - line) / means))}
+
+
+def fieller_crossing(fast: Sequence[dict], slow: Sequence[dict], claimed: float,
+                     level: float = 0.95) -> tuple[float | None, float | None]:
+    """Fieller's interval for the batch where slow / fast = `claimed`, B = (c a_f - a_s) /
+    (b_s - c b_f), from each repeat's pair of fits (a ratio of two means estimated together:
+    the interval of their ratio, not a mean of per-repeat ratios). (None, None) when the
+    denominator's own interval holds 0 (the crossing is then unbounded) or fewer than 2 repeats."""
+    num = np.array([claimed * f["a_ms"] - s["a_ms"] for f, s in zip(fast, slow)])
+    den = np.array([s["b_ms"] - claimed * f["b_ms"] for f, s in zip(fast, slow)])
+    n = num.size
+    if n < 2:
+        return None, None
+    m1, m2 = num.mean(), den.mean()
+    cov = np.cov(num, den, ddof=1) / n
+    t2 = sps.t.ppf((1 + level) / 2, n - 1) ** 2
+    qa, qb, qc = m2 ** 2 - t2 * cov[1, 1], -2 * (m1 * m2 - t2 * cov[0, 1]), m1 ** 2 - t2 * cov[0, 0]
+    disc = qb ** 2 - 4 * qa * qc
+    if qa <= 0 or disc < 0:
+        return None, None
+    root = np.sqrt(disc)
+    return float((-qb - root) / (2 * qa)), float((-qb + root) / (2 * qa))
+
+
 def crossover_batch(fast: dict, slow: dict, claimed: float) -> dict:
     """Where slow/fast step time exceeds `claimed`, from two overhead fits (batch >= 1).
 
@@ -148,11 +195,11 @@ def format_rate(summary: dict, unit: str) -> str:
 
 def pair_ratio(fast: ConfigSummary, slow: ConfigSummary, first_stage: int | None = None) -> dict | None:
     """How many times faster configuration `fast` ran than `slow` (summary entries: their
-    `repeat_medians_s`), over the repeats both completed (they ran side by side); None without a
+    `repeat_step_s`), over the repeats both completed (they ran side by side); None without a
     common repeat."""
-    common = sorted(set(fast.repeat_medians_s) & set(slow.repeat_medians_s), key=int)
+    common = sorted(set(fast.repeat_step_s) & set(slow.repeat_step_s), key=int)
     if not common:
         return None
     stage = None if first_stage is None else sum(int(r) < first_stage for r in common)
-    return ratio_interval([fast.repeat_medians_s[r] for r in common],
-                          [slow.repeat_medians_s[r] for r in common], first_stage=stage)
+    return ratio_interval([fast.repeat_step_s[r] for r in common],
+                          [slow.repeat_step_s[r] for r in common], first_stage=stage)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,9 @@ from benchmarks.analyse.records import ConfigSummary
 from benchmarks.analyse.scaling import scaling_rows
 from benchmarks.analyse.stats import (
     crossover_batch,
+    fieller_crossing,
+    lack_of_fit,
+    log_ratios,
     mean_interval,
     overhead_fit,
     pair_ratio,
@@ -48,6 +52,11 @@ def _manifest_shapes(pipeline: list[dict]) -> dict[str, tuple]:
     return shapes
 
 
+def _repeat_step(config: BenchConfig, times: list[float]) -> float:
+    """One repeat's step time (s): total / steps where costs come per call or pass, else the median."""
+    return float(np.mean(times)) if config.timed_per_pass else float(np.median(times))
+
+
 def per_config(results: dict) -> dict[str, ConfigSummary]:
     """key -> the configuration over every repeat: throughput, per-repeat medians, first-step
     time, peak memory, errors, pipeline headroom."""
@@ -71,9 +80,12 @@ def per_config(results: dict) -> dict[str, ConfigSummary]:
             median_step_ms=float(np.median(np.concatenate(times))) * 1000,
             p95_step_ms=float(np.percentile(np.concatenate(times), 95)) * 1000,
             sparse_update_ops=ok[0].get("sparse_update_ops"),
-            repeat_medians_s={str(r["repeat"]): float(np.median(r["step_times_s"])) for r in ok},
+            repeat_step_s={str(r["repeat"]): _repeat_step(config, r["step_times_s"]) for r in ok},
             first_step_s=float(np.median([r["first_step_s"] for r in ok])),
-            peak_rss_mb=float(max(r["peak_rss_mb"] for r in ok)), settings=ok[0]["settings"],
+            peak_rss_mb=float(max(r["peak_rss_mb"] for r in ok)),
+            peak_rss_scope="configuration" if all(r.get("peak_rss_scope") == "configuration" for r in ok)
+            else "process so far",
+            settings=ok[0]["settings"], settings_by_repeat={str(r["repeat"]): r["settings"] for r in ok},
             pipeline_images_per_s=pipeline, pipeline_headroom=pipeline / rate["median"] if pipeline else None)
     return out
 
@@ -88,7 +100,8 @@ def baseline_of(modes) -> str | None:
 
 def comparisons(configs: dict[str, ConfigSummary],
                 first_stage: int | None = None) -> tuple[list[dict], list[dict]]:
-    """Each mode against its group's baseline (`baseline_of`) -> (ratios, refused groups)."""
+    """Each mode against its group's baseline (`baseline_of`) -> (ratios, refused groups: any
+    two repeats of the group's modes whose settings differ in more than the mode)."""
     groups = defaultdict(dict)
     for entry in configs.values():
         if entry.measured:
@@ -96,7 +109,8 @@ def comparisons(configs: dict[str, ConfigSummary],
     ratios, refused = [], []
     for group, modes in sorted(groups.items()):
         try:
-            check_comparable({mode: entry.settings for mode, entry in modes.items()})
+            check_comparable({f"{mode} (repeat {int(r) + 1})": settings for mode, entry in modes.items()
+                              for r, settings in entry.settings_by_repeat.items()})
         except UserError as err:
             refused.append({"group": group, "reason": err.message})
             continue
@@ -106,7 +120,7 @@ def comparisons(configs: dict[str, ConfigSummary],
                 interval = pair_ratio(entry, modes[base], first_stage)
                 if interval is not None:
                     ratios.append({"group": group, "mode": mode, "baseline": base, **interval,
-                                   "batch": entry.batch, "family": entry.family})
+                                   "batch": entry.batch, "family": entry.family, "statistic": entry.statistic})
     return ratios, refused
 
 
@@ -137,6 +151,8 @@ def fits(configs: dict[str, ConfigSummary]) -> list[dict]:
         if not fit:
             continue
         per_repeat = _per_repeat_fits(entries)
+        common = sorted(set.intersection(*(set(e.repeat_step_s) for e in entries)), key=int)
+        fit["lack_of_fit"] = lack_of_fit(batches, [[e.repeat_step_s[r] for e in entries] for r in common])
         for name in ("a_ms", "b_ms"):
             mean, lo, hi = mean_interval([f[name] for f in per_repeat.values()])
             if lo is not None:  # the interval's own centre: the mean of the processes' fits
@@ -147,8 +163,8 @@ def fits(configs: dict[str, ConfigSummary]) -> list[dict]:
 
 
 def _per_repeat_fits(entries: list[ConfigSummary]) -> dict[str, dict]:
-    repeats = set.intersection(*(set(e.repeat_medians_s) for e in entries))
-    return {r: overhead_fit([e.batch for e in entries], [e.repeat_medians_s[r] for e in entries])
+    repeats = set.intersection(*(set(e.repeat_step_s) for e in entries))
+    return {r: overhead_fit([e.batch for e in entries], [e.repeat_step_s[r] for e in entries])
             for r in sorted(repeats, key=int)}
 
 
@@ -167,9 +183,11 @@ def crossovers(fit_list: list[dict], claimed: float = CLAIMED_RATIO) -> list[dic
             entry = {"family": fam, "mode": mode, "baseline": base, "claimed": claimed,
                      **crossover_batch(fit, modes[base], claimed), "lo": None, "hi": None}
             common = sorted(set(fit["per_repeat"]) & set(modes[base]["per_repeat"]), key=int)
-            each = [crossover_batch(fit["per_repeat"][r], modes[base]["per_repeat"][r], claimed) for r in common]
-            if each and all(c["holds"] == entry["holds"] and c["batch"] is not None for c in each):
-                _, entry["lo"], entry["hi"] = mean_interval([c["batch"] for c in each])
+            if entry["batch"] is not None:
+                entry["lo"], entry["hi"] = fieller_crossing([fit["per_repeat"][r] for r in common],
+                                                            [modes[base]["per_repeat"][r] for r in common], claimed)
+                measured = set(fit["batches"]) & set(modes[base]["batches"])
+                entry["extrapolated"] = not min(measured) <= entry["batch"] <= max(measured)
             out.append(entry)
     return out
 
@@ -180,12 +198,33 @@ def imprecise_pairs(results: dict, target: float = PRECISION_TARGET) -> list[dic
     return [r for r in ratios if is_graph(r["mode"]) and not within_target(r, target)]
 
 
+def aa_controls(configs: dict[str, ConfigSummary], first_stage: int | None = None) -> list[dict]:
+    """Each A/A control (`BenchConfig.control`) against its twin, the same configuration in the
+    run's ordinary bundle: the ratio and interval the harness puts on two processes that differ
+    in nothing (it should cover 1), and the spread of their per-repeat log ratios (as a fraction)."""
+    out = []
+    for entry in configs.values():
+        twin = configs.get(replace(entry.config, control=False).key()) if entry.config.control else None
+        if not (twin and twin.measured and entry.measured):
+            continue
+        ratio = pair_ratio(twin, entry, first_stage)
+        if ratio is None:
+            continue
+        common = sorted(set(twin.repeat_step_s) & set(entry.repeat_step_s), key=int)
+        logs = log_ratios([twin.repeat_step_s[r] for r in common], [entry.repeat_step_s[r] for r in common])
+        out.append({"key": twin.key, "control": entry.key, **ratio,
+                    "covers_one": None if ratio["lo"] is None else ratio["lo"] <= 1 <= ratio["hi"],
+                    "spread": float(np.expm1(logs.std(ddof=1))) if logs.size > 1 else None})
+    return out
+
+
 def summarize_results(results: dict) -> dict:
     configs = per_config(results)
     ratios, refused = comparisons(configs, results.get("repeats"))
     fit_list = fits(configs)
     return {"configs": configs, "ratios": ratios, "refused": refused, "fits": fit_list,
-            "crossovers": crossovers(fit_list), "scaling": scaling_rows(configs, results.get("repeats"))}
+            "crossovers": crossovers(fit_list), "scaling": scaling_rows(configs, results.get("repeats")),
+            "controls": aa_controls(configs, results.get("repeats"))}
 
 
 def load_results(path: str | Path) -> dict:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from benchmarks.analyse.records import ConfigSummary
 from benchmarks.analyse.stats import pair_ratio
-from benchmarks.config import CLAIMED_RATIO
+from benchmarks.config import CLAIMED_RATIO, BenchConfig
 from benchmarks.modes import (
     EAGER,
     GRAPH,
@@ -33,6 +33,8 @@ PROJECTED_MODES = ((GRAPH, KERAS_FIT), (GRAPH, KERAS_FIT_SPE), (GRAPH_FEED, KERA
 
 @dataclass(frozen=True)
 class Row:
+    """One scenario of the map: every field a configuration must match (`_pairs`); `scenario`'s
+    {px} and {batch} are filled from the configuration matched."""
     regime: str
     scenario: str
     fast: Mode                # the TF1-style (or fixed) side
@@ -40,59 +42,92 @@ class Row:
     model: str
     task: str
     batch: int | None         # None: the largest batch measured
-    data: str | None = None   # None: any
+    data: str
     optimizer: str = "rmsprop"
+    precision: str = "fp32"
+    xla: bool = False
 
 
 ROWS = (
-    Row("compute-bound training", "ResNet50 from scratch (P3.36), 64 px", GRAPH, KERAS_FIT, "resnet50", "train", None,
-        data="synthetic"),
-    Row("input path", "ResNet50 from numpy arrays: feed_dict loop vs fit(X_train, Y_train) (P3.36)", GRAPH_FEED,
-        KERAS_FIT, "resnet50", "train", None, data="numpy"),
-    Row("input path", "ResNet50 from the shards' tf.data pipeline: in-graph iterator vs fit(dataset)", GRAPH,
-        KERAS_FIT, "resnet50", "train", None, data="pipeline"),
-    Row("input path", "VGG16 head from numpy arrays (P3.33), batch 32: feed_dict loop vs fit(X, Y)", GRAPH_FEED,
-        KERAS_FIT, "vgg16_head", "train", 32, data="numpy"),
-    Row("per-call overhead", "evaluation over a split, VGG16 head, batch 32: Session.run loop vs model.evaluate(X, Y)",
-        GRAPH_FEED, KERAS_FIT, "vgg16_head", "evaluate", 32, data="numpy"),
-    Row("fixed cost per step", "VGG16 head on cached features (P3.27-P3.30), batch 32", GRAPH, KERAS_FIT,
-        "vgg16_head", "train", 32, data="synthetic"),
+    Row("compute-bound training", "ResNet50 from scratch (P3.36), {px}, {batch}", GRAPH, KERAS_FIT, "resnet50",
+        "train", None, "synthetic"),
+    Row("input path", "ResNet50 from numpy arrays, {px}, {batch}: feed_dict loop vs fit(X_train, Y_train) (P3.36)",
+        GRAPH_FEED, KERAS_FIT, "resnet50", "train", None, "numpy"),
+    Row("input path", "ResNet50 from the shards' tf.data pipeline, {px}, {batch}: in-graph iterator vs fit(dataset)",
+        GRAPH, KERAS_FIT, "resnet50", "train", None, "pipeline"),
+    Row("input path", "VGG16 head from numpy arrays (P3.33), {batch}: feed_dict loop vs fit(X, Y)", GRAPH_FEED,
+        KERAS_FIT, "vgg16_head", "train", 32, "numpy"),
+    Row("per-call overhead", "evaluation over a split, VGG16 head, {batch}: Session.run loop vs model.evaluate(X, Y)",
+        GRAPH_FEED, KERAS_FIT, "vgg16_head", "evaluate", 32, "numpy"),
+    Row("fixed cost per step", "VGG16 head on cached features (P3.27-P3.30), {batch}", GRAPH, KERAS_FIT,
+        "vgg16_head", "train", 32, "synthetic"),
     Row("per-call overhead", "features one image per call (P3.25/P3.27): Session.run vs model.predict(x)",
-        GRAPH_FEED, KERAS_PREDICT, "vgg16_head", "inference", 1),
+        GRAPH_FEED, KERAS_PREDICT, "vgg16_head", "inference", 1, "numpy"),
     Row("per-call overhead", "the same loop, Keras fixed: Session.run vs predict_on_batch(x)", GRAPH_FEED, KERAS_TOB,
-        "vgg16_head", "inference", 1),
-    Row("per-call overhead", "predicting one site (P3.38), ResNet50 64 px: Session.run vs model.predict(x)",
-        GRAPH_FEED, KERAS_PREDICT, "resnet50", "inference", 1),
-    Row("overhead regime", "trivial model, batch 1: TF1 feed_dict loop vs fit(X, Y)", GRAPH_FEED, KERAS_FIT,
-        "trivial", "train", 1),
-    Row("overhead regime", "MNIST-style MLP, batch 32: TF1 feed_dict loop vs fit(X, Y)", GRAPH_FEED, KERAS_FIT,
-        "mlp", "train", 32),
-    Row("overhead regime", "MLP, batch 32: TF1 loop vs fit with steps_per_execution=32", GRAPH_FEED,
-        KERAS_FIT_SPE, "mlp", "train", 32),
-    Row("overhead regime", "MLP, batch 1,024: TF1 feed_dict loop vs fit(X, Y)", GRAPH_FEED, KERAS_FIT, "mlp",
-        "train", 1024),
-    Row("Keras of the claim's era", "MLP, batch 32: TF1 loop vs Keras 2 fit in TF1 graph mode", GRAPH_FEED,
-        TFKERAS_V1, "mlp", "train", 32),
-    Row("Keras of the claim's era", "MLP, batch 32: TF1 loop vs Keras 2 fit (tf.function)", GRAPH_FEED,
-        TFKERAS_FIT, "mlp", "train", 32),
-    Row("origin of 2.5x", "keras#7818's model (100k x 512 embedding), SGD: TF1 loop vs Keras 3 fit", GRAPH_FEED,
-        KERAS_FIT, "embedding", "train", 32, optimizer="sgd"),
+        "vgg16_head", "inference", 1, "numpy"),
+    Row("per-call overhead", "predicting one site (P3.38), ResNet50 {px}: Session.run vs model.predict(x)",
+        GRAPH_FEED, KERAS_PREDICT, "resnet50", "inference", 1, "numpy"),
+    Row("overhead regime", "trivial model, {batch}: TF1 feed_dict loop vs fit(X, Y)", GRAPH_FEED, KERAS_FIT,
+        "trivial", "train", 1, "numpy"),
+    Row("overhead regime", "MNIST-style MLP, {batch}: TF1 feed_dict loop vs fit(X, Y)", GRAPH_FEED, KERAS_FIT,
+        "mlp", "train", 32, "numpy"),
+    Row("overhead regime", "MLP, {batch}: TF1 loop vs fit with steps_per_execution=32", GRAPH_FEED,
+        KERAS_FIT_SPE, "mlp", "train", 32, "numpy"),
+    Row("overhead regime", "MLP, {batch}: TF1 feed_dict loop vs fit(X, Y)", GRAPH_FEED, KERAS_FIT, "mlp",
+        "train", 1024, "numpy"),
+    Row("Keras of the claim's era", "MLP, {batch}: TF1 loop vs Keras 2 fit in TF1 graph mode", GRAPH_FEED,
+        TFKERAS_V1, "mlp", "train", 32, "numpy"),
+    Row("Keras of the claim's era", "MLP, {batch}: TF1 loop vs Keras 2 fit (tf.function)", GRAPH_FEED,
+        TFKERAS_FIT, "mlp", "train", 32, "numpy"),
+    Row("origin of 2.5x", "keras#7818's model (100k x 512 embedding), SGD, {batch}: TF1 loop vs Keras 3 fit",
+        GRAPH_FEED, KERAS_FIT, "embedding", "train", 32, "numpy", optimizer="sgd"),
     Row("origin of 2.5x", "the same, vs Keras 2 fit (tf.function)", GRAPH_FEED, TFKERAS_FIT, "embedding", "train", 32,
-        optimizer="sgd"),
+        "numpy", optimizer="sgd"),
     Row("origin of 2.5x", "the same, vs Keras 2 fit in TF1 graph mode", GRAPH_FEED, TFKERAS_V1, "embedding", "train",
-        32, optimizer="sgd"),
-    Row("graph vs eager", "VGG16 head, batch 32: Session vs eager GradientTape (no tf.function)", GRAPH, EAGER,
-        "vgg16_head", "train", 32, data="synthetic"),
+        32, "numpy", optimizer="sgd"),
+    Row("graph vs eager", "VGG16 head, {batch}: Session vs eager GradientTape (no tf.function)", GRAPH, EAGER,
+        "vgg16_head", "train", 32, "synthetic"),
 )
 
 
-def _find(configs: dict[str, ConfigSummary], mode: Mode, row: Row, batch: int | None = None) -> ConfigSummary | None:
-    matches = [e for e in configs.values()
-               if e.measured and e.mode == mode.name and e.model == row.model and e.task == row.task
-               and e.devices * e.workers == 1
-               and (row.data is None or e.data == row.data) and e.optimizer == row.optimizer
-               and (batch is None or e.batch == batch)]
-    return max(matches, key=lambda e: e.batch) if matches else None
+def _twin(configs: dict[str, ConfigSummary], entry: ConfigSummary, mode: Mode, **changes) -> ConfigSummary | None:
+    """`entry`'s configuration in another mode (and with `changes`), if this run measured it."""
+    twin = configs.get(replace(entry.config, mode=mode.name, **changes).key())
+    return twin if twin is not None and twin.measured else None
+
+
+def _pairs(configs: dict[str, ConfigSummary], row: Row) -> list[tuple[ConfigSummary, ConfigSummary]]:
+    """(fast, slow) for `row`: the Keras side matches every field of the row (one replica, no A/A
+    control), the TF1 side is the same configuration in the row's other mode; one pair per
+    device, image size and layout measured, at the row's batch or the largest measured."""
+    chosen: dict[tuple, ConfigSummary] = {}
+    for e in configs.values():
+        if not (e.measured and e.mode == row.slow.name and e.model == row.model and e.task == row.task
+                and e.data == row.data and e.optimizer == row.optimizer and e.config.precision == row.precision
+                and e.config.xla == row.xla and e.config.replicas() == 1 and not e.config.control
+                and (row.batch is None or e.batch == row.batch) and _twin(configs, e, row.fast)):
+            continue
+        where = (e.config.device, e.config.input_shape(), e.config.data_format)
+        if where not in chosen or e.batch > chosen[where].batch:
+            chosen[where] = e
+    return [(_twin(configs, e, row.fast), e) for _, e in sorted(chosen.items())]
+
+
+def scenario_label(row: Row, config: BenchConfig) -> str:
+    """The row's scenario, its size and batch those of the configuration it matched."""
+    label = row.scenario.format(px=f"{config.input_shape()[0]} px", batch=f"batch {config.batch:,}")
+    return label + ("" if config.device == "cpu" else f" on {config.device.upper()}")
+
+
+def not_measured(summary: dict) -> list[str]:
+    """The scenarios of `ROWS` this run did not produce with both sides, as labels."""
+    out = []
+    for row in ROWS:
+        if not _pairs(summary["configs"], row):
+            batch = f"batch {row.batch:,}" if row.batch else "any batch"
+            out.append(f"{row.regime}: {row.scenario.format(px='any size', batch=batch)} "
+                       f"({row.fast.name} / {row.slow.name})")
+    return out
 
 
 def claim(ratio: dict) -> str:
@@ -106,11 +141,8 @@ def claim(ratio: dict) -> str:
     return "inconclusive"
 
 
-def _fit(fits: list[dict], mode: Mode, model: str, task: str) -> dict | None:
-    for f in fits:
-        if f["mode"] == mode.name and f["family"].startswith(f"{model}/{task}/"):
-            return f
-    return None
+def _fit(fits: list[dict], mode: Mode, family: str) -> dict | None:
+    return next((f for f in fits if f["mode"] == mode.name and f["family"] == family), None)
 
 
 def _ms(x: float) -> str:
@@ -121,7 +153,7 @@ def mechanism(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigSummary)
     """What the measurements say causes this row's ratio."""
     configs, fits = summary["configs"], summary["fits"]
     if row.task in ("inference", "evaluate"):
-        tob = _find(configs, KERAS_TOB, row, fast.batch)
+        tob = _twin(configs, slow, KERAS_TOB)
         text = f"median / p95 per call {_ms(fast.median_step_ms)} / {_ms(fast.p95_step_ms)} vs " \
                f"{_ms(slow.median_step_ms)} / {_ms(slow.p95_step_ms)}"
         if row.slow == KERAS_PREDICT and tob:
@@ -138,15 +170,16 @@ def mechanism(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigSummary)
                 "per step")
     updates = []
     for mode in (row.fast, KERAS_CTL):
-        train, grads = _fit(fits, mode, row.model, "train"), _fit(fits, mode, row.model, "gradients")
+        train = _fit(fits, mode, slow.family)
+        grads = _fit(fits, mode, replace(slow.config, task="gradients").family())
         if train and grads:
             updates.append(f"{mode.name} a = {train['a_ms']:.1f} ms, of which the update "
                            f"{train['a_ms'] - grads['a_ms']:.1f} ms")
     if row.model == "embedding":
         parts = []
         for mode in (GRAPH, KERAS_CTL):
-            train = _find(configs, mode, row, fast.batch)
-            grads = _find(configs, mode, replace(row, task="gradients", optimizer="rmsprop"), fast.batch)
+            train = _twin(configs, slow, mode)
+            grads = _twin(configs, slow, mode, task="gradients", optimizer="rmsprop")
             if train and grads:
                 ops = ", ".join(train.sparse_update_ops or []) or "dense"
                 parts.append(f"{mode.name}: update {train.median_step_ms - grads.median_step_ms:.1f} ms of "
@@ -160,21 +193,19 @@ def mechanism(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigSummary)
 
 
 def verdict_map(summary: dict, first_stage: int | None = None) -> list[dict]:
-    """The rows of `ROWS` this run measured, each with its ratio, interval, claim and mechanism."""
+    """The rows of `ROWS` this run measured (one per device, image size and layout), each with its
+    generated label, ratio, interval, claim and mechanism."""
     rows = []
+    refused = {r["group"] for r in summary.get("refused", [])}
     for row in ROWS:
-        slow = _find(summary["configs"], row.slow, row, row.batch)
-        fast = _find(summary["configs"], row.fast, row, slow.batch if slow else row.batch)
-        if not (fast and slow) or fast.group != slow.group:
-            continue
-        if any(r["group"] == fast.group for r in summary.get("refused", [])):
-            continue
-        ratio = pair_ratio(fast, slow, first_stage)
-        if ratio is None:
-            continue
-        rows.append({"regime": row.regime, "scenario": row.scenario, "fast": row.fast.name, "slow": row.slow.name,
-                     "group": fast.group, "step_ms": fast.median_step_ms, **ratio, "claim": claim(ratio),
-                     "mechanism": mechanism(row, summary, fast, slow)})
+        for fast, slow in _pairs(summary["configs"], row):
+            ratio = pair_ratio(fast, slow, first_stage)
+            if fast.group in refused or ratio is None:
+                continue
+            rows.append({"regime": row.regime, "scenario": scenario_label(row, slow.config), "fast": row.fast.name,
+                         "slow": row.slow.name, "group": fast.group, "step_ms": fast.median_step_ms,
+                         "timed": slow.statistic, **ratio,
+                         "claim": claim(ratio), "mechanism": mechanism(row, summary, fast, slow)})
     return rows
 
 

@@ -1,11 +1,12 @@
 """Runs configurations in bundles (one mode's configurations, one after another in one fresh
-process per repeat), repeats interleaved (A B A B ...), and writes the results JSON after every
-bundle so an interrupted run loses nothing.
+process per repeat), repeats interleaved, the bundles in a new shuffled order in every repeat
+(recorded), and writes the results JSON after every bundle so an interrupted run loses nothing.
 
 Results schema (``schema`` 1), see docs/benchmarks.md:
   machine, versions, git_commit, environment, preset, repeats, started/finished,
   adaptive: {budget_s, max_repeats, target, extra: [{repeat, keys}]},
-  runs: [{key, repeat, ok, error?, config, settings, build_s, first_step_s,
+  order: {seed, repeats: [{repeat, bundles: [label]}]},
+  runs: [{key, repeat, position, ok, error?, config, settings, build_s, first_step_s,
           warmup_times_s, step_times_s, peak_rss_mb, wall_s}],
   skipped: [{key, reason}], pipeline: [{manifest, batch, images_per_s}],
   summary: (benchmarks.analyse.summary.summarize)
@@ -16,6 +17,7 @@ import datetime as dt
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
 import time
@@ -144,6 +146,32 @@ def bundles(configs: list[BenchConfig]) -> list[list[BenchConfig]]:
     return list(grouped.values())
 
 
+def bundle_label(bundle: list[BenchConfig]) -> str:
+    """A bundle as the results' `order` names it: its mode and execution environment."""
+    return "/".join(str(part) for part in bundle[0].bundle() if part is not None)
+
+
+def bundle_orders(count: int, seed: int, repeats: int) -> list[list[int]]:
+    """The order (indices) `count` bundles run in, for repeats 0 .. `repeats` - 1: each a
+    permutation drawn from (`seed`, repeat), redrawn while it equals the previous repeat's, so no
+    bundle keeps a fixed position and a position effect (the machine warming up, memory filling)
+    lands on either side of a ratio at random instead of biasing it."""
+    orders: list[list[int]] = []
+    for repeat in range(repeats):
+        order, draw = _draw_order(count, seed, repeat), 0
+        while count > 1 and orders and order == orders[-1]:
+            draw += 1
+            order = _draw_order(count, seed, repeat, draw)
+        orders.append(order)
+    return orders
+
+
+def _draw_order(count: int, seed: int, repeat: int, draw: int = 0) -> list[int]:
+    order = list(range(count))
+    random.Random(f"{seed}/{repeat}/{draw}").shuffle(order)
+    return order
+
+
 def _wall_estimate_s(results: dict, keys: set[str]) -> float:
     """Expected wall time of one more repeat of `keys`: the mean of their runs so far."""
     walls: dict[str, list[float]] = {}
@@ -159,7 +187,7 @@ def extra_plan(results: dict, target: float, max_repeats: int) -> dict[str, int]
     plan: dict[str, int] = {}
     for pair in imprecise_pairs(results, target):
         keys = [f"{pair['mode']}/{pair['group']}", f"{pair['baseline']}/{pair['group']}"]
-        fast, slow = (configs[k].repeat_medians_s for k in keys)
+        fast, slow = (configs[k].repeat_step_s for k in keys)
         stage = sorted((r for r in set(fast) & set(slow) if int(r) < first), key=int)
         n = stein_repeats(log_ratios([fast[r] for r in stage], [slow[r] for r in stage]), target, cap=max_repeats)
         for key in keys:
@@ -170,23 +198,27 @@ def extra_plan(results: dict, target: float, max_repeats: int) -> dict[str, int]
 def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | None = None,
         manifest: str | None = None, timeout: float = 1800, log: Callable[[str], None] = print,
         budget_s: float | None = None, max_repeats: int = MAX_REPEATS,
-        target: float = PRECISION_TARGET) -> dict:
+        target: float = PRECISION_TARGET, order_seed: int | None = None) -> dict:
     """Every applicable configuration `repeats` times, interleaved, one process per bundle and
-    repeat; returns the results.
+    repeat, the bundles in the order `bundle_orders` draws from `order_seed` (random when None;
+    recorded); returns the results.
 
     With `budget_s`, extra repeats follow for both sides of every graph-mode ratio whose
     interval is wider than +-`target`: how many is decided once, from the first `repeats`
     (Stein's two-stage rule, `extra_plan`, at most `max_repeats` in all), and they run
     interleaved, one repeat at a time, while the run's elapsed time plus the next repeat's
-    expected time stays within `budget_s`.
+    expected time stays within `budget_s`. An extra repeat runs each whole bundle that holds a
+    planned configuration, as the first stage did, so its processes do what theirs did.
     """
     started = time.monotonic()
+    seed = random.SystemRandom().randrange(2 ** 31) if order_seed is None else order_seed
     results = {"schema": SCHEMA_VERSION, "preset": preset, "repeats": repeats, "machine": machine_info(),
                "git_commit": _git_commit(), "started": dt.datetime.now(dt.UTC).isoformat(),
                "environment": {name: os.environ.get(name) for name in PINNED_ENV},
                "adaptive": {"budget_s": budget_s, "max_repeats": max_repeats, "target": target, "extra": [],
                             "plan": {}},
-               "configs": [c.to_dict() for c in configs], "runs": [], "skipped": [], "pipeline": []}
+               "configs": [c.to_dict() for c in configs], "order": {"seed": seed, "repeats": []},
+               "runs": [], "skipped": [], "pipeline": []}
     runnable = []
     for config in configs:
         reason = config.applicable()
@@ -202,9 +234,13 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
     env, total, done = worker_env(), len(runnable) * repeats, 0
 
     def measure(chosen: list[BenchConfig], repeat: int, progress: Callable[[], str]) -> None:
-        for bundle in bundles(chosen):
+        grouped = bundles(chosen)
+        order = bundle_orders(len(grouped), seed, repeat + 1)[repeat]
+        results["order"]["repeats"].append({"repeat": repeat, "bundles": [bundle_label(grouped[i]) for i in order]})
+        for position, index in enumerate(order):
+            bundle = grouped[index]
             for record, config in zip(run_bundle(bundle, env, timeout), bundle):
-                record["repeat"] = repeat
+                record["repeat"], record["position"] = repeat, position
                 results["runs"].append(record)
                 _log_record(log, record, config, progress())
             write_json(out_path, results)
@@ -219,7 +255,10 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
     results["adaptive"]["plan"] = plan
     repeat = repeats
     while budget_s:
-        keys = {k for k, n in plan.items() if n > repeat}
+        planned = {k for k, n in plan.items() if n > repeat}
+        planned_bundles = {c.bundle() for c in runnable if c.key() in planned}
+        chosen = [c for c in runnable if c.bundle() in planned_bundles]
+        keys = {c.key() for c in chosen}
         estimate, elapsed = _wall_estimate_s(results, keys), time.monotonic() - started
         used = f"{elapsed / 60:.1f} of {budget_s / 60:.1f} min used"
         if not keys:
@@ -228,10 +267,9 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
         if elapsed + estimate > budget_s:
             log(f"extra repeats: stopped by the time budget ({used}); the report states each interval as measured")
             break
-        log(f"repeat {repeat + 1} for {len({group_of(k) for k in keys})} comparison(s) planned to reach "
-            f"+-{target:.0%} (about {estimate:.0f} s; {used})")
+        log(f"repeat {repeat + 1} for {len({group_of(k) for k in planned})} comparison(s) planned to reach "
+            f"+-{target:.0%}: {len(bundles(chosen))} whole bundle(s) (about {estimate:.0f} s; {used})")
         results["adaptive"]["extra"].append({"repeat": repeat, "keys": sorted(keys)})
-        chosen = [c for c in runnable if c.key() in keys]
         count, total = iter(range(1, len(chosen) + 1)), len(chosen)
         measure(chosen, repeat, lambda count=count, total=total: f"extra {next(count)}/{total}")
         repeat += 1

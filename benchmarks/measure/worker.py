@@ -3,8 +3,9 @@
     python -m benchmarks.measure.worker '<JSON list of configurations>'
 
 prints one line ``RESULT <JSON>`` per configuration with the per-sample step times (warm-up
-included, marked), the time to the first step, peak memory, what the process observed (updates
-applied, XLA compiled, runtime, thread pools) and the settings that must match across modes.
+included, marked), the time to the first step, its own peak memory (`benchmarks.measure.memory`),
+what the process observed (updates applied, XLA compiled, runtime, thread pools) and the
+settings that must match across modes.
 """
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import gc
 import json
 import os
 import platform
-import resource
 import sys
 import time
 from dataclasses import replace
 
 from benchmarks.config import PINNED_ENV, BenchConfig
+from benchmarks.measure.memory import PeakMemory, configuration_peak, start_configuration
 from benchmarks.measure.replicas import Placement, prepare
 from benchmarks.measure.timing import timed_steps
 from benchmarks.modes import Api, Driver, Runtime
@@ -69,17 +70,21 @@ def measure(config: BenchConfig, env: dict, placement: Placement = Placement()) 
     if config.data == "pipeline":  # the shards' classes, read once
         config = replace(config, num_classes=_num_classes(config))
     total = config.warmup + config.steps
+    # Imports before any timer, so the first step is the same span in every mode and every
+    # position of a bundle (building and running it, never loading a library).
+    keras_used = _keras_used(config)
     if config.spec.driver is Driver.FIT:
         from benchmarks.measure.keras_fit import run_fit  # late: only the mode's own API is loaded
+    elif config.spec.is_graph:
+        from benchmarks.measure.graph_steps import make_graph_step  # late: only the mode's own API is loaded
+    else:
+        from benchmarks.measure.keras_calls import make_call_step  # late: only the mode's own API is loaded
+    start_mb = start_configuration()
+    if config.spec.driver is Driver.FIT:
         times, build_s, facts = run_fit(config, placement)
     else:
         started = time.perf_counter()
-        if config.spec.is_graph:
-            from benchmarks.measure.graph_steps import make_graph_step  # late: only the mode's own API is loaded
-            step = make_graph_step(config, placement)
-        else:
-            from benchmarks.measure.keras_calls import make_call_step  # late: only the mode's own API is loaded
-            step = make_call_step(config)
+        step = make_graph_step(config, placement) if config.spec.is_graph else make_call_step(config)
         build_s = time.perf_counter() - started
         try:
             times = timed_steps(step.run, total)
@@ -101,8 +106,12 @@ def measure(config: BenchConfig, env: dict, placement: Placement = Placement()) 
             "warmup_times_s": times[:config.warmup], "step_times_s": times[config.warmup:],
             "updates_applied": facts.get("updates_applied"), "xla_cluster_ops": facts.get("xla_cluster_ops"),
             "sparse_update_ops": facts.get("sparse_update_ops"), "compute_dtypes": facts.get("compute_dtypes"),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "keras_used": _keras_used(config), "runtime": runtime_facts(), "settings": _settings(config, facts, env)}
+            **_memory_fields(configuration_peak(start_mb)), "keras_used": keras_used, "runtime": runtime_facts(),
+            "settings": _settings(config, facts, env)}
+
+
+def _memory_fields(peak: PeakMemory) -> dict:
+    return {"peak_rss_mb": peak.peak_mb, "start_rss_mb": peak.start_mb, "peak_rss_scope": peak.scope}
 
 
 def _prepare_process(config: BenchConfig) -> Placement:

@@ -47,7 +47,7 @@ def ratios(ratio_list: list[dict], path: Path) -> Path | None:
     ax.axvline(CLAIMED_RATIO, color="red", linestyle="--", label=f"claimed {CLAIMED_RATIO}x")
     ax.axvline(1.0, color="grey", linestyle=":", label="as fast as the Keras baseline")
     ax.set_yticks(list(y), labels, fontsize=7)
-    ax.set_xlabel("speed relative to the Keras baseline (ratio of median step times, 95% interval over repeats)")
+    ax.set_xlabel("speed relative to the Keras baseline (ratio of per-repeat step times, 95% interval over repeats)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -11,7 +11,7 @@ import numpy as np
 
 from benchmarks.analyse.records import ConfigSummary
 from benchmarks.analyse.summary import interval_half_widths, within_target
-from benchmarks.analyse.verdict import answer, claim, gpu_projection, verdict_map
+from benchmarks.analyse.verdict import answer, claim, gpu_projection, not_measured, verdict_map
 from benchmarks.config import CLAIMED_RATIO, PRECISION_TARGET, group_of
 from benchmarks.modes import (
     BASELINE,
@@ -27,7 +27,7 @@ from benchmarks.present import plots
 from benchmarks.present.markdown import table
 from benchmarks.present.parity import load_parity, parity_markdown
 from benchmarks.present.scaling import scaling_markdown, scaling_plot
-from benchmarks.present.verdict import map_markdown, projection_markdown, ratio_text
+from benchmarks.present.verdict import control_lines, map_markdown, projection_markdown, ratio_text
 from plumbing.atomic import atomic_write_bytes
 
 # The graph-vs-eager ladder: (mode, XLA, what a row of it executes), slowest first.
@@ -63,11 +63,11 @@ def _config_row(key: str, e: ConfigSummary) -> tuple:
     t, head = e.throughput, e.pipeline_headroom
     pipe = f"{_fmt(e.pipeline_images_per_s, 0)} ({_fmt(head)}x)" if head else "in-memory"
     return (key, f"{t['median']:,.1f} ({t['iqr']:,.1f})", f"{e.median_step_ms:,.1f}", f"{e.first_step_s:.1f}",
-            f"{e.peak_rss_mb:,.0f}", pipe)
+            f"{e.peak_rss_mb:,.0f}" + ("" if e.peak_rss_scope == "configuration" else " (process so far)"), pipe)
 
 
 def _config_table(configs: dict[str, ConfigSummary]) -> list[str]:
-    return table(("configuration", "images/s median (IQR)", "step ms", "first step s", "peak MB",
+    return table(("configuration", "images/s median (IQR)", "step ms", "first step s", "peak RSS MiB",
                   "pipeline images/s (x)"), [_config_row(key, e) for key, e in sorted(configs.items())])
 
 
@@ -89,11 +89,21 @@ def _fit_table(fits: list[dict], crossovers: list[dict]) -> list[str]:
         holds = ""
         if c is not None:
             holds = c["holds"] if c["batch"] is None else f"{c['holds']} batch {c['batch']:.1f}"
-            holds += "" if c["lo"] is None else f" [{c['lo']:.1f}, {c['hi']:.1f}]"
+            if c["batch"] is not None:
+                holds += " [unbounded]" if c["lo"] is None else f" [{c['lo']:.1f}, {c['hi']:.1f}]"
+                holds += " (extrapolated)" if c.get("extrapolated") else ""
         rows.append((f["family"], f["mode"], _with_interval(f["a_ms"], f["a_lo_ms"], f["a_hi_ms"], 2),
-                     _with_interval(f["b_ms"], f["b_lo_ms"], f["b_hi_ms"], 3), ",".join(map(str, f["batches"])), holds))
+                     _with_interval(f["b_ms"], f["b_lo_ms"], f["b_hi_ms"], 3), ",".join(map(str, f["batches"])),
+                     _lack_of_fit(f.get("lack_of_fit")), holds))
     return table(("family", "mode", "a: ms per step [95%]", "b: ms per sample [95%]", "batches",
-                  "ratio > 2.5x vs baseline"), rows)
+                  "lack of fit", "ratio > 2.5x vs baseline [Fieller 95%]"), rows)
+
+
+def _lack_of_fit(lof: dict | None) -> str:
+    """"misses by 4% (F 3.1, p 0.08)", or why it could not be tested."""
+    if lof is None:
+        return "not testable (< 3 batches or < 2 repeats)"
+    return f"misses by {lof['max_miss']:.0%} (F {lof['f']:.1f}, p {lof['p']:.2g})"
 
 
 def _ladder(configs: dict[str, ConfigSummary]) -> list[str]:
@@ -165,7 +175,8 @@ def verdict(summary: dict) -> str:
     if not graph:
         return "No graph mode was compared with Keras fit in this run, so there is no verdict on the claim."
     parts = [f"Claimed: not using Keras is about {CLAIMED_RATIO}x faster. Measured (graph mode / its Keras "
-             "baseline, geometric mean of the per-repeat ratios of median step times, 95% t interval over repeats):"]
+             "baseline, geometric mean of the per-repeat ratios of step times (a repeat's median step, or its "
+             "total / steps where costs come per call or per pass), 95% t interval over repeats):"]
     for r in graph:
         parts.append(f"{r['mode']} {ratio_text(r)} vs {r.get('baseline', BASELINE.name)} for {r['group']} ({claim(r)})")
     holds = [r for r in graph if claim(r) == "holds"]
@@ -180,6 +191,8 @@ def verdict(summary: dict) -> str:
             where = {"below": f"only below batch {c['batch']:.1f}" if c["batch"] else "",
                      "above": f"only above batch {c['batch']:.1f}" if c["batch"] else "",
                      "never": "at no batch size", "always": "at every batch size"}[c["holds"]]
+            if c.get("extrapolated"):
+                where += f" (extrapolated: the fits measured batches {min(g['batches'])}-{max(g['batches'])})"
             reasons.append(f"for {c['family']}, the fixed cost per step is {g['a_ms']:.1f} ms in the graph vs "
                            f"{k['a_ms']:.1f} ms in Keras fit and the cost per image {g['b_ms']:.2f} vs "
                            f"{k['b_ms']:.2f} ms, so a {CLAIMED_RATIO}x gap is predicted {where}")
@@ -236,7 +249,8 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     lines = ["# Benchmark report: TF1 static graphs vs Keras", "",
              f"Preset `{results.get('preset')}`, {results.get('repeats')} interleaved "
              f"repeats{_extra_repeats(results)}, "
-             "each bundle (one mode's configurations, one after another) in a fresh process per repeat. "
+             "each bundle (one mode's configurations, one after another) in a fresh process per repeat, "
+             "the bundles in an order drawn anew for every repeat (`order` in results.json). "
              f"Machine: {machine.get('cpu_model', machine.get('processor'))}, "
              f"{machine.get('cpu_count')} CPUs, {machine.get('memory_gib')} GiB; commit {results.get('git_commit')}; "
              f"environment {json.dumps(results.get('environment'))}.", "",
@@ -244,6 +258,14 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
              "call) ran than its Keras counterpart, the 95% interval over repeats (processes), and what was "
              "measured to cause it.", ""]
     lines += map_markdown(rows) + ["", answer(rows), ""]
+    missing = not_measured(summary)
+    if missing:
+        lines += ["Not measured in this run: " + "; ".join(missing) + ".", ""]
+    controls = control_lines(summary["controls"])
+    if controls:
+        lines += ["## A/A control", "", "The same configuration in two processes of each repeat, analysed as "
+                  "a ratio is: how far the harness's intervals can be trusted on this machine.", ""]
+        lines += [f"- {line}" for line in controls] + [""]
     projection = gpu_projection(summary)
     if projection:
         lines += ["## On GPUs: a projection", ""] + projection_markdown(projection) + [""]

@@ -13,10 +13,10 @@ def ratio_text(r: dict) -> str:
 
 
 def map_markdown(rows: list[dict]) -> list[str]:
-    return table(("regime", "scenario", "TF1 side / Keras side", "ratio [95%]", f"{CLAIMED_RATIO}x",
+    return table(("regime", "scenario", "TF1 side / Keras side", "ratio [95%]", "a repeat's step", f"{CLAIMED_RATIO}x",
                   "mechanism (measured)"),
-                 [(r["regime"], r["scenario"], f"{r['fast']} / {r['slow']}", ratio_text(r), r["claim"], r["mechanism"])
-                  for r in rows])
+                 [(r["regime"], r["scenario"], f"{r['fast']} / {r['slow']}", ratio_text(r), r["timed"], r["claim"],
+                   r["mechanism"]) for r in rows])
 
 
 def projection_markdown(rows: list[dict]) -> list[str]:
@@ -30,3 +30,18 @@ def projection_markdown(rows: list[dict]) -> list[str]:
                          [(r["gpu"], r["batch"], f"{r['fast']} / {r['slow']}",
                            f"{r['dispatch_fast_ms']:.2f} / {r['dispatch_slow_ms']:.2f}", f"{r['compute_ms']:,.1f}",
                            f"{r['ratio']:.3f}x") for r in rows])
+
+
+def control_lines(controls: list[dict]) -> list[str]:
+    """Each A/A control as a sentence built from its measured fields."""
+    lines = []
+    for c in controls:
+        if c["lo"] is None:
+            verdict = "one repeat, no interval"
+        else:
+            verdict = "covers 1" if c["covers_one"] else \
+                "does not cover 1: these intervals are too narrow for this machine"
+        spread = "" if c["spread"] is None else f", per-repeat spread +-{c['spread']:.1%}"
+        lines.append(f"A/A control: {c['key']} measured twice, in separate processes: {ratio_text(c)} "
+                     f"({verdict}; {c['repeats']} repeats{spread})")
+    return lines

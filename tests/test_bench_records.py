@@ -1,0 +1,80 @@
+"""What a benchmark record claims: a configuration's own peak memory, a repeat's step as its
+costs come (per step, or per pass), the verdict row matched on every field of its scenario with
+a label generated from what it matched, the rows a run did not produce listed as such."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from benchmarks.analyse.summary import per_config, summarize_results
+from benchmarks.analyse.verdict import ROWS, not_measured, verdict_map
+from benchmarks.config import BenchConfig
+from benchmarks.measure.memory import configuration_peak, start_configuration
+from benchmarks.presets import preset
+
+
+def test_a_configuration_s_peak_excludes_what_an_earlier_one_freed():
+    before = np.ones(300 * 2 ** 20 // 8)  # 300 MiB, touched
+    del before
+    start = start_configuration()
+    assert start is not None  # Linux: the high-water mark can be reset
+    small = np.ones(20 * 2 ** 20 // 8)
+    peak = configuration_peak(start)
+    assert peak.scope == "configuration" and peak.start_mb <= peak.peak_mb
+    assert peak.peak_mb - peak.start_mb < 150 and small.sum() > 0  # not the freed 300 MiB
+    process = configuration_peak(None)  # without a reset: the process's mark, named as such
+    assert process.scope == "process so far" and process.start_mb is None
+
+
+def _results(configs, step_s) -> dict:
+    """Two repeats of `configs`, each step taking `step_s(config)` seconds."""
+    runs = []
+    for repeat in range(2):
+        for c in configs:
+            t = step_s(c) * (1 + 0.01 * repeat)
+            settings = {k: v for k, v in c.to_dict().items() if k != "mode"}
+            runs.append({"key": c.key(), "repeat": repeat, "ok": True, "config": c.to_dict(), "settings": settings,
+                         "step_times_s": [t, t, t], "first_step_s": 1.0, "peak_rss_mb": 100.0})
+    return {"schema": 1, "repeats": 2, "runs": runs}
+
+
+def test_rows_match_every_field_of_their_scenario_and_label_what_they_matched():
+    """From the `full` preset's configurations: the compute-bound row is ResNet50 at 224 px in fp32
+    at the largest batch (64), not the bfloat16 or inference configurations beside it, whose
+    graph side is made 10x faster here (and which run at a larger batch too) so that matching them
+    would show; the rows the preset has
+    no configurations for are listed as not measured."""
+    configs = [c for c in preset("full")[0] if c.model == "resnet50" and c.mode in ("graph", "keras-fit")
+               and c.data == "synthetic"]
+    others = [c for c in configs if c.precision != "fp32" or c.task != "train"]
+    assert {(c.precision, c.task) for c in others} == {("mixed_bfloat16", "train"), ("fp32", "inference")}
+    configs += [replace(c, batch=128) for c in others]  # larger than any fp32 training batch
+
+    def step_s(c):
+        slow = 1.0 if c.mode == "keras-fit" else 0.8
+        return slow / (10 if c.precision != "fp32" or c.task != "train" else 1) * c.batch / 64
+    summary = summarize_results(_results(configs, step_s))
+    (row,) = [r for r in verdict_map(summary) if r["regime"] == "compute-bound training"]
+    assert row["scenario"] == "ResNet50 from scratch (P3.36), 224 px, batch 64"
+    assert row["group"] == "resnet50/train/b64/224px/fp32/noxla/cpu/NHWC/synthetic"
+    assert abs(row["ratio"] - 1.25) < 1e-9
+    missing = not_measured(summary)
+    assert any(m.startswith("overhead regime: trivial model, batch 1:") for m in missing)
+    assert not any(m.startswith("compute-bound training") for m in missing)
+    assert len(missing) + len(verdict_map(summary)) == len(ROWS)  # every scenario, one way or the other
+
+
+def test_per_pass_configurations_count_the_pass_s_set_up_and_per_step_ones_the_median():
+    """An evaluation over a split pays its call's set-up once per pass (here the 5 s sample): the
+    repeat's step is total / steps, 2 s, where a median (1 s) would drop it; a synthetic training
+    step is the median."""
+    evaluate = BenchConfig(mode="graph-feed", model="vgg16_head", task="evaluate", data="numpy")
+    train = BenchConfig(mode="graph", model="vgg16_head")
+    results = _results([evaluate, train], lambda c: 1.0)
+    for run in results["runs"]:
+        run["step_times_s"] = [1.0, 1.0, 1.0, 5.0]
+    configs = per_config(results)
+    assert configs[evaluate.key()].repeat_step_s == {"0": 2.0, "1": 2.0}
+    assert configs[evaluate.key()].statistic == "total / steps"
+    assert configs[train.key()].repeat_step_s == {"0": 1.0, "1": 1.0} and configs[train.key()].statistic == "median step"
