@@ -74,7 +74,9 @@ def cmd_run(args) -> None:
     print(answer(rows))
     missing = not_measured(results["summary"])
     if missing:
-        print(f"not measured in this run ({len(missing)} of the map's scenarios): " + "; ".join(missing))
+        print(f"not measured in this run ({len(missing)} scenarios of the map):")
+        for label in missing:
+            print(f"  {label}")
     for line in control_lines(results["summary"]["controls"]):
         print(line)
     print(f"report: {report}")
