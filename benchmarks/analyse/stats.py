@@ -193,11 +193,16 @@ def format_rate(summary: dict, unit: str) -> str:
             f"range {summary['min']:,.1f}-{summary['max']:,.1f})")
 
 
+def common_repeats(*entries: ConfigSummary) -> list[str]:
+    """The repeats every one of `entries` completed (keys of `repeat_step_s`), in run order."""
+    return sorted(set.intersection(*(set(e.repeat_step_s) for e in entries)), key=int)
+
+
 def pair_ratio(fast: ConfigSummary, slow: ConfigSummary, first_stage: int | None = None) -> dict | None:
     """How many times faster configuration `fast` ran than `slow` (summary entries: their
     `repeat_step_s`), over the repeats both completed (they ran side by side); None without a
     common repeat."""
-    common = sorted(set(fast.repeat_step_s) & set(slow.repeat_step_s), key=int)
+    common = common_repeats(fast, slow)
     if not common:
         return None
     stage = None if first_stage is None else sum(int(r) < first_stage for r in common)

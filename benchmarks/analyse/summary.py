@@ -12,6 +12,7 @@ import numpy as np
 from benchmarks.analyse.records import ConfigSummary
 from benchmarks.analyse.scaling import scaling_rows
 from benchmarks.analyse.stats import (
+    common_repeats,
     crossover_batch,
     fieller_crossing,
     lack_of_fit,
@@ -151,8 +152,8 @@ def fits(configs: dict[str, ConfigSummary]) -> list[dict]:
         if not fit:
             continue
         per_repeat = _per_repeat_fits(entries)
-        common = sorted(set.intersection(*(set(e.repeat_step_s) for e in entries)), key=int)
-        fit["lack_of_fit"] = lack_of_fit(batches, [[e.repeat_step_s[r] for e in entries] for r in common])
+        fit["lack_of_fit"] = lack_of_fit(batches, [[e.repeat_step_s[r] for e in entries]
+                                                   for r in common_repeats(*entries)])
         for name in ("a_ms", "b_ms"):
             mean, lo, hi = mean_interval([f[name] for f in per_repeat.values()])
             if lo is not None:  # the interval's own centre: the mean of the processes' fits
@@ -163,9 +164,8 @@ def fits(configs: dict[str, ConfigSummary]) -> list[dict]:
 
 
 def _per_repeat_fits(entries: list[ConfigSummary]) -> dict[str, dict]:
-    repeats = set.intersection(*(set(e.repeat_step_s) for e in entries))
     return {r: overhead_fit([e.batch for e in entries], [e.repeat_step_s[r] for e in entries])
-            for r in sorted(repeats, key=int)}
+            for r in common_repeats(*entries)}
 
 
 def crossovers(fit_list: list[dict], claimed: float = CLAIMED_RATIO) -> list[dict]:
@@ -210,7 +210,7 @@ def aa_controls(configs: dict[str, ConfigSummary], first_stage: int | None = Non
         ratio = pair_ratio(twin, entry, first_stage)
         if ratio is None:
             continue
-        common = sorted(set(twin.repeat_step_s) & set(entry.repeat_step_s), key=int)
+        common = common_repeats(twin, entry)
         logs = log_ratios([twin.repeat_step_s[r] for r in common], [entry.repeat_step_s[r] for r in common])
         out.append({"key": twin.key, "control": entry.key, **ratio,
                     "covers_one": None if ratio["lo"] is None else ratio["lo"] <= 1 <= ratio["hi"],

@@ -100,17 +100,18 @@ def _pairs(configs: dict[str, ConfigSummary], row: Row) -> list[tuple[ConfigSumm
     """(fast, slow) for `row`: the Keras side matches every field of the row (one replica, no A/A
     control), the TF1 side is the same configuration in the row's other mode; one pair per
     device, image size and layout measured, at the row's batch or the largest measured."""
-    chosen: dict[tuple, ConfigSummary] = {}
+    chosen: dict[tuple, tuple[ConfigSummary, ConfigSummary]] = {}
     for e in configs.values():
         if not (e.measured and e.mode == row.slow.name and e.model == row.model and e.task == row.task
                 and e.data == row.data and e.optimizer == row.optimizer and e.config.precision == row.precision
                 and e.config.xla == row.xla and e.config.replicas() == 1 and not e.config.control
-                and (row.batch is None or e.batch == row.batch) and _twin(configs, e, row.fast)):
+                and (row.batch is None or e.batch == row.batch)):
             continue
+        fast = _twin(configs, e, row.fast)
         where = (e.config.device, e.config.input_shape(), e.config.data_format)
-        if where not in chosen or e.batch > chosen[where].batch:
-            chosen[where] = e
-    return [(_twin(configs, e, row.fast), e) for _, e in sorted(chosen.items())]
+        if fast and (where not in chosen or e.batch > chosen[where][1].batch):
+            chosen[where] = (fast, e)
+    return [pair for _, pair in sorted(chosen.items())]
 
 
 def scenario_label(row: Row, config: BenchConfig) -> str:
