@@ -8,7 +8,7 @@ from pathlib import Path
 from benchmarks.analyse.stats import tost_decision
 from benchmarks.analyse.summary import load_results
 from benchmarks.analyse.verdict import answer, not_measured, verdict_map
-from benchmarks.config import MAX_REPEATS, MODELS, PRECISIONS
+from benchmarks.config import ACCOUNT_SAMPLES, MAX_REPEATS, MODELS, PRECISIONS
 from benchmarks.measure import runner, shard_rates
 from benchmarks.modes import MODE_NAMES
 from benchmarks.parity.experiment import (
@@ -18,7 +18,7 @@ from benchmarks.parity.experiment import (
 )
 from benchmarks.present.compare import compare
 from benchmarks.present.report import write_report
-from benchmarks.present.verdict import control_lines, ratio_text
+from benchmarks.present.verdict import accounting_text, control_lines, ratio_text
 from benchmarks.presets import PRESETS, preset, with_overrides
 from plumbing.atomic import write_json
 from plumbing.errors import (
@@ -65,12 +65,16 @@ def cmd_run(args) -> None:
     extra = f", more for imprecise ratios within {budget_s / 60:.0f} min" if budget_s else ""
     print(f"{len(configs)} configurations x {args.repeats or repeats} repeats{extra} -> {out}")
     results = runner.run(configs, args.repeats or repeats, out / "results.json", preset=args.preset,
-                  manifest=args.manifest, budget_s=budget_s, max_repeats=args.max_repeats)
+                  manifest=args.manifest, budget_s=budget_s, max_repeats=args.max_repeats,
+                  account=args.profile_samples)
     report = write_report(results, out)
     rows = verdict_map(results["summary"], results["repeats"])
     print("verdict map (TF1-style side / Keras side, 95% interval over repeats):")
     for row in rows:
         print(f"  {row['regime']}: {row['scenario']}: {ratio_text(row)} ({row['timed']}) -> 2.5x {row['claim']}")
+        if row["accounting"]:
+            print(f"    parts, ms per profiled sample ({row['fast']} / {row['slow']}): "
+                  f"{accounting_text(row['accounting'])}")
     print(answer(rows))
     missing = not_measured(results["summary"])
     if missing:
@@ -141,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the repeats, repeat graph/Keras-fit pairs whose interval is wider than +-10%% while "
                         "the whole run stays within this many minutes (quick: 9; 0: off; off when --repeats is given)")
     p.add_argument("--max-repeats", type=positive_int, default=MAX_REPEATS, help="at most this many repeats of a pair")
+    p.add_argument("--profile-samples", type=non_negative_int, default=ACCOUNT_SAMPLES,
+                   help="samples each verdict row's side profiles after its timed ones, in the first repeat, "
+                        "to account for its time (0: none)")
     p.add_argument("--image-size", type=positive_int, help="image size for image models (preset's by default)")
     p.add_argument("--precision", choices=PRECISIONS, help="every configuration in this precision")
     p.add_argument("--xla", choices=("on", "off"), help="XLA on or off for every configuration")

@@ -7,6 +7,7 @@ anything else.
 from __future__ import annotations
 
 import itertools
+import statistics
 from dataclasses import asdict, dataclass, fields, replace
 
 from benchmarks.modes import GRAPH, MODES, REPLICA_MODES, TASK_NOTES, Api, Mode, mode_named
@@ -25,6 +26,7 @@ CLAIMED_RATIO = 2.5
 PRECISION_TARGET = 0.10  # each graph / keras-fit interval within +-10% of its ratio
 SCHEMA_VERSION = 1       # of results.json (docs/benchmarks.md)
 MAX_REPEATS = 10
+ACCOUNT_SAMPLES = 5  # profiled samples of each verdict row's side, in the first repeat
 # Environment variables that change what TensorFlow computes or how fast: pinned and recorded.
 PINNED_ENV = ("TF_ENABLE_ONEDNN_OPTS", "TF_SET_ONEDNN_FPMATH_MODE", "TF_XLA_FLAGS", "OMP_NUM_THREADS",
               "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_CPP_MIN_LOG_LEVEL")
@@ -56,6 +58,7 @@ class BenchConfig:
     devices: int = 1               # data-parallel over N local devices (GPUs, else logical CPUs)
     workers: int = 1               # data-parallel over N localhost worker processes
     control: bool = False          # an A/A control: this configuration again, in a process of its own
+    account: int = 0               # samples profiled after the timed ones (benchmarks.measure.accounting)
 
     @property
     def spec(self) -> Mode:
@@ -120,6 +123,11 @@ class BenchConfig:
         or an epoch's set-up, where a median of steps would drop it."""
         return self.task == "evaluate" or self.data == "numpy"
 
+    def repeat_step(self, times: list[float]) -> float:
+        """One repeat's step time (s) from its timed samples (s): total / steps where costs come
+        per call or pass (`timed_per_pass`), else the median."""
+        return statistics.fmean(times) if self.timed_per_pass else statistics.median(times)
+
     def steps_per_sample(self) -> int:
         """Training steps behind one timed sample (fit's executions hold several)."""
         return self.spec.steps_per_execution
@@ -181,8 +189,10 @@ class BenchConfig:
                                      ("data format", self.data_format, ("NHWC", "NCHW"))):
             if value not in allowed:
                 raise UserError(f"unknown {name} {value!r}: expected one of {', '.join(allowed)}")
-        if self.batch < 1 or self.steps < 1 or self.warmup < 0 or self.devices < 1 or self.workers < 1:
-            raise UserError(f"{self.key()}: batch, steps, devices and workers must be >= 1, warm-up >= 0")
+        if self.batch < 1 or self.steps < 1 or self.warmup < 0 or self.devices < 1 or self.workers < 1 \
+                or self.account < 0:
+            raise UserError(f"{self.key()}: batch, steps, devices and workers must be >= 1, warm-up and "
+                            "profiled samples >= 0")
         if self.batch % self.replicas():
             raise UserError(f"{self.key()}: the global batch {self.batch} does not split evenly over "
                             f"{self.replicas()} replicas")
@@ -201,7 +211,7 @@ class BenchConfig:
 
 # How many samples a mode timed, not what a step computes: per-step times compare across them
 # (fit with steps_per_execution times fewer, longer samples).
-SAMPLE_COUNTS = {"steps", "warmup"}
+SAMPLE_COUNTS = {"steps", "warmup", "account"}
 
 
 def check_comparable(settings: dict[str, dict]) -> None:

@@ -137,7 +137,6 @@ def quick_configs(manifest: str | None = None) -> list[BenchConfig]:
     configs += _sweep((GRAPH, KERAS_CTL), (8, 32, 64, 128), task="gradients", **head)
     configs += _sweep((EAGER, GRAPH_V2), (32,), **head)
     configs += _sweep((GRAPH,), (32,), control=True, **head)  # the A/A control of the fixed-cost row
-    configs += _sweep((GRAPH, KERAS_FIT), (32,), task="inference", **head)
     configs += _sweep(PER_CALL_MODES, (1,), task="inference", data="numpy", steps=30, warmup=5, model="vgg16_head")
     configs += _sweep(PER_CALL_MODES, (1,), task="inference", data="numpy", steps=10, warmup=3, model="resnet50",
                       image_size=64)

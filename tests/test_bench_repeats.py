@@ -67,17 +67,23 @@ def test_extra_repeats_stop_when_every_pair_is_precise(monkeypatch, tmp_path):
     assert abs(ratio["ratio"] - 1 / 0.9) < 1e-9 and ratio["lo"] <= ratio["ratio"] <= ratio["hi"]
 
 
-@pytest.mark.parametrize("flags, repeats", [(["--budget-min", "60", "--max-repeats", "4"], 4), (["--budget-min", "0"], 3)])
-def test_run_flags_set_xla_and_the_extra_repeats(monkeypatch, tmp_path, flags, repeats):
-    """Through the command, with a stand-in worker whose graph side is noisy: --xla on reaches
+@pytest.mark.parametrize("flags, repeats, profiled", [
+    (["--xla", "off", "--budget-min", "60", "--max-repeats", "4", "--profile-samples", "2"], 4, 2),
+    (["--xla", "on", "--budget-min", "0", "--profile-samples", "0"], 3, 0)])
+def test_run_flags_set_xla_the_extra_repeats_and_the_profiled_samples(monkeypatch, tmp_path, flags, repeats, profiled):
+    """Through the command, with a stand-in worker whose graph side is noisy: --xla reaches
     every configuration; --max-repeats caps the extra repeats a budget allows; --budget-min 0
-    allows none."""
+    allows none; --profile-samples reaches both sides of the row (the head's fixed cost), in the
+    first repeat only."""
     from benchmarks import cli
     from benchmarks.measure import runner
     ran, worker = [], _fake_worker(noisy_batch=32)
     monkeypatch.setattr(runner, "run_bundle", lambda configs, env, timeout: ran.extend(configs) or worker(configs, env, timeout))
     assert cli.main(["run", "--models", "vgg16_head", "--modes", "graph", "keras-fit", "--batches", "32", "--repeats",
-                     "3", "--xla", "on", "--out", str(tmp_path / "r"), *flags]) == 0
-    assert ran and all(config.xla for config in ran)
+                     "3", "--out", str(tmp_path / "r"), *flags]) == 0
+    assert ran and all(config.xla == ("on" in flags) for config in ran)
     runs = Counter(config.key() for config in ran)  # repeats per configuration
     assert max(runs.values()) == repeats and min(runs.values()) == 3, runs
+    accounted = [c for c in ran if c.account]
+    assert len(accounted) == (2 if profiled else 0) and all(c.account == profiled for c in accounted)
+    assert {c.mode for c in accounted} == ({"graph", "keras-fit"} if profiled else set())

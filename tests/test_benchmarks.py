@@ -82,6 +82,9 @@ def tiny_run(tmp_path_factory):
                      "graph-v2", "keras-fit", "--batches", "8", "32", "--steps", "3", "--warmup", "1", "--repeats", "2",
                      "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
+    # the map as the command prints it: each profiled row with its two sides' parts
+    assert "parts, ms per profiled sample (graph / keras-fit): inside ops (busy)" in result.stdout
+    assert "residual (not seen)" in result.stdout
     return out
 
 
@@ -91,12 +94,16 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
     assert results["schema"] == 1 and results["git_commit"] and results["machine"]["cpu_count"]
     ok = [r for r in results["runs"] if r["ok"]]
     # training: graph and keras-fit at batches 8 and 32, graph-v2 at 32; the graph's gradients-only
-    # step at 8 and 32; inference graph and keras-fit at 32; keras-fit training from numpy arrays and
-    # evaluating over them at 32; the A/A control (graph at 32 again). 2 repeats, one process per
-    # bundle and repeat, the bundles in the recorded order, which differs between the repeats
-    assert len(ok) == len(results["runs"]) == 12 * 2
+    # step at 8 and 32; keras-fit training from numpy arrays and evaluating over them at 32; the A/A
+    # control (graph at 32 again). 2 repeats, one process per bundle and repeat, the bundles in the
+    # recorded order, which differs between the repeats
+    assert len(ok) == len(results["runs"]) == 10 * 2
     assert all(len(r["step_times_s"]) == 3 and len(r["warmup_times_s"]) == 1 for r in ok)
-    assert all(r["updates_applied"] == (4 if r["config"]["task"] == "train" else 0) for r in ok)
+    # the head's fixed-cost row (graph / keras-fit at 32) profiles 5 more steps in its first repeat
+    assert {(r["config"]["mode"], r["config"]["batch"], r["repeat"]) for r in ok if r["config"]["account"]} == \
+        {("graph", 32, 0), ("keras-fit", 32, 0)}
+    assert all(r["updates_applied"] == (4 + r["config"]["account"] if r["config"]["task"] == "train" else 0)
+               for r in ok)
     orders = [o["bundles"] for o in results["order"]["repeats"]]
     assert len(orders) == 2 and orders[0] != orders[1] and sorted(orders[0]) == sorted(orders[1])
     for repeat, order in enumerate(orders):
@@ -108,7 +115,7 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
     (control,) = summary["controls"]
     assert control["key"] == "graph/vgg16_head/train/b32/7px/fp32/noxla/cpu/NHWC/synthetic"
     assert control["covers_one"] is True and control["repeats"] == 2 and control["spread"] >= 0
-    assert {r["mode"] for r in summary["ratios"]} == {"graph", "graph-v2"} and len(summary["ratios"]) == 4
+    assert {r["mode"] for r in summary["ratios"]} == {"graph", "graph-v2"} and len(summary["ratios"]) == 3
     # the runtime each worker really ran on: graph_api's modes on TF1, graph-v2 and Keras on TF2
     runtimes = {r["config"]["mode"]: r["runtime"]["tf1_runtime"] for r in ok}
     assert runtimes == {"graph": True, "graph-v2": False, "keras-fit": False}
@@ -118,10 +125,11 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
     report = (tiny_run / "report.md").read_text()
     assert report.index("## Verdict map") < report.index("## Verdict\n") and "fixed cost per step" in report
     assert "## Verdict" in report and "Claimed: not using Keras is about 2.5x faster" in report
-    assert "## Precision of the measurement" in report and report.count("| met |") + report.count("| missed") == 4
+    assert "## Precision of the measurement" in report and report.count("| met |") + report.count("| missed") == 3
     for name in ("verdict_map.png", "ratios.png", "throughput_vs_batch.png", "step_times.png", "results.csv"):
         assert (tiny_run / name).stat().st_size > 0
-    assert len((tiny_run / "results.csv").read_text().splitlines()) == 1 + 12
+    assert len((tiny_run / "results.csv").read_text().splitlines()) == 1 + 10
+    assert "## Where each row's time goes" in report and (tiny_run / "accounting.png").stat().st_size > 0
     assert "## A/A control" in report and f"{control['key']} measured twice" in report and "(covers 1;" in report
     assert "Not measured in this run: compute-bound training: ResNet50 from scratch (P3.36), any size" in report
 
@@ -255,7 +263,8 @@ def test_every_mode_runs_and_times_the_steps_it_claims(tmp_path):
         per = config.steps_per_sample()
         assert len(r["step_times_s"]) == config.steps and len(r["warmup_times_s"]) == config.warmup
         # one update per step: a sample of keras-fit-spe holds 32 of them
-        assert r["updates_applied"] == ((config.steps + config.warmup) * per if config.task == "train" else 0)
+        assert r["updates_applied"] == ((config.steps + config.warmup + config.account) * per
+                                        if config.task == "train" else 0)
         assert r["settings"]["xla_effective"] is False
         expected = {"tfkeras-fit": "tf-keras", "tfkeras-v1": "tf-keras"}.get(config.mode, "keras")
         assert r["keras_used"].startswith(expected) or config.mode.startswith("graph")
@@ -329,7 +338,7 @@ def test_evaluate_walks_the_arrays_in_passes_and_times_every_batch(monkeypatch):
     monkeypatch.setattr(batches, "NUMPY_ARRAY_FLOATS", 2 * 4 * 784)
     passes, evaluate = [], keras.Model.evaluate
     monkeypatch.setattr(keras.Model, "evaluate", lambda self, *a, **k: passes.append(1) or evaluate(self, *a, **k))
-    times, _, facts = keras_fit.run_fit(config)
+    times, _, facts, _ = keras_fit.run_fit(config)
     assert len(times) == 5 and len(passes) == 3 and facts["updates_applied"] == 0
     step = make_graph_step(BenchConfig(mode="graph-feed", model="mlp", task="evaluate", batch=4, data="numpy"))
     try:

@@ -25,6 +25,7 @@ class ConfigSummary:
     settings_by_repeat: dict[str, dict] = field(default_factory=dict)  # repeat -> as its worker ran
     pipeline_images_per_s: float | None = None     # the shards -> tf.data rate for this input and batch
     pipeline_headroom: float | None = None         # that rate / this configuration's images/s
+    accounting: dict | None = None                 # its profiled samples' parts (benchmarks.measure.accounting)
 
     @property
     def measured(self) -> bool:
@@ -96,5 +97,6 @@ class ConfigSummary:
                        statistic=self.statistic,
                        first_step_s=self.first_step_s, peak_rss_mb=self.peak_rss_mb,
                        peak_rss_scope=self.peak_rss_scope, settings=self.settings,
-                       pipeline_images_per_s=self.pipeline_images_per_s, pipeline_headroom=self.pipeline_headroom)
+                       pipeline_images_per_s=self.pipeline_images_per_s, pipeline_headroom=self.pipeline_headroom,
+                       accounting=self.accounting)
         return out

@@ -53,11 +53,6 @@ def _manifest_shapes(pipeline: list[dict]) -> dict[str, tuple]:
     return shapes
 
 
-def _repeat_step(config: BenchConfig, times: list[float]) -> float:
-    """One repeat's step time (s): total / steps where costs come per call or pass, else the median."""
-    return float(np.mean(times)) if config.timed_per_pass else float(np.median(times))
-
-
 def per_config(results: dict) -> dict[str, ConfigSummary]:
     """key -> the configuration over every repeat: throughput, per-repeat medians, first-step
     time, peak memory, errors, pipeline headroom."""
@@ -81,12 +76,13 @@ def per_config(results: dict) -> dict[str, ConfigSummary]:
             median_step_ms=float(np.median(np.concatenate(times))) * 1000,
             p95_step_ms=float(np.percentile(np.concatenate(times), 95)) * 1000,
             sparse_update_ops=ok[0].get("sparse_update_ops"),
-            repeat_step_s={str(r["repeat"]): _repeat_step(config, r["step_times_s"]) for r in ok},
+            repeat_step_s={str(r["repeat"]): config.repeat_step(r["step_times_s"]) for r in ok},
             first_step_s=float(np.median([r["first_step_s"] for r in ok])),
             peak_rss_mb=float(max(r["peak_rss_mb"] for r in ok)),
             peak_rss_scope="configuration" if all(r.get("peak_rss_scope") == "configuration" for r in ok)
             else "process so far",
             settings=ok[0]["settings"], settings_by_repeat={str(r["repeat"]): r["settings"] for r in ok},
+            accounting=next((r["accounting"] for r in ok if r.get("accounting")), None),
             pipeline_images_per_s=pipeline, pipeline_headroom=pipeline / rate["median"] if pipeline else None)
     return out
 

@@ -3,8 +3,10 @@ TF1-style program over its Keras counterpart with its 95% interval, whether 2.5x
 mechanism measured; then the answer in one paragraph, and a projection onto published GPUs."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from benchmarks.analyse.gap import format_ms, gap_sentence, row_accounting
 from benchmarks.analyse.records import ConfigSummary
 from benchmarks.analyse.stats import pair_ratio
 from benchmarks.config import CLAIMED_RATIO, BenchConfig
@@ -96,22 +98,34 @@ def _twin(configs: dict[str, ConfigSummary], entry: ConfigSummary, mode: Mode, *
     return twin if twin is not None and twin.measured else None
 
 
-def _pairs(configs: dict[str, ConfigSummary], row: Row) -> list[tuple[ConfigSummary, ConfigSummary]]:
-    """(fast, slow) for `row`: the Keras side matches every field of the row (one replica, no A/A
-    control), the TF1 side is the same configuration in the row's other mode; one pair per
-    device, image size and layout measured, at the row's batch or the largest measured."""
-    chosen: dict[tuple, tuple[ConfigSummary, ConfigSummary]] = {}
-    for e in configs.values():
-        if not (e.measured and e.mode == row.slow.name and e.model == row.model and e.task == row.task
-                and e.data == row.data and e.optimizer == row.optimizer and e.config.precision == row.precision
-                and e.config.xla == row.xla and e.config.replicas() == 1 and not e.config.control
-                and (row.batch is None or e.batch == row.batch)):
+def row_pairs(row: Row, configs: Iterable[BenchConfig]) -> list[tuple[BenchConfig, BenchConfig]]:
+    """(fast, slow) among `configs` for `row`: the Keras side matches every field of the row (one
+    replica, no A/A control), the TF1 side is the same configuration in the row's other mode;
+    one pair per device, image size and layout, at the row's batch or the largest there is."""
+    by_key = {c.key(): c for c in configs}
+    chosen: dict[tuple, tuple[BenchConfig, BenchConfig]] = {}
+    for c in by_key.values():
+        if not (c.mode == row.slow.name and c.model == row.model and c.task == row.task and c.data == row.data
+                and c.optimizer == row.optimizer and c.precision == row.precision and c.xla == row.xla
+                and c.replicas() == 1 and not c.control and (row.batch is None or c.batch == row.batch)):
             continue
-        fast = _twin(configs, e, row.fast)
-        where = (e.config.device, e.config.input_shape(), e.config.data_format)
-        if fast and (where not in chosen or e.batch > chosen[where][1].batch):
-            chosen[where] = (fast, e)
-    return [pair for _, pair in sorted(chosen.items())]
+        fast = by_key.get(replace(c, mode=row.fast.name).key())
+        where = (c.device, c.input_shape(), c.data_format)
+        if fast and (where not in chosen or c.batch > chosen[where][1].batch):
+            chosen[where] = (fast, c)
+    return [pair for _, pair in sorted(chosen.items(), key=lambda item: item[0])]
+
+
+def _pairs(configs: dict[str, ConfigSummary], row: Row) -> list[tuple[ConfigSummary, ConfigSummary]]:
+    """`row_pairs` among the configurations this run measured, as their summaries."""
+    measured = [e.config for e in configs.values() if e.measured]
+    return [(configs[fast.key()], configs[slow.key()]) for fast, slow in row_pairs(row, measured)]
+
+
+def row_keys(configs: Iterable[BenchConfig]) -> set[str]:
+    """The keys of every configuration on either side of a verdict row: the ones whose samples
+    the accounting profiles."""
+    return {c.key() for row in ROWS for pair in row_pairs(row, configs) for c in pair}
 
 
 def scenario_label(row: Row, config: BenchConfig) -> str:
@@ -146,29 +160,28 @@ def _fit(fits: list[dict], mode: Mode, family: str) -> dict | None:
     return next((f for f in fits if f["mode"] == mode.name and f["family"] == family), None)
 
 
-def _ms(x: float) -> str:
-    return f"{x * 1000:,.0f} us" if x < 1 else f"{x:,.1f} ms"
-
-
-def mechanism(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigSummary) -> str:
-    """What the measurements say causes this row's ratio."""
+def _measured_extras(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigSummary) -> list[str]:
+    """Figures of other configurations of this run that bear on the row: the per-call spread,
+    predict's cost over predict_on_batch, the update's share of a step."""
     configs, fits = summary["configs"], summary["fits"]
     if row.task in ("inference", "evaluate"):
+        out = [f"median / p95 per call {format_ms(fast.median_step_ms)} / {format_ms(fast.p95_step_ms)} vs "
+               f"{format_ms(slow.median_step_ms)} / {format_ms(slow.p95_step_ms)}"]
         tob = _twin(configs, slow, KERAS_TOB)
-        text = f"median / p95 per call {_ms(fast.median_step_ms)} / {_ms(fast.p95_step_ms)} vs " \
-               f"{_ms(slow.median_step_ms)} / {_ms(slow.p95_step_ms)}"
         if row.slow == KERAS_PREDICT and tob:
-            text += f"; predict() adds {_ms(slow.median_step_ms - tob.median_step_ms)} per call over " \
-                    "predict_on_batch (a data adapter, an iterator and callbacks for every call)"
-        return text
-    if row.regime == "input path":
-        how = {"numpy": "the TF1 loop feeds numpy slices through feed_dict; fit(X, Y) wraps the arrays in its "
-                        "data adapter",
-               "pipeline": "both read the shards' tf.data pipeline: an in-graph iterator vs fit's iterator"}
-        return f"per step {_ms(fast.median_step_ms)} vs {_ms(slow.median_step_ms)}; {how[row.data]}"
-    if row.slow == EAGER:
-        return (f"eager runs every op from Python: {slow.median_step_ms:,.1f} vs {fast.median_step_ms:,.1f} ms "
-                "per step")
+            out.append(f"predict() takes {format_ms(slow.median_step_ms - tob.median_step_ms)} per call more than "
+                       "predict_on_batch")
+        return out
+    if row.model == "embedding":
+        parts = []
+        for mode in (row.fast, KERAS_CTL if row.slow == KERAS_FIT else None):
+            train = _twin(configs, slow, mode) if mode else None
+            grads = _twin(configs, slow, mode, task="gradients", optimizer="rmsprop") if train else None
+            if train and grads:
+                ops = ", ".join(train.sparse_update_ops or []) or "dense"
+                parts.append(f"{mode.name}: update {train.median_step_ms - grads.median_step_ms:.1f} ms of "
+                             f"{train.median_step_ms:.1f} ({ops})")
+        return ["the step minus its gradients-only step: " + "; ".join(parts)] if parts else []
     updates = []
     for mode in (row.fast, KERAS_CTL):
         train = _fit(fits, mode, slow.family)
@@ -176,21 +189,16 @@ def mechanism(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigSummary)
         if train and grads:
             updates.append(f"{mode.name} a = {train['a_ms']:.1f} ms, of which the update "
                            f"{train['a_ms'] - grads['a_ms']:.1f} ms")
-    if row.model == "embedding":
-        parts = []
-        for mode in (GRAPH, KERAS_CTL):
-            train = _twin(configs, slow, mode)
-            grads = _twin(configs, slow, mode, task="gradients", optimizer="rmsprop")
-            if train and grads:
-                ops = ", ".join(train.sparse_update_ops or []) or "dense"
-                parts.append(f"{mode.name}: update {train.median_step_ms - grads.median_step_ms:.1f} ms of "
-                             f"{train.median_step_ms:.1f} ({ops})")
-        return "the step minus its gradients-only step: " + "; ".join(parts) if parts else "update not split"
-    if updates:
-        return "fixed cost split: " + "; ".join(updates)
-    if fast.median_step_ms < 5:
-        return f"per-step dispatch: {_ms(fast.median_step_ms)} vs {_ms(slow.median_step_ms)} per step"
-    return f"per-step compute {fast.median_step_ms:,.0f} ms: both run the same kernels"
+    return ["fixed cost a of a + b x batch: " + "; ".join(updates)] if updates else []
+
+
+def mechanism(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigSummary) -> str:
+    """What the measurements say causes this row's ratio: the accounting of both sides'
+    profiled samples (`gap.gap_sentence`), then the run's other figures that bear on it."""
+    accounting = row_accounting(fast, slow)
+    head = gap_sentence(accounting, row.fast.name, row.slow.name) if accounting else \
+        f"not profiled; per {slow.statistic} {format_ms(fast.median_step_ms)} vs {format_ms(slow.median_step_ms)}"
+    return "; ".join([head, *_measured_extras(row, summary, fast, slow)])
 
 
 def verdict_map(summary: dict, first_stage: int | None = None) -> list[dict]:
@@ -206,7 +214,8 @@ def verdict_map(summary: dict, first_stage: int | None = None) -> list[dict]:
             rows.append({"regime": row.regime, "scenario": scenario_label(row, slow.config), "fast": row.fast.name,
                          "slow": row.slow.name, "group": fast.group, "step_ms": fast.median_step_ms,
                          "timed": slow.statistic, **ratio,
-                         "claim": claim(ratio), "mechanism": mechanism(row, summary, fast, slow)})
+                         "claim": claim(ratio), "accounting": row_accounting(fast, slow),
+                         "mechanism": mechanism(row, summary, fast, slow)})
     return rows
 
 
@@ -222,10 +231,26 @@ def answer(rows: list[dict]) -> str:
     if near:
         text += (f"In {len(near)} the two are within 25% of each other, e.g. {near[0]['scenario']} "
                  f"({near[0]['ratio']:.2f}x). ")
-    text += ("The gap is the size of what Keras does per call or per step (predict's set-up, fit's loop) "
-             "against the work of the step: large where the step is tiny or a single sample, gone where "
-             "kernels dominate, and closed within Keras by predict_on_batch, model(x) or steps_per_execution.")
-    return text
+    return text + gap_summary(rows)
+
+
+def gap_summary(rows: list[dict]) -> str:
+    """Which part carries most of each profiled row's gap, counted over the rows, with the row
+    where it was largest; and in how many rows both sides run the same kernels."""
+    profiled = [r for r in rows if r.get("accounting")]
+    if not profiled:
+        return "No row's two sides were profiled in this run, so no part of a gap is measured."
+    by_part: dict[str, list[dict]] = {}
+    for r in profiled:
+        by_part.setdefault(r["accounting"]["largest"]["label"], []).append(r)
+    parts = []
+    for label, members in sorted(by_part.items(), key=lambda kv: -len(kv[1])):
+        top = max(members, key=lambda r: abs(r["accounting"]["largest"]["gap_ms"]))
+        parts.append(f"{label} in {len(members)} (up to {format_ms(top['accounting']['largest']['gap_ms'])} "
+                     f"per sample, {top['scenario']})")
+    same = sum(r["accounting"]["kernels"]["same"] for r in profiled)
+    return (f"Of the {len(profiled)} rows whose two sides were profiled, the part that carries most of the gap "
+            f"is {'; '.join(parts)}. In {same} of them both sides' top op types are the same.")
 
 
 def gpu_projection(summary: dict) -> list[dict]:

@@ -34,11 +34,12 @@ def synthetic_batch(config: BenchConfig) -> tuple[np.ndarray, np.ndarray]:
 
 
 def numpy_arrays(config: BenchConfig) -> tuple[np.ndarray, np.ndarray]:
-    """In-memory arrays (X, Y) of whole batches: as many as one run's steps need, at most
+    """In-memory arrays (X, Y) of whole batches: as many as one run's steps (profiled ones
+    included) need, at most
     NUMPY_ARRAY_FLOATS input values (longer runs walk them again, as epochs do), and a whole
     number of fit's executions (an epoch shorter than one would shorten them)."""
     per = config.steps_per_sample()
-    total = (config.warmup + config.steps) * per
+    total = (config.warmup + config.steps + config.account) * per
     per_batch = config.batch * int(np.prod(config.input_shape()))
     batches = max(per, min(total, NUMPY_ARRAY_FLOATS // per_batch) // per * per)
     return _samples(config, np.random.default_rng(config.seed), batches * config.batch)

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from benchmarks.config import BenchConfig
+from benchmarks.measure.accounting import Tracer
 from benchmarks.measure.batches import numpy_arrays, train_dataset
 from benchmarks.measure.replicas import Placement
 from benchmarks.measure.timing import model_compute_dtypes
@@ -64,22 +65,31 @@ def updates_applied(model, k: ModuleType) -> int:
         else int(np.asarray(model.optimizer.iterations))
 
 
-def _timer(k: ModuleType, total: int, per_sample: int, start: float):
-    """A callback of Keras module `k` that records each batch-end's wall time / `per_sample`
-    steps and stops fit once `total` samples are recorded."""
+def _timer(k: ModuleType, config: BenchConfig, start: float):
+    """A callback of Keras module `k` that records each batch-end's wall time / the steps per
+    sample, profiles the `config.account` samples after the timed ones (`accounting`, None until
+    then) and stops fit once all are recorded."""
+    total, per_sample = config.warmup + config.steps, config.steps_per_sample()
 
     class StepTimes(k.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
-            self.last, self.times = start, []
+            self.last, self.times, self.accounting, self._tracer = start, [], None, None
 
         def _end(self, logs) -> None:
             for value in (logs or {}).values():
                 np.asarray(value)  # the step's results on the host: its work is done
             now = time.perf_counter()
             self.times.append((now - self.last) / per_sample)
-            self.last = now
-            if len(self.times) >= total:
+            if config.account and len(self.times) == total:
+                self._tracer = Tracer()
+                self._tracer.start()
+            elif self._tracer is not None and len(self.times) == total + config.account:
+                timed = config.repeat_step(self.times[config.warmup:total])
+                self.accounting = self._tracer.stop(self.times[total:], timed)
+                self._tracer = None
+            self.last = time.perf_counter()  # a profiler's start or stop is in no sample
+            if len(self.times) >= total + config.account:
                 self.model.stop_training = True
 
         def on_train_batch_end(self, batch, logs=None):
@@ -126,14 +136,16 @@ def _fit(model, config: BenchConfig, steps: int, timer, strategy=None) -> None:
     model.fit(data, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0)
 
 
-def run_fit(config: BenchConfig, placement: Placement = Placement()) -> tuple[list[float], float, dict]:
-    """One fit (predict, evaluate) of warm-up + timed samples -> (sample times, build seconds
-    (model, compile), facts). Each sample is one step, or one execution of `steps_per_sample`
-    steps reported per step. With `placement`'s strategy, fit runs on its replicas."""
+def run_fit(config: BenchConfig,
+            placement: Placement = Placement()) -> tuple[list[float], float, dict, dict | None]:
+    """One fit (predict, evaluate) of warm-up + timed (+ profiled) samples -> (warm-up and timed
+    sample times, build seconds (model, compile), facts, the profiled samples' accounting). Each
+    sample is one step, or one execution of `steps_per_sample` steps reported per step. With
+    `placement`'s strategy, fit runs on its replicas."""
     k = keras_module(config)
     started = time.perf_counter()
     strategy = placement.strategy
-    total, per = config.warmup + config.steps, config.steps_per_sample()
+    total, per = config.warmup + config.steps + config.account, config.steps_per_sample()
     with strategy_scope(strategy):
         model = build(config, k)
         if config.task == "inference":
@@ -141,7 +153,7 @@ def run_fit(config: BenchConfig, placement: Placement = Placement()) -> tuple[li
         else:  # evaluate computes training's loss and accuracy; it applies no update
             compile_for_training(model, config, k, per)
     build_s = time.perf_counter() - started
-    timer = _timer(k, total, per, time.perf_counter())
+    timer = _timer(k, config, time.perf_counter())
     if config.task == "inference":
         model.predict(train_dataset(config).map(lambda x, y: x), steps=total, callbacks=[timer], verbose=0)
     elif config.task == "evaluate":
@@ -149,7 +161,8 @@ def run_fit(config: BenchConfig, placement: Placement = Placement()) -> tuple[li
     else:
         _fit(model, config, total * per, timer, strategy)
     updates = updates_applied(model, k) if config.task == "train" else 0
-    return timer.times[:total], build_s, {"xla_effective": bool(getattr(model, "jit_compile", False)),
+    return timer.times[:total - config.account], build_s, {"xla_effective": bool(getattr(model, "jit_compile", False)),
                                           "updates_applied": updates,
                                           "compute_dtypes": model_compute_dtypes(model),
-                                          "replicas": strategy.num_replicas_in_sync if strategy is not None else 1}
+                                          "replicas": strategy.num_replicas_in_sync if strategy is not None else 1}, \
+        timer.accounting

@@ -22,11 +22,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.analyse.stats import log_ratios, stein_repeats
 from benchmarks.analyse.summary import imprecise_pairs, per_config, summarize_results
+from benchmarks.analyse.verdict import row_keys
 from benchmarks.config import (
+    ACCOUNT_SAMPLES,
     MAX_REPEATS,
     PINNED_ENV,
     PRECISION_TARGET,
@@ -198,7 +201,8 @@ def extra_plan(results: dict, target: float, max_repeats: int) -> dict[str, int]
 def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | None = None,
         manifest: str | None = None, timeout: float = 1800, log: Callable[[str], None] = print,
         budget_s: float | None = None, max_repeats: int = MAX_REPEATS,
-        target: float = PRECISION_TARGET, order_seed: int | None = None) -> dict:
+        target: float = PRECISION_TARGET, order_seed: int | None = None,
+        account: int = ACCOUNT_SAMPLES) -> dict:
     """Every applicable configuration `repeats` times, interleaved, one process per bundle and
     repeat, the bundles in the order `bundle_orders` draws from `order_seed` (random when None;
     recorded); returns the results.
@@ -209,6 +213,9 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
     interleaved, one repeat at a time, while the run's elapsed time plus the next repeat's
     expected time stays within `budget_s`. An extra repeat runs each whole bundle that holds a
     planned configuration, as the first stage did, so its processes do what theirs did.
+
+    In the first repeat, both sides of every verdict row profile `account` samples after their
+    timed ones (`benchmarks.measure.accounting`; 0: none).
     """
     started = time.monotonic()
     seed = random.SystemRandom().randrange(2 ** 31) if order_seed is None else order_seed
@@ -233,7 +240,11 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     env, total, done = worker_env(), len(runnable) * repeats, 0
 
+    accounted = row_keys(runnable) if account else set()
+
     def measure(chosen: list[BenchConfig], repeat: int, progress: Callable[[], str]) -> None:
+        if repeat == 0:  # the first repeat of a verdict row's sides profiles samples of its own
+            chosen = [replace(c, account=account) if c.key() in accounted else c for c in chosen]
         grouped = bundles(chosen)
         order = bundle_orders(len(grouped), seed, repeat + 1)[repeat]
         results["order"]["repeats"].append({"repeat": repeat, "bundles": [bundle_label(grouped[i]) for i in order]})

@@ -3,7 +3,8 @@
     python -m benchmarks.measure.worker '<JSON list of configurations>'
 
 prints one line ``RESULT <JSON>`` per configuration with the per-sample step times (warm-up
-included, marked), the time to the first step, its own peak memory (`benchmarks.measure.memory`),
+included, marked), the accounting of its profiled samples if asked (`benchmarks.measure.accounting`),
+the time to the first step, its own peak memory (`benchmarks.measure.memory`),
 what the process observed (updates applied, XLA compiled, runtime, thread pools) and the
 settings that must match across modes.
 """
@@ -18,6 +19,7 @@ import time
 from dataclasses import replace
 
 from benchmarks.config import PINNED_ENV, BenchConfig
+from benchmarks.measure.accounting import traced
 from benchmarks.measure.memory import PeakMemory, configuration_peak, start_configuration
 from benchmarks.measure.replicas import Placement, prepare
 from benchmarks.measure.timing import timed_steps
@@ -81,23 +83,25 @@ def measure(config: BenchConfig, env: dict, placement: Placement = Placement()) 
         from benchmarks.measure.keras_calls import make_call_step  # late: only the mode's own API is loaded
     start_mb = start_configuration()
     if config.spec.driver is Driver.FIT:
-        times, build_s, facts = run_fit(config, placement)
+        times, build_s, facts, account = run_fit(config, placement)
     else:
         started = time.perf_counter()
         step = make_graph_step(config, placement) if config.spec.is_graph else make_call_step(config)
         build_s = time.perf_counter() - started
         try:
             times = timed_steps(step.run, total)
+            account = traced(lambda: timed_steps(step.run, config.account),
+                             config.repeat_step(times[config.warmup:])) if config.account else None
             facts = step.facts()
         finally:
             step.close()
     if len(times) != total:
         raise RuntimeError(f"expected {total} step times, got {len(times)}")
-    per = config.steps_per_sample()
+    per, ran = config.steps_per_sample(), total + config.account
     applied = facts.get("updates_applied")
     # float16's dynamic loss scale skips (does not count) steps whose gradients overflowed
-    skipped_ok = config.precision == "mixed_float16" and applied is not None and 0 < applied <= total * per
-    if config.task == "train" and applied != total * per and not skipped_ok:
+    skipped_ok = config.precision == "mixed_float16" and applied is not None and 0 < applied <= ran * per
+    if config.task == "train" and applied != ran * per and not skipped_ok:
         raise RuntimeError(f"{facts.get('updates_applied')} updates applied, expected {total * per}: the timed "
                            "samples are not the steps they claim to be")
     from graph_api import runtime_facts  # late: after _prepare_process set the process state
@@ -107,7 +111,7 @@ def measure(config: BenchConfig, env: dict, placement: Placement = Placement()) 
             "updates_applied": facts.get("updates_applied"), "xla_cluster_ops": facts.get("xla_cluster_ops"),
             "sparse_update_ops": facts.get("sparse_update_ops"), "compute_dtypes": facts.get("compute_dtypes"),
             **_memory_fields(configuration_peak(start_mb)), "keras_used": keras_used, "runtime": runtime_facts(),
-            "settings": _settings(config, facts, env)}
+            "settings": _settings(config, facts, env), "accounting": account}
 
 
 def _memory_fields(peak: PeakMemory) -> dict:

@@ -98,3 +98,35 @@ def step_times(runs: list[dict], path: Path) -> Path | None:
     ax.set_xlabel("step time (ms, log scale)")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def accounting_bars(rows: list[dict], path: Path) -> Path | None:
+    """Each profiled row's two sides as stacked bars of their parts, in % of the slower side's
+    profiled sample (the label gives both in ms); a negative part (ops overlapping host time,
+    a residual below 0) is drawn as 0."""
+    profiled = [(i, r) for i, r in enumerate(rows, 1) if r.get("accounting")]
+    if not profiled:
+        return None
+    labels = {p["part"]: p["label"] for p in profiled[0][1]["accounting"]["parts"]}
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(profiled) + 2))
+    colours = plt.get_cmap("tab20").colors
+    ticks, names = [], []
+    for y, (number, r) in enumerate(profiled):
+        acc = r["accounting"]
+        scale = 100 / max(acc["fast_wall_ms"], acc["slow_wall_ms"])
+        for offset, side in ((-0.6, "fast"), (0.6, "slow")):
+            left = 0.0
+            for k, part in enumerate(acc["parts"]):
+                width = max(part[f"{side}_ms"], 0.0) * scale
+                ax.barh(4 * y + offset, width, left=left, height=1.0, color=colours[k % len(colours)],
+                        label=labels[part["part"]] if y == 0 and side == "fast" else None)
+                left += width
+            ticks.append(4 * y + offset)
+            names.append(f"{number}. {r[side]} ({acc[f'{side}_wall_ms']:,.2f} ms)")
+    ax.set_yticks(ticks, names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of the slower side's profiled sample (%)")
+    ax.set_title("Where each verdict row's time goes (profiled samples; row numbers as in the map)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return save_figure(fig, path)

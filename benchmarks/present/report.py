@@ -27,7 +27,13 @@ from benchmarks.present import plots
 from benchmarks.present.markdown import table
 from benchmarks.present.parity import load_parity, parity_markdown
 from benchmarks.present.scaling import scaling_markdown, scaling_plot
-from benchmarks.present.verdict import control_lines, map_markdown, projection_markdown, ratio_text
+from benchmarks.present.verdict import (
+    accounting_markdown,
+    control_lines,
+    map_markdown,
+    projection_markdown,
+    ratio_text,
+)
 from plumbing.atomic import atomic_write_bytes
 
 # The graph-vs-eager ladder: (mode, XLA, what a row of it executes), slowest first.
@@ -197,9 +203,7 @@ def verdict(summary: dict) -> str:
                            f"{k['a_ms']:.1f} ms in Keras fit and the cost per image {g['b_ms']:.2f} vs "
                            f"{k['b_ms']:.2f} ms, so a {CLAIMED_RATIO}x gap is predicted {where}")
     if reasons:
-        text += "Why: " + "; ".join(reasons) + ". Where per-image compute dominates, the two APIs run the " \
-                "same kernels and the ratio tends to 1; a large ratio needs a small step, where fixed " \
-                "per-step costs dominate."
+        text += "Why: " + "; ".join(reasons) + ". "
     return text.rstrip() + _fused_bn_note(graph)
 
 
@@ -258,6 +262,16 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
              "call) ran than its Keras counterpart, the 95% interval over repeats (processes), and what was "
              "measured to cause it.", ""]
     lines += map_markdown(rows) + ["", answer(rows), ""]
+    accounts = accounting_markdown(rows)
+    if accounts:
+        lines += ["## Where each row's time goes", "", "Both sides of each row profiled over samples of their own "
+                  "after the timed ones (first repeat): time inside ops (busy, union over threads) from "
+                  "TensorFlow's profiler, host time outside them from cProfile attributed to named parts, the "
+                  "runtime call's time with no op running, and the residual neither profiler saw; TF1 side / "
+                  "Keras side, ms per sample. The ratios above come from the untraced samples.", ""]
+        lines += accounts + [""]
+        if plots.accounting_bars(rows, out / "accounting.png"):
+            lines += ["![accounting.png](accounting.png)", ""]
     missing = not_measured(summary)
     if missing:
         lines += ["Not measured in this run: " + "; ".join(missing) + ".", ""]

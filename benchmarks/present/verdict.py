@@ -45,3 +45,24 @@ def control_lines(controls: list[dict]) -> list[str]:
         lines.append(f"A/A control: {c['key']} measured twice, in separate processes: {ratio_text(c)} "
                      f"({verdict}; {c['repeats']} repeats{spread})")
     return lines
+
+
+def accounting_text(acc: dict, min_share: float = 0.02) -> str:
+    """A row's parts, TF1 side / Keras side in ms per profiled sample: every part that holds at
+    least `min_share` of either side's wall, then the residual."""
+    walls = (acc["fast_wall_ms"], acc["slow_wall_ms"])
+    shown = [p for p in acc["parts"] if p["part"] != "residual"
+             and max(abs(p["fast_ms"]) / walls[0], abs(p["slow_ms"]) / walls[1]) >= min_share]
+    residual = next(p for p in acc["parts"] if p["part"] == "residual")
+    return ", ".join(f"{p['label']} {p['fast_ms']:,.2f} / {p['slow_ms']:,.2f}" for p in [*shown, residual])
+
+
+def accounting_markdown(rows: list[dict]) -> list[str]:
+    """One line per profiled row: its number in the map, both walls, the parts and the residual."""
+    out = []
+    for number, r in enumerate(rows, 1):
+        acc = r.get("accounting")
+        if acc:
+            out.append(f"{number}. {r['fast']} / {r['slow']}, {r['scenario']}: walls {acc['fast_wall_ms']:,.2f} / "
+                       f"{acc['slow_wall_ms']:,.2f} ms over {acc['samples']} samples; {accounting_text(acc)}")
+    return out

@@ -1,0 +1,96 @@
+"""A verdict row's gap taken apart: both sides' profiled samples (`benchmarks.measure.accounting`)
+part by part, the part that carries most of the gap, the residual, and whether the two sides
+run the same kernels, read from their op-type histograms."""
+from __future__ import annotations
+
+from benchmarks.analyse.records import ConfigSummary
+from benchmarks.measure.accounting import PART_LABELS
+
+TOP_OP_SHARE = 0.9  # the op types that carry this share of a side's op time are its kernels
+
+
+def format_ms(x: float) -> str:
+    """`x` ms, readable."""
+    return f"{x * 1000:,.0f} us" if abs(x) < 1 else f"{x:,.1f} ms"
+
+
+def _signed(x: float) -> str:
+    return ("+" if x >= 0 else "-") + format_ms(abs(x))
+
+
+def top_op_types(op_types: dict[str, dict]) -> list[str]:
+    """The op types that carry `TOP_OP_SHARE` of the op time, largest first."""
+    total = sum(v["ms"] for v in op_types.values())
+    out, covered = [], 0.0
+    for name, value in sorted(op_types.items(), key=lambda kv: -kv[1]["ms"]):
+        if total and covered >= TOP_OP_SHARE * total:
+            break
+        out.append(name)
+        covered += value["ms"]
+    return out
+
+
+def kernels(fast: dict[str, dict], slow: dict[str, dict]) -> dict:
+    """The two sides' op-type histograms compared: their top types, those only one side has, and
+    the type whose op time differs most (ms per sample, slow - fast)."""
+    top_fast, top_slow = top_op_types(fast), top_op_types(slow)
+    names = set(fast) | set(slow)
+    diff = {n: slow.get(n, {}).get("ms", 0.0) - fast.get(n, {}).get("ms", 0.0) for n in names}
+    largest = max(diff, key=lambda n: abs(diff[n])) if diff else None
+    return {"same": set(top_fast) == set(top_slow), "top_fast": top_fast, "top_slow": top_slow,
+            "only_fast": sorted(set(top_fast) - set(slow)), "only_slow": sorted(set(top_slow) - set(fast)),
+            "largest_difference": {"op_type": largest, "ms": diff[largest]} if largest else None}
+
+
+def row_accounting(fast: ConfigSummary, slow: ConfigSummary) -> dict | None:
+    """Both sides' parts (ms per sample), the traced gap (slow - fast) and the part carrying most
+    of it, or None unless both sides were profiled."""
+    a, b = fast.accounting, slow.accounting
+    if not a or not b:
+        return None
+    parts = [{"part": name, "label": label, "fast_ms": a["parts_ms"].get(name, 0.0),
+              "slow_ms": b["parts_ms"].get(name, 0.0)} for name, label in PART_LABELS.items()]
+    for part in parts:
+        part["gap_ms"] = part["slow_ms"] - part["fast_ms"]
+    gap = b["wall_ms"] - a["wall_ms"]
+    named = sorted((p for p in parts if p["part"] != "residual"), key=lambda p: -p["gap_ms"] * (1 if gap >= 0 else -1))
+    residual = next(p for p in parts if p["part"] == "residual")["gap_ms"]
+    return {"fast_wall_ms": a["wall_ms"], "slow_wall_ms": b["wall_ms"], "gap_ms": gap, "parts": parts,
+            "largest": {**named[0], "share": named[0]["gap_ms"] / gap if gap else None},
+            "second": named[1], "residual_ms": residual, "residual_share": abs(residual / gap) if gap else None,
+            "inflation": {"fast": a.get("inflation"), "slow": b.get("inflation")},
+            "samples": min(a["samples"], b["samples"]),
+            "kernels": kernels(a["op_types"], b["op_types"])}
+
+
+def kernel_sentence(k: dict) -> str:
+    """What the op-type histograms say, as measured."""
+    if k["same"]:
+        top = len(k["top_fast"])
+        text = (f"the same {top} op types carry" if top != 1 else "the same op type carries") + \
+            f" {TOP_OP_SHARE:.0%} of both sides' op time"
+    elif k["only_fast"] or k["only_slow"]:
+        text = "different kernels: " + "; ".join(
+            f"only the {side} side runs {', '.join(names[:3])}"
+            for side, names in (("TF1", k["only_fast"]), ("Keras", k["only_slow"])) if names)
+    else:
+        text = f"the top op types differ ({', '.join(k['top_fast'][:3])} vs {', '.join(k['top_slow'][:3])})"
+    d = k["largest_difference"]
+    if d and abs(d["ms"]) >= 0.001:
+        text += f"; op time differs most in {d['op_type']} ({_signed(d['ms'])})"
+    return text
+
+
+def gap_sentence(acc: dict, fast_mode: str, slow_mode: str) -> str:
+    """The mechanism as measured: the traced gap, its largest parts, the residual, the kernels."""
+    top, second = acc["largest"], acc["second"]
+    inflation = acc["inflation"]
+    share = f" ({top['share']:.0%} of it)" if top["share"] is not None else ""
+    residual = f"{_signed(acc['residual_ms'])}" + (f" ({acc['residual_share']:.0%} of the gap)"
+                                                    if acc["residual_share"] is not None else "")
+    slowed = ", ".join(f"x{v:.1f}" for v in (inflation["fast"], inflation["slow"]) if v)
+    return (f"profiled, {fast_mode} {format_ms(acc['fast_wall_ms'])} vs {slow_mode} "
+            f"{format_ms(acc['slow_wall_ms'])} per sample "
+            f"(gap {_signed(acc['gap_ms'])}; profiling slowed them {slowed}): most of the gap is {top['label']} "
+            f"{_signed(top['gap_ms'])}{share}, then {second['label']} {_signed(second['gap_ms'])}; residual "
+            f"{residual}; {kernel_sentence(acc['kernels'])}")

@@ -1,0 +1,199 @@
+"""Where a step's wall time goes, measured on a few extra samples that are not timed for the
+ratios: TensorFlow's profiler (one trace method for a Session and for Keras's functions) gives
+the time inside ops; Python's cProfile gives the host time outside them, attributed to named
+parts; the time the runtime call spends with no op running (scheduling, a gate, lost overlap)
+is the runtime call's time minus the ops' busy time; what neither profiler saw is the residual.
+
+    wall = ops busy + waiting in the runtime + the host parts + residual   (ms per sample)
+
+Profiling slows a step; the record says by how much (`inflation`: traced wall over the timed
+statistic), and the ratios come from the untraced samples only.
+"""
+from __future__ import annotations
+
+import cProfile
+import glob
+import os
+import pstats
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# cProfile's names of the C functions that hand a step to TensorFlow's runtime: their own time
+# is time inside the runtime (ops, or the runtime waiting), never Python.
+RUNTIME_CALL = re.compile(r"TF_SessionRun|TF_SessionRunCallable|TFE_Py_Execute|TFE_Py_FastPathExecute")
+
+
+@dataclass(frozen=True)
+class HostPart:
+    """A named part of the host time: the Python source files whose own time belongs to it."""
+    name: str
+    label: str
+    paths: tuple[str, ...]
+
+
+# The first part whose path a function's file contains takes its own time; a function in no
+# part's files (numpy, builtins, a user's callback) takes its callers' part.
+HOST_PARTS = (
+    HostPart("callbacks", "callbacks and progress", ("keras/src/callbacks/", "keras/src/utils/progbar",
+                                                     "tf_keras/src/callbacks", "tf_keras/src/utils/generic_utils")),
+    HostPart("data", "data adapter and iterator", ("keras/src/trainers/data_adapters/", "keras/src/trainers/epoch_",
+                                                   "tf_keras/src/engine/data_adapter", "tensorflow/python/data/")),
+    HostPart("dispatch", "tf.function dispatch and tracing", ("tensorflow/python/eager/polymorphic_function/",
+                                                              "tensorflow/core/function/", "func_graph.py")),
+    HostPart("session", "Session.run feed and fetch handling", ("tensorflow/python/client/",)),
+    HostPart("optimizer", "optimizer update in Python", ("keras/src/optimizers/", "tf_keras/src/optimizers/")),
+    HostPart("keras", "Keras's per-call set-up and loop", ("keras/src/", "tf_keras/src/")),
+    HostPart("tf_python", "TensorFlow's Python (op wrappers, eager dispatch)", ("tensorflow/python/",)),
+    HostPart("harness", "the harness's loop (timer, next batch)", ("benchmarks/",)),
+)
+OTHER = HostPart("other", "other Python", ())
+# The parts of every accounting, in the order the report stacks them.
+PART_LABELS = {"ops": "inside ops (busy)", "waiting": "runtime, no op running",
+               **{p.name: p.label for p in HOST_PARTS}, OTHER.name: OTHER.label, "residual": "residual (not seen)"}
+
+
+def _part_of_file(filename: str) -> HostPart | None:
+    path = filename.replace(os.sep, "/")
+    return next((p for p in HOST_PARTS if any(s in path for s in p.paths)), None)
+
+
+def host_parts(stats: pstats.Stats) -> tuple[float, dict[str, float]]:
+    """(time inside the runtime call, {host part: time}) in seconds from cProfile's stats: each
+    function's own time goes to its file's part, or split among its callers' parts as they called it."""
+    table = stats.stats  # {func: (cc, nc, own, cumulative, {caller: (cc, nc, own, cumulative)})}
+    resolved: dict[tuple, dict[str, float]] = {}
+
+    def shares(func: tuple, seen: frozenset) -> dict[str, float]:
+        """The parts `func`'s own time belongs to, as fractions summing to 1."""
+        if func in resolved:
+            return resolved[func]
+        part = _part_of_file(func[0])
+        if part is not None:
+            out = {part.name: 1.0}
+        else:
+            callers = {c: v[2] for c, v in table.get(func, (0, 0, 0, 0, {}))[4].items() if c not in seen}
+            total = sum(callers.values())
+            out = {}
+            for caller, own in callers.items():
+                for name, share in shares(caller, seen | {func}).items():
+                    out[name] = out.get(name, 0.0) + share * (own / total if total else 1 / len(callers))
+            out = out or {OTHER.name: 1.0}
+        if not seen:
+            resolved[func] = out
+        return out
+
+    runtime, parts = 0.0, {}
+    for func, (_, _, own, _, _) in table.items():
+        if RUNTIME_CALL.search(func[2]):
+            runtime += own
+            continue
+        for name, share in shares(func, frozenset()).items():
+            parts[name] = parts.get(name, 0.0) + own * share
+    return runtime, parts
+
+
+def _union(intervals: list[tuple[int, int]]) -> int:
+    total, end = 0, None
+    for a, b in sorted(intervals):
+        if end is None or a > end:
+            total, end = total + (b - a), b
+        elif b > end:
+            total, end = total + (b - end), b
+    return total
+
+
+def op_events(xspace_path: str) -> tuple[int, dict[str, list[int]], int]:
+    """From a profiler trace (XSpace): (busy ps: the union over threads of op executions, off
+    tf.data's threads; {op type: [ps summed over threads, count]}; ps of tf.data's own ops)."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2  # late: only a profiled worker needs it
+    space = xplane_pb2.XSpace()
+    with open(xspace_path, "rb") as f:
+        space.ParseFromString(f.read())
+    intervals, by_type, input_ps = [], {}, 0
+    for plane in space.planes:
+        if not plane.name.startswith("/host:"):
+            continue
+        for line in plane.lines:
+            pipeline = line.name.startswith("tf_data")
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                op_type = name.rsplit(":", 1)[-1].strip()
+                # "node:OpType" is an op, "A::B" the runtime's own event; a function's call
+                # ("__inference_f_12") spans the ops it runs, which are counted themselves
+                if ":" not in name or "::" in name or op_type.startswith("__"):
+                    continue
+                if pipeline:
+                    input_ps += event.duration_ps
+                    continue
+                start = line.timestamp_ns * 1000 + event.offset_ps
+                intervals.append((start, start + event.duration_ps))
+                entry = by_type.setdefault(op_type, [0, 0])
+                entry[0] += event.duration_ps
+                entry[1] += 1
+    return _union(intervals), by_type, input_ps
+
+
+class Tracer:
+    """Both profilers around a few samples: `start()` before the first, `stop(walls)` after the
+    last -> the accounting record (ms per sample)."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="bench-trace-")
+        self._profile = cProfile.Profile()
+
+    def start(self) -> None:
+        import tensorflow as tf  # late: the worker set the process state first
+        tf.profiler.experimental.start(self._dir.name, options=tf.profiler.experimental.ProfilerOptions(
+            host_tracer_level=2, python_tracer_level=0, device_tracer_level=1))
+        self._profile.enable()
+
+    def abandon(self) -> dict:
+        """Stop both profilers, keep nothing (the samples failed)."""
+        import tensorflow as tf  # late: the worker set the process state first
+        self._profile.disable()
+        tf.profiler.experimental.stop()
+        self._dir.cleanup()
+        return {}
+
+    def stop(self, walls_s: list[float], timed_step_s: float) -> dict:
+        """`walls_s`: the traced samples' wall times; `timed_step_s`: the untraced statistic."""
+        import tensorflow as tf  # late: the worker set the process state first
+        self._profile.disable()
+        tf.profiler.experimental.stop()
+        try:
+            (trace,) = glob.glob(os.path.join(self._dir.name, "**", "*.xplane.pb"), recursive=True)
+            busy, by_type, input_ps = op_events(trace)
+        finally:
+            self._dir.cleanup()
+        runtime, parts = host_parts(pstats.Stats(self._profile))
+        return accounting(walls_s, timed_step_s, busy / 1e12, runtime, parts, by_type, input_ps / 1e12)
+
+
+def accounting(walls_s: list[float], timed_step_s: float, busy_s: float, runtime_s: float,
+               parts_s: dict[str, float], by_type: dict[str, list[int]], input_s: float) -> dict:
+    """The record of `len(walls_s)` traced samples (times in s over all of them; `by_type` in ps):
+    per-sample ms of every part, which add up to the traced wall with the residual."""
+    n = len(walls_s)
+    per = 1000 / n
+    wall = sum(walls_s) * per
+    out = {"ops": busy_s * per, "waiting": (runtime_s - busy_s) * per,
+           **{name: parts_s.get(name, 0.0) * per for name in PART_LABELS if name not in ("ops", "waiting", "residual")}}
+    out["residual"] = wall - sum(out.values())
+    return {"samples": n, "wall_ms": wall, "inflation": wall / (timed_step_s * 1000) if timed_step_s else None,
+            "parts_ms": out, "input_ops_ms": input_s * per,
+            "op_types": {t: {"ms": ps / 1e9 / n, "count": count / n}
+                         for t, (ps, count) in sorted(by_type.items(), key=lambda kv: -kv[1][0])}}
+
+
+def traced(run_samples: Callable[[], list[float]], timed_step_s: float) -> dict:
+    """Run `run_samples` (-> their wall times, s) under both profilers -> the accounting record."""
+    tracer = Tracer()
+    tracer.start()
+    walls: list[float] = []
+    try:
+        walls = run_samples()
+    finally:
+        record = tracer.stop(walls, timed_step_s) if walls else tracer.abandon()
+    return record

@@ -1,0 +1,123 @@
+"""The accounting of a verdict row: a known injected cost lands in the part it belongs to, the
+parts add up to the profiled wall time with the residual, and the mechanism sentence is made of
+the measured parts (changing a measurement changes the sentence)."""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from benchmarks.analyse.gap import gap_sentence, row_accounting
+from benchmarks.analyse.records import ConfigSummary
+from benchmarks.config import BenchConfig
+from benchmarks.measure.accounting import PART_LABELS, traced
+from benchmarks.measure.timing import timed_steps
+
+SLEEP_S = 0.02  # the injected cost: at least this long, however loaded the machine
+
+
+def _assert_closed(acc: dict) -> None:
+    """The parts, residual included, are the profiled wall; what no profiler saw stays small."""
+    parts = acc["parts_ms"]
+    assert set(parts) == set(PART_LABELS)
+    assert sum(parts.values()) == pytest.approx(acc["wall_ms"], rel=1e-9)
+    assert abs(parts["residual"]) <= 0.1 * acc["wall_ms"], parts
+
+
+def test_an_op_of_known_cost_is_time_inside_ops_under_its_own_op_type():
+    graph = tf.Graph()
+    with graph.as_default():
+        slow = tf.numpy_function(lambda: (time.sleep(SLEEP_S), np.float32(1))[1], [], tf.float32)
+        fetch = slow + tf.constant(1.0)
+    with tf.compat.v1.Session(graph=graph) as session:
+        session.run(fetch)
+        acc = traced(lambda: timed_steps(lambda: session.run(fetch), 3), SLEEP_S)
+    _assert_closed(acc)
+    assert acc["samples"] == 3 and acc["parts_ms"]["ops"] >= 0.95 * SLEEP_S * 1000
+    assert acc["op_types"]["PyFunc"]["ms"] >= 0.95 * SLEEP_S * 1000 and acc["op_types"]["PyFunc"]["count"] == 1
+    # the sleep ran on the runtime's thread, not in the Python that called Session.run
+    assert acc["parts_ms"]["session"] < SLEEP_S * 1000 / 2 and acc["parts_ms"]["callbacks"] == 0
+
+
+@pytest.mark.parametrize("sleep", [True, False])
+def test_a_callback_that_sleeps_in_fit_is_the_callbacks_part(monkeypatch, sleep):
+    from benchmarks.measure import keras_fit
+
+    class Sleeper(keras.callbacks.Callback):  # a user's callback: its file is in no part's files
+        def on_train_batch_end(self, batch, logs=None):
+            time.sleep(SLEEP_S if sleep else 0)
+
+    fit = keras.Model.fit
+    monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=(), **k:
+                        fit(self, *a, callbacks=[Sleeper(), *callbacks], **k))
+    config = BenchConfig(mode="keras-fit", model="mlp", batch=8, steps=3, warmup=1, data="numpy", account=4)
+    times, _, facts, acc = keras_fit.run_fit(config)
+    assert len(times) == 4 and facts["updates_applied"] == 8  # the profiled samples are steps as well
+    _assert_closed(acc)
+    callbacks = acc["parts_ms"]["callbacks"]
+    if sleep:  # all of the sleep, per sample, in the callbacks part and not elsewhere
+        assert callbacks >= 0.95 * SLEEP_S * 1000
+        assert acc["parts_ms"]["other"] < SLEEP_S * 1000 / 2 and acc["parts_ms"]["harness"] < SLEEP_S * 1000 / 2
+    else:
+        assert callbacks < 0.95 * SLEEP_S * 1000
+    assert acc["inflation"] is not None and acc["op_types"]
+    # fit's step function spans the ops it runs: counted as ops itself it would count them twice
+    assert not [t for t in acc["op_types"] if t.startswith("__")] and any("MatMul" in t for t in acc["op_types"])
+
+
+def _summary(mode: str, parts: dict, op_types: dict) -> ConfigSummary:
+    config = BenchConfig(mode=mode, model="mlp", batch=32, data="numpy")
+    full = {name: parts.get(name, 0.0) for name in PART_LABELS}
+    acc = {"samples": 5, "wall_ms": sum(full.values()), "inflation": 1.5, "parts_ms": full,
+           "op_types": op_types, "input_ops_ms": 0.0}
+    return ConfigSummary(config, 1, [], throughput={"median": 1.0}, accounting=acc)
+
+
+def test_the_mechanism_sentence_is_made_of_the_measured_parts():
+    kernels = {"MatMul": {"ms": 0.8, "count": 2}, "AddV2": {"ms": 0.3, "count": 3}}
+    fast = _summary("graph-feed", {"ops": 1.1, "waiting": 0.3, "session": 0.2}, kernels)
+    slow = _summary("keras-fit", {"ops": 1.1, "waiting": 0.3, "dispatch": 0.9, "keras": 0.2}, kernels)
+    acc = row_accounting(fast, slow)
+    assert acc["gap_ms"] == pytest.approx(0.9) and acc["largest"]["part"] == "dispatch"
+    text = gap_sentence(acc, "graph-feed", "keras-fit")
+    assert "tf.function dispatch and tracing +900 us (100% of it)" in text
+    assert "the same 2 op types carry 90%" in text
+    # more time in callbacks than in dispatch: the sentence names the new largest part and its ms
+    busier = replace(slow, accounting={**slow.accounting, "wall_ms": slow.accounting["wall_ms"] + 2.5,
+                                       "parts_ms": {**slow.accounting["parts_ms"], "callbacks": 2.5}})
+    text = gap_sentence(row_accounting(fast, busier), "graph-feed", "keras-fit")
+    assert "most of the gap is callbacks and progress +2.5 ms (74% of it)" in text
+    # another kernel on the Keras side: no longer "the same op types"
+    other = replace(slow, accounting={**slow.accounting, "op_types": {**kernels, "Conv2D": {"ms": 5.0, "count": 1}}})
+    text = gap_sentence(row_accounting(fast, other), "graph-feed", "keras-fit")
+    assert "only the Keras side runs Conv2D" in text and "op time differs most in Conv2D (+5.0 ms)" in text
+
+
+@pytest.mark.slow
+def test_a_run_profiles_both_sides_of_each_row_in_its_first_repeat_and_reports_them(tmp_path):
+    from benchmarks.analyse.summary import load_results
+    from benchmarks.cli import main
+    from benchmarks.measure.runner import run
+    from benchmarks.present.report import write_report
+    configs = [BenchConfig(mode=m, model="mlp", batch=32, data="numpy", steps=4, warmup=1)
+               for m in ("graph-feed", "keras-fit", "keras-ctl")]
+    results = run(configs, 2, tmp_path / "results.json", log=lambda _: None, account=3)
+    profiled = {(r["config"]["mode"], r["repeat"]) for r in results["runs"] if r.get("accounting")}
+    # keras-ctl is on no row of the map: not profiled; the row's sides only in the first repeat
+    assert profiled == {("graph-feed", 0), ("keras-fit", 0)}
+    for run_record in results["runs"]:
+        if run_record.get("accounting"):
+            _assert_closed(run_record["accounting"])
+            assert len(run_record["step_times_s"]) == 4  # the profiled samples are not among the timed
+    report = write_report(load_results(tmp_path / "results.json"), tmp_path)
+    text = report.read_text()
+    assert "## Where each row's time goes" in text and (tmp_path / "accounting.png").stat().st_size > 0
+    assert "1. graph-feed / keras-fit, MNIST-style MLP, batch 32" in text and "residual (not seen)" in text
+    unprofiled = run(configs[:2], 1, tmp_path / "none.json", log=lambda _: None, account=0)
+    assert not any(r.get("accounting") for r in unprofiled["runs"])
+    assert main(["report", str(tmp_path / "none.json"), "--out", str(tmp_path / "r2")]) == 0
+    assert "## Where each row's time goes" not in (tmp_path / "r2" / "report.md").read_text()
