@@ -73,7 +73,7 @@ def cmd_run(args) -> None:
     for row in rows:
         print(f"  {row['regime']}: {row['scenario']}: {ratio_text(row)} ({row['timed']}) -> 2.5x {row['claim']}")
         if row["accounting"]:
-            print(f"    parts, ms per profiled sample ({row['fast']} / {row['slow']}): "
+            print(f"    parts, ms per profiled step ({row['fast']} / {row['slow']}): "
                   f"{accounting_text(row['accounting'])}")
     print(answer(rows))
     missing = not_measured(results["summary"])

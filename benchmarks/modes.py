@@ -66,6 +66,10 @@ class Mode:
     call: Call | None = None
     scaling_base: str | None = None        # several replicas: the one-device mode it scales from
     min_devices: int = 1
+    # On a GPU, the host prepares the next step while the device runs this one: Keras 3's fit
+    # dispatches its callbacks asynchronously when all are async-safe (History, no progress bar),
+    # so it reads no result back per step; a Session.run returns only when its fetches are back.
+    overlaps_device: bool = False
 
     @property
     def is_graph(self) -> bool:
@@ -86,9 +90,10 @@ GRAPH_REPLICATED = Mode("graph-replicated", Api.GRAPH, Runtime.TF1, Driver.SESSI
                         task_note="several replicas are measured in training", variable_update="replicated",
                         scaling_base="graph", min_devices=2)
 KERAS_FIT = Mode("keras-fit", Api.KERAS, Runtime.TF2, Driver.FIT, tasks=frozenset({"train", "inference", "evaluate"}),
-                 scaling_base="keras-fit")
+                 scaling_base="keras-fit", overlaps_device=True)
 KERAS_FIT_SPE = Mode("keras-fit-spe", Api.KERAS, Runtime.TF2, Driver.FIT, tasks=frozenset({"train"}),
-                     task_note="steps_per_execution is measured in training", steps_per_execution=STEPS_PER_EXECUTION)
+                     task_note="steps_per_execution is measured in training", steps_per_execution=STEPS_PER_EXECUTION,
+                     overlaps_device=True)
 KERAS_TOB = Mode("keras-tob", Api.KERAS, Runtime.TF2, Driver.CALL, Feed.NUMPY, call=Call.ON_BATCH)
 KERAS_CTL = Mode("keras-ctl", Api.KERAS, Runtime.TF2, Driver.LOOP, tasks=frozenset({"train", "gradients", "inference"}))
 EAGER = Mode("eager", Api.KERAS, Runtime.TF2, Driver.LOOP, tasks=frozenset({"train", "gradients", "inference"}),

@@ -39,6 +39,7 @@ def test_an_op_of_known_cost_is_time_inside_ops_under_its_own_op_type():
     _assert_closed(acc)
     assert acc["samples"] == 3 and acc["parts_ms"]["ops"] >= 0.95 * SLEEP_S * 1000
     assert acc["op_types"]["PyFunc"]["ms"] >= 0.95 * SLEEP_S * 1000 and acc["op_types"]["PyFunc"]["count"] == 1
+    assert acc["threads"]["inter_op"] >= 1  # the Session's pool as it ran: the threads that ran its ops
     # the sleep ran on the runtime's thread, not in the Python that called Session.run
     assert acc["parts_ms"]["session"] < SLEEP_S * 1000 / 2 and acc["parts_ms"]["callbacks"] == 0
 
@@ -59,7 +60,7 @@ def test_a_callback_that_sleeps_in_fit_is_the_callbacks_part(monkeypatch, sleep)
     assert len(times) == 4 and facts["updates_applied"] == 8  # the profiled samples are steps as well
     _assert_closed(acc)
     callbacks = acc["parts_ms"]["callbacks"]
-    if sleep:  # all of the sleep, per sample, in the callbacks part and not elsewhere
+    if sleep:  # all of the sleep, per step, in the callbacks part and not elsewhere
         assert callbacks >= 0.95 * SLEEP_S * 1000
         assert acc["parts_ms"]["other"] < SLEEP_S * 1000 / 2 and acc["parts_ms"]["harness"] < SLEEP_S * 1000 / 2
     else:
@@ -67,6 +68,19 @@ def test_a_callback_that_sleeps_in_fit_is_the_callbacks_part(monkeypatch, sleep)
     assert acc["inflation"] is not None and acc["op_types"]
     # fit's step function spans the ops it runs: counted as ops itself it would count them twice
     assert not [t for t in acc["op_types"] if t.startswith("__")] and any("MatMul" in t for t in acc["op_types"])
+
+
+def test_fit_with_steps_per_execution_is_accounted_per_step():
+    """A keras-fit-spe sample is one execution of 32 steps: its parts are per step, as its
+    timed samples are, and still close on the wall."""
+    from benchmarks.measure import keras_fit
+    config = BenchConfig(mode="keras-fit-spe", model="mlp", batch=8, steps=2, warmup=1, data="numpy", account=2)
+    times, _, facts, acc = keras_fit.run_fit(config)
+    assert len(times) == 3 and facts["updates_applied"] == 5 * 32
+    assert acc["samples"] == 2 and acc["steps_per_sample"] == 32
+    _assert_closed(acc)
+    # per step like the timed statistic, which a per-execution wall would exceed 32-fold
+    assert 0.3 < acc["inflation"] < 10
 
 
 def _summary(mode: str, parts: dict, op_types: dict) -> ConfigSummary:
@@ -91,6 +105,9 @@ def test_the_mechanism_sentence_is_made_of_the_measured_parts():
                                        "parts_ms": {**slow.accounting["parts_ms"], "callbacks": 2.5}})
     text = gap_sentence(row_accounting(fast, busier), "graph-feed", "keras-fit")
     assert "most of the gap is callbacks and progress +2.5 ms (74% of it)" in text
+    # a timed ratio the profiled steps contradict: no part is named as its cause
+    text = gap_sentence(acc, "graph-feed", "keras-fit", ratio=0.9)
+    assert "do not show the timed gap (0.90x), so no part of it is located" in text and "most of" not in text
     # another kernel on the Keras side: no longer "the same op types"
     other = replace(slow, accounting={**slow.accounting, "op_types": {**kernels, "Conv2D": {"ms": 5.0, "count": 1}}})
     text = gap_sentence(row_accounting(fast, other), "graph-feed", "keras-fit")
@@ -113,6 +130,8 @@ def test_a_run_profiles_both_sides_of_each_row_in_its_first_repeat_and_reports_t
         if run_record.get("accounting"):
             _assert_closed(run_record["accounting"])
             assert len(run_record["step_times_s"]) == 4  # the profiled samples are not among the timed
+            # fed from arrays, costs come per pass as well: as many profiled samples as timed ones
+            assert run_record["accounting"]["samples"] == 4
     report = write_report(load_results(tmp_path / "results.json"), tmp_path)
     text = report.read_text()
     assert "## Where each row's time goes" in text and (tmp_path / "accounting.png").stat().st_size > 0
@@ -121,3 +140,28 @@ def test_a_run_profiles_both_sides_of_each_row_in_its_first_repeat_and_reports_t
     assert not any(r.get("accounting") for r in unprofiled["runs"])
     assert main(["report", str(tmp_path / "none.json"), "--out", str(tmp_path / "r2")]) == 0
     assert "## Where each row's time goes" not in (tmp_path / "r2" / "report.md").read_text()
+
+
+def test_the_gpu_projection_uses_each_side_s_measured_host_time_and_its_mode_s_overlap():
+    from benchmarks.analyse.projection import PCIE_BYTES_PER_S, gpu_projection, significant
+    from benchmarks.analyse.verdict import verdict_map
+
+    def side(mode: str, dispatch_ms: float) -> ConfigSummary:
+        entry = _summary(mode, {"ops": 100.0, "waiting": 5.0, "dispatch": dispatch_ms, "harness": 1.0}, {})
+        config = BenchConfig(mode=mode, model="resnet50", image_size=64, batch=16, data="numpy")
+        return replace(entry, config=config, repeat_step_s={"0": 0.1, "1": 0.1})
+
+    configs = {e.key: e for e in (side("graph-feed", 2.0), side("keras-fit", 40.0))}
+    summary = {"configs": configs, "fits": [], "refused": []}
+    rows = [r for r in verdict_map(summary) if r["accounting"]]
+    projected = {(p["gpu"][:4], p["batch"]): p for p in gpu_projection(rows)}
+    v100 = projected[("V100", 32)]
+    device, copy = 32 / 412.0 * 1000, 32 * (224 * 224 * 3 * 4 + 4) / PCIE_BYTES_PER_S * 1000
+    # host: the Python parts (3 and 41 ms), not the ops or the runtime; the feed loop adds its copy
+    # and the GPU's time, fit overlaps its host time with the GPU's
+    assert (v100["host_fast_ms"], v100["host_slow_ms"]) == (3.0, 41.0) and v100["copy_ms"] == pytest.approx(copy)
+    assert v100["ratio"] == pytest.approx(max(41.0, device) / (3.0 + copy + device))
+    assert v100["combine"] == "host + copy + GPU / max(host, GPU)"
+    a100 = projected[("A100", 32)]  # 13.5 ms on the GPU: fit's 41 ms of Python is the step
+    assert a100["ratio"] == pytest.approx(41.0 / (3.0 + copy + 32 / 2375.0 * 1000))
+    assert significant(1.2345) == "1.2" and significant(0.012345) == "0.012" and significant(41.0) == "41"

@@ -83,7 +83,7 @@ def tiny_run(tmp_path_factory):
                      "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     # the map as the command prints it: each profiled row with its two sides' parts
-    assert "parts, ms per profiled sample (graph / keras-fit): inside ops (busy)" in result.stdout
+    assert "parts, ms per profiled step (graph / keras-fit): inside ops (busy)" in result.stdout
     assert "residual (not seen)" in result.stdout
     return out
 

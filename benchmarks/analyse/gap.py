@@ -32,7 +32,7 @@ def top_op_types(op_types: dict[str, dict]) -> list[str]:
 
 def kernels(fast: dict[str, dict], slow: dict[str, dict]) -> dict:
     """The two sides' op-type histograms compared: their top types, those only one side has, and
-    the type whose op time differs most (ms per sample, slow - fast)."""
+    the type whose op time differs most (ms per step, slow - fast)."""
     top_fast, top_slow = top_op_types(fast), top_op_types(slow)
     names = set(fast) | set(slow)
     diff = {n: slow.get(n, {}).get("ms", 0.0) - fast.get(n, {}).get("ms", 0.0) for n in names}
@@ -43,7 +43,7 @@ def kernels(fast: dict[str, dict], slow: dict[str, dict]) -> dict:
 
 
 def row_accounting(fast: ConfigSummary, slow: ConfigSummary) -> dict | None:
-    """Both sides' parts (ms per sample), the traced gap (slow - fast) and the part carrying most
+    """Both sides' parts (ms per step), the traced gap (slow - fast) and the part carrying most
     of it, or None unless both sides were profiled."""
     a, b = fast.accounting, slow.accounting
     if not a or not b:
@@ -59,6 +59,7 @@ def row_accounting(fast: ConfigSummary, slow: ConfigSummary) -> dict | None:
             "largest": {**named[0], "share": named[0]["gap_ms"] / gap if gap else None},
             "second": named[1], "residual_ms": residual, "residual_share": abs(residual / gap) if gap else None,
             "inflation": {"fast": a.get("inflation"), "slow": b.get("inflation")},
+            "threads": {"fast": a["threads"], "slow": b["threads"]} if "threads" in a and "threads" in b else None,
             "samples": min(a["samples"], b["samples"]),
             "kernels": kernels(a["op_types"], b["op_types"])}
 
@@ -81,16 +82,21 @@ def kernel_sentence(k: dict) -> str:
     return text
 
 
-def gap_sentence(acc: dict, fast_mode: str, slow_mode: str) -> str:
-    """The mechanism as measured: the traced gap, its largest parts, the residual, the kernels."""
+def gap_sentence(acc: dict, fast_mode: str, slow_mode: str, ratio: float | None = None) -> str:
+    """The mechanism as measured: the traced gap, its largest parts, the residual, the kernels;
+    with the timed `ratio`, whether the profiled steps show a gap of the same sign at all."""
     top, second = acc["largest"], acc["second"]
+    if ratio is not None and (ratio - 1) * acc["gap_ms"] <= 0:
+        return (f"profiled, {fast_mode} {format_ms(acc['fast_wall_ms'])} vs {slow_mode} "
+                f"{format_ms(acc['slow_wall_ms'])} per step: the profiled steps do not show the timed gap "
+                f"({ratio:.2f}x), so no part of it is located; {kernel_sentence(acc['kernels'])}")
     inflation = acc["inflation"]
     share = f" ({top['share']:.0%} of it)" if top["share"] is not None else ""
     residual = f"{_signed(acc['residual_ms'])}" + (f" ({acc['residual_share']:.0%} of the gap)"
                                                     if acc["residual_share"] is not None else "")
     slowed = ", ".join(f"x{v:.1f}" for v in (inflation["fast"], inflation["slow"]) if v)
     return (f"profiled, {fast_mode} {format_ms(acc['fast_wall_ms'])} vs {slow_mode} "
-            f"{format_ms(acc['slow_wall_ms'])} per sample "
+            f"{format_ms(acc['slow_wall_ms'])} per step "
             f"(gap {_signed(acc['gap_ms'])}; profiling slowed them {slowed}): most of the gap is {top['label']} "
             f"{_signed(top['gap_ms'])}{share}, then {second['label']} {_signed(second['gap_ms'])}; residual "
             f"{residual}; {kernel_sentence(acc['kernels'])}")

@@ -1,6 +1,6 @@
 """The verdict as a map: for each regime or textbook scenario, the measured ratio of the
 TF1-style program over its Keras counterpart with its 95% interval, whether 2.5x holds, and the
-mechanism measured; then the answer in one paragraph, and a projection onto published GPUs."""
+mechanism measured; then the answer in one paragraph (the GPU projection: `projection`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -23,14 +23,6 @@ from benchmarks.modes import (
     TFKERAS_V1,
     Mode,
 )
-
-# Published per-image training compute of ResNet50 (images/s of whole training steps), the
-# GPU side of the projection: NVIDIA DeepLearningExamples TF1 ResNet50 (V100 fp32, A100 AMP),
-# tf_cnn_benchmarks (P100 fp32).
-PUBLISHED_GPUS = (("P100, fp32 (tf_cnn_benchmarks)", 219.0), ("V100, fp32 (NVIDIA DeepLearningExamples, TF1)", 412.0),
-                  ("A100, AMP (NVIDIA DeepLearningExamples, TF1)", 2375.0))
-PROJECTION_BATCHES = (32, 256)
-PROJECTED_MODES = ((GRAPH, KERAS_FIT), (GRAPH, KERAS_FIT_SPE), (GRAPH_FEED, KERAS_FIT))
 
 
 @dataclass(frozen=True)
@@ -183,7 +175,7 @@ def _measured_extras(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigS
                              f"{train.median_step_ms:.1f} ({ops})")
         return ["the step minus its gradients-only step: " + "; ".join(parts)] if parts else []
     updates = []
-    for mode in (row.fast, KERAS_CTL):
+    for mode in (row.fast, KERAS_CTL) if row.slow == KERAS_FIT else ():  # fit's rows: the update's share
         train = _fit(fits, mode, slow.family)
         grads = _fit(fits, mode, replace(slow.config, task="gradients").family())
         if train and grads:
@@ -192,11 +184,12 @@ def _measured_extras(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigS
     return ["fixed cost a of a + b x batch: " + "; ".join(updates)] if updates else []
 
 
-def mechanism(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigSummary) -> str:
+def mechanism(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigSummary,
+              ratio: float | None = None) -> str:
     """What the measurements say causes this row's ratio: the accounting of both sides'
     profiled samples (`gap.gap_sentence`), then the run's other figures that bear on it."""
     accounting = row_accounting(fast, slow)
-    head = gap_sentence(accounting, row.fast.name, row.slow.name) if accounting else \
+    head = gap_sentence(accounting, row.fast.name, row.slow.name, ratio) if accounting else \
         f"not profiled; per {slow.statistic} {format_ms(fast.median_step_ms)} vs {format_ms(slow.median_step_ms)}"
     return "; ".join([head, *_measured_extras(row, summary, fast, slow)])
 
@@ -215,7 +208,7 @@ def verdict_map(summary: dict, first_stage: int | None = None) -> list[dict]:
                          "slow": row.slow.name, "group": fast.group, "step_ms": fast.median_step_ms,
                          "timed": slow.statistic, **ratio,
                          "claim": claim(ratio), "accounting": row_accounting(fast, slow),
-                         "mechanism": mechanism(row, summary, fast, slow)})
+                         "mechanism": mechanism(row, summary, fast, slow, ratio["ratio"])})
     return rows
 
 
@@ -247,28 +240,7 @@ def gap_summary(rows: list[dict]) -> str:
     for label, members in sorted(by_part.items(), key=lambda kv: -len(kv[1])):
         top = max(members, key=lambda r: abs(r["accounting"]["largest"]["gap_ms"]))
         parts.append(f"{label} in {len(members)} (up to {format_ms(top['accounting']['largest']['gap_ms'])} "
-                     f"per sample, {top['scenario']})")
+                     f"per step, {top['scenario']})")
     same = sum(r["accounting"]["kernels"]["same"] for r in profiled)
     return (f"Of the {len(profiled)} rows whose two sides were profiled, the part that carries most of the gap "
             f"is {'; '.join(parts)}. In {same} of them both sides' top op types are the same.")
-
-
-def gpu_projection(summary: dict) -> list[dict]:
-    """Projected fast/slow ratios on published GPUs: each mode's per-step dispatch, measured as
-    its trivial-model step at batch 1 on this CPU, plus batch / the GPU's published images/s."""
-    dispatch = {}
-    for e in summary["configs"].values():
-        if e.measured and e.model == "trivial" and e.task == "train" and e.batch == 1:
-            dispatch[e.mode] = e.median_step_ms / 1000
-    out = []
-    for fast_mode, slow_mode in PROJECTED_MODES:
-        fast, slow = fast_mode.name, slow_mode.name
-        if fast in dispatch and slow in dispatch:
-            for gpu, rate in PUBLISHED_GPUS:
-                for batch in PROJECTION_BATCHES:
-                    compute = batch / rate
-                    out.append({"gpu": gpu, "batch": batch, "fast": fast, "slow": slow,
-                                "dispatch_fast_ms": dispatch[fast] * 1000, "dispatch_slow_ms": dispatch[slow] * 1000,
-                                "compute_ms": compute * 1000,
-                                "ratio": (dispatch[slow] + compute) / (dispatch[fast] + compute)})
-    return out

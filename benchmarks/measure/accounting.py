@@ -4,7 +4,7 @@ the time inside ops; Python's cProfile gives the host time outside them, attribu
 parts; the time the runtime call spends with no op running (scheduling, a gate, lost overlap)
 is the runtime call's time minus the ops' busy time; what neither profiler saw is the residual.
 
-    wall = ops busy + waiting in the runtime + the host parts + residual   (ms per sample)
+    wall = ops busy + waiting in the runtime + the host parts + residual   (ms per step)
 
 Profiling slows a step; the record says by how much (`inflation`: traced wall over the timed
 statistic), and the ratios come from the untraced samples only.
@@ -104,18 +104,33 @@ def _union(intervals: list[tuple[int, int]]) -> int:
     return total
 
 
-def op_events(xspace_path: str) -> tuple[int, dict[str, list[int]], int]:
-    """From a profiler trace (XSpace): (busy ps: the union over threads of op executions, off
-    tf.data's threads; {op type: [ps summed over threads, count]}; ps of tf.data's own ops)."""
+@dataclass
+class OpEvents:
+    """What a profiler trace says ran: ops (ps), and the runtime's thread pools as they ran."""
+    busy_ps: int                        # the union over threads of op executions, off tf.data's threads
+    by_type: dict[str, list[int]]       # op type -> [ps summed over threads, count]
+    input_ps: int                       # tf.data's own ops, on its threads
+    threads: dict[str, int]             # pool -> threads that recorded an event in the trace
+
+
+# The runtime's thread pools, by the prefix of their threads' names in a trace.
+THREAD_POOLS = {"inter_op": "tf_Compute", "intra_op": "tf_numa_", "tf_data": "tf_data"}
+
+
+def op_events(xspace_path: str) -> OpEvents:
+    """The ops and thread pools of a profiler trace (XSpace)."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2  # late: only a profiled worker needs it
     space = xplane_pb2.XSpace()
     with open(xspace_path, "rb") as f:
         space.ParseFromString(f.read())
     intervals, by_type, input_ps = [], {}, 0
+    threads = dict.fromkeys(THREAD_POOLS, 0)
     for plane in space.planes:
         if not plane.name.startswith("/host:"):
             continue
         for line in plane.lines:
+            for pool, prefix in THREAD_POOLS.items():
+                threads[pool] += line.name.startswith(prefix) and len(line.events) > 0
             pipeline = line.name.startswith("tf_data")
             for event in line.events:
                 name = plane.event_metadata[event.metadata_id].name
@@ -132,12 +147,12 @@ def op_events(xspace_path: str) -> tuple[int, dict[str, list[int]], int]:
                 entry = by_type.setdefault(op_type, [0, 0])
                 entry[0] += event.duration_ps
                 entry[1] += 1
-    return _union(intervals), by_type, input_ps
+    return OpEvents(_union(intervals), by_type, input_ps, threads)
 
 
 class Tracer:
     """Both profilers around a few samples: `start()` before the first, `stop(walls)` after the
-    last -> the accounting record (ms per sample)."""
+    last -> the accounting record (ms per step)."""
 
     def __init__(self) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="bench-trace-")
@@ -157,34 +172,38 @@ class Tracer:
         self._dir.cleanup()
         return {}
 
-    def stop(self, walls_s: list[float], timed_step_s: float) -> dict:
-        """`walls_s`: the traced samples' wall times; `timed_step_s`: the untraced statistic."""
+    def stop(self, walls_s: list[float], timed_step_s: float, steps_per_sample: int = 1) -> dict:
+        """`walls_s`: the traced samples' wall times (s), each of `steps_per_sample` steps;
+        `timed_step_s`: the untraced statistic, per step."""
         import tensorflow as tf  # late: the worker set the process state first
         self._profile.disable()
         tf.profiler.experimental.stop()
         try:
             (trace,) = glob.glob(os.path.join(self._dir.name, "**", "*.xplane.pb"), recursive=True)
-            busy, by_type, input_ps = op_events(trace)
+            events = op_events(trace)
         finally:
             self._dir.cleanup()
         runtime, parts = host_parts(pstats.Stats(self._profile))
-        return accounting(walls_s, timed_step_s, busy / 1e12, runtime, parts, by_type, input_ps / 1e12)
+        return accounting(walls_s, timed_step_s, runtime, parts, events, steps_per_sample)
 
 
-def accounting(walls_s: list[float], timed_step_s: float, busy_s: float, runtime_s: float,
-               parts_s: dict[str, float], by_type: dict[str, list[int]], input_s: float) -> dict:
-    """The record of `len(walls_s)` traced samples (times in s over all of them; `by_type` in ps):
-    per-sample ms of every part, which add up to the traced wall with the residual."""
-    n = len(walls_s)
+def accounting(walls_s: list[float], timed_step_s: float, runtime_s: float, parts_s: dict[str, float],
+               events: OpEvents, steps_per_sample: int = 1) -> dict:
+    """The record of `len(walls_s)` traced samples of `steps_per_sample` steps each (`runtime_s`,
+    `parts_s`: s over all of them): per-step ms of every part, which add up to the traced wall
+    with the residual."""
+    n = len(walls_s) * steps_per_sample
     per = 1000 / n
     wall = sum(walls_s) * per
+    busy_s = events.busy_ps / 1e12
     out = {"ops": busy_s * per, "waiting": (runtime_s - busy_s) * per,
            **{name: parts_s.get(name, 0.0) * per for name in PART_LABELS if name not in ("ops", "waiting", "residual")}}
     out["residual"] = wall - sum(out.values())
-    return {"samples": n, "wall_ms": wall, "inflation": wall / (timed_step_s * 1000) if timed_step_s else None,
-            "parts_ms": out, "input_ops_ms": input_s * per,
+    return {"samples": len(walls_s), "steps_per_sample": steps_per_sample, "wall_ms": wall,
+            "inflation": wall / (timed_step_s * 1000) if timed_step_s else None,
+            "parts_ms": out, "input_ops_ms": events.input_ps / 1e9 / n, "threads": events.threads,
             "op_types": {t: {"ms": ps / 1e9 / n, "count": count / n}
-                         for t, (ps, count) in sorted(by_type.items(), key=lambda kv: -kv[1][0])}}
+                         for t, (ps, count) in sorted(events.by_type.items(), key=lambda kv: -kv[1][0])}}
 
 
 def traced(run_samples: Callable[[], list[float]], timed_step_s: float) -> dict:
@@ -195,5 +214,5 @@ def traced(run_samples: Callable[[], list[float]], timed_step_s: float) -> dict:
     try:
         walls = run_samples()
     finally:
-        record = tracer.stop(walls, timed_step_s) if walls else tracer.abandon()
+        record = tracer.stop(walls, timed_step_s) if walls else tracer.abandon()  # a step mode: 1 step a sample
     return record

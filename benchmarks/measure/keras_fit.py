@@ -86,7 +86,8 @@ def _timer(k: ModuleType, config: BenchConfig, start: float):
                 self._tracer.start()
             elif self._tracer is not None and len(self.times) == total + config.account:
                 timed = config.repeat_step(self.times[config.warmup:total])
-                self.accounting = self._tracer.stop(self.times[total:], timed)
+                samples = [t * per_sample for t in self.times[total:]]  # whole executions
+                self.accounting = self._tracer.stop(samples, timed, per_sample)
                 self._tracer = None
             self.last = time.perf_counter()  # a profiler's start or stop is in no sample
             if len(self.times) >= total + config.account:

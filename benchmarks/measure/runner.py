@@ -215,7 +215,8 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
     planned configuration, as the first stage did, so its processes do what theirs did.
 
     In the first repeat, both sides of every verdict row profile `account` samples after their
-    timed ones (`benchmarks.measure.accounting`; 0: none).
+    timed ones (`benchmarks.measure.accounting`; 0: none), or as many as they time where costs
+    come per call or pass, so that the profiled samples meet a pass's set-up as often.
     """
     started = time.monotonic()
     seed = random.SystemRandom().randrange(2 ** 31) if order_seed is None else order_seed
@@ -244,7 +245,8 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
 
     def measure(chosen: list[BenchConfig], repeat: int, progress: Callable[[], str]) -> None:
         if repeat == 0:  # the first repeat of a verdict row's sides profiles samples of its own
-            chosen = [replace(c, account=account) if c.key() in accounted else c for c in chosen]
+            chosen = [replace(c, account=max(account, c.steps) if c.timed_per_pass else account)
+                      if c.key() in accounted else c for c in chosen]
         grouped = bundles(chosen)
         order = bundle_orders(len(grouped), seed, repeat + 1)[repeat]
         results["order"]["repeats"].append({"repeat": repeat, "bundles": [bundle_label(grouped[i]) for i in order]})

@@ -102,7 +102,7 @@ def step_times(runs: list[dict], path: Path) -> Path | None:
 
 def accounting_bars(rows: list[dict], path: Path) -> Path | None:
     """Each profiled row's two sides as stacked bars of their parts, in % of the slower side's
-    profiled sample (the label gives both in ms); a negative part (ops overlapping host time,
+    profiled step (the label gives both in ms); a negative part (ops overlapping host time,
     a residual below 0) is drawn as 0."""
     profiled = [(i, r) for i, r in enumerate(rows, 1) if r.get("accounting")]
     if not profiled:
@@ -125,7 +125,7 @@ def accounting_bars(rows: list[dict], path: Path) -> Path | None:
             names.append(f"{number}. {r[side]} ({acc[f'{side}_wall_ms']:,.2f} ms)")
     ax.set_yticks(ticks, names, fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("share of the slower side's profiled sample (%)")
+    ax.set_xlabel("share of the slower side's profiled step (%)")
     ax.set_title("Where each verdict row's time goes (profiled samples; row numbers as in the map)", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.analyse.projection import gpu_projection
 from benchmarks.analyse.records import ConfigSummary
 from benchmarks.analyse.summary import interval_half_widths, within_target
-from benchmarks.analyse.verdict import answer, claim, gpu_projection, not_measured, verdict_map
+from benchmarks.analyse.verdict import answer, claim, not_measured, verdict_map
 from benchmarks.config import CLAIMED_RATIO, PRECISION_TARGET, group_of
 from benchmarks.modes import (
     BASELINE,
@@ -268,7 +269,7 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
                   "after the timed ones (first repeat): time inside ops (busy, union over threads) from "
                   "TensorFlow's profiler, host time outside them from cProfile attributed to named parts, the "
                   "runtime call's time with no op running, and the residual neither profiler saw; TF1 side / "
-                  "Keras side, ms per sample. The ratios above come from the untraced samples.", ""]
+                  "Keras side, ms per step (per batch or call). The ratios above come from the untraced samples.", ""]
         lines += accounts + [""]
         if plots.accounting_bars(rows, out / "accounting.png"):
             lines += ["![accounting.png](accounting.png)", ""]
@@ -280,7 +281,7 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
         lines += ["## A/A control", "", "The same configuration in two processes of each repeat, analysed as "
                   "a ratio is: how far the harness's intervals can be trusted on this machine.", ""]
         lines += [f"- {line}" for line in controls] + [""]
-    projection = gpu_projection(summary)
+    projection = gpu_projection(rows)
     if projection:
         lines += ["## On GPUs: a projection", ""] + projection_markdown(projection) + [""]
     lines += ["## Verdict", "", verdict(summary), ""]

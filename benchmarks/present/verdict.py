@@ -1,6 +1,7 @@
 """The verdict map and the GPU projection as Markdown tables, and a ratio as text."""
 from __future__ import annotations
 
+from benchmarks.analyse.projection import PCIE_BYTES_PER_S, significant
 from benchmarks.config import CLAIMED_RATIO
 from benchmarks.present.markdown import table
 
@@ -22,14 +23,20 @@ def map_markdown(rows: list[dict]) -> list[str]:
 def projection_markdown(rows: list[dict]) -> list[str]:
     if not rows:
         return []
-    lines = ["Projection, not measurement. Assumed: each mode's per-step cost on the host is what it is on this CPU "
-             "(its trivial-model step at batch 1), the GPU's work per image is the published ResNet50 training rate "
-             "whatever the API, and nothing else (input, transfers) is on the critical path.", ""]
-    return lines + table(("GPU (published ResNet50 images/s)", "batch", "modes", "dispatch ms", "GPU compute ms",
-                          "projected ratio"),
-                         [(r["gpu"], r["batch"], f"{r['fast']} / {r['slow']}",
-                           f"{r['dispatch_fast_ms']:.2f} / {r['dispatch_slow_ms']:.2f}", f"{r['compute_ms']:,.1f}",
-                           f"{r['ratio']:.3f}x") for r in rows])
+    inflation = rows[0]["inflation"]
+    lines = ["Projection, not measurement. Each side's host time per step is its Python outside the runtime "
+             "call in the profiled samples of the row (ResNet50 on this CPU; profiling slowed those samples "
+             f"x{inflation['fast']:.1f} / x{inflation['slow']:.1f}, so it is an upper bound; one repeat, no "
+             "interval); the GPU's time for a batch is the published ResNet50 rate whatever the API; a Session.run "
+             "adds the two (it returns when its fetches are back), Keras 3's fit overlaps them (its callbacks are "
+             "dispatched asynchronously), and a feed_dict loop adds the batch's copy at "
+             f"{PCIE_BYTES_PER_S / 1e9:.0f} GB/s. Figures to 2 significant digits.", ""]
+    return lines + table(("GPU (published ResNet50 images/s)", "batch", "row", "modes", "host ms", "copy ms",
+                          "GPU ms", "combined as", "projected ratio"),
+                         [(r["gpu"], r["batch"], r["scenario"], f"{r['fast']} / {r['slow']}",
+                           f"{significant(r['host_fast_ms'])} / {significant(r['host_slow_ms'])}",
+                           significant(r["copy_ms"]), significant(r["device_ms"]), r["combine"],
+                           f"{significant(r['ratio'])}x") for r in rows])
 
 
 def control_lines(controls: list[dict]) -> list[str]:
@@ -48,7 +55,7 @@ def control_lines(controls: list[dict]) -> list[str]:
 
 
 def accounting_text(acc: dict, min_share: float = 0.02) -> str:
-    """A row's parts, TF1 side / Keras side in ms per profiled sample: every part that holds at
+    """A row's parts, TF1 side / Keras side in ms per profiled step: every part that holds at
     least `min_share` of either side's wall, then the residual."""
     walls = (acc["fast_wall_ms"], acc["slow_wall_ms"])
     shown = [p for p in acc["parts"] if p["part"] != "residual"
@@ -63,6 +70,10 @@ def accounting_markdown(rows: list[dict]) -> list[str]:
     for number, r in enumerate(rows, 1):
         acc = r.get("accounting")
         if acc:
+            threads = acc.get("threads") or {}
+            seen = "; runtime threads that ran work (inter-op / intra-op): " + ", ".join(
+                f"{threads[side]['inter_op']} / {threads[side]['intra_op']}" for side in ("fast", "slow")) \
+                if threads else ""
             out.append(f"{number}. {r['fast']} / {r['slow']}, {r['scenario']}: walls {acc['fast_wall_ms']:,.2f} / "
-                       f"{acc['slow_wall_ms']:,.2f} ms over {acc['samples']} samples; {accounting_text(acc)}")
+                       f"{acc['slow_wall_ms']:,.2f} ms over {acc['samples']} samples; {accounting_text(acc)}{seen}")
     return out

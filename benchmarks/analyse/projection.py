@@ -1,0 +1,70 @@
+"""The verdict's ResNet50 training rows projected onto published GPUs: each side's host time
+per step, measured for that model by its accounting (`benchmarks.measure.accounting`), against
+the GPU's published time for the batch, combined as the mode overlaps them, plus the feed_dict
+copy where a feed mode puts it on the critical path."""
+from __future__ import annotations
+
+import math
+
+from benchmarks.modes import Feed, mode_named
+
+# Published ResNet50 training rates (images/s of whole training steps at 224 px): NVIDIA
+# DeepLearningExamples TF1 ResNet50 (V100 fp32, A100 AMP), tf_cnn_benchmarks (P100 fp32).
+PUBLISHED_GPUS = (("P100, fp32 (tf_cnn_benchmarks)", 219.0), ("V100, fp32 (NVIDIA DeepLearningExamples, TF1)", 412.0),
+                  ("A100, AMP (NVIDIA DeepLearningExamples, TF1)", 2375.0))
+PROJECTION_BATCHES = (32, 256)
+PROJECTED_SIZE = 224          # px: the published rates' images
+PCIE_BYTES_PER_S = 12e9       # host -> GPU copy, PCIe 3.0 x16 as achieved (of 15.75 GB/s peak)
+# Not host time: what runs in TensorFlow's runtime (on a GPU machine the device's work) and
+# what no profiler attributed.
+_NOT_HOST = ("ops", "waiting", "residual")
+
+
+def host_ms(accounting: dict) -> float:
+    """A side's host time per step (ms): its Python outside the runtime call, as profiled."""
+    return sum(ms for part, ms in accounting["parts_ms"].items() if part not in _NOT_HOST)
+
+
+def feed_ms(batch: int) -> float:
+    """The feed_dict copy of one batch of float32 224 px images and int32 labels (ms)."""
+    return (batch * (PROJECTED_SIZE * PROJECTED_SIZE * 3 * 4 + 4)) / PCIE_BYTES_PER_S * 1000
+
+
+def projected_step_ms(mode_name: str, host: float, device: float, batch: int) -> tuple[float, str]:
+    """One step on the GPU (ms) and how its parts combine: max where the mode overlaps host
+    and device, else their sum, with the feed_dict copy added for a feed mode."""
+    mode = mode_named(mode_name)
+    copy = feed_ms(batch) if mode.feed is Feed.FEED_DICT else 0.0
+    if mode.overlaps_device:
+        return max(host, device) + copy, "max(host, GPU)"
+    return host + device + copy, "host + copy + GPU" if copy else "host + GPU"
+
+
+def gpu_projection(rows: list[dict]) -> list[dict]:
+    """Each verdict row of ResNet50 training whose two sides were profiled, projected onto
+    every published GPU at every projection batch."""
+    out = []
+    for r in rows:
+        acc = r.get("accounting")
+        if not acc or not r["group"].startswith("resnet50/train/"):
+            continue
+        hosts = {side: host_ms({"parts_ms": {p["part"]: p[f"{side}_ms"] for p in acc["parts"]}})
+                 for side in ("fast", "slow")}
+        for gpu, rate in PUBLISHED_GPUS:
+            for batch in PROJECTION_BATCHES:
+                device = batch / rate * 1000
+                fast, fast_how = projected_step_ms(r["fast"], hosts["fast"], device, batch)
+                slow, slow_how = projected_step_ms(r["slow"], hosts["slow"], device, batch)
+                out.append({"gpu": gpu, "batch": batch, "scenario": r["scenario"], "fast": r["fast"],
+                            "slow": r["slow"], "host_fast_ms": hosts["fast"], "host_slow_ms": hosts["slow"],
+                            "inflation": acc["inflation"], "device_ms": device,
+                            "copy_ms": feed_ms(batch) if "copy" in fast_how else 0.0,
+                            "combine": f"{fast_how} / {slow_how}", "ratio": slow / fast})
+    return out
+
+
+def significant(x: float, digits: int = 2) -> str:
+    """`x` to `digits` significant digits (the projection claims no more)."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x}"
+    return f"{x:.{max(digits - 1 - math.floor(math.log10(abs(x))), 0)}f}"
