@@ -5,7 +5,14 @@ copy where a feed mode puts it on the critical path."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
+import numpy as np
+
+from benchmarks.analyse.records import ConfigSummary
+from benchmarks.analyse.stats import ratio_interval
+from benchmarks.analyse.verdict import ROWS, Row, row_pairs
+from benchmarks.config import BenchConfig
 from benchmarks.modes import Feed, mode_named
 
 # Published ResNet50 training rates (images/s of whole training steps at 224 px): NVIDIA
@@ -40,26 +47,43 @@ def projected_step_ms(mode_name: str, host: float, device: float, batch: int) ->
     return host + device + copy, "host + copy + GPU" if copy else "host + GPU"
 
 
-def gpu_projection(rows: list[dict]) -> list[dict]:
-    """Each verdict row of ResNet50 training whose two sides were profiled, projected onto
-    every published GPU at every projection batch."""
+def _projected(row: Row) -> bool:
+    return row.model == "resnet50" and row.task == "train"
+
+
+def projected_keys(configs: Iterable[BenchConfig]) -> set[str]:
+    """The keys of both sides of every ResNet50 training row: profiled in every repeat."""
+    return {c.key() for row in ROWS if _projected(row) for pair in row_pairs(row, configs) for c in pair}
+
+
+def gpu_projection(rows: list[dict], configs: dict[str, ConfigSummary]) -> list[dict]:
+    """Each verdict row of ResNet50 training whose two sides were profiled in common repeats,
+    projected onto every published GPU at every projection batch: the geometric mean of the
+    per-repeat projected ratios with a t interval over those repeats (`ratio_interval`)."""
     out = []
     for r in rows:
-        acc = r.get("accounting")
-        if not acc or not r["group"].startswith("resnet50/train/"):
+        fast, slow = configs[f"{r['fast']}/{r['group']}"], configs[f"{r['slow']}/{r['group']}"]
+        common = sorted(set(fast.accounting_by_repeat) & set(slow.accounting_by_repeat), key=int)
+        if not common or fast.model != "resnet50" or fast.task != "train":
             continue
-        hosts = {side: host_ms({"parts_ms": {p["part"]: p[f"{side}_ms"] for p in acc["parts"]}})
-                 for side in ("fast", "slow")}
+        hosts = {side: [host_ms(e.accounting_by_repeat[k]) for k in common] for side, e in (("fast", fast),
+                                                                                             ("slow", slow))}
         for gpu, rate in PUBLISHED_GPUS:
             for batch in PROJECTION_BATCHES:
                 device = batch / rate * 1000
-                fast, fast_how = projected_step_ms(r["fast"], hosts["fast"], device, batch)
-                slow, slow_how = projected_step_ms(r["slow"], hosts["slow"], device, batch)
+                steps = {side: [projected_step_ms(r[side], h, device, batch) for h in hosts[side]]
+                         for side in ("fast", "slow")}
+                ratio = ratio_interval([s for s, _ in steps["fast"]], [s for s, _ in steps["slow"]])
+                copy = feed_ms(batch) if Feed.FEED_DICT in (mode_named(r["fast"]).feed, mode_named(r["slow"]).feed) \
+                    else 0.0
                 out.append({"gpu": gpu, "batch": batch, "scenario": r["scenario"], "fast": r["fast"],
-                            "slow": r["slow"], "host_fast_ms": hosts["fast"], "host_slow_ms": hosts["slow"],
-                            "inflation": acc["inflation"], "device_ms": device,
-                            "copy_ms": feed_ms(batch) if "copy" in fast_how else 0.0,
-                            "combine": f"{fast_how} / {slow_how}", "ratio": slow / fast})
+                            "slow": r["slow"], "host_fast_ms": float(np.median(hosts["fast"])),
+                            "host_slow_ms": float(np.median(hosts["slow"])),
+                            "inflation": {"fast": fast.accounting["inflation"],
+                                          "slow": slow.accounting["inflation"]},
+                            "device_ms": device, "copy_ms": copy,
+                            "combine": f"{steps['fast'][0][1]} / {steps['slow'][0][1]}",
+                            "ratio": ratio["ratio"], "lo": ratio["lo"], "hi": ratio["hi"], "repeats": len(common)})
     return out
 
 

@@ -26,6 +26,7 @@ class ConfigSummary:
     pipeline_images_per_s: float | None = None     # the shards -> tf.data rate for this input and batch
     pipeline_headroom: float | None = None         # that rate / this configuration's images/s
     accounting: dict | None = None                 # its profiled samples' parts (benchmarks.measure.accounting)
+    accounting_by_repeat: dict[str, dict] = field(default_factory=dict)  # repeat -> that repeat's, where profiled
 
     @property
     def measured(self) -> bool:
@@ -98,5 +99,5 @@ class ConfigSummary:
                        first_step_s=self.first_step_s, peak_rss_mb=self.peak_rss_mb,
                        peak_rss_scope=self.peak_rss_scope, settings=self.settings,
                        pipeline_images_per_s=self.pipeline_images_per_s, pipeline_headroom=self.pipeline_headroom,
-                       accounting=self.accounting)
+                       accounting=self.accounting, accounting_by_repeat=self.accounting_by_repeat)
         return out

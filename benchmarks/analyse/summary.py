@@ -83,6 +83,7 @@ def per_config(results: dict) -> dict[str, ConfigSummary]:
             else "process so far",
             settings=ok[0]["settings"], settings_by_repeat={str(r["repeat"]): r["settings"] for r in ok},
             accounting=next((r["accounting"] for r in ok if r.get("accounting")), None),
+            accounting_by_repeat={str(r["repeat"]): r["accounting"] for r in ok if r.get("accounting")},
             pipeline_images_per_s=pipeline, pipeline_headroom=pipeline / rate["median"] if pipeline else None)
     return out
 

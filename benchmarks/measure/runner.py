@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from benchmarks.analyse.projection import projected_keys
 from benchmarks.analyse.stats import log_ratios, stein_repeats
 from benchmarks.analyse.summary import imprecise_pairs, per_config, summarize_results
 from benchmarks.analyse.verdict import row_keys
@@ -216,7 +217,8 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
 
     In the first repeat, both sides of every verdict row profile `account` samples after their
     timed ones (`benchmarks.measure.accounting`; 0: none), or as many as they time where costs
-    come per call or pass, so that the profiled samples meet a pass's set-up as often.
+    come per call or pass, so that the profiled samples meet a pass's set-up as often; the sides
+    the GPU projection uses (`projected_keys`) profile in every repeat.
     """
     started = time.monotonic()
     seed = random.SystemRandom().randrange(2 ** 31) if order_seed is None else order_seed
@@ -241,12 +243,13 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     env, total, done = worker_env(), len(runnable) * repeats, 0
 
-    accounted = row_keys(runnable) if account else set()
+    # every row's sides in the first repeat; the GPU projection's in every repeat, for an interval
+    accounted = (row_keys(runnable), projected_keys(runnable)) if account else (set(), set())
 
     def measure(chosen: list[BenchConfig], repeat: int, progress: Callable[[], str]) -> None:
-        if repeat == 0:  # the first repeat of a verdict row's sides profiles samples of its own
-            chosen = [replace(c, account=max(account, c.steps) if c.timed_per_pass else account)
-                      if c.key() in accounted else c for c in chosen]
+        keys = accounted[0] if repeat == 0 else accounted[1]
+        chosen = [replace(c, account=max(account, c.steps) if c.timed_per_pass else account)
+                  if c.key() in keys else c for c in chosen]
         grouped = bundles(chosen)
         order = bundle_orders(len(grouped), seed, repeat + 1)[repeat]
         results["order"]["repeats"].append({"repeat": repeat, "bundles": [bundle_label(grouped[i]) for i in order]})

@@ -281,7 +281,7 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
         lines += ["## A/A control", "", "The same configuration in two processes of each repeat, analysed as "
                   "a ratio is: how far the harness's intervals can be trusted on this machine.", ""]
         lines += [f"- {line}" for line in controls] + [""]
-    projection = gpu_projection(rows)
+    projection = gpu_projection(rows, summary["configs"])
     if projection:
         lines += ["## On GPUs: a projection", ""] + projection_markdown(projection) + [""]
     lines += ["## Verdict", "", verdict(summary), ""]

@@ -25,18 +25,25 @@ def projection_markdown(rows: list[dict]) -> list[str]:
         return []
     inflation = rows[0]["inflation"]
     lines = ["Projection, not measurement. Each side's host time per step is its Python outside the runtime "
-             "call in the profiled samples of the row (ResNet50 on this CPU; profiling slowed those samples "
-             f"x{inflation['fast']:.1f} / x{inflation['slow']:.1f}, so it is an upper bound; one repeat, no "
-             "interval); the GPU's time for a batch is the published ResNet50 rate whatever the API; a Session.run "
-             "adds the two (it returns when its fetches are back), Keras 3's fit overlaps them (its callbacks are "
-             "dispatched asynchronously), and a feed_dict loop adds the batch's copy at "
-             f"{PCIE_BYTES_PER_S / 1e9:.0f} GB/s. Figures to 2 significant digits.", ""]
-    return lines + table(("GPU (published ResNet50 images/s)", "batch", "row", "modes", "host ms", "copy ms",
-                          "GPU ms", "combined as", "projected ratio"),
+             "call in the profiled samples of the row, in every repeat (ResNet50 on this CPU; profiling slowed "
+             f"the first repeat's x{inflation['fast']:.1f} / x{inflation['slow']:.1f}, so it is an upper bound); "
+             "the GPU's time for a batch is the published ResNet50 rate whatever the API; a Session.run adds the "
+             "two (it returns when its fetches are back), Keras 3's fit overlaps them (its callbacks are dispatched "
+             "asynchronously), and a feed_dict loop adds the batch's copy at "
+             f"{PCIE_BYTES_PER_S / 1e9:.0f} GB/s. The ratio is the geometric mean over the repeats with its 95% t "
+             "interval; figures to 2 significant digits.", ""]
+    return lines + table(("GPU (published ResNet50 images/s)", "batch", "row", "modes", "host ms (median)", "copy ms",
+                          "GPU ms", "combined as", "projected ratio [95%]"),
                          [(r["gpu"], r["batch"], r["scenario"], f"{r['fast']} / {r['slow']}",
                            f"{significant(r['host_fast_ms'])} / {significant(r['host_slow_ms'])}",
                            significant(r["copy_ms"]), significant(r["device_ms"]), r["combine"],
-                           f"{significant(r['ratio'])}x") for r in rows])
+                           _projected_ratio(r)) for r in rows])
+
+
+def _projected_ratio(r: dict) -> str:
+    if r["lo"] is None:
+        return f"{significant(r['ratio'])}x [n/a: {r['repeats']} repeat]"
+    return f"{significant(r['ratio'])}x [{significant(r['lo'])}, {significant(r['hi'])}]"
 
 
 def control_lines(controls: list[dict]) -> list[str]:
