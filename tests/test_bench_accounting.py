@@ -14,8 +14,9 @@ import tensorflow as tf
 from benchmarks.analyse.gap import gap_sentence, row_accounting
 from benchmarks.analyse.records import ConfigSummary
 from benchmarks.config import BenchConfig
-from benchmarks.measure.accounting import PART_LABELS, traced
+from benchmarks.measure.accounting import traced
 from benchmarks.measure.timing import timed_steps
+from benchmarks.parts import PART_LABELS
 
 SLEEP_S = 0.02  # the injected cost: at least this long, however loaded the machine
 

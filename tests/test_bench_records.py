@@ -78,3 +78,16 @@ def test_per_pass_configurations_count_the_pass_s_set_up_and_per_step_ones_the_m
     assert configs[evaluate.key()].repeat_step_s == {"0": 2.0, "1": 2.0}
     assert configs[evaluate.key()].statistic == "total / steps"
     assert configs[train.key()].repeat_step_s == {"0": 1.0, "1": 1.0} and configs[train.key()].statistic == "median step"
+
+
+def test_the_group_an_a_a_control_measures_runs_first_in_every_bundle():
+    """The control runs alone in a fresh process; its twin and the twin's counterparts in the other
+    modes run first in theirs, so no side of the A/A (or of the twin's ratios) meets a warmer process."""
+    from benchmarks.measure.runner import bundles
+    from benchmarks.presets import quick_configs
+    grouped = bundles([c for c in quick_configs() if not c.applicable()])
+    (control,) = [b for b in grouped if b[0].control]
+    twin_group = control[0].group().removesuffix("/aa-control")
+    holding = [b for b in grouped if any(c.group() == twin_group for c in b)]
+    assert len(holding) >= 4 and all(b[0].group() == twin_group for b in holding)  # graph, keras-fit, ...
+    assert any(len(b) > 5 for b in holding)  # bundles where the order mattered

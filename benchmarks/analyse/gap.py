@@ -4,7 +4,7 @@ run the same kernels, read from their op-type histograms."""
 from __future__ import annotations
 
 from benchmarks.analyse.records import ConfigSummary
-from benchmarks.measure.accounting import PART_LABELS
+from benchmarks.parts import PART_LABELS
 
 TOP_OP_SHARE = 0.9  # the op types that carry this share of a side's op time are its kernels
 

@@ -143,11 +143,14 @@ def _log_record(log: Callable[[str], None], record: dict, config: BenchConfig, p
 
 def bundles(configs: list[BenchConfig]) -> list[list[BenchConfig]]:
     """The configurations grouped by `BenchConfig.bundle` (one worker process each), in the
-    order their first member appears."""
+    order their first member appears. Within a bundle, the groups an A/A control measures come
+    first: the control runs alone in a fresh process, so its twin, and that twin's counterparts
+    in the other modes, run first in theirs too, not after others have warmed the process."""
+    controlled = {c.group().removesuffix("/aa-control") for c in configs if c.control}
     grouped: dict[tuple, list[BenchConfig]] = {}
     for config in configs:
         grouped.setdefault(config.bundle(), []).append(config)
-    return list(grouped.values())
+    return [sorted(members, key=lambda c: c.group() not in controlled) for members in grouped.values()]
 
 
 def bundle_label(bundle: list[BenchConfig]) -> str:
