@@ -14,6 +14,7 @@ from benchmarks.analyse.stats import ratio_interval
 from benchmarks.analyse.verdict import ROWS, Row, row_pairs
 from benchmarks.config import BenchConfig
 from benchmarks.modes import Feed, mode_named
+from benchmarks.parts import PROFILER
 
 # Published ResNet50 training rates (images/s of whole training steps at 224 px): NVIDIA
 # DeepLearningExamples TF1 ResNet50 (V100 fp32, A100 AMP), tf_cnn_benchmarks (P100 fp32).
@@ -22,13 +23,14 @@ PUBLISHED_GPUS = (("P100, fp32 (tf_cnn_benchmarks)", 219.0), ("V100, fp32 (NVIDI
 PROJECTION_BATCHES = (32, 256)
 PROJECTED_SIZE = 224          # px: the published rates' images
 PCIE_BYTES_PER_S = 12e9       # host -> GPU copy, PCIe 3.0 x16 as achieved (of 15.75 GB/s peak)
-# Not host time: what runs in TensorFlow's runtime (on a GPU machine the device's work) and
-# what no profiler attributed.
-_NOT_HOST = ("ops", "waiting", "residual")
+# Not host time: what runs in TensorFlow's runtime (on a GPU machine the device's work), the
+# profiler's own time and what no profiler attributed.
+_NOT_HOST = ("ops", "waiting", PROFILER, "residual")
 
 
 def host_ms(accounting: dict) -> float:
-    """A side's host time per step (ms): its Python outside the runtime call, as profiled."""
+    """A side's host time per step (ms): its Python outside the runtime call, as profiled, less
+    the profiler's own time."""
     return sum(ms for part, ms in accounting["parts_ms"].items() if part not in _NOT_HOST)
 
 

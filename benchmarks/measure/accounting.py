@@ -2,9 +2,10 @@
 ratios: TensorFlow's profiler (one trace method for a Session and for Keras's functions) gives
 the time inside ops; Python's cProfile gives the host time outside them, attributed to named
 parts; the time the runtime call spends with no op running (scheduling, a gate, lost overlap)
-is the runtime call's time minus the ops' busy time; what neither profiler saw is the residual.
+is the runtime call's time minus the ops' busy time; cProfile's own time per call, calibrated
+on an empty function, is a part of its own; what neither profiler saw is the residual.
 
-    wall = ops busy + waiting in the runtime + the host parts + residual   (ms per step)
+    wall = ops busy + waiting in the runtime + the host parts + the profiler + residual   (ms per step)
 
 Profiling slows a step; the record says by how much (`inflation`: traced wall over the timed
 statistic), and the ratios come from the untraced samples only.
@@ -12,15 +13,17 @@ statistic), and the ratios come from the untraced samples only.
 from __future__ import annotations
 
 import cProfile
+import functools
 import glob
 import os
 import pstats
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks.parts import HOST_PARTS, OTHER, PART_LABELS, HostPart
+from benchmarks.parts import HOST_PARTS, OTHER, PART_LABELS, PROFILER, HostPart
 
 # cProfile's names of the C functions that hand a step to TensorFlow's runtime: their own time
 # is time inside the runtime (ops, or the runtime waiting), never Python.
@@ -30,6 +33,31 @@ RUNTIME_CALL = re.compile(r"TF_SessionRun|TF_SessionRunCallable|TFE_Py_Execute|T
 def _part_of_file(filename: str) -> HostPart | None:
     path = filename.replace(os.sep, "/")
     return next((p for p in HOST_PARTS if any(s in path for s in p.paths)), None)
+
+
+def _empty() -> None:
+    pass
+
+
+@functools.cache
+def profiler_cost_per_call() -> float:
+    """The time (s) cProfile itself takes per function call that no function's time holds:
+    measured on calls of an empty function, as the wall time the profile did not attribute."""
+    calls = 20_000
+    profile = cProfile.Profile()
+    start = time.perf_counter()
+    profile.enable()
+    for _ in range(calls):
+        _empty()
+    profile.disable()
+    wall = time.perf_counter() - start
+    attributed = sum(v[2] for v in pstats.Stats(profile).stats.values())
+    return max(wall - attributed, 0.0) / calls
+
+
+def calls_seen(stats: pstats.Stats) -> int:
+    """Function calls (Python and C) the profile recorded."""
+    return sum(v[1] for v in stats.stats.values())
 
 
 def host_parts(stats: pstats.Stats) -> tuple[float, dict[str, float]]:
@@ -156,7 +184,9 @@ class Tracer:
             events = op_events(trace)
         finally:
             self._dir.cleanup()
-        runtime, parts = host_parts(pstats.Stats(self._profile))
+        stats = pstats.Stats(self._profile)
+        runtime, parts = host_parts(stats)
+        parts[PROFILER] = calls_seen(stats) * profiler_cost_per_call()
         return accounting(walls_s, timed_step_s, runtime, parts, events, steps_per_sample)
 
 
