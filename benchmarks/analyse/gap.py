@@ -7,6 +7,22 @@ from benchmarks.analyse.records import ConfigSummary
 from benchmarks.parts import PART_LABELS
 
 TOP_OP_SHARE = 0.9  # the op types that carry this share of a side's op time are its kernels
+# The same computation on a resource variable (TF2, Keras) as on a reference variable (the TF1
+# runtime): compared under the reference op's name. oneDNN's and Eigen's kernels (`_MklMatMul`
+# against `MatMul`) stay apart: they are different code.
+SAME_ON_RESOURCE_VARIABLES = {"AssignSubVariableOp": "AssignSub", "AssignAddVariableOp": "AssignAdd",
+                              "AssignVariableOp": "Assign", "ResourceScatterSub": "ScatterSub",
+                              "ResourceScatterAdd": "ScatterAdd", "VarHandleOp": "VariableV2"}
+
+
+def _merged(op_types: dict[str, dict]) -> dict[str, dict]:
+    """`op_types` with resource-variable ops under their reference-variable names."""
+    out: dict[str, dict] = {}
+    for name, value in op_types.items():
+        entry = out.setdefault(SAME_ON_RESOURCE_VARIABLES.get(name, name), {"ms": 0.0, "count": 0.0})
+        entry["ms"] += value["ms"]
+        entry["count"] += value["count"]
+    return out
 
 
 def format_ms(x: float) -> str:
@@ -32,7 +48,9 @@ def top_op_types(op_types: dict[str, dict]) -> list[str]:
 
 def kernels(fast: dict[str, dict], slow: dict[str, dict]) -> dict:
     """The two sides' op-type histograms compared: their top types, those only one side has, and
-    the type whose op time differs most (ms per step, slow - fast)."""
+    the type whose op time differs most (ms per step, slow - fast); an op on a resource variable
+    counts as its reference-variable twin (`SAME_ON_RESOURCE_VARIABLES`)."""
+    fast, slow = _merged(fast), _merged(slow)
     top_fast, top_slow = top_op_types(fast), top_op_types(slow)
     names = set(fast) | set(slow)
     diff = {n: slow.get(n, {}).get("ms", 0.0) - fast.get(n, {}).get("ms", 0.0) for n in names}
