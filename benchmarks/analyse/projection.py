@@ -39,17 +39,23 @@ def feed_ms(batch: int) -> float:
     return (batch * (PROJECTED_SIZE * PROJECTED_SIZE * 3 * 4 + 4)) / PCIE_BYTES_PER_S * 1000
 
 
+def copy_ms(mode_name: str, batch: int) -> float:
+    """The batch's host -> GPU copy on the mode's critical path (ms): a feed mode's feed_dict."""
+    return feed_ms(batch) if mode_named(mode_name).feed is Feed.FEED_DICT else 0.0
+
+
 def projected_step_ms(mode_name: str, host: float, device: float, batch: int) -> tuple[float, str]:
     """One step on the GPU (ms) and how its parts combine: max where the mode overlaps host
     and device, else their sum, with the feed_dict copy added for a feed mode."""
     mode = mode_named(mode_name)
-    copy = feed_ms(batch) if mode.feed is Feed.FEED_DICT else 0.0
+    copy = copy_ms(mode_name, batch)
     if mode.overlaps_device:
         return max(host, device) + copy, "max(host, GPU)"
     return host + device + copy, "host + copy + GPU" if copy else "host + GPU"
 
 
-def _projected(row: Row) -> bool:
+def _projected(row: Row | BenchConfig) -> bool:
+    """Whether a row (or a configuration) is ResNet50 training, the model the published rates are of."""
     return row.model == "resnet50" and row.task == "train"
 
 
@@ -66,7 +72,7 @@ def gpu_projection(rows: list[dict], configs: dict[str, ConfigSummary]) -> list[
     for r in rows:
         fast, slow = configs[f"{r['fast']}/{r['group']}"], configs[f"{r['slow']}/{r['group']}"]
         common = sorted(set(fast.accounting_by_repeat) & set(slow.accounting_by_repeat), key=int)
-        if not common or fast.model != "resnet50" or fast.task != "train":
+        if not common or not _projected(fast.config):
             continue
         hosts = {side: [host_ms(e.accounting_by_repeat[k]) for k in common] for side, e in (("fast", fast),
                                                                                              ("slow", slow))}
@@ -76,8 +82,7 @@ def gpu_projection(rows: list[dict], configs: dict[str, ConfigSummary]) -> list[
                 steps = {side: [projected_step_ms(r[side], h, device, batch) for h in hosts[side]]
                          for side in ("fast", "slow")}
                 ratio = ratio_interval([s for s, _ in steps["fast"]], [s for s, _ in steps["slow"]])
-                copy = feed_ms(batch) if Feed.FEED_DICT in (mode_named(r["fast"]).feed, mode_named(r["slow"]).feed) \
-                    else 0.0
+                copy = max(copy_ms(r["fast"], batch), copy_ms(r["slow"], batch))
                 out.append({"gpu": gpu, "batch": batch, "scenario": r["scenario"], "fast": r["fast"],
                             "slow": r["slow"], "host_fast_ms": float(np.median(hosts["fast"])),
                             "host_slow_ms": float(np.median(hosts["slow"])),

@@ -105,7 +105,7 @@ def row_pairs(row: Row, configs: Iterable[BenchConfig]) -> list[tuple[BenchConfi
         where = (c.device, c.input_shape(), c.data_format)
         if fast and (where not in chosen or c.batch > chosen[where][1].batch):
             chosen[where] = (fast, c)
-    return [pair for _, pair in sorted(chosen.items(), key=lambda item: item[0])]
+    return [pair for _, pair in sorted(chosen.items())]
 
 
 def _pairs(configs: dict[str, ConfigSummary], row: Row) -> list[tuple[ConfigSummary, ConfigSummary]]:
@@ -185,10 +185,10 @@ def _measured_extras(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigS
 
 
 def mechanism(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigSummary,
-              ratio: float | None = None) -> str:
-    """What the measurements say causes this row's ratio: the accounting of both sides'
-    profiled samples (`gap.gap_sentence`), then the run's other figures that bear on it."""
-    accounting = row_accounting(fast, slow)
+              ratio: float | None = None, accounting: dict | None = None) -> str:
+    """What the measurements say causes this row's ratio: `accounting` of both sides' profiled
+    samples (`gap.row_accounting`, put in words by `gap.gap_sentence`), then the run's other
+    figures that bear on it."""
     head = gap_sentence(accounting, row.fast.name, row.slow.name, ratio) if accounting else \
         f"not profiled; per {slow.statistic} {format_ms(fast.median_step_ms)} vs {format_ms(slow.median_step_ms)}"
     return "; ".join([head, *_measured_extras(row, summary, fast, slow)])
@@ -204,11 +204,11 @@ def verdict_map(summary: dict, first_stage: int | None = None) -> list[dict]:
             ratio = pair_ratio(fast, slow, first_stage)
             if fast.group in refused or ratio is None:
                 continue
+            accounting = row_accounting(fast, slow)
             rows.append({"regime": row.regime, "scenario": scenario_label(row, slow.config), "fast": row.fast.name,
                          "slow": row.slow.name, "group": fast.group, "step_ms": fast.median_step_ms,
-                         "timed": slow.statistic, **ratio,
-                         "claim": claim(ratio), "accounting": row_accounting(fast, slow),
-                         "mechanism": mechanism(row, summary, fast, slow, ratio["ratio"])})
+                         "timed": slow.statistic, **ratio, "claim": claim(ratio), "accounting": accounting,
+                         "mechanism": mechanism(row, summary, fast, slow, ratio["ratio"], accounting)})
     return rows
 
 
