@@ -30,7 +30,7 @@ HOST_PARTS = (
     HostPart("harness", "the harness's loop (timer, next batch)", ("benchmarks/",)),
 )
 OTHER = HostPart("other", "other Python", ())
-PROFILER = "profiler"  # cProfile's own time between the functions it times (calibrated per call)
+PROFILER = "profiler"  # cProfile's own time inside the functions it times (calibrated per call)
 # The parts of every accounting, in the order the report stacks them.
 PART_LABELS = {"ops": "inside ops (busy)", "waiting": "runtime, no op running",
                **{p.name: p.label for p in HOST_PARTS}, OTHER.name: OTHER.label,

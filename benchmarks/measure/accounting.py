@@ -2,8 +2,9 @@
 ratios: TensorFlow's profiler (one trace method for a Session and for Keras's functions) gives
 the time inside ops; Python's cProfile gives the host time outside them, attributed to named
 parts; the time the runtime call spends with no op running (scheduling, a gate, lost overlap)
-is the runtime call's time minus the ops' busy time; cProfile's own time per call, calibrated
-on an empty function, is a part of its own; what neither profiler saw is the residual.
+is the runtime call's time minus the ops' busy time; cProfile's own time, which lands inside
+the own times of the functions it times, is calibrated per call (of an empty function, of a
+builtin) and moved out of them into a part of its own; what neither profiler saw is the residual.
 
     wall = ops busy + waiting in the runtime + the host parts + the profiler + residual   (ms per step)
 
@@ -39,31 +40,79 @@ def _empty() -> None:
     pass
 
 
-@functools.cache
-def profiler_cost_per_call() -> float:
-    """The time (s) cProfile itself takes per function call that no function's time holds:
-    measured on calls of an empty function, as the wall time the profile did not attribute."""
-    calls = 20_000
-    profile = cProfile.Profile()
-    start = time.perf_counter()
-    profile.enable()
-    for _ in range(calls):
+def _python_calls(n: int) -> None:
+    for _ in range(n):
         _empty()
-    profile.disable()
-    wall = time.perf_counter() - start
-    attributed = sum(v[2] for v in pstats.Stats(profile).stats.values())
-    return max(wall - attributed, 0.0) / calls
 
 
-def calls_seen(stats: pstats.Stats) -> int:
-    """Function calls (Python and C) the profile recorded."""
-    return sum(v[1] for v in stats.stats.values())
+def _builtin_calls(n: int) -> None:
+    for _ in range(n):
+        id(None)
 
 
-def host_parts(stats: pstats.Stats) -> tuple[float, dict[str, float]]:
+@dataclass(frozen=True)
+class ProfilerCost:
+    """cProfile's own time per call it records (s), split as it lands: in the caller's own time
+    (the work before the callee's clock starts and after it stops) and in the callee's."""
+    python_caller: float
+    python_callee: float
+    builtin_caller: float
+    builtin_callee: float
+
+
+def _cost_of(calls: Callable[[int], None], callee: str, n: int = 20_000, rounds: int = 5) -> tuple[float, float]:
+    """(caller's share, callee's share) of cProfile's time per call of `calls`' callee: the
+    profiled wall minus the unprofiled wall is the whole; the callee's profiled own time is its
+    share (an empty callee's own work is nearly nothing); the least of `rounds`, as another
+    process only ever adds."""
+    plain, profiled, own = [], [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        calls(n)
+        plain.append(time.perf_counter() - start)
+        profile = cProfile.Profile()
+        start = time.perf_counter()
+        profile.enable()
+        calls(n)
+        profile.disable()
+        profiled.append(time.perf_counter() - start)
+        own.append(sum(v[2] for k, v in pstats.Stats(profile).stats.items() if callee in k[2]))
+    whole = max(min(profiled) - min(plain), 0.0) / n
+    callee_share = min(min(own) / n, whole)
+    return whole - callee_share, callee_share
+
+
+@functools.cache
+def profiler_cost() -> ProfilerCost:
+    """cProfile's cost per call on this machine, calibrated once per process."""
+    python = _cost_of(_python_calls, "_empty")
+    builtin = _cost_of(_builtin_calls, "builtins.id")
+    return ProfilerCost(*python, *builtin)
+
+
+def _is_builtin(func: tuple) -> bool:
+    return func[0] == "~"  # cProfile's file name for a C function
+
+
+def profiler_charges(stats: pstats.Stats, cost: ProfilerCost) -> dict[tuple, float]:
+    """{function: cProfile's time (s) inside its own time}: its share of each call it received
+    and of each call it made, from the calls the profile counted."""
+    table = stats.stats  # {func: (cc, nc, own, cumulative, {caller: (nc, cc, own, cumulative)})}
+    out: dict[tuple, float] = {}
+    for func, (_, calls, _, _, callers) in table.items():
+        builtin = _is_builtin(func)
+        out[func] = out.get(func, 0.0) + calls * (cost.builtin_callee if builtin else cost.python_callee)
+        for caller, (made, *_rest) in callers.items():
+            out[caller] = out.get(caller, 0.0) + made * (cost.builtin_caller if builtin else cost.python_caller)
+    return out
+
+
+def host_parts(stats: pstats.Stats, cost: ProfilerCost | None = None) -> tuple[float, dict[str, float]]:
     """(time inside the runtime call, {host part: time}) in seconds from cProfile's stats: each
-    function's own time goes to its file's part, or split among its callers' parts as they called it."""
-    table = stats.stats  # {func: (cc, nc, own, cumulative, {caller: (cc, nc, own, cumulative)})}
+    function's own time, less cProfile's charges in it (`cost`; they make the profiler part), goes
+    to its file's part, or split among its callers' parts as they called it."""
+    table = stats.stats  # {func: (cc, nc, own, cumulative, {caller: (nc, cc, own, cumulative)})}
+    charges = profiler_charges(stats, cost) if cost else {}
     resolved: dict[tuple, dict[str, float]] = {}
 
     def shares(func: tuple, seen: frozenset) -> dict[str, float]:
@@ -85,8 +134,11 @@ def host_parts(stats: pstats.Stats) -> tuple[float, dict[str, float]]:
             resolved[func] = out
         return out
 
-    runtime, parts = 0.0, {}
+    runtime, parts = 0.0, {PROFILER: 0.0}
     for func, (_, _, own, _, _) in table.items():
+        charge = min(charges.get(func, 0.0), own)  # never more than the time it holds
+        parts[PROFILER] += charge
+        own -= charge
         if RUNTIME_CALL.search(func[2]):
             runtime += own
             continue
@@ -185,8 +237,7 @@ class Tracer:
         finally:
             self._dir.cleanup()
         stats = pstats.Stats(self._profile)
-        runtime, parts = host_parts(stats)
-        parts[PROFILER] = calls_seen(stats) * profiler_cost_per_call()
+        runtime, parts = host_parts(stats, profiler_cost())
         return accounting(walls_s, timed_step_s, runtime, parts, events, steps_per_sample)
 
 
