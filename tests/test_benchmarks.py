@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
+from benchmarks.analyse.records import ConfigSummary
 from benchmarks.analyse.stats import (
     crossover_batch,
     overhead_fit,
@@ -189,16 +190,28 @@ def test_precision_rows_show_per_repeat_ratios_and_the_target():
     assert precision_rows(ratios, runs)[0]["met"]
 
 
-def test_verdict_credits_fused_batch_norm_gain_to_the_kernel():
+def test_verdict_credits_fused_batch_norm_gain_to_the_kernel_only_where_keras_ran_none():
     from benchmarks.present.report import verdict
     group = "resnet50/train/b32/224px/fp32/noxla/cpu/NHWC/synthetic"
     ratios = [{"mode": "graph", "group": group, "ratio": 1.0, "lo": 0.95, "hi": 1.05},
               {"mode": "graph-fused-bn", "group": group, "ratio": 1.4, "lo": 1.35, "hi": 1.45}]
-    text = verdict({"ratios": ratios, "fits": [], "crossovers": []})
+
+    def entry(mode: str, ops: list[str] | None) -> ConfigSummary:
+        config = BenchConfig(mode=mode, model="resnet50", batch=32, image_size=224)
+        assert config.group() == group
+        return ConfigSummary(config, 1, [], fused_batch_norm_ops=ops)
+    configs = {"f": entry("graph-fused-bn", ["FusedBatchNormGradV3", "FusedBatchNormV3"]), "k": entry("keras-fit", [])}
+    text = verdict({"ratios": ratios, "fits": [], "crossovers": [], "configs": configs})
     assert "manual batch norm: 1.40x for " + group in text and "belongs to the kernel" in text
+    assert "graph-fused-bn ran `FusedBatchNormGradV3`, `FusedBatchNormV3`; keras-fit ran no fused" in text
+    configs["k"] = entry("keras-fit", ["FusedBatchNormV3"])  # Keras fused as well: the gain is not the API's
+    text = verdict({"ratios": ratios, "fits": [], "crossovers": [], "configs": configs})
+    assert "keras-fit ran `FusedBatchNormV3`" in text and "belongs to the kernel" not in text
+    configs["k"] = entry("keras-fit", None)  # not read: no claim either way
+    assert "belongs to the kernel" not in verdict({"ratios": ratios, "fits": [], "crossovers": [], "configs": configs})
     assert "fused" not in verdict({"ratios": ratios[:1], "fits": [], "crossovers": []}).lower()
     ratios[1]["ratio"] = 0.8  # slower than manual BN (as under XLA on this CPU): no credit claimed
-    text = verdict({"ratios": ratios, "fits": [], "crossovers": []})
+    text = verdict({"ratios": ratios, "fits": [], "crossovers": [], "configs": {"f": configs["f"]}})
     assert "manual batch norm: 0.80x" in text and "belongs to the kernel" not in text
 
 
@@ -244,7 +257,8 @@ def _every_mode_configs() -> list[BenchConfig]:
     configs += [BenchConfig(mode="graph-feed", model="mlp", task="inference", batch=1, **tiny)]
     configs += [BenchConfig(mode=m, model="mlp", task="evaluate", batch=32, **tiny) for m in ("graph-feed", "keras-fit")]
     # the origin model's sparse update, and Keras 2 training a textbook model in both of its modes
-    configs += [BenchConfig(mode=m, model="embedding", optimizer="sgd", batch=2, **tiny) for m in ("graph-feed", "keras-ctl")]
+    configs += [BenchConfig(mode=m, model="embedding", optimizer="sgd", batch=2, **tiny)
+                for m in ("graph-feed", "keras-ctl", "keras-fit")]
     configs += [BenchConfig(mode=m, model="vgg16_head", batch=2, steps=2, warmup=1) for m in MODES if MODES[m].api is Api.TF_KERAS]
     return configs
 
@@ -274,6 +288,10 @@ def test_every_mode_runs_and_times_the_steps_it_claims(tmp_path):
                                                                          "tfkeras-v1"))
         if config.model == "embedding":  # only the looked-up rows are written, in both APIs
             assert any("Scatter" in op for op in r["sparse_update_ops"]), r["sparse_update_ops"]
+        # read from what ran: the fused graph's kernels, none in the MLPs; ops run one by one leave no record
+        fused = {"FusedBatchNormV3", "FusedBatchNormGradV3"} if config.mode == "graph-fused-bn" else set()
+        ran = r["fused_batch_norm_ops"]
+        assert ran is None if not config.spec.traced else set(ran) == fused, (config.mode, ran)
     rows = {row["scenario"] for row in verdict_map(results["summary"])}
     assert any(s.startswith("MNIST-style MLP, batch 32") for s in rows) and any("steps_per_execution" in s for s in rows)
 
@@ -302,12 +320,12 @@ def test_the_harness_runs_vgg16_transfer_on_the_shards_bfloat16_and_the_trivial_
 
 @pytest.mark.slow
 def test_xla_is_read_from_what_ran_and_an_environment_that_differs_is_refused(monkeypatch, tmp_path):
-    """XLA on: the Session really runs compiled clusters and the custom loop's function is
-    jit-compiled; both workers see the same TF_XLA_FLAGS (the CPU flag included). A real
+    """XLA on: the Session really runs compiled clusters, the custom loop's and fit's functions
+    are jit-compiled; both workers see the same TF_XLA_FLAGS (the CPU flag included). A real
     worker given another oneDNN math mode is refused a ratio."""
     from benchmarks.measure import runner
     tiny = dict(model="mlp", batch=8, steps=2, warmup=1, data="numpy")
-    results = runner.run([BenchConfig(mode=m, xla=True, **tiny) for m in ("graph", "keras-ctl")], 1,
+    results = runner.run([BenchConfig(mode=m, xla=True, **tiny) for m in ("graph", "keras-ctl", "keras-fit")], 1,
                          tmp_path / "xla.json", log=lambda _: None)
     for r in results["runs"]:
         assert r["ok"] and r["settings"]["xla_effective"] is True, r.get("error")
@@ -325,6 +343,22 @@ def test_xla_is_read_from_what_ran_and_an_environment_that_differs_is_refused(mo
                          log=lambda _: None)
     (refused,) = results["summary"]["refused"]
     assert "differ in env" in refused["reason"] and "BF16" in refused["reason"] and not results["summary"]["ratios"]
+
+
+def test_xla_is_read_from_the_functions_a_configuration_handed_the_runtime():
+    """A jit-compiled function counts for the configuration that ran it, not for the next one
+    in the same process."""
+    import tensorflow as tf
+
+    from benchmarks.measure.timing import runtime_functions, xla_compiled_since
+    before = runtime_functions()
+    compiled = tf.function(lambda x: x * 2, jit_compile=True)  # held: the runtime drops a collected one
+    compiled(tf.constant(1.0))
+    assert xla_compiled_since(before)
+    after = runtime_functions()
+    plain = tf.function(lambda x: x * 3)
+    plain(tf.constant(1.0))
+    assert not xla_compiled_since(after) and runtime_functions() > after
 
 
 def test_evaluate_walks_the_arrays_in_passes_and_times_every_batch(monkeypatch):

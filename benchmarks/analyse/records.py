@@ -21,6 +21,7 @@ class ConfigSummary:
     peak_rss_mb: float | None = None               # the largest of the repeats' peaks (MiB)
     peak_rss_scope: str | None = None              # "configuration": its own peak; "process so far"
     sparse_update_ops: list[str] | None = None     # op types the step applies sparse updates with
+    fused_batch_norm_ops: list[str] | None = None  # fused batch-norm kernels the step runs (None: not read)
     settings: dict | None = None                   # as the first successful repeat's worker ran
     settings_by_repeat: dict[str, dict] = field(default_factory=dict)  # repeat -> as its worker ran
     pipeline_images_per_s: float | None = None     # the shards -> tf.data rate for this input and batch
@@ -94,7 +95,8 @@ class ConfigSummary:
                "one_replica_key": self.one_replica_key, "errors": self.errors}
         if self.measured:
             out.update(throughput=self.throughput, median_step_ms=self.median_step_ms, p95_step_ms=self.p95_step_ms,
-                       sparse_update_ops=self.sparse_update_ops, repeat_step_s=self.repeat_step_s,
+                       sparse_update_ops=self.sparse_update_ops, fused_batch_norm_ops=self.fused_batch_norm_ops,
+                       repeat_step_s=self.repeat_step_s,
                        statistic=self.statistic,
                        first_step_s=self.first_step_s, peak_rss_mb=self.peak_rss_mb,
                        peak_rss_scope=self.peak_rss_scope, settings=self.settings,

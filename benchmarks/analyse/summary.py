@@ -75,7 +75,7 @@ def per_config(results: dict) -> dict[str, ConfigSummary]:
             config, len(ok), errors, throughput=rate,
             median_step_ms=float(np.median(np.concatenate(times))) * 1000,
             p95_step_ms=float(np.percentile(np.concatenate(times), 95)) * 1000,
-            sparse_update_ops=ok[0].get("sparse_update_ops"),
+            sparse_update_ops=ok[0].get("sparse_update_ops"), fused_batch_norm_ops=ok[0].get("fused_batch_norm_ops"),
             repeat_step_s={str(r["repeat"]): config.repeat_step(r["step_times_s"]) for r in ok},
             first_step_s=float(np.median([r["first_step_s"] for r in ok])),
             peak_rss_mb=float(max(r["peak_rss_mb"] for r in ok)),

@@ -19,7 +19,7 @@ import tensorflow as tf
 from benchmarks.config import BenchConfig
 from benchmarks.measure.batches import numpy_batches, train_dataset
 from benchmarks.measure.replicas import Placement
-from benchmarks.measure.timing import Step, graph_compute_dtypes, scatter_ops
+from benchmarks.measure.timing import Step, graph_compute_dtypes, graph_op_types, kernel_facts
 from benchmarks.modes import Feed
 from graph_api import (
     GraphConfig,
@@ -156,7 +156,7 @@ def make_graph_step(config: BenchConfig, placement: Placement = Placement()) -> 
         clusters, devices = _traced_step(session, fetches, feed) if sync is None \
             else (0, len(placement.cluster.workers))
         return {"updates_applied": updates if config.task == "train" else 0, "xla_effective": clusters > 0,
-                "sparse_update_ops": scatter_ops(graph), "replicas": devices,
+                **kernel_facts(graph_op_types(graph)), "replicas": devices,
                 "compute_dtypes": graph_compute_dtypes(graph),
                 "xla_cluster_ops": clusters, "intra_op_threads": proto.intra_op_parallelism_threads,
                 "inter_op_threads": proto.inter_op_parallelism_threads}

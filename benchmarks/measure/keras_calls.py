@@ -14,9 +14,10 @@ from benchmarks.measure.keras_fit import (
     build,
     compile_for_training,
     optimizer,
+    ran_facts,
     updates_applied,
 )
-from benchmarks.measure.timing import Step, model_compute_dtypes, scatter_ops
+from benchmarks.measure.timing import Step, model_compute_dtypes, runtime_functions
 from benchmarks.modes import Call, Driver
 
 
@@ -29,7 +30,7 @@ def _loop_step(config: BenchConfig, model: keras.Model) -> Step:
             return model(images, training=False)
         run = tf.function(infer, jit_compile=config.xla) if compiled else infer
         return Step(lambda: run(next(iterator)[0]).numpy(),
-                    facts=lambda: {"xla_effective": bool(getattr(run, "_jit_compile", False)), "updates_applied": 0})
+                    facts=lambda: {"updates_applied": 0})
     opt = optimizer(config, keras)
     opt.build(model.trainable_variables)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -50,13 +51,8 @@ def _loop_step(config: BenchConfig, model: keras.Model) -> Step:
 
     run = tf.function(train_step, jit_compile=config.xla) if compiled else train_step
 
-    def facts() -> dict:
-        out = {"xla_effective": bool(getattr(run, "_jit_compile", False)),
-               "updates_applied": int(np.asarray(opt.iterations))}
-        if compiled and config.task == "train":  # the op types the traced step writes rows with
-            out["sparse_update_ops"] = scatter_ops(run.get_concrete_function(*next(iterator)).graph)
-        return out
-    return Step(lambda: [t.numpy() for t in run(*next(iterator))], facts=facts)
+    return Step(lambda: [t.numpy() for t in run(*next(iterator))],
+                facts=lambda: {"updates_applied": int(np.asarray(opt.iterations))})
 
 
 def _call_step(config: BenchConfig, model: keras.Model) -> Step:
@@ -65,8 +61,7 @@ def _call_step(config: BenchConfig, model: keras.Model) -> Step:
     if config.spec.call is Call.ON_BATCH and config.task == "train":
         compile_for_training(model, config, keras)
         return Step(lambda: model.train_on_batch(*next(batches)),
-                    facts=lambda: {"xla_effective": bool(model.jit_compile),
-                                   "updates_applied": updates_applied(model, keras)})
+                    facts=lambda: {"updates_applied": updates_applied(model, keras)})
     model.compile(jit_compile=config.xla)
     if config.spec.call is Call.ON_BATCH:
         call = model.predict_on_batch
@@ -77,14 +72,14 @@ def _call_step(config: BenchConfig, model: keras.Model) -> Step:
         def call(x):
             return model(x, training=False).numpy()
     return Step(lambda: call(next(batches)[0]),
-                facts=lambda: {"xla_effective": config.spec.traced and bool(model.jit_compile),
-                               "updates_applied": 0})
+                facts=lambda: {"updates_applied": 0})
 
 
 def make_call_step(config: BenchConfig) -> Step:
     """The step of a Keras mode that our code drives."""
+    functions = runtime_functions()
     model = build(config, keras)
     step = (_loop_step if config.spec.driver is Driver.LOOP else _call_step)(config, model)
     facts = step.facts
-    step.facts = lambda: {**facts(), "compute_dtypes": model_compute_dtypes(model)}
+    step.facts = lambda: {**facts(), "compute_dtypes": model_compute_dtypes(model), **ran_facts(config, functions)}
     return step

@@ -17,7 +17,14 @@ from benchmarks.config import BenchConfig
 from benchmarks.measure.accounting import Tracer
 from benchmarks.measure.batches import numpy_arrays, train_dataset
 from benchmarks.measure.replicas import Placement
-from benchmarks.measure.timing import model_compute_dtypes
+from benchmarks.measure.timing import (
+    graph_op_types,
+    kernel_facts,
+    model_compute_dtypes,
+    runtime_functions,
+    runtime_op_types,
+    xla_compiled_since,
+)
 from benchmarks.modes import Api, Runtime
 from keras_api import build_before_fit, build_model, make_optimizer, shard_by_batch, strategy_scope
 from model_contract.small_models import input_signature
@@ -47,6 +54,16 @@ def optimizer(config: BenchConfig, k: ModuleType):
     if config.precision == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
+
+
+def ran_facts(config: BenchConfig, before: frozenset[str]) -> dict:
+    """What the functions a Keras mode handed the runtime after `before` say ran: XLA, and the
+    kernels of `kernel_facts` (Keras 2's TF1 graph mode: its graph's; eager: no record of them)."""
+    if config.spec.runtime is Runtime.TF1_GRAPH_MODE:
+        import tensorflow as tf  # late: the worker set the process state first
+        return {"xla_effective": False, **kernel_facts(graph_op_types(tf.compat.v1.get_default_graph()))}
+    facts = {"xla_effective": xla_compiled_since(before)}
+    return {**facts, **kernel_facts(runtime_op_types(before))} if config.spec.traced else facts
 
 
 def compile_for_training(model, config: BenchConfig, k: ModuleType, steps_per_execution: int = 1) -> None:
@@ -145,6 +162,7 @@ def run_fit(config: BenchConfig,
     `placement`'s strategy, fit runs on its replicas."""
     k = keras_module(config)
     started = time.perf_counter()
+    functions = runtime_functions()
     strategy = placement.strategy
     total, per = config.warmup + config.steps + config.account, config.steps_per_sample()
     with strategy_scope(strategy):
@@ -162,7 +180,7 @@ def run_fit(config: BenchConfig,
     else:
         _fit(model, config, total * per, timer, strategy)
     updates = updates_applied(model, k) if config.task == "train" else 0
-    return timer.times[:total - config.account], build_s, {"xla_effective": bool(getattr(model, "jit_compile", False)),
+    return timer.times[:total - config.account], build_s, {**ran_facts(config, functions),
                                           "updates_applied": updates,
                                           "compute_dtypes": model_compute_dtypes(model),
                                           "replicas": strategy.num_replicas_in_sync if strategy is not None else 1}, \

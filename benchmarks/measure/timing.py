@@ -29,13 +29,42 @@ def model_compute_dtypes(model) -> list[str]:
                    if hasattr(layer, "kernel")})
 
 
-def scatter_ops(graph) -> list[str]:
-    """Op types with "Scatter" in a graph (a Session's or a traced function's) and the functions
-    it calls: how sparse (IndexedSlices) gradients are applied, if they are."""
+def runtime_functions() -> frozenset[str]:
+    """The names of the functions the eager runtime holds: every traced function it was handed
+    (a tf.function's steps and the functions they call)."""
+    from tensorflow.python.eager import context  # late: the worker set the process state first
+    return frozenset(context.context().list_function_names())
+
+
+def xla_compiled_since(before: frozenset[str]) -> bool:
+    """Whether a function the runtime was handed after `before` is one XLA must compile
+    (`jit_compile`): read from the functions that ran, not from a setting."""
+    from tensorflow.python.eager import context  # late: the worker set the process state first
+    ctx = context.context()
+    return any(ctx.get_function_def(name).attr["_XlaMustCompile"].b for name in runtime_functions() - before)
+
+
+def graph_op_types(graph) -> set[str]:
+    """The op types of a graph (a Session's or a traced function's) and of the functions it calls."""
     types = {op.type for op in graph.get_operations()}
     for function in graph._functions.values():  # nested bodies (e.g. the optimizer's)
         types |= {node.op for node in function.definition.node_def}
-    return sorted(t for t in types if "Scatter" in t)
+    return types
+
+
+def runtime_op_types(before: frozenset[str]) -> set[str]:
+    """The op types of the functions the eager runtime was handed after `before` (nested ones
+    are handed to it as functions of their own)."""
+    from tensorflow.python.eager import context  # late: the worker set the process state first
+    ctx = context.context()
+    return {node.op for name in runtime_functions() - before for node in ctx.get_function_def(name).node_def}
+
+
+def kernel_facts(types: set[str]) -> dict[str, list[str]]:
+    """What a step's op types say about two kernels a comparison turns on: how sparse
+    (IndexedSlices) gradients are applied, if they are, and whether batch norm is one fused kernel."""
+    return {"sparse_update_ops": sorted(t for t in types if "Scatter" in t),
+            "fused_batch_norm_ops": sorted(t for t in types if t.startswith("FusedBatchNorm"))}
 
 
 def timed_steps(step: Callable[[], object], total: int) -> list[float]:

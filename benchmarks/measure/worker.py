@@ -109,7 +109,8 @@ def measure(config: BenchConfig, env: dict, placement: Placement = Placement()) 
             "build_s": build_s, "first_step_s": build_s + times[0] * per, "steps_per_sample": per,
             "warmup_times_s": times[:config.warmup], "step_times_s": times[config.warmup:],
             "updates_applied": facts.get("updates_applied"), "xla_cluster_ops": facts.get("xla_cluster_ops"),
-            "sparse_update_ops": facts.get("sparse_update_ops"), "compute_dtypes": facts.get("compute_dtypes"),
+            "sparse_update_ops": facts.get("sparse_update_ops"),
+            "fused_batch_norm_ops": facts.get("fused_batch_norm_ops"), "compute_dtypes": facts.get("compute_dtypes"),
             **_memory_fields(configuration_peak(start_mb)), "keras_used": keras_used, "runtime": runtime_facts(),
             "settings": _settings(config, facts, env), "accounting": account}
 
