@@ -146,8 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the whole run stays within this many minutes (quick: 9; 0: off; off when --repeats is given)")
     p.add_argument("--max-repeats", type=positive_int, default=MAX_REPEATS, help="at most this many repeats of a pair")
     p.add_argument("--profile-samples", type=non_negative_int, default=ACCOUNT_SAMPLES,
-                   help="samples each verdict row's side profiles after its timed ones, in the first repeat, "
-                        "to account for its time (0: none)")
+                   help="at most this many samples each verdict row's side profiles after its timed ones, in the "
+                        "first repeat, to account for its time (a quarter of its timed ones, at least 2; a whole "
+                        "pass where costs come per pass; 0: none)")
     p.add_argument("--image-size", type=positive_int, help="image size for image models (preset's by default)")
     p.add_argument("--precision", choices=PRECISIONS, help="every configuration in this precision")
     p.add_argument("--xla", choices=("on", "off"), help="XLA on or off for every configuration")

@@ -128,6 +128,15 @@ class BenchConfig:
         per call or pass (`timed_per_pass`), else the median."""
         return statistics.fmean(times) if self.timed_per_pass else statistics.median(times)
 
+    def profiled_samples(self, account: int) -> int:
+        """How many samples to profile after the timed ones when `account` are asked: as many
+        as it times where costs come per pass (`timed_per_pass`: the profile meets a pass's
+        set-up as often); else a quarter of its timed samples, at least 2 and at most `account`,
+        so profiling adds a bounded share to a configuration of long steps."""
+        if account <= 0:
+            return 0
+        return max(account, self.steps) if self.timed_per_pass else min(account, max(2, self.steps // 4))
+
     def steps_per_sample(self) -> int:
         """Training steps behind one timed sample (fit's executions hold several)."""
         return self.spec.steps_per_execution

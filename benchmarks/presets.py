@@ -109,10 +109,10 @@ TRIVIAL_MODES = (GRAPH, GRAPH_FEED, KERAS_FIT, KERAS_FIT_SPE)
 PER_CALL_MODES = (GRAPH_FEED, KERAS_PREDICT, KERAS_TOB, KERAS_CALL)
 
 
-def _small(modes, batches, **common) -> list[BenchConfig]:
+def _small(modes, batches, steps: int = 40, warmup: int = 10, **common) -> list[BenchConfig]:
     """Small-model configurations on in-memory arrays; fit's executions of 32 steps are fewer."""
     configs = []
-    for config in _sweep(modes, batches, data="numpy", steps=40, warmup=10, **common):
+    for config in _sweep(modes, batches, data="numpy", steps=steps, warmup=warmup, **common):
         configs.append(replace(config, steps=8, warmup=2) if config.spec is KERAS_FIT_SPE else config)
     return configs
 
@@ -142,9 +142,9 @@ def quick_configs(manifest: str | None = None) -> list[BenchConfig]:
                       image_size=64)
     configs += _small(MLP_MODES, (1, 32, 256, 1024), model="mlp")
     configs += _small(TRIVIAL_MODES, (1,), model="trivial")
-    origin = dict(model="embedding", optimizer="sgd")
+    origin = dict(model="embedding", optimizer="sgd", steps=12, warmup=3)  # steps of 0.03-0.6 s
     configs += _small((GRAPH, GRAPH_FEED, KERAS_FIT, KERAS_CTL, TFKERAS_FIT, TFKERAS_V1), (32,), **origin)
-    configs += _small((GRAPH, KERAS_CTL), (32,), task="gradients", model="embedding")
+    configs += _small((GRAPH, KERAS_CTL), (32,), task="gradients", model="embedding", steps=12, warmup=3)
     return configs
 
 

@@ -67,6 +67,14 @@ def test_extra_repeats_stop_when_every_pair_is_precise(monkeypatch, tmp_path):
     assert abs(ratio["ratio"] - 1 / 0.9) < 1e-9 and ratio["lo"] <= ratio["ratio"] <= ratio["hi"]
 
 
+def test_profiled_samples_are_a_bounded_share_of_the_timed_ones_or_a_whole_pass():
+    long_steps = BenchConfig(model="resnet50", steps=8)
+    assert long_steps.profiled_samples(5) == 2 and long_steps.profiled_samples(0) == 0
+    assert BenchConfig(model="vgg16_head", steps=20).profiled_samples(5) == 5
+    assert BenchConfig(model="vgg16_head", steps=12).profiled_samples(5) == 3
+    assert BenchConfig(model="mlp", data="numpy", steps=12).profiled_samples(5) == 12  # per pass: all of it
+
+
 @pytest.mark.parametrize("flags, repeats, profiled", [
     (["--xla", "off", "--budget-min", "60", "--max-repeats", "4", "--profile-samples", "2"], 4, 2),
     (["--xla", "on", "--budget-min", "0", "--profile-samples", "0"], 3, 0)])

@@ -218,10 +218,10 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
     expected time stays within `budget_s`. An extra repeat runs each whole bundle that holds a
     planned configuration, as the first stage did, so its processes do what theirs did.
 
-    In the first repeat, both sides of every verdict row profile `account` samples after their
-    timed ones (`benchmarks.measure.accounting`; 0: none), or as many as they time where costs
-    come per call or pass, so that the profiled samples meet a pass's set-up as often; the sides
-    the GPU projection uses (`projected_keys`) profile in every repeat.
+    In the first repeat, both sides of every verdict row profile samples after their timed ones
+    (`benchmarks.measure.accounting`; `account` asked, 0: none; `BenchConfig.profiled_samples`
+    says how many each profiles); the sides the GPU projection uses (`projected_keys`) profile in
+    every repeat.
     """
     started = time.monotonic()
     seed = random.SystemRandom().randrange(2 ** 31) if order_seed is None else order_seed
@@ -251,8 +251,7 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
 
     def measure(chosen: list[BenchConfig], repeat: int, progress: Callable[[], str]) -> None:
         keys = accounted[0] if repeat == 0 else accounted[1]
-        chosen = [replace(c, account=max(account, c.steps) if c.timed_per_pass else account)
-                  if c.key() in keys else c for c in chosen]
+        chosen = [replace(c, account=c.profiled_samples(account)) if c.key() in keys else c for c in chosen]
         grouped = bundles(chosen)
         order = bundle_orders(len(grouped), seed, repeat + 1)[repeat]
         results["order"]["repeats"].append({"repeat": repeat, "bundles": [bundle_label(grouped[i]) for i in order]})

@@ -25,8 +25,9 @@ def projection_markdown(rows: list[dict]) -> list[str]:
         return []
     inflation = rows[0]["inflation"]
     lines = ["Projection, not measurement. Each side's host time per step is its Python outside the runtime "
-             "call in the profiled samples of the row, in every repeat (ResNet50 on this CPU; profiling slowed "
-             f"the first repeat's x{inflation['fast']:.1f} / x{inflation['slow']:.1f}, so it is an upper bound); "
+             "call in the profiled samples of the row, in every repeat (ResNet50 on this CPU, cProfile's own time "
+             f"taken out; profiling slowed the first repeat's x{inflation['fast']:.1f} / x{inflation['slow']:.1f}, "
+             "and what else it adds keeps the host time an upper bound); "
              "the GPU's time for a batch is the published ResNet50 rate whatever the API; a Session.run adds the "
              "two (it returns when its fetches are back), Keras 3's fit overlaps them (its callbacks are dispatched "
              "asynchronously), and a feed_dict loop adds the batch's copy at "
