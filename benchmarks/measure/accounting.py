@@ -203,25 +203,59 @@ def op_events(xspace_path: str) -> OpEvents:
     return OpEvents(_union(intervals), by_type, input_ps, threads)
 
 
+def stats_since(base: dict, final: dict) -> dict:
+    """cProfile's stats (`pstats.Stats.stats` form) of what ran between two snapshots, leaving
+    out the snapshot's own machinery."""
+    out = {}
+    for func, (cc, nc, own, cumulative, callers) in final.items():
+        if func[0].endswith("cProfile.py") or "getstats" in func[2]:
+            continue
+        before = base.get(func)
+        if before is not None:
+            cc, nc, own, cumulative = cc - before[0], nc - before[1], own - before[2], cumulative - before[3]
+            callers = {caller: tuple(a - b for a, b in zip(v, before[4].get(caller, (0, 0, 0.0, 0.0))))
+                       for caller, v in callers.items()}
+        if nc or own > 0:
+            out[func] = (cc, nc, own, cumulative, {c: v for c, v in callers.items() if v[0] or v[2] > 0})
+    return out
+
+
 class Tracer:
     """Both profilers around a few samples: `start()` before the first, `stop(walls)` after the
-    last -> the accounting record (ms per step)."""
+    last -> the accounting record (ms per step). Where the samples run inside a call already
+    running (fit's loop), `start_python()` before that call and `start_window()` at the first
+    sample: cProfile then sees every frame of the loop, and counts only what ran from there."""
 
     def __init__(self) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="bench-trace-")
         self._profile = cProfile.Profile()
+        self._python_on = self._trace_on = False
+        self._base: dict | None = None
 
     def start(self) -> None:
+        self.start_window()
+
+    def start_python(self) -> None:
+        self._profile.enable()
+        self._python_on = True
+
+    def start_window(self) -> None:
         import tensorflow as tf  # late: the worker set the process state first
         tf.profiler.experimental.start(self._dir.name, options=tf.profiler.experimental.ProfilerOptions(
             host_tracer_level=2, python_tracer_level=0, device_tracer_level=1))
-        self._profile.enable()
+        self._trace_on = True
+        if self._python_on:
+            self._profile.snapshot_stats()
+            self._base = {func: (*v[:4], dict(v[4])) for func, v in self._profile.stats.items()}
+        else:
+            self._profile.enable()
 
     def abandon(self) -> dict:
         """Stop both profilers, keep nothing (the samples failed)."""
         import tensorflow as tf  # late: the worker set the process state first
         self._profile.disable()
-        tf.profiler.experimental.stop()
+        if self._trace_on:
+            tf.profiler.experimental.stop()
         self._dir.cleanup()
         return {}
 
@@ -237,6 +271,8 @@ class Tracer:
         finally:
             self._dir.cleanup()
         stats = pstats.Stats(self._profile)
+        if self._base is not None:
+            stats.stats = stats_since(self._base, stats.stats)
         runtime, parts = host_parts(stats, profiler_cost())
         return accounting(walls_s, timed_step_s, runtime, parts, events, steps_per_sample)
 

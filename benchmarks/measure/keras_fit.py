@@ -82,33 +82,44 @@ def updates_applied(model, k: ModuleType) -> int:
         else int(np.asarray(model.optimizer.iterations))
 
 
-def _timer(k: ModuleType, config: BenchConfig, start: float):
-    """A callback of Keras module `k` that records each batch-end's wall time / the steps per
-    sample, profiles the `config.account` samples after the timed ones (`accounting`, None until
-    then) and stops fit once all are recorded."""
-    total, per_sample = config.warmup + config.steps, config.steps_per_sample()
+def _timer(k: ModuleType, config: BenchConfig, samples: int, tracer: Tracer | None = None,
+           timed_step_s: float = 0.0, restart: bool = False):
+    """A callback of Keras module `k`, made when its first sample starts, that records each
+    batch-end's wall time / the steps per sample and stops fit after `samples`. With `tracer`
+    (cProfile on since before the call, so that it sees every frame of the loop), it profiles
+    those samples -> `accounting` (`timed_step_s`: the untraced statistic); `restart`: the first
+    sample, and the profile's window, start when the loop does (fit's or predict's set-up is
+    not a step)."""
+    per_sample = config.steps_per_sample()
 
     class StepTimes(k.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
-            self.last, self.times, self.accounting, self._tracer = start, [], None, None
+            self.last, self.times, self.accounting = time.perf_counter(), [], None
+
+        def _begin(self) -> None:
+            if restart and not self.times:
+                if tracer is not None:
+                    tracer.start_window()
+                self.last = time.perf_counter()
 
         def _end(self, logs) -> None:
             for value in (logs or {}).values():
                 np.asarray(value)  # the step's results on the host: its work is done
-            now = time.perf_counter()
-            self.times.append((now - self.last) / per_sample)
-            if config.account and len(self.times) == total:
-                self._tracer = Tracer()
-                self._tracer.start()
-            elif self._tracer is not None and len(self.times) == total + config.account:
-                timed = config.repeat_step(self.times[config.warmup:total])
-                samples = [t * per_sample for t in self.times[total:]]  # whole executions
-                self.accounting = self._tracer.stop(samples, timed, per_sample)
-                self._tracer = None
-            self.last = time.perf_counter()  # a profiler's start or stop is in no sample
-            if len(self.times) >= total + config.account:
+            self.times.append((time.perf_counter() - self.last) / per_sample)
+            if tracer is not None and len(self.times) == samples:
+                self.accounting = tracer.stop([t * per_sample for t in self.times], timed_step_s, per_sample)
+            self.last = time.perf_counter()
+            if len(self.times) >= samples:
                 self.model.stop_training = True
+                if tracer is not None:  # a profiled evaluate stops as well (a timed one walks its pass)
+                    self.model.stop_evaluating = True
+
+        def on_train_begin(self, logs=None):
+            self._begin()
+
+        def on_predict_begin(self, logs=None):
+            self._begin()
 
         def on_train_batch_end(self, batch, logs=None):
             self._end(logs)
@@ -120,6 +131,33 @@ def _timer(k: ModuleType, config: BenchConfig, start: float):
             self._end(logs)
 
     return StepTimes()
+
+
+def _profiled(model, config: BenchConfig, timed_step_s: float, strategy=None) -> dict | None:
+    """The accounting of `config.account` samples in a call of their own, after the timed ones."""
+    k = keras_module(config)
+    tracer = Tracer()
+    tracer.start_python()
+    restart = config.task != "evaluate"  # an evaluation's set-up comes with each pass, as timed
+    if not restart:
+        tracer.start_window()
+    timer = _timer(k, config, config.account, tracer, timed_step_s, restart)
+    try:
+        _call(model, config, config.account, timer, strategy)
+    finally:
+        if timer.accounting is None:
+            tracer.abandon()
+    return timer.accounting
+
+
+def _call(model, config: BenchConfig, samples: int, timer, strategy=None) -> None:
+    """The mode's Keras call over `samples` samples, timed by `timer`: predict, evaluate or fit."""
+    if config.task == "inference":
+        model.predict(train_dataset(config).map(lambda x, y: x), steps=samples, callbacks=[timer], verbose=0)
+    elif config.task == "evaluate":
+        _evaluate(model, config, samples, timer)
+    else:
+        _fit(model, config, samples * config.steps_per_sample(), timer, strategy)
 
 
 def _evaluate(model, config: BenchConfig, total: int, timer) -> None:
@@ -164,7 +202,7 @@ def run_fit(config: BenchConfig,
     started = time.perf_counter()
     functions = runtime_functions()
     strategy = placement.strategy
-    total, per = config.warmup + config.steps + config.account, config.steps_per_sample()
+    per = config.steps_per_sample()
     with strategy_scope(strategy):
         model = build(config, k)
         if config.task == "inference":
@@ -172,16 +210,14 @@ def run_fit(config: BenchConfig,
         else:  # evaluate computes training's loss and accuracy; it applies no update
             compile_for_training(model, config, k, per)
     build_s = time.perf_counter() - started
-    timer = _timer(k, config, time.perf_counter())
-    if config.task == "inference":
-        model.predict(train_dataset(config).map(lambda x, y: x), steps=total, callbacks=[timer], verbose=0)
-    elif config.task == "evaluate":
-        _evaluate(model, config, total, timer)
-    else:
-        _fit(model, config, total * per, timer, strategy)
+    timed = config.warmup + config.steps
+    timer = _timer(k, config, timed)
+    _call(model, config, timed, timer, strategy)
+    accounting = _profiled(model, config, config.repeat_step(timer.times[config.warmup:timed]), strategy) \
+        if config.account else None
     updates = updates_applied(model, k) if config.task == "train" else 0
-    return timer.times[:total - config.account], build_s, {**ran_facts(config, functions),
+    return timer.times[:timed], build_s, {**ran_facts(config, functions),
                                           "updates_applied": updates,
                                           "compute_dtypes": model_compute_dtypes(model),
                                           "replicas": strategy.num_replicas_in_sync if strategy is not None else 1}, \
-        timer.accounting
+        accounting
