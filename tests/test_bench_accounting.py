@@ -17,7 +17,7 @@ from benchmarks.analyse.gap import gap_sentence, row_accounting
 from benchmarks.analyse.gap import kernels as compare_kernels
 from benchmarks.analyse.records import ConfigSummary
 from benchmarks.config import BenchConfig
-from benchmarks.measure.accounting import ProfilerCost, host_parts, traced
+from benchmarks.measure.accounting import ProfilerCost, Tracer, host_parts, traced
 from benchmarks.measure.timing import timed_steps
 from benchmarks.parts import PART_LABELS
 
@@ -105,6 +105,34 @@ def test_the_profiler_s_own_time_is_counted_once_on_a_step_of_many_python_calls(
     acc = traced(lambda: timed_steps(_python_heavy_step, 3), 0.01)
     _assert_closed(acc)
     assert acc["parts_ms"]["profiler"] > 0 and acc["parts_ms"]["harness"] > 0
+
+
+def _loop_of_own_work(tracer: Tracer, python_on_before: bool) -> dict:
+    """Samples whose time is this frame's own bytecode, as fit's loop is for its steps."""
+    if python_on_before:
+        tracer.start_window()
+    else:
+        tracer.start()
+    walls = []
+    for _ in range(3):
+        start, x = time.perf_counter(), 0
+        for i in range(300_000):  # no call: nothing cProfile would see enter
+            x += i
+        walls.append(time.perf_counter() - start)
+    return tracer.stop(walls, 0.01)
+
+
+def test_a_loop_already_running_is_seen_when_cprofile_starts_before_it():
+    """Started inside the loop's frame, cProfile never sees that frame: its time is all residual.
+    On before the frame is entered, with the window from the first sample, the frame's own time
+    is a part (here `other`: a test file is in no part's files) and the parts close."""
+    inside = _loop_of_own_work(Tracer(), python_on_before=False)
+    assert inside["parts_ms"]["residual"] >= 0.8 * inside["wall_ms"]
+    tracer = Tracer()
+    tracer.start_python()
+    seen = _loop_of_own_work(tracer, python_on_before=True)
+    _assert_closed(seen)
+    assert seen["parts_ms"]["other"] >= 0.8 * seen["wall_ms"]
 
 
 def test_the_profiler_s_charges_leave_each_function_s_own_time_as_counted():
