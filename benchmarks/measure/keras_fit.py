@@ -194,8 +194,9 @@ def _fit(model, config: BenchConfig, steps: int, timer, strategy=None) -> None:
 
 def run_fit(config: BenchConfig,
             placement: Placement = Placement()) -> tuple[list[float], float, dict, dict | None]:
-    """One fit (predict, evaluate) of warm-up + timed (+ profiled) samples -> (warm-up and timed
-    sample times, build seconds (model, compile), facts, the profiled samples' accounting). Each
+    """One fit (predict, evaluate) of warm-up + timed samples, then one of the profiled ones
+    (`_profiled`) -> (warm-up and timed sample times, build seconds (model, compile), facts, the
+    profiled samples' accounting). Each
     sample is one step, or one execution of `steps_per_sample` steps reported per step. With
     `placement`'s strategy, fit runs on its replicas."""
     k = keras_module(config)
