@@ -21,7 +21,9 @@ from conftest import REPO, assert_user_error, checkpoint_tensors, run_cli, saved
 # float32 sums of the same numbers in another order (two half-batch means, then their mean).
 pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
-TOLERANCE = 1e-5
+# RMSprop divides by the root of its running mean, which amplifies that: 3.4e-5 measured on an
+# AVX2-only CPU (Eigen's kernels), under 1e-5 with oneDNN's.
+TOLERANCE = 5e-5
 
 
 @pytest.fixture(scope="module")
