@@ -107,12 +107,12 @@ def profiler_charges(stats: pstats.Stats, cost: ProfilerCost) -> dict[tuple, flo
     return out
 
 
-def host_parts(stats: pstats.Stats, cost: ProfilerCost | None = None) -> tuple[float, dict[str, float]]:
+def host_parts(stats: pstats.Stats, cost: ProfilerCost) -> tuple[float, dict[str, float]]:
     """(time inside the runtime call, {host part: time}) in seconds from cProfile's stats: each
     function's own time, less cProfile's charges in it (`cost`; they make the profiler part), goes
     to its file's part, or split among its callers' parts as they called it."""
     table = stats.stats  # {func: (cc, nc, own, cumulative, {caller: (nc, cc, own, cumulative)})}
-    charges = profiler_charges(stats, cost) if cost else {}
+    charges = profiler_charges(stats, cost)
     resolved: dict[tuple, dict[str, float]] = {}
 
     def shares(func: tuple, seen: frozenset) -> dict[str, float]:
