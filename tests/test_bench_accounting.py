@@ -3,10 +3,11 @@ parts add up to the profiled wall time with the residual, and the mechanism sent
 the measured parts (changing a measurement changes the sentence)."""
 from __future__ import annotations
 
+import cProfile
+import gc
 import json
 import time
 from dataclasses import replace
-from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -17,7 +18,7 @@ from benchmarks.analyse.gap import gap_sentence, row_accounting
 from benchmarks.analyse.gap import kernels as compare_kernels
 from benchmarks.analyse.records import ConfigSummary
 from benchmarks.config import BenchConfig
-from benchmarks.measure.accounting import ProfilerCost, Tracer, host_parts, traced
+from benchmarks.measure.accounting import ProfilerCost, Tracer, _entries_while_on, host_parts, profile_table, traced
 from benchmarks.measure.timing import timed_steps
 from benchmarks.parts import PART_LABELS
 
@@ -135,18 +136,84 @@ def test_a_loop_already_running_is_seen_when_cprofile_starts_before_it():
     assert seen["parts_ms"]["other"] >= 0.8 * seen["wall_ms"]
 
 
+def _generated(name: str, count: int) -> list:
+    """`count` functions made by `exec`, each its own code object, all named ("<string>", 1, name)."""
+    out = []
+    for i in range(count):
+        scope: dict = {}
+        exec(f"def {name}():\n    return {i}\n", scope)
+        out.append(scope[name])
+    return out
+
+
+def _call_each(functions: list) -> None:
+    for f in functions:
+        f()
+
+
+def test_code_objects_of_one_name_are_counted_together():
+    """Generated code (dataclass and namedtuple methods) gives many code objects one name;
+    `pstats` would keep the calls of one of them."""
+    twins = _generated("twin", 3)
+    profile = cProfile.Profile()
+    profile.enable()
+    _call_each(twins)
+    profile.disable()
+    (row,) = [v for k, v in profile_table(profile.getstats()).items() if k[2] == "twin"]
+    assert row[1] == 3 and sum(c[0] for c in row[4].values()) == 3
+
+
+class _Cycle:
+    """Garbage only the collector frees, whose finalizer makes profiled calls."""
+
+    def __init__(self) -> None:
+        self.me, self.calls = self, _generated("finalizer_call", 20)
+
+    def __del__(self) -> None:
+        for f in self.calls:
+            f()
+
+
+def test_the_window_s_snapshot_lists_every_entry_once_whatever_the_collector_does():
+    """A collection that starts while cProfile's entries are walked runs finalizers, which are
+    profiled: recording them reshapes the tree being walked. The snapshot keeps the collector
+    off for the walk (each of 300 functions called once is listed with 1 call), and freezes
+    its copies until the profile stops, so that the window's collections do not traverse them."""
+    functions = [f for i in range(300) for f in _generated(f"once_{i}", 1)]
+    profile = cProfile.Profile()
+    threshold = gc.get_threshold()
+    gc.set_threshold(10 ** 6)
+    try:
+        profile.enable()
+        for f in functions:
+            f()
+        garbage = [_Cycle() for _ in range(100)]
+        del garbage
+        gc.set_threshold(gc.get_count()[0] + 300)  # a collection some way into the walk
+        entries = _entries_while_on(profile)
+        frozen = gc.get_freeze_count()
+        profile.disable()
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+        gc.collect()
+    calls = {k[2]: v[1] for k, v in profile_table(entries).items() if k[2].startswith("once_")}
+    assert calls == {f"once_{i}": 1 for i in range(300)}
+    assert frozen > 0
+
+
 def test_the_profiler_s_charges_leave_each_function_s_own_time_as_counted():
     """Each call costs its callee its share and its caller the rest; a charge never exceeds the
     own time it is taken from; the runtime call is charged as a callee."""
     loop, keras_fn = ("/x/benchmarks/loop.py", 1, "loop"), ("/x/keras/src/step.py", 2, "step")
     run, tiny = ("~", 0, "<built-in method TF_SessionRun_wrapper>"), ("/x/keras/src/tiny.py", 3, "tiny")
-    stats = SimpleNamespace(stats={  # {func: (cc, nc, own, cumulative, {caller: (nc, cc, own, cum)})}
+    table = {  # {func: (cc, nc, own, cumulative, {caller: (nc, cc, own, cum)})}
         loop: (1, 1, 1e-3, 0, {}),
         keras_fn: (100, 100, 2e-4, 0, {loop: (100, 100, 2e-4, 0)}),
         run: (10, 10, 5e-3, 0, {keras_fn: (10, 10, 5e-3, 0)}),
-        tiny: (50, 50, 1e-6, 0, {keras_fn: (50, 50, 1e-6, 0)})})
+        tiny: (50, 50, 1e-6, 0, {keras_fn: (50, 50, 1e-6, 0)})}
     cost = ProfilerCost(python_caller=1e-6, python_callee=2e-7, builtin_caller=5e-7, builtin_callee=1e-7)
-    runtime, parts = host_parts(stats, cost)
+    runtime, parts = host_parts(table, cost)
     assert runtime == pytest.approx(5e-3 - 10 * 1e-7)
     assert parts["harness"] == pytest.approx(1e-3 - 2e-7 - 100 * 1e-6)
     assert parts["keras"] == pytest.approx(2e-4 - 100 * 2e-7 - 10 * 5e-7 - 50 * 1e-6)  # tiny: charged to 0

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import cProfile
 import functools
+import gc
 import glob
 import os
-import pstats
 import re
 import tempfile
 import time
@@ -34,6 +34,37 @@ RUNTIME_CALL = re.compile(r"TF_SessionRun|TF_SessionRunCallable|TFE_Py_Execute|T
 def _part_of_file(filename: str) -> HostPart | None:
     path = filename.replace(os.sep, "/")
     return next((p for p in HOST_PARTS if any(s in path for s in p.paths)), None)
+
+
+def _label(code) -> tuple:
+    """cProfile's name of a function: (file, line, name), or ("~", 0, repr) for a C function."""
+    if isinstance(code, str):
+        return "~", 0, code
+    return code.co_filename, code.co_firstlineno, code.co_name
+
+
+def profile_table(entries: list) -> dict:
+    """cProfile's entries (`Profile.getstats()`) in `pstats.Stats.stats` form, {func: (cc, nc,
+    own, cumulative, {caller: (nc, cc, own, cumulative)})} (s), summed over every code object of
+    the same name.
+
+    `pstats` keeps one code object per (file, line, name) and drops the others: generated code
+    (dataclass and namedtuple methods, `exec`'d wrappers) gives many the same name, so its
+    table loses their time, and two tables of one profile can keep different ones."""
+    table: dict[tuple, list] = {}
+    for entry in entries:
+        func = _label(entry.code)
+        row = table.setdefault(func, [0, 0, 0.0, 0.0, {}])
+        row[0] += entry.callcount - entry.reccallcount
+        row[1] += entry.callcount
+        row[2] += entry.inlinetime
+        row[3] += entry.totaltime
+        for sub in entry.calls or ():
+            callee = table.setdefault(_label(sub.code), [0, 0, 0.0, 0.0, {}])
+            nc, cc, own, cumulative = callee[4].get(func, (0, 0, 0.0, 0.0))
+            callee[4][func] = (nc + sub.callcount, cc + sub.callcount - sub.reccallcount,
+                               own + sub.inlinetime, cumulative + sub.totaltime)
+    return {func: (*row[:4], row[4]) for func, row in table.items()}
 
 
 def _empty() -> None:
@@ -76,7 +107,7 @@ def _cost_of(calls: Callable[[int], None], callee: str, n: int = 20_000, rounds:
         calls(n)
         profile.disable()
         profiled.append(time.perf_counter() - start)
-        own.append(sum(v[2] for k, v in pstats.Stats(profile).stats.items() if callee in k[2]))
+        own.append(sum(v[2] for k, v in profile_table(profile.getstats()).items() if callee in k[2]))
     whole = max(min(profiled) - min(plain), 0.0) / n
     callee_share = min(min(own) / n, whole)
     return whole - callee_share, callee_share
@@ -94,10 +125,9 @@ def _is_builtin(func: tuple) -> bool:
     return func[0] == "~"  # cProfile's file name for a C function
 
 
-def profiler_charges(stats: pstats.Stats, cost: ProfilerCost) -> dict[tuple, float]:
+def profiler_charges(table: dict, cost: ProfilerCost) -> dict[tuple, float]:
     """{function: cProfile's time (s) inside its own time}: its share of each call it received
     and of each call it made, from the calls the profile counted."""
-    table = stats.stats  # {func: (cc, nc, own, cumulative, {caller: (nc, cc, own, cumulative)})}
     out: dict[tuple, float] = {}
     for func, (_, calls, _, _, callers) in table.items():
         builtin = _is_builtin(func)
@@ -107,12 +137,11 @@ def profiler_charges(stats: pstats.Stats, cost: ProfilerCost) -> dict[tuple, flo
     return out
 
 
-def host_parts(stats: pstats.Stats, cost: ProfilerCost) -> tuple[float, dict[str, float]]:
+def host_parts(table: dict, cost: ProfilerCost) -> tuple[float, dict[str, float]]:
     """(time inside the runtime call, {host part: time}) in seconds from cProfile's stats: each
     function's own time, less cProfile's charges in it (`cost`; they make the profiler part), goes
     to its file's part, or split among its callers' parts as they called it."""
-    table = stats.stats  # {func: (cc, nc, own, cumulative, {caller: (nc, cc, own, cumulative)})}
-    charges = profiler_charges(stats, cost)
+    charges = profiler_charges(table, cost)
     resolved: dict[tuple, dict[str, float]] = {}
 
     def shares(func: tuple, seen: frozenset) -> dict[str, float]:
@@ -220,6 +249,25 @@ def stats_since(base: dict, final: dict) -> dict:
     return out
 
 
+def _entries_while_on(profile: cProfile.Profile) -> list:
+    """`profile.getstats()` while it records, leaving the collector as the samples would find it.
+
+    The collector is off for the walk: a finalizer that a collection runs mid-walk is profiled,
+    and recording it reshapes the tree of entries being walked (entries are then skipped or
+    listed twice). The copies it makes are frozen (`gc.freeze`, undone when the profile stops): otherwise
+    the next collections, inside the first samples, would traverse them (ms of the snapshot's
+    cost counted as the loop's)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        entries = profile.getstats()  # copies of the counts, tabled once cProfile is off
+        gc.freeze()
+    finally:
+        if collecting:
+            gc.enable()
+    return entries
+
+
 class Tracer:
     """Both profilers around a few samples: `start()` before the first, `stop(walls)` after the
     last -> the accounting record (ms per step). Where the samples run inside a call already
@@ -230,7 +278,7 @@ class Tracer:
         self._dir = tempfile.TemporaryDirectory(prefix="bench-trace-")
         self._profile = cProfile.Profile()
         self._python_on = self._trace_on = False
-        self._base: dict | None = None
+        self._base: list | None = None
 
     def start(self) -> None:
         self.start_window()
@@ -245,15 +293,19 @@ class Tracer:
             host_tracer_level=2, python_tracer_level=0, device_tracer_level=1))
         self._trace_on = True
         if self._python_on:
-            self._profile.snapshot_stats()
-            self._base = {func: (*v[:4], dict(v[4])) for func, v in self._profile.stats.items()}
+            self._base = _entries_while_on(self._profile)
         else:
             self._profile.enable()
+
+    def _stop_python(self) -> None:
+        self._profile.disable()
+        if self._base is not None:
+            gc.unfreeze()  # what the window's snapshot froze
 
     def abandon(self) -> dict:
         """Stop both profilers, keep nothing (the samples failed)."""
         import tensorflow as tf  # late: the worker set the process state first
-        self._profile.disable()
+        self._stop_python()
         if self._trace_on:
             tf.profiler.experimental.stop()
         self._dir.cleanup()
@@ -263,17 +315,17 @@ class Tracer:
         """`walls_s`: the traced samples' wall times (s), each of `steps_per_sample` steps;
         `timed_step_s`: the untraced statistic, per step."""
         import tensorflow as tf  # late: the worker set the process state first
-        self._profile.disable()
+        self._stop_python()
         tf.profiler.experimental.stop()
         try:
             (trace,) = glob.glob(os.path.join(self._dir.name, "**", "*.xplane.pb"), recursive=True)
             events = op_events(trace)
         finally:
             self._dir.cleanup()
-        stats = pstats.Stats(self._profile)
+        table = profile_table(self._profile.getstats())
         if self._base is not None:
-            stats.stats = stats_since(self._base, stats.stats)
-        runtime, parts = host_parts(stats, profiler_cost())
+            table = stats_since(profile_table(self._base), table)
+        runtime, parts = host_parts(table, profiler_cost())
         return accounting(walls_s, timed_step_s, runtime, parts, events, steps_per_sample)
 
 
