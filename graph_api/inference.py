@@ -9,7 +9,7 @@ import tensorflow as tf
 from api_runs.predict import PredictorBase
 from data_pipeline.features import write_feature_shards
 from data_pipeline.shards import load_manifest
-from graph_api.model import build_model, check_input, preprocess
+from graph_api.model import build_model, check_data_format_runs, check_input, preprocess
 from graph_api.vgg16_transfer import vgg16_base
 from graph_api.weights import load_keras_weights, saved_checkpoints, verify_checkpoint
 from model_contract.weights_source import base_preprocessing, resolve_vgg16_weights
@@ -53,6 +53,7 @@ class Predictor(PredictorBase):
         if not found:
             raise UserError(f"{Path(run_dir) / checkpoint}: no checkpoint (did training finish?)")
         ckpt = found[0]
+        check_data_format_runs(config["data_format"], str(Path(run_dir) / "run_config.json"))
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.images = v1.placeholder(tf.float32, (None,) + tuple(self.run["image_shape"]), name="images")

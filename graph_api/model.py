@@ -1,6 +1,8 @@
 """`build_model`: the entry point that builds either model into the current TF1 graph."""
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 from data_pipeline.constants import NUM_CLASSES
@@ -76,3 +78,27 @@ def build_model(name: str, images: tf.Tensor, training: Training, num_classes: i
         x = tf.transpose(x, [0, 3, 1, 2])
     logits = MODELS[name](x, training, num_classes, bn_mode=bn_mode, data_format=data_format, dropout=dropout)
     return tf.cast(logits, tf.float32)
+
+
+@functools.cache
+def pools_channels_first() -> bool:
+    """Whether this process's devices have a max-pool kernel for NCHW data: GPUs and oneDNN's
+    CPU kernels do; Eigen's, which TensorFlow uses where it leaves oneDNN off (CPUs without
+    AVX-512), do not."""
+    graph = tf.Graph()
+    with graph.as_default():
+        pooled = tf.nn.max_pool2d(tf.zeros([1, 1, 4, 4]), 2, 2, "VALID", data_format="NCHW")
+    try:
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(pooled)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+        return False
+    return True
+
+
+def check_data_format_runs(data_format: str, source: str) -> None:
+    """A UserError naming `source` (the flag or file that asked for it) where `data_format`
+    cannot run on this machine, before anything is built or written."""
+    if data_format == "NCHW" and not pools_channels_first():
+        raise UserError(f"{source}: NCHW runs on a GPU or on oneDNN's CPU kernels (CPUs with AVX-512); "
+                        "this machine's TensorFlow pools channels-last data only: use NHWC")

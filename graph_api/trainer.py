@@ -31,6 +31,7 @@ from graph_api.graph import (
     checkpoint_variables,
     runtime_facts,
 )
+from graph_api.model import check_data_format_runs
 from graph_api.weights import (
     graph_layers,
     load_keras_weights,
@@ -285,6 +286,7 @@ def train(config: GraphConfig, manifest: str, out_dir: str | Path, options: Trai
     if cluster is not None and cluster.task_type == "ps":
         serve_parameters(cluster)
         return run_files.new_history()
+    check_data_format_runs(config.data_format, "--data-format")
     with run_files.writing_run(out_dir):
         trainer = SessionTrainer(config, manifest, out_dir, options, cluster)
         try:

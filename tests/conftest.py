@@ -1,7 +1,6 @@
 """Shared fixtures: a tiny synthetic RxRx1 and shards built from it (small images, fast)."""
 from __future__ import annotations
 
-import functools
 import os
 import subprocess
 import sys
@@ -96,18 +95,6 @@ def h5_arrays(source) -> dict:
     with h5py.File(source, "r") as handle:
         handle.visititems(keep)
     return arrays
-
-
-@functools.cache
-def cpu_runs_nchw() -> bool:
-    """Whether this CPU's TensorFlow kernels pool channels-first data: oneDNN's do; Eigen's,
-    which TensorFlow uses where it leaves oneDNN off (CPUs without AVX-512), do not."""
-    import tensorflow as tf
-    try:
-        tf.nn.max_pool2d(tf.zeros([1, 1, 4, 4]), 2, 2, "VALID", data_format="NCHW")
-    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
-        return False
-    return True
 
 
 def saved_graph_nodes(run: Path) -> list:

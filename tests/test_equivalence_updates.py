@@ -14,7 +14,6 @@ import pytest
 
 from keras_api.weights import keras_variables
 
-from conftest import cpu_runs_nchw
 from equivalence_helpers import (
     batch,
     graph_logits,
@@ -120,8 +119,6 @@ def _median_gap(got: dict, want: dict, initial: dict) -> float:
 
 
 def test_nchw_graph_computes_what_nhwc_does():
-    if not cpu_runs_nchw():
-        pytest.skip("this CPU's kernels do not pool NCHW (Eigen's, without oneDNN)")
     """The graph in NCHW (the GPU layout; one transpose at the input, flatten back in NHWC order).
 
     ResNet50: inference logits agree to 1e-5. BN statistics and weight updates of a training step
@@ -129,6 +126,9 @@ def test_nchw_graph_computes_what_nhwc_does():
     ~1.5% (median over tensors; measured at 32 px, batch 8: BN over 8 samples, 53 times, is
     that sensitive), so NCHW's median gap must stay within 3x that of such a nudge. VGG16-transfer's head, well conditioned, updates to 1e-5
     (its flatten is where a wrong NCHW order would show)."""
+    from graph_api.model import pools_channels_first  # late: as the helpers, after the runtime is set
+    if not pools_channels_first():
+        pytest.skip("this CPU's kernels do not pool NCHW (Eigen's, without oneDNN)")
     model = keras_model("resnet50", SIZE)
     initial = snapshot(model)
     x, y = batch(SIZE, n=8)

@@ -54,6 +54,23 @@ def test_resume_after_interruption_matches_uninterrupted_run(features, tmp_path)
     assert len(history["loss"]) == 3
 
 
+def test_nchw_where_nothing_pools_it_is_refused_before_a_file_is_read_or_written(features, tmp_path, monkeypatch):
+    """A machine whose kernels pool channels-last data only (Eigen's CPU kernels) refuses
+    NCHW by its flag for training and by the run's file for inference, before either starts."""
+    import graph_api.model
+    train(_head(), str(features), tmp_path / "run", TrainOptions(epochs=1, batch_size=16, steps_per_epoch=1,
+                                                                 tensorboard=False))
+    (tmp_path / "run" / "run_config.json").write_text(
+        (tmp_path / "run" / "run_config.json").read_text().replace('"NHWC"', '"NCHW"'))
+    monkeypatch.setattr(graph_api.model, "pools_channels_first", lambda: False)
+    with pytest.raises(UserError, match="^--data-format: NCHW runs on a GPU or on oneDNN's CPU kernels"):
+        train(_head(data_format="NCHW"), str(tmp_path / "no-manifest.json"), tmp_path / "nchw",
+              TrainOptions(epochs=1, tensorboard=False))
+    assert not (tmp_path / "nchw").exists()
+    with pytest.raises(UserError, match="run_config.json: NCHW runs on a GPU"):
+        Predictor(tmp_path / "run")
+
+
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(features, tmp_path):
     options = dict(batch_size=16, steps_per_epoch=2, tensorboard=False)
     train(_head(), str(features), tmp_path / "run", TrainOptions(epochs=1, **options))
