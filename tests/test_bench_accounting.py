@@ -249,12 +249,35 @@ def test_the_mechanism_sentence_is_made_of_the_measured_parts():
     assert k["only_fast"] == ["_MklMatMul"] and k["only_slow"] == ["MatMul"] and "AssignSub" in k["top_slow"]
     assert k["largest_difference"]["op_type"] in ("_MklMatMul", "MatMul")
     # a timed ratio the profiled steps contradict: no part is named as its cause
-    text = gap_sentence(acc, "graph-feed", "keras-fit", ratio=0.9)
-    assert "do not show the timed gap (0.90x), so no part of it is located" in text and "most of" not in text
+    text = gap_sentence(acc, "graph-feed", "keras-fit", ratio={"ratio": 0.9, "lo": 0.85, "hi": 0.95})
+    assert "do not show the timed gap (0.90x): their difference (+900 us) has the other sign" in text
+    assert "most of" not in text
+    # a timed interval that covers 1: the profiled difference is no gap's cause
+    text = gap_sentence(acc, "graph-feed", "keras-fit", ratio={"ratio": 1.02, "lo": 0.9, "hi": 1.15})
+    assert "show no gap (1.02x [0.90, 1.15] covers 1), so the profiled difference (+900 us) locates none" in text
+    assert "most of" not in text
+    located = gap_sentence(acc, "graph-feed", "keras-fit", ratio={"ratio": 1.3, "lo": 1.1, "hi": 1.5})
+    assert "most of the gap is tf.function dispatch and tracing +900 us" in located
     # another kernel on the Keras side: no longer "the same op types"
     other = replace(slow, accounting={**slow.accounting, "op_types": {**kernels, "Conv2D": {"ms": 5.0, "count": 1}}})
     text = gap_sentence(row_accounting(fast, other), "graph-feed", "keras-fit")
     assert "only the Keras side runs Conv2D" in text and "op time differs most in Conv2D (+5.0 ms)" in text
+
+
+def test_the_answer_names_parts_only_for_rows_whose_gap_the_profile_locates():
+    """A row whose timed interval covers 1 has no gap: its profiled difference (here 50 ms of
+    ops, from noise or unequal profiling) is not counted as any part's."""
+    from benchmarks.analyse.verdict import gap_summary
+    kernels = {"MatMul": {"ms": 0.8, "count": 2}}
+    fast = _summary("graph-feed", {"ops": 1.1, "session": 0.2}, kernels)
+    slow = _summary("keras-fit", {"ops": 1.1, "dispatch": 0.9}, kernels)
+    noisy = _summary("keras-fit", {"ops": 51.1, "session": 0.2}, kernels)
+    rows = [{"scenario": "MLP", "accounting": row_accounting(fast, slow), "located": True},
+            {"scenario": "ResNet50", "accounting": row_accounting(fast, noisy), "located": False}]
+    text = gap_summary(rows)
+    assert "Of the 1 rows with a gap the profiled steps locate" in text
+    assert "tf.function dispatch and tracing in 1 (up to 900 us per step, MLP)" in text
+    assert "inside ops" not in text and "In 1 profiled row(s) the timed steps show no gap" in text
 
 
 @pytest.mark.slow

@@ -100,21 +100,41 @@ def kernel_sentence(k: dict) -> str:
     return text
 
 
-def gap_sentence(acc: dict, fast_mode: str, slow_mode: str, ratio: float | None = None) -> str:
+def locates(acc: dict, ratio: dict | None) -> bool:
+    """Whether the profiled gap can locate the timed one (`ratio`: {ratio, lo, hi} over repeats):
+    the timed interval excludes 1 and the profiled steps differ in the same direction. Two
+    sides the timed steps cannot tell apart differ in their profiled samples only by noise and
+    by how much profiling slowed each."""
+    if ratio is None:
+        return True
+    lo, hi = ratio.get("lo"), ratio.get("hi")
+    if lo is not None and hi is not None and lo <= 1 <= hi:
+        return False
+    return (ratio["ratio"] - 1) * acc["gap_ms"] > 0
+
+
+def _slowed(acc: dict) -> str:
+    return ", ".join(f"x{v:.1f}" for v in (acc["inflation"]["fast"], acc["inflation"]["slow"]) if v)
+
+
+def gap_sentence(acc: dict, fast_mode: str, slow_mode: str, ratio: dict | None = None) -> str:
     """The mechanism as measured: the traced gap, its largest parts, the residual, the kernels;
-    with the timed `ratio`, whether the profiled steps show a gap of the same sign at all."""
+    with the timed `ratio` ({ratio, lo, hi}), only where the profiled gap can locate it (`locates`)."""
     top, second = acc["largest"], acc["second"]
-    if ratio is not None and (ratio - 1) * acc["gap_ms"] <= 0:
-        return (f"profiled, {fast_mode} {format_ms(acc['fast_wall_ms'])} vs {slow_mode} "
-                f"{format_ms(acc['slow_wall_ms'])} per step: the profiled steps do not show the timed gap "
-                f"({ratio:.2f}x), so no part of it is located; {kernel_sentence(acc['kernels'])}")
-    inflation = acc["inflation"]
+    profiled = (f"profiled, {fast_mode} {format_ms(acc['fast_wall_ms'])} vs {slow_mode} "
+                f"{format_ms(acc['slow_wall_ms'])} per step")
+    if not locates(acc, ratio):
+        lo, hi = ratio.get("lo"), ratio.get("hi")
+        if lo is not None and hi is not None and lo <= 1 <= hi:
+            why = (f"the timed steps show no gap ({ratio['ratio']:.2f}x [{lo:.2f}, {hi:.2f}] covers 1), so the "
+                   f"profiled difference ({_signed(acc['gap_ms'])}) locates none")
+        else:
+            why = (f"the profiled steps do not show the timed gap ({ratio['ratio']:.2f}x): their difference "
+                   f"({_signed(acc['gap_ms'])}) has the other sign, so no part of it is located")
+        return f"{profiled} (profiling slowed them {_slowed(acc)}): {why}; {kernel_sentence(acc['kernels'])}"
     share = f" ({top['share']:.0%} of it)" if top["share"] is not None else ""
     residual = f"{_signed(acc['residual_ms'])}" + (f" ({acc['residual_share']:.0%} of the gap)"
                                                     if acc["residual_share"] is not None else "")
-    slowed = ", ".join(f"x{v:.1f}" for v in (inflation["fast"], inflation["slow"]) if v)
-    return (f"profiled, {fast_mode} {format_ms(acc['fast_wall_ms'])} vs {slow_mode} "
-            f"{format_ms(acc['slow_wall_ms'])} per step "
-            f"(gap {_signed(acc['gap_ms'])}; profiling slowed them {slowed}): most of the gap is {top['label']} "
-            f"{_signed(top['gap_ms'])}{share}, then {second['label']} {_signed(second['gap_ms'])}; residual "
-            f"{residual}; {kernel_sentence(acc['kernels'])}")
+    return (f"{profiled} (gap {_signed(acc['gap_ms'])}; profiling slowed them {_slowed(acc)}): most of the gap is "
+            f"{top['label']} {_signed(top['gap_ms'])}{share}, then {second['label']} {_signed(second['gap_ms'])}; "
+            f"residual {residual}; {kernel_sentence(acc['kernels'])}")

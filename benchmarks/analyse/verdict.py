@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from benchmarks.analyse.gap import format_ms, gap_sentence, row_accounting
+from benchmarks.analyse.gap import format_ms, gap_sentence, locates, row_accounting
 from benchmarks.analyse.records import ConfigSummary
 from benchmarks.analyse.stats import pair_ratio
 from benchmarks.config import CLAIMED_RATIO, BenchConfig
@@ -185,7 +185,7 @@ def _measured_extras(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigS
 
 
 def mechanism(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigSummary,
-              ratio: float | None = None, accounting: dict | None = None) -> str:
+              ratio: dict | None = None, accounting: dict | None = None) -> str:
     """What the measurements say causes this row's ratio: `accounting` of both sides' profiled
     samples (`gap.row_accounting`, put in words by `gap.gap_sentence`), then the run's other
     figures that bear on it."""
@@ -208,7 +208,8 @@ def verdict_map(summary: dict, first_stage: int | None = None) -> list[dict]:
             rows.append({"regime": row.regime, "scenario": scenario_label(row, slow.config), "fast": row.fast.name,
                          "slow": row.slow.name, "group": fast.group, "step_ms": fast.median_step_ms,
                          "timed": slow.statistic, **ratio, "claim": claim(ratio), "accounting": accounting,
-                         "mechanism": mechanism(row, summary, fast, slow, ratio["ratio"], accounting)})
+                         "located": accounting is not None and locates(accounting, ratio),
+                         "mechanism": mechanism(row, summary, fast, slow, ratio, accounting)})
     return rows
 
 
@@ -228,19 +229,26 @@ def answer(rows: list[dict]) -> str:
 
 
 def gap_summary(rows: list[dict]) -> str:
-    """Which part carries most of each profiled row's gap, counted over the rows, with the row
-    where it was largest; and in how many rows both sides run the same kernels."""
+    """Which part carries most of each located row's gap (`gap.locates`), counted over the rows,
+    with the row where it was largest; in how many both sides run the same kernels; how many
+    profiled rows have no gap to locate."""
     profiled = [r for r in rows if r.get("accounting")]
     if not profiled:
         return "No row's two sides were profiled in this run, so no part of a gap is measured."
+    located = [r for r in profiled if r.get("located")]
+    unlocated = len(profiled) - len(located)
+    rest = (f" In {unlocated} profiled row(s) the timed steps show no gap, or one the profiled steps do not, "
+            "so no part is named there.") if unlocated else ""
+    if not located:
+        return rest.strip()
     by_part: dict[str, list[dict]] = {}
-    for r in profiled:
+    for r in located:
         by_part.setdefault(r["accounting"]["largest"]["label"], []).append(r)
     parts = []
     for label, members in sorted(by_part.items(), key=lambda kv: -len(kv[1])):
         top = max(members, key=lambda r: abs(r["accounting"]["largest"]["gap_ms"]))
         parts.append(f"{label} in {len(members)} (up to {format_ms(top['accounting']['largest']['gap_ms'])} "
                      f"per step, {top['scenario']})")
-    same = sum(r["accounting"]["kernels"]["same"] for r in profiled)
-    return (f"Of the {len(profiled)} rows whose two sides were profiled, the part that carries most of the gap "
-            f"is {'; '.join(parts)}. In {same} of them both sides' top op types are the same.")
+    same = sum(r["accounting"]["kernels"]["same"] for r in located)
+    return (f"Of the {len(located)} rows with a gap the profiled steps locate, the part that carries most of it "
+            f"is {'; '.join(parts)}. In {same} of them both sides' top op types are the same.{rest}")
