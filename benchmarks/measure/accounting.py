@@ -250,13 +250,13 @@ def stats_since(base: dict, final: dict) -> dict:
 
 
 def _entries_while_on(profile: cProfile.Profile) -> list:
-    """`profile.getstats()` while it records, leaving the collector as the samples would find it.
+    """`profile.getstats()` while it records, without the collector's work landing in the window.
 
     The collector is off for the walk: a finalizer that a collection runs mid-walk is profiled,
     and recording it reshapes the tree of entries being walked (entries are then skipped or
-    listed twice). The copies it makes are frozen (`gc.freeze`, undone when the profile stops): otherwise
-    the next collections, inside the first samples, would traverse them (ms of the snapshot's
-    cost counted as the loop's)."""
+    listed twice). Then what the process holds, the copies with it, is frozen (`gc.freeze`,
+    undone when the profile stops): otherwise the next collections, inside the first samples,
+    would traverse the copies (ms of the snapshot's cost counted as the loop's)."""
     collecting = gc.isenabled()
     gc.disable()
     try:
