@@ -100,6 +100,10 @@ def kernel_sentence(k: dict) -> str:
     return text
 
 
+def _covers_one(ratio: dict) -> bool:
+    return ratio.get("lo") is not None and ratio.get("hi") is not None and ratio["lo"] <= 1 <= ratio["hi"]
+
+
 def locates(acc: dict, ratio: dict | None) -> bool:
     """Whether the profiled gap can locate the timed one (`ratio`: {ratio, lo, hi} over repeats):
     the timed interval excludes 1 and the profiled steps differ in the same direction. Two
@@ -107,10 +111,7 @@ def locates(acc: dict, ratio: dict | None) -> bool:
     by how much profiling slowed each."""
     if ratio is None:
         return True
-    lo, hi = ratio.get("lo"), ratio.get("hi")
-    if lo is not None and hi is not None and lo <= 1 <= hi:
-        return False
-    return (ratio["ratio"] - 1) * acc["gap_ms"] > 0
+    return not _covers_one(ratio) and (ratio["ratio"] - 1) * acc["gap_ms"] > 0
 
 
 def _slowed(acc: dict) -> str:
@@ -124,10 +125,9 @@ def gap_sentence(acc: dict, fast_mode: str, slow_mode: str, ratio: dict | None =
     profiled = (f"profiled, {fast_mode} {format_ms(acc['fast_wall_ms'])} vs {slow_mode} "
                 f"{format_ms(acc['slow_wall_ms'])} per step")
     if not locates(acc, ratio):
-        lo, hi = ratio.get("lo"), ratio.get("hi")
-        if lo is not None and hi is not None and lo <= 1 <= hi:
-            why = (f"the timed steps show no gap ({ratio['ratio']:.2f}x [{lo:.2f}, {hi:.2f}] covers 1), so the "
-                   f"profiled difference ({_signed(acc['gap_ms'])}) locates none")
+        if _covers_one(ratio):
+            why = (f"the timed steps show no gap ({ratio['ratio']:.2f}x [{ratio['lo']:.2f}, {ratio['hi']:.2f}] "
+                   f"covers 1), so the profiled difference ({_signed(acc['gap_ms'])}) locates none")
         else:
             why = (f"the profiled steps do not show the timed gap ({ratio['ratio']:.2f}x): their difference "
                    f"({_signed(acc['gap_ms'])}) has the other sign, so no part of it is located")
