@@ -21,9 +21,11 @@ TINY = SynthConfig(num_classes=4, train_experiments=2, test_experiments=1, plate
                    wells_per_plate=12, image_size=64, seed=3)
 
 
-# Module fixtures that take tens of seconds (a benchmark run, the parity runs, trained runs to
-# damage): under `pytest -n` (`--dist loadgroup`) every test that uses one runs in the worker
-# that built it, so it is built once; the other tests spread over the workers one by one.
+# Fixtures that take tens of seconds (a benchmark run, the parity runs, trained runs to damage):
+# under `pytest -n` (`--dist loadgroup`) every test that uses one runs in the worker that built
+# it, and they are session-scoped, so they are built once even when the worker runs other
+# modules' tests in between (a module fixture is torn down then and rebuilt); the other tests
+# spread over the workers one by one.
 SHARED_RUN_FIXTURES = ("tiny_run", "parity_run", "world", "runs")
 
 

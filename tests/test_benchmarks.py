@@ -74,7 +74,7 @@ def test_presets_and_unknown_names():
     assert BenchConfig(mode="tfkeras-v1", model="vgg16_head").applicable() is None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """Three modes of the VGG16 head (graph on the TF1 runtime, the same graph on the TF2
     runtime, Keras fit), tiny steps, two repeats of two batch sizes."""

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in 
 TIMEOUT_S = 240  # a command that hangs after its error fails the case instead of the suite
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def world(shard_dir, synth_root, tmp_path_factory):
     """Shards, feature shards, one trained run per API, a cell.h5 and a results file to damage copies of."""
     base = tmp_path_factory.mktemp("faults")

@@ -255,3 +255,17 @@ def test_every_function_local_import_says_why():
                         if "#" not in here and not above.startswith("#"):
                             silent.append(f"{path.relative_to(REPO)}:{node.lineno}: {here.strip()}")
     assert not silent, silent
+
+
+def test_the_suites_costly_fixtures_are_built_once_per_worker():
+    """Each of conftest's SHARED_RUN_FIXTURES is session-scoped: a module-scoped one is torn
+    down and built again whenever its worker runs another module's test in between."""
+    from conftest import SHARED_RUN_FIXTURES
+    scopes = {}
+    for path in (REPO / "tests").glob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name in SHARED_RUN_FIXTURES:
+                for decorator in node.decorator_list:
+                    if isinstance(decorator, ast.Call) and ast.unparse(decorator.func) == "pytest.fixture":
+                        scopes[node.name] = {k.arg: ast.literal_eval(k.value) for k in decorator.keywords}.get("scope")
+    assert scopes == dict.fromkeys(SHARED_RUN_FIXTURES, "session"), scopes

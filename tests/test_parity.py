@@ -45,7 +45,7 @@ def test_tost_interval_is_the_90_percent_welch_interval_and_handles_no_spread():
         tost([0.5], [0.5, 0.6], margin=0.1)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def parity_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("parity")
     manifest = feature_shards(work, n_train=32, n_val=16)

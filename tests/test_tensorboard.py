@@ -27,7 +27,7 @@ def _scalars(folder) -> dict[str, dict[int, float]]:
     return found
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("tensorboard")
     (base / "features").mkdir()
