@@ -29,6 +29,7 @@ from plumbing.errors import (
     non_negative_int,
     positive_int,
 )
+from plumbing.processes import default_jobs
 
 
 def _select(configs: list, field: str, wanted: list[str] | None, allowed: Sequence[str]) -> list:
@@ -173,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seeds: equivalence margin of the mean final val accuracy")
     p.add_argument("--margin-loss", type=non_negative_float, default=0.10,
                    help="seeds: equivalence margin of the mean final val loss (nats)")
+    p.add_argument("--jobs", type=positive_int, default=default_jobs(),
+                   help="trainings at a time (default: one per core, at most 2; they are not timed)")
     p.set_defaults(func=cmd_parity)
     p = sub.add_parser("compare", help="two results files side by side")
     p.add_argument("a")

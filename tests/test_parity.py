@@ -52,7 +52,7 @@ def parity_run(tmp_path_factory):
     out = work / "out"
     # margins that decide the test either way: no interval is 100 in loss wide, none fits in +-0
     result = run_cli("benchmarks", "parity", "--model", "vgg16_head", "--manifest", str(manifest), "--out", str(out),
-                     "--seeds", "2", "--epochs", "2", "--batch-size", "8", "--tolerance", "0.5",
+                     "--seeds", "2", "--epochs", "2", "--batch-size", "8", "--tolerance", "0.5", "--jobs", "2",
                      "--margin-loss", "100", "--margin-accuracy", "0")
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +40,7 @@ from data_pipeline import num_batches
 from data_pipeline.shards import split_records
 from plumbing.atomic import atomic_write_bytes, write_json
 from plumbing.errors import UserError
+from plumbing.processes import Finished, default_jobs, run_side_by_side
 from plumbing.progress import Progress
 
 APIS = (GRAPH, KERAS)
@@ -62,20 +62,34 @@ class ParityConfig:
     margin_accuracy: float = 0.05   # seeds: equivalent if the mean final val accuracies differ less
     margin_loss: float = 0.10       # ... and the mean final val losses (nats)
     alpha: float = 0.05
+    jobs: int = field(default_factory=default_jobs)  # trainings at a time (they are not timed)
 
 
-def _train(api: str, config: ParityConfig, out: Path, seed: int, extra: list[str], env: dict) -> dict:
-    """One training run through the API's command line -> its history.json."""
-    args = [sys.executable, "-m", f"{api}_api", "train", "--model", config.model, "--manifest", config.manifest,
+def _train_command(api: str, config: ParityConfig, out: Path, seed: int, extra: list[str]) -> list[str]:
+    """One training run through the API's command line, writing `out`/history.json."""
+    return [sys.executable, "-m", f"{api}_api", "train", "--model", config.model, "--manifest", config.manifest,
             "--out", str(out), "--epochs", str(config.epochs), "--batch-size", str(config.batch_size),
             "--learning-rate", str(config.learning_rate), "--optimizer", config.optimizer, "--seed", str(seed),
             "--weights", config.weights, "--no-resume", *extra]
-    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()] or ["no output"]
-        reason = lines[-1].removeprefix("error: ")
-        raise UserError(reason if proc.returncode == 2 else f"{api}_api train (seed {seed}) failed: {reason[:300]}")
-    return json.loads((out / "history.json").read_text())
+
+
+def _trained(runs: list[tuple[str, int, Path, list[str]]], config: ParityConfig, env: dict) -> list[dict]:
+    """The training runs (api, seed, out, extra arguments), `config.jobs` at a time -> each one's
+    history, in order; the first that fails stops the others and is raised as one line."""
+    bar = Progress(len(runs), "parity runs")
+
+    def check(index: int, finished: Finished) -> None:
+        if finished.returncode != 0:
+            api, seed = runs[index][:2]
+            lines = [line for line in finished.stderr.strip().splitlines() if line.strip()] or ["no output"]
+            reason = lines[-1].removeprefix("error: ")
+            raise UserError(reason if finished.returncode == 2 else
+                            f"{api}_api train (seed {seed}) failed: {reason[:300]}")
+
+    run_side_by_side([_train_command(api, config, out, seed, extra) for api, seed, out, extra in runs], config.jobs,
+                     cwd=REPO, env=env, check=check, done=lambda index: bar(1))
+    bar.close()
+    return [json.loads((out / "history.json").read_text()) for _, _, out, _ in runs]
 
 
 def _initial_weights(config: ParityConfig, manifest: dict, path: Path) -> Path:
@@ -118,17 +132,12 @@ def run_parity(config: ParityConfig) -> dict:
         raise UserError(f"{config.manifest}: no val split to compare the APIs on")
     env = worker_env()
     init = _initial_weights(config, manifest, work / "initial.weights.h5")
-    histories: dict = {"same_start": {}, "seeds": {api: [] for api in APIS}}
-    bar = Progress(2 + 2 * config.seeds, "parity runs")
-    for api in APIS:
-        histories["same_start"][api] = _train(api, config, work / f"same-start-{api}", 0,
-                                              ["--init-weights", str(init), "--dropout", "0"], env)
-        bar(1)
-    for seed in range(1, config.seeds + 1):
-        for api in APIS:  # interleaved: drift of the machine cannot favour one API
-            histories["seeds"][api].append(_train(api, config, work / f"seed{seed}-{api}", seed, [], env))
-            bar(1)
-    bar.close()
+    same = [(api, 0, work / f"same-start-{api}", ["--init-weights", str(init), "--dropout", "0"]) for api in APIS]
+    seeded = [(api, seed, work / f"seed{seed}-{api}", []) for seed in range(1, config.seeds + 1) for api in APIS]
+    trained = _trained(same + seeded, config, env)
+    histories = {"same_start": dict(zip(APIS, trained[:len(APIS)])),
+                 "seeds": {api: [h for (run_api, *_), h in zip(seeded, trained[len(APIS):]) if run_api == api]
+                           for api in APIS}}
     finals = {api: {m: [h[m][-1] for h in histories["seeds"][api]] for m in FINAL_METRICS} for api in APIS}
     margins = {"val_accuracy": config.margin_accuracy, "val_loss": config.margin_loss}
     record = {"config": asdict(config), "machine": machine_info(), "num_classes": classes, "samples": samples,
