@@ -1,6 +1,6 @@
 """Commands run side by side, at most N at a time, where their timing is not what is measured
-(e.g. the parity trainings): a 2-core machine finishes two mostly single-threaded trainings in
-little more than the time of one."""
+(e.g. the parity trainings): much of a short training is single-threaded (imports, Python), so
+on 2 cores two side by side end sooner than two one after the other."""
 from __future__ import annotations
 
 import os
