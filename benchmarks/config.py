@@ -7,10 +7,11 @@ anything else.
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 from dataclasses import asdict, dataclass, fields, replace
 
-from benchmarks.modes import GRAPH, MODES, REPLICA_MODES, TASK_NOTES, Api, Mode, mode_named
+from benchmarks.modes import GRAPH, MODES, REPLICA_MODES, TASK_NOTES, Api, Driver, Mode, mode_named
 from model_contract.small_models import SMALL_MODELS
 from plumbing.errors import UserError
 
@@ -27,6 +28,9 @@ PRECISION_TARGET = 0.10  # each graph / keras-fit interval within +-10% of its r
 SCHEMA_VERSION = 1       # of results.json (docs/benchmarks.md)
 MAX_REPEATS = 10
 ACCOUNT_SAMPLES = 5  # profiled samples of each verdict row's side, in the first repeat
+# A pass (epoch over in-memory arrays, an evaluated split) of at most this many batches is timed
+# whole; a longer one is timed within, its set-up outside the window.
+WHOLE_PASS_LIMIT = 256
 # Environment variables that change what TensorFlow computes or how fast: pinned and recorded.
 PINNED_ENV = ("TF_ENABLE_ONEDNN_OPTS", "TF_SET_ONEDNN_FPMATH_MODE", "TF_XLA_FLAGS", "OMP_NUM_THREADS",
               "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_CPP_MIN_LOG_LEVEL")
@@ -59,6 +63,9 @@ class BenchConfig:
     workers: int = 1               # data-parallel over N localhost worker processes
     control: bool = False          # an A/A control: this configuration again, in a process of its own
     account: int = 0               # samples profiled after the timed ones (benchmarks.measure.accounting)
+    # Samples one pass walks on numpy data: fit's epoch over the arrays, the split evaluate walks.
+    # None: a pass longer than the run (the timed and profiled samples hold no pass's set-up).
+    epoch_samples: int | None = None
 
     @property
     def spec(self) -> Mode:
@@ -87,6 +94,8 @@ class BenchConfig:
                   self.data_format, self.data]
         if self.optimizer != "rmsprop":
             parts.append(self.optimizer)
+        if self.epoch_samples:
+            parts.append(f"epoch{self.epoch_samples}")
         parts += [f"{n}{suffix}" for n, suffix in ((self.devices, "dev"), (self.workers, "workers")) if n > 1]
         return parts + (["aa-control"] if self.control else [])
 
@@ -123,6 +132,47 @@ class BenchConfig:
         or an epoch's set-up, where a median of steps would drop it."""
         return self.task == "evaluate" or self.data == "numpy"
 
+    def pass_batches(self) -> int | None:
+        """Batches (steps) in one pass of `epoch_samples`, or None."""
+        return math.ceil(self.epoch_samples / self.batch) if self.epoch_samples else None
+
+    def whole_passes(self) -> bool:
+        """Whether the timed and the profiled samples are whole passes, each pass's set-up in
+        its first sample (`epoch_samples` set, at most `WHOLE_PASS_LIMIT` batches, a whole number
+        of samples); else both lie within a pass, where no set-up falls. Their total / steps is
+        then the step of a run over passes of that length, set-up included or (a longer pass)
+        left out, where it adds less than 1/`WHOLE_PASS_LIMIT` of itself per step."""
+        batches = self.pass_batches()
+        return batches is not None and batches <= WHOLE_PASS_LIMIT and batches % self.steps_per_sample() == 0
+
+    def pass_samples(self) -> int:
+        """Timed samples in one pass: warm-up, timed and profiled samples are whole multiples of it
+        when `whole_passes`, else 1."""
+        return self.pass_batches() // self.steps_per_sample() if self.whole_passes() else 1
+
+    def in_whole_passes(self) -> BenchConfig:
+        """This configuration with warm-up and timed samples rounded up to whole passes."""
+        n = self.pass_samples()
+        return replace(self, warmup=math.ceil(self.warmup / n) * n, steps=math.ceil(self.steps / n) * n)
+
+    def profile_lead(self) -> int:
+        """Samples a Keras-driven call runs before its profiled ones: one, which holds the call's
+        set-up and its first pass's start, as the timed call's warm-up does. The window then meets
+        one pass's end and the next one's start per pass it spans, as the timed samples do."""
+        return 1 if self.account and self.spec.driver is Driver.FIT else 0
+
+    def pass_note(self) -> str | None:
+        """How the samples stand to the passes, in words; None where there are no passes."""
+        if self.data != "numpy" or self.task not in ("train", "evaluate"):
+            return None
+        what = "epochs" if self.task == "train" else "a split"
+        batches = self.pass_batches()
+        if self.whole_passes():
+            return f"{what} of {batches:,} batches, timed whole"
+        if batches:
+            return f"{what} of {batches:,} batches, timed within one"
+        return "timed within one epoch" if self.task == "train" else "timed within one pass"
+
     def repeat_step(self, times: list[float]) -> float:
         """One repeat's step time (s) from its timed samples (s): total / steps where costs come
         per call or pass (`timed_per_pass`), else the median."""
@@ -131,11 +181,15 @@ class BenchConfig:
     def profiled_samples(self, account: int) -> int:
         """How many samples to profile after the timed ones when `account` are asked: as many
         as it times where costs come per pass (`timed_per_pass`: the profile meets a pass's
-        set-up as often); else a quarter of its timed samples, at least 2 and at most `account`,
-        so profiling adds a bounded share to a configuration of long steps."""
+        set-up as often), in whole passes where it times them; else a quarter of its timed
+        samples, at least 2 and at most `account`, so profiling adds a bounded share to a
+        configuration of long steps."""
         if account <= 0:
             return 0
-        return max(account, self.steps) if self.timed_per_pass else min(account, max(2, self.steps // 4))
+        if self.timed_per_pass:
+            n = self.pass_samples()
+            return math.ceil(max(account, self.steps) / n) * n
+        return min(account, max(2, self.steps // 4))
 
     def steps_per_sample(self) -> int:
         """Training steps behind one timed sample (fit's executions hold several)."""
@@ -207,7 +261,19 @@ class BenchConfig:
                             f"{self.replicas()} replicas")
         if self.data == "pipeline" and not self.manifest:
             raise UserError(f"{self.key()}: data 'pipeline' needs --manifest")
+        self._validate_passes()
         return self
+
+    def _validate_passes(self) -> None:
+        if self.epoch_samples is None:
+            return
+        if self.data != "numpy" or self.task not in ("train", "evaluate") or self.epoch_samples < self.batch:
+            raise UserError(f"{self.key()}: an epoch of {self.epoch_samples} samples needs numpy data, a training "
+                            f"or evaluation task and at least one batch ({self.batch})")
+        n = self.pass_samples()
+        if self.warmup % n or self.steps % n:
+            raise UserError(f"{self.key()}: warm-up ({self.warmup}) and timed samples ({self.steps}) must be whole "
+                            f"passes of {n} samples (`BenchConfig.in_whole_passes`)")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -109,12 +109,20 @@ TRIVIAL_MODES = (GRAPH, GRAPH_FEED, KERAS_FIT, KERAS_FIT_SPE)
 PER_CALL_MODES = (GRAPH_FEED, KERAS_PREDICT, KERAS_TOB, KERAS_CALL)
 
 
+# The MNIST-style models' epoch over X_train: MNIST-sized (60,000 samples) and a power of two, so
+# that at every batch up to 2,048 an epoch is a whole number of fit's executions of 32 steps and
+# every mode of a comparison walks the same whole epochs (`BenchConfig.whole_passes`).
+MNIST_SIZED_EPOCH = 65_536
+# The VGG16 head's arrays of cached features (P3.33) and the split it is evaluated on: 10 batches of 32.
+HEAD_ARRAYS = 320
+
+
 def _small(modes, batches, steps: int = 40, warmup: int = 10, **common) -> list[BenchConfig]:
     """Small-model configurations on in-memory arrays; fit's executions of 32 steps are fewer."""
     configs = []
     for config in _sweep(modes, batches, data="numpy", steps=steps, warmup=warmup, **common):
         configs.append(replace(config, steps=8, warmup=2) if config.spec is KERAS_FIT_SPE else config)
-    return configs
+    return [c.in_whole_passes() for c in configs]
 
 
 def quick_configs(manifest: str | None = None) -> list[BenchConfig]:
@@ -131,8 +139,9 @@ def quick_configs(manifest: str | None = None) -> list[BenchConfig]:
     if manifest:
         configs += _sweep((GRAPH, KERAS_FIT), (16,), data="pipeline", manifest=manifest, **resnet)
     head = dict(model="vgg16_head", steps=20, warmup=3)
-    configs += _sweep((GRAPH_FEED, KERAS_FIT), (32,), data="numpy", **head)
-    configs += _sweep((GRAPH_FEED, KERAS_FIT), (32,), task="evaluate", data="numpy", **head)
+    for task in ("train", "evaluate"):
+        configs += [c.in_whole_passes() for c in _sweep((GRAPH_FEED, KERAS_FIT), (32,), task=task, data="numpy",
+                                                         epoch_samples=HEAD_ARRAYS, **head)]
     configs += _sweep((GRAPH, KERAS_FIT, KERAS_CTL), (8, 32, 64, 128), **head)  # 4 batches: a fit to test
     configs += _sweep((GRAPH, KERAS_CTL), (8, 32, 64, 128), task="gradients", **head)
     configs += _sweep((EAGER, GRAPH_V2), (32,), **head)
@@ -140,8 +149,8 @@ def quick_configs(manifest: str | None = None) -> list[BenchConfig]:
     configs += _sweep(PER_CALL_MODES, (1,), task="inference", data="numpy", steps=30, warmup=5, model="vgg16_head")
     configs += _sweep(PER_CALL_MODES, (1,), task="inference", data="numpy", steps=10, warmup=3, model="resnet50",
                       image_size=64)
-    configs += _small(MLP_MODES, (1, 32, 256, 1024), model="mlp")
-    configs += _small(TRIVIAL_MODES, (1,), model="trivial")
+    configs += _small(MLP_MODES, (1, 32, 256, 1024), model="mlp", epoch_samples=MNIST_SIZED_EPOCH)
+    configs += _small(TRIVIAL_MODES, (1,), model="trivial", epoch_samples=MNIST_SIZED_EPOCH)
     origin = dict(model="embedding", optimizer="sgd", steps=12, warmup=3)  # steps of 0.03-0.6 s
     configs += _small((GRAPH, GRAPH_FEED, KERAS_FIT, KERAS_CTL, TFKERAS_FIT, TFKERAS_V1), (32,), **origin)
     configs += _small((GRAPH, KERAS_CTL), (32,), task="gradients", model="embedding", steps=12, warmup=3)
@@ -151,7 +160,7 @@ def quick_configs(manifest: str | None = None) -> list[BenchConfig]:
 def with_overrides(configs: list[BenchConfig], **overrides) -> list[BenchConfig]:
     """The preset's configurations with some fields replaced (e.g. steps for a tiny run)."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    return [replace(c, **overrides).validate() for c in configs]
+    return [replace(c, **overrides).in_whole_passes().validate() for c in configs]
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (

@@ -99,12 +99,16 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
     # control (graph at 32 again). 2 repeats, one process per bundle and repeat, the bundles in the
     # recorded order, which differs between the repeats
     assert len(ok) == len(results["runs"]) == 10 * 2
-    assert all(len(r["step_times_s"]) == 3 and len(r["warmup_times_s"]) == 1 for r in ok)
+    # steps and warm-up as asked, on the arrays rounded up to whole passes of their 10 batches
+    assert all((len(r["step_times_s"]), len(r["warmup_times_s"])) == ((10, 10) if r["config"]["epoch_samples"]
+                                                                     else (3, 1)) for r in ok)
     # the head's fixed-cost row (graph / keras-fit at 32) profiles 5 more steps in its first repeat
     assert {(r["config"]["mode"], r["config"]["batch"], r["repeat"]) for r in ok if r["config"]["account"]} == \
         {("graph", 32, 0), ("keras-fit", 32, 0)}
-    assert all(r["updates_applied"] == (4 + r["config"]["account"] if r["config"]["task"] == "train" else 0)
-               for r in ok)
+    for r in ok:  # every sample a step, the profiled call's first (`profile_lead`) as well
+        ran = len(r["warmup_times_s"]) + len(r["step_times_s"]) + r["config"]["account"]
+        lead = BenchConfig.from_dict(r["config"]).profile_lead()
+        assert r["updates_applied"] == (ran + lead if r["config"]["task"] == "train" else 0)
     orders = [o["bundles"] for o in results["order"]["repeats"]]
     assert len(orders) == 2 and orders[0] != orders[1] and sorted(orders[0]) == sorted(orders[1])
     for repeat, order in enumerate(orders):
@@ -177,17 +181,20 @@ def test_a_failing_configuration_is_recorded_and_the_run_goes_on(tmp_path, monke
 
 
 def test_precision_rows_show_per_repeat_ratios_and_the_target():
+    def entry(mode: str, steps: tuple[float, float]) -> ConfigSummary:
+        config = BenchConfig(mode=mode, model="resnet50", batch=16, image_size=64)
+        return ConfigSummary(config, 2, [], throughput={"median": 1.0}, spread_by_repeat={"0": 0.0, "1": 0.0},
+                             repeat_step_s={str(r): t for r, t in enumerate(steps)})
+    configs = {e.key: e for e in (entry("graph", (1.0, 1.0)), entry("keras-fit", (1.1, 0.8)))}
     group = "resnet50/train/b16/64px/fp32/noxla/cpu/NHWC/synthetic"
-    runs = [{"ok": True, "key": f"{mode}/{group}", "repeat": rep, "step_times_s": [t, t, t]}
-            for rep, (g, k) in enumerate([(1.0, 1.1), (1.0, 0.8)]) for mode, t in (("graph", g), ("keras-fit", k))]
     ratios = [{"mode": "graph", "group": group, "ratio": 0.95, "lo": 0.80, "hi": 1.00},
               {"mode": "eager", "group": group, "ratio": 0.5, "lo": 0.4, "hi": 0.6}]
-    (row,) = precision_rows(ratios, runs)
+    (row,) = precision_rows(ratios, configs)
     np.testing.assert_allclose(row["per_repeat"], [1.1, 0.8])
     assert not row["met"] and abs(row["below"] - 0.15 / 0.95) < 1e-12
     assert row["within_process"] == 0.0 and abs(row["between_repeats"] - (1.1 / 0.8 - 1)) < 1e-12
     ratios[0].update(lo=0.90, hi=1.02)
-    assert precision_rows(ratios, runs)[0]["met"]
+    assert precision_rows(ratios, configs)[0]["met"]
 
 
 def test_verdict_credits_fused_batch_norm_gain_to_the_kernel_only_where_keras_ran_none():
@@ -277,7 +284,7 @@ def test_every_mode_runs_and_times_the_steps_it_claims(tmp_path):
         per = config.steps_per_sample()
         assert len(r["step_times_s"]) == config.steps and len(r["warmup_times_s"]) == config.warmup
         # one update per step: a sample of keras-fit-spe holds 32 of them
-        assert r["updates_applied"] == ((config.steps + config.warmup + config.account) * per
+        assert r["updates_applied"] == ((config.steps + config.warmup + config.profile_lead() + config.account) * per
                                         if config.task == "train" else 0)
         assert r["settings"]["xla_effective"] is False
         expected = {"tfkeras-fit": "tf-keras", "tfkeras-v1": "tf-keras"}.get(config.mode, "keras")
@@ -362,18 +369,20 @@ def test_xla_is_read_from_the_functions_a_configuration_handed_the_runtime():
 
 
 def test_evaluate_walks_the_arrays_in_passes_and_times_every_batch(monkeypatch):
-    """Arrays of 2 batches, 5 batches asked: model.evaluate runs one call per pass (3) and the
-    timer keeps the first 5 batch times; the graph's evaluate fetches a loss and an accuracy."""
+    """A split of 2 batches, 2 warm-up and 4 timed batches: model.evaluate runs one call per pass
+    (3), each timed whole, and the timer keeps the 6 batch times; the graph's evaluate fetches a
+    loss and an accuracy."""
     import keras
 
-    from benchmarks.measure import batches, keras_fit
+    from benchmarks.measure import keras_fit
     from benchmarks.measure.graph_steps import make_graph_step
-    config = BenchConfig(mode="keras-fit", model="mlp", task="evaluate", batch=4, steps=4, warmup=1, data="numpy")
-    monkeypatch.setattr(batches, "NUMPY_ARRAY_FLOATS", 2 * 4 * 784)
+    config = BenchConfig(mode="keras-fit", model="mlp", task="evaluate", batch=4, steps=4, warmup=2, data="numpy",
+                         epoch_samples=8)
     passes, evaluate = [], keras.Model.evaluate
-    monkeypatch.setattr(keras.Model, "evaluate", lambda self, *a, **k: passes.append(1) or evaluate(self, *a, **k))
+    monkeypatch.setattr(keras.Model, "evaluate",
+                        lambda self, *a, **k: passes.append(len(a[0])) or evaluate(self, *a, **k))
     times, _, facts, _ = keras_fit.run_fit(config)
-    assert len(times) == 5 and len(passes) == 3 and facts["updates_applied"] == 0
+    assert len(times) == 6 and passes == [8, 8, 8] and facts["updates_applied"] == 0
     step = make_graph_step(BenchConfig(mode="graph-feed", model="mlp", task="evaluate", batch=4, data="numpy"))
     try:
         loss, accuracy = step.run()

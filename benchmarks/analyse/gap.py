@@ -92,8 +92,11 @@ def kernel_sentence(k: dict) -> str:
         text = "different kernels: " + "; ".join(
             f"only the {side} side runs {', '.join(names[:3])}"
             for side, names in (("TF1", k["only_fast"]), ("Keras", k["only_slow"])) if names)
-    else:
-        text = f"the top op types differ ({', '.join(k['top_fast'][:3])} vs {', '.join(k['top_slow'][:3])})"
+    else:  # every top type runs on both sides, but not among both sides' top types
+        text = "the top op types differ: " + "; ".join(
+            f"{', '.join(names[:3])} among the {side} side's only"
+            for side, names in (("TF1", [t for t in k["top_fast"] if t not in k["top_slow"]]),
+                                ("Keras", [t for t in k["top_slow"] if t not in k["top_fast"]])) if names)
     d = k["largest_difference"]
     if d and abs(d["ms"]) >= 0.001:
         text += f"; op time differs most in {d['op_type']} ({_signed(d['ms'])})"

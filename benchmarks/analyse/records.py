@@ -17,6 +17,7 @@ class ConfigSummary:
     median_step_ms: float | None = None            # over all timed steps of all repeats
     p95_step_ms: float | None = None
     repeat_step_s: dict[str, float] = field(default_factory=dict)  # repeat -> its step (s), `statistic`
+    spread_by_repeat: dict[str, float] = field(default_factory=dict)  # repeat -> IQR / median of its steps
     first_step_s: float | None = None              # build + first step, median over repeats (s)
     peak_rss_mb: float | None = None               # the largest of the repeats' peaks (MiB)
     peak_rss_scope: str | None = None              # "configuration": its own peak; "process so far"

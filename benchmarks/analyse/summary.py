@@ -53,6 +53,12 @@ def _manifest_shapes(pipeline: list[dict]) -> dict[str, tuple]:
     return shapes
 
 
+def _spread(times: list[float]) -> float:
+    """IQR / median of one repeat's step times: how much steps vary within a process."""
+    q1, median, q3 = np.percentile(times, [25, 50, 75])
+    return float((q3 - q1) / median)
+
+
 def per_config(results: dict) -> dict[str, ConfigSummary]:
     """key -> the configuration over every repeat: throughput, per-repeat medians, first-step
     time, peak memory, errors, pipeline headroom."""
@@ -77,6 +83,7 @@ def per_config(results: dict) -> dict[str, ConfigSummary]:
             p95_step_ms=float(np.percentile(np.concatenate(times), 95)) * 1000,
             sparse_update_ops=ok[0].get("sparse_update_ops"), fused_batch_norm_ops=ok[0].get("fused_batch_norm_ops"),
             repeat_step_s={str(r["repeat"]): config.repeat_step(r["step_times_s"]) for r in ok},
+            spread_by_repeat={str(r["repeat"]): _spread(r["step_times_s"]) for r in ok},
             first_step_s=float(np.median([r["first_step_s"] for r in ok])),
             peak_rss_mb=float(max(r["peak_rss_mb"] for r in ok)),
             peak_rss_scope="configuration" if all(r.get("peak_rss_scope") == "configuration" for r in ok)

@@ -121,9 +121,11 @@ def row_keys(configs: Iterable[BenchConfig]) -> set[str]:
 
 
 def scenario_label(row: Row, config: BenchConfig) -> str:
-    """The row's scenario, its size and batch those of the configuration it matched."""
+    """The row's scenario, its size and batch those of the configuration it matched, and how its
+    samples stand to the passes over its arrays (`BenchConfig.pass_note`)."""
     label = row.scenario.format(px=f"{config.input_shape()[0]} px", batch=f"batch {config.batch:,}")
-    return label + ("" if config.device == "cpu" else f" on {config.device.upper()}")
+    note = config.pass_note()
+    return label + (f"; {note}" if note else "") + ("" if config.device == "cpu" else f" on {config.device.upper()}")
 
 
 def not_measured(summary: dict) -> list[str]:

@@ -12,8 +12,9 @@ import tensorflow as tf
 from benchmarks.config import BenchConfig
 from data_pipeline import make_dataset
 from model_contract.small_models import SMALL_MODELS
+from plumbing.errors import UserError
 
-NUMPY_ARRAY_FLOATS = 1 << 23  # in-memory arrays hold at most ~32 MB of inputs, walked in passes
+NUMPY_ARRAY_LIMIT_BYTES = 4 << 30  # in-memory arrays beyond this are refused, not swapped
 
 
 def _samples(config: BenchConfig, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,16 +34,24 @@ def synthetic_batch(config: BenchConfig) -> tuple[np.ndarray, np.ndarray]:
     return _samples(config, np.random.default_rng(config.seed), config.batch)
 
 
-def numpy_arrays(config: BenchConfig) -> tuple[np.ndarray, np.ndarray]:
-    """In-memory arrays (X, Y) of whole batches: as many as one run's steps (profiled ones
-    included) need, at most
-    NUMPY_ARRAY_FLOATS input values (longer runs walk them again, as epochs do), and a whole
-    number of fit's executions (an epoch shorter than one would shorten them)."""
+def array_batches(config: BenchConfig) -> int:
+    """Whole batches in the in-memory arrays: one pass (`BenchConfig.whole_passes`), or enough that
+    neither the call of warm-up + timed samples nor the profiled call (its lead sample included,
+    `BenchConfig.profile_lead`) reaches the end of its first pass."""
     per = config.steps_per_sample()
-    total = (config.warmup + config.steps + config.account) * per
-    per_batch = config.batch * int(np.prod(config.input_shape()))
-    batches = max(per, min(total, NUMPY_ARRAY_FLOATS // per_batch) // per * per)
-    return _samples(config, np.random.default_rng(config.seed), batches * config.batch)
+    if config.whole_passes():
+        return config.pass_batches()
+    return max(config.warmup + config.steps, 1 + config.account) * per
+
+
+def numpy_arrays(config: BenchConfig) -> tuple[np.ndarray, np.ndarray]:
+    """In-memory arrays (X, Y) of `array_batches` whole batches, walked again as epochs do."""
+    n = array_batches(config) * config.batch
+    nbytes = n * int(np.prod(config.input_shape())) * 4
+    if nbytes > NUMPY_ARRAY_LIMIT_BYTES:
+        raise UserError(f"{config.key()}: in-memory arrays of {n:,} samples would take {nbytes / 2 ** 30:.1f} GiB "
+                        f"(at most {NUMPY_ARRAY_LIMIT_BYTES / 2 ** 30:.0f}); use fewer steps or a smaller epoch")
+    return _samples(config, np.random.default_rng(config.seed), n)
 
 
 def train_dataset(config: BenchConfig) -> tf.data.Dataset:

@@ -83,43 +83,37 @@ def updates_applied(model, k: ModuleType) -> int:
 
 
 def _timer(k: ModuleType, config: BenchConfig, samples: int, tracer: Tracer | None = None,
-           timed_step_s: float = 0.0, restart: bool = False):
-    """A callback of Keras module `k`, made when its first sample starts, that records each
-    batch-end's wall time / the steps per sample and stops fit after `samples`. With `tracer`
-    (cProfile on since before the call, so that it sees every frame of the loop), it profiles
-    those samples -> `accounting` (`timed_step_s`: the untraced statistic); `restart`: the first
-    sample, and the profile's window, start when the loop does (fit's or predict's set-up is
-    not a step)."""
+           timed_step_s: float = 0.0, lead: int = 0):
+    """A callback of Keras module `k`, made when its call starts, that records each batch-end's
+    wall time / the steps per sample and stops the call after `lead` + `samples`. The first `lead`
+    samples are not recorded: the window (and with `tracer`, cProfile on since before the call,
+    so that it sees every frame of the loop, the profile) starts when the last of them ends.
+    With `tracer` it profiles the recorded samples -> `accounting` (`timed_step_s`: the untraced
+    statistic)."""
     per_sample = config.steps_per_sample()
 
     class StepTimes(k.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
-            self.last, self.times, self.accounting = time.perf_counter(), [], None
-
-        def _begin(self) -> None:
-            if restart and not self.times:
-                if tracer is not None:
-                    tracer.start_window()
+            self.last, self.seen, self.times, self.accounting = time.perf_counter(), 0, [], None
+            if tracer is not None and lead == 0:
+                tracer.start_window()
                 self.last = time.perf_counter()
 
         def _end(self, logs) -> None:
             for value in (logs or {}).values():
                 np.asarray(value)  # the step's results on the host: its work is done
-            self.times.append((time.perf_counter() - self.last) / per_sample)
+            self.seen += 1
+            if self.seen > lead:
+                self.times.append((time.perf_counter() - self.last) / per_sample)
+            elif self.seen == lead and tracer is not None:
+                tracer.start_window()
             if tracer is not None and len(self.times) == samples:
                 self.accounting = tracer.stop([t * per_sample for t in self.times], timed_step_s, per_sample)
             self.last = time.perf_counter()
-            if len(self.times) >= samples:
+            if self.seen >= lead + samples:
                 self.model.stop_training = True
-                if tracer is not None:  # a profiled evaluate stops as well (a timed one walks its pass)
-                    self.model.stop_evaluating = True
-
-        def on_train_begin(self, logs=None):
-            self._begin()
-
-        def on_predict_begin(self, logs=None):
-            self._begin()
+                self.model.stop_evaluating = True  # evaluate walks passes until the samples are in
 
         def on_train_batch_end(self, batch, logs=None):
             self._end(logs)
@@ -134,16 +128,16 @@ def _timer(k: ModuleType, config: BenchConfig, samples: int, tracer: Tracer | No
 
 
 def _profiled(model, config: BenchConfig, timed_step_s: float, strategy=None) -> dict | None:
-    """The accounting of `config.account` samples in a call of their own, after the timed ones."""
+    """The accounting of `config.account` samples in a call of their own, after the timed ones; the
+    call's first `config.profile_lead()` are not profiled, so that the window meets as many
+    passes' set-ups per step as the timed samples did."""
     k = keras_module(config)
     tracer = Tracer()
     tracer.start_python()
-    restart = config.task != "evaluate"  # an evaluation's set-up comes with each pass, as timed
-    if not restart:
-        tracer.start_window()
-    timer = _timer(k, config, config.account, tracer, timed_step_s, restart)
+    lead = config.profile_lead()
+    timer = _timer(k, config, config.account, tracer, timed_step_s, lead)
     try:
-        _call(model, config, config.account, timer, strategy)
+        _call(model, config, lead + config.account, timer, strategy)
     finally:
         if timer.accounting is None:
             tracer.abandon()
@@ -167,7 +161,7 @@ def _evaluate(model, config: BenchConfig, total: int, timer) -> None:
         model.evaluate(train_dataset(config), steps=total, callbacks=[timer], verbose=0)
         return
     inputs, labels = numpy_arrays(config)
-    while len(timer.times) < total:
+    while timer.seen < total:
         model.evaluate(inputs, labels, batch_size=config.batch, callbacks=[timer], verbose=0)
 
 

@@ -44,6 +44,7 @@ def _settings(config: BenchConfig, facts: dict, env: dict) -> dict:
                     inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
                     cpu_count=os.cpu_count(), visible_gpus=len(tf.config.list_physical_devices("GPU")), env=env)
     settings.update({name: facts[name] for name in FACT_SETTINGS if name in facts})
+    settings["passes"] = config.pass_note()  # whole passes on one side and within one on the other: refused
     settings.setdefault("replicas", 1)  # a mode that cannot run on several replicas ran on one
     return settings
 
@@ -97,12 +98,12 @@ def measure(config: BenchConfig, env: dict, placement: Placement = Placement()) 
             step.close()
     if len(times) != total:
         raise RuntimeError(f"expected {total} step times, got {len(times)}")
-    per, ran = config.steps_per_sample(), total + config.account
+    per, ran = config.steps_per_sample(), total + config.profile_lead() + config.account
     applied = facts.get("updates_applied")
     # float16's dynamic loss scale skips (does not count) steps whose gradients overflowed
     skipped_ok = config.precision == "mixed_float16" and applied is not None and 0 < applied <= ran * per
     if config.task == "train" and applied != ran * per and not skipped_ok:
-        raise RuntimeError(f"{facts.get('updates_applied')} updates applied, expected {total * per}: the timed "
+        raise RuntimeError(f"{facts.get('updates_applied')} updates applied, expected {ran * per}: the timed "
                            "samples are not the steps they claim to be")
     from graph_api import runtime_facts  # late: after _prepare_process set the process state
     return {"config": config.to_dict(), "key": config.key(), "ok": True,

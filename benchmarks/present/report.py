@@ -11,6 +11,7 @@ import numpy as np
 
 from benchmarks.analyse.projection import gpu_projection
 from benchmarks.analyse.records import ConfigSummary
+from benchmarks.analyse.stats import common_repeats
 from benchmarks.analyse.summary import interval_half_widths, within_target
 from benchmarks.analyse.verdict import answer, claim, not_measured, verdict_map
 from benchmarks.config import CLAIMED_RATIO, PRECISION_TARGET, group_of
@@ -137,25 +138,21 @@ def _ladder(configs: dict[str, ConfigSummary]) -> list[str]:
         ("execution", "images/s", "step ms", "first step s (tracing/compile)", "vs Keras fit"), rows)
 
 
-def precision_rows(ratios: list[dict], runs: list[dict]) -> list[dict]:
+def precision_rows(ratios: list[dict], configs: dict[str, ConfigSummary]) -> list[dict]:
     """Per graph-mode ratio: interval half-widths as fractions of the ratio, the ratio of each
-    repeat's medians (how much fresh processes differ), and whether it meets the target."""
+    repeat's step (the statistic the interval is over: how much fresh processes differ), the
+    spread of steps within a process, and whether it meets the target."""
     rows = []
     for r in ratios:
         if not is_graph(r["mode"]):
             continue
-        medians, spreads, base = {}, [], r.get("baseline", BASELINE.name)
-        for run in runs:
-            for mode in (r["mode"], base):
-                if run.get("ok") and run["key"] == f"{mode}/{r['group']}":
-                    times = np.asarray(run["step_times_s"], float)
-                    medians.setdefault(run["repeat"], {})[mode] = float(np.median(times))
-                    spreads.append(float(np.subtract(*np.percentile(times, [75, 25])) / np.median(times)))
-        per_repeat = [m[base] / m[r["mode"]] for _, m in sorted(medians.items()) if len(m) == 2]
+        base = r.get("baseline", BASELINE.name)
+        fast, slow = configs[f"{r['mode']}/{r['group']}"], configs[f"{base}/{r['group']}"]
+        per_repeat = [slow.repeat_step_s[k] / fast.repeat_step_s[k] for k in common_repeats(fast, slow)]
         below, above = interval_half_widths(r)
+        spreads = [v for entry in (fast, slow) for v in entry.spread_by_repeat.values()]
         rows.append({"mode": r["mode"], "group": r["group"], "ratio": r["ratio"], "below": below, "above": above,
-                     "per_repeat": per_repeat, "met": within_target(r),
-                     "within_process": float(np.median(spreads)) if spreads else 0.0,
+                     "per_repeat": per_repeat, "met": within_target(r), "within_process": float(np.median(spreads)),
                      "between_repeats": max(per_repeat) / min(per_repeat) - 1 if per_repeat else 0.0})
     return rows
 
@@ -307,7 +304,7 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
         lines += [f"- {r['group']}: {r['reason']}" for r in summary["refused"]] + [""]
     lines += ["## Ratios against the Keras baseline (keras-fit, or keras-predict where no fit ran)", ""]
     lines += _ratio_table(summary["ratios"]) + [""]
-    precision = precision_rows(summary["ratios"], results["runs"])
+    precision = precision_rows(summary["ratios"], summary["configs"])
     if precision:
         lines += ["## Precision of the measurement", ""] + _precision(precision) + [""]
     scaling = scaling_markdown(summary, machine)
