@@ -91,3 +91,18 @@ def test_the_group_an_a_a_control_measures_runs_first_in_every_bundle():
     holding = [b for b in grouped if any(c.group() == twin_group for c in b)]
     assert len(holding) >= 4 and all(b[0].group() == twin_group for b in holding)  # graph, keras-fit, ...
     assert any(len(b) > 5 for b in holding)  # bundles where the order mattered
+
+
+def test_the_embedding_rows_update_split_has_both_sides_gradients_only_step():
+    """The step minus its gradients-only step is the update's cost: the quick preset measures that
+    step in the mode of the row's TF1 side and in Keras's custom loop, as the mechanism looks them up."""
+    from benchmarks.analyse.verdict import row_pairs
+    from benchmarks.presets import quick_configs
+    configs = quick_configs()
+    keys = {c.key() for c in configs}
+    rows = [r for r in ROWS if r.model == "embedding" and r.slow.name == "keras-fit"]
+    assert rows
+    for row in rows:
+        (_, slow), = row_pairs(row, configs)
+        for mode in (row.fast.name, "keras-ctl"):
+            assert replace(slow, mode=mode, task="gradients", optimizer="rmsprop").key() in keys, mode
