@@ -85,7 +85,9 @@ def test_scaling_preset_runs_on_logical_devices_and_localhost_workers_in_both_ap
         config = BenchConfig.from_dict(r["config"])
         # the replicas each side ran on as the runtime reports them (graph: devices of a traced step)
         assert r["settings"]["replicas"] == config.replicas(), r["key"]
-        assert r["updates_applied"] == config.steps + config.warmup + config.account and len(r["step_times_s"]) == config.steps
+        # every sample a step, the profiled call's first (`profile_lead`) as well
+        ran = config.steps + config.warmup + config.profile_lead() + config.account
+        assert r["updates_applied"] == ran and len(r["step_times_s"]) == config.steps
     summary = results["summary"]
     assert not summary["refused"]
     assert {(row["mode"], row["kind"]) for row in summary["scaling"]} == {
