@@ -139,8 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(e.g. 1 2 4 of the gpu preset's 1/2/4/8)")
     p.add_argument("--workers", nargs="+", type=positive_int,
                    help="only configurations on these numbers of localhost worker processes")
-    p.add_argument("--steps", type=positive_int, help="timed steps per configuration (preset's by default)")
-    p.add_argument("--warmup", type=non_negative_int, help="warm-up steps, excluded from the timing")
+    p.add_argument("--steps", type=positive_int, help="timed steps per configuration (preset's by default; "
+                   "rounded up to whole epochs where a configuration times its epochs whole)")
+    p.add_argument("--warmup", type=non_negative_int, help="warm-up steps, excluded from the timing (rounded up "
+                   "as --steps is)")
     p.add_argument("--repeats", type=positive_int, help="interleaved repeats (preset's by default)")
     p.add_argument("--budget-min", type=non_negative_float,
                    help="after the repeats, repeat graph/Keras-fit pairs whose interval is wider than +-10%% while "
