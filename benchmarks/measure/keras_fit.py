@@ -87,18 +87,15 @@ def _timer(k: ModuleType, config: BenchConfig, samples: int, tracer: Tracer | No
     """A callback of Keras module `k`, made when its call starts, that records each batch-end's
     wall time / the steps per sample and stops the call after `lead` + `samples`. The first `lead`
     samples are not recorded: the window (and with `tracer`, cProfile on since before the call,
-    so that it sees every frame of the loop, the profile) starts when the last of them ends.
-    With `tracer` it profiles the recorded samples -> `accounting` (`timed_step_s`: the untraced
-    statistic)."""
+    so that it sees every frame of the loop, the profile) starts when the last of them ends, so a
+    profiled call has `lead` >= 1 (`BenchConfig.profile_lead`). With `tracer` it profiles the
+    recorded samples -> `accounting` (`timed_step_s`: the untraced statistic)."""
     per_sample = config.steps_per_sample()
 
     class StepTimes(k.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
             self.last, self.seen, self.times, self.accounting = time.perf_counter(), 0, [], None
-            if tracer is not None and lead == 0:
-                tracer.start_window()
-                self.last = time.perf_counter()
 
         def _end(self, logs) -> None:
             for value in (logs or {}).values():
