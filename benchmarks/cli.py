@@ -5,6 +5,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.analyse.run_time import run_time, run_time_line
 from benchmarks.analyse.stats import tost_decision
 from benchmarks.analyse.summary import load_results
 from benchmarks.analyse.verdict import answer, not_measured, verdict_map
@@ -84,6 +85,9 @@ def cmd_run(args) -> None:
             print(f"  {label}")
     for line in control_lines(results["summary"]["controls"]):
         print(line)
+    timing = run_time(results)
+    if timing is not None:
+        print(run_time_line(timing))
     print(f"report: {report}")
     for refused in results["summary"]["refused"]:
         raise UserError(f"comparison refused for {refused['group']}: {refused['reason']}")

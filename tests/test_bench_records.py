@@ -106,3 +106,35 @@ def test_the_embedding_rows_update_split_has_both_sides_gradients_only_step():
         (_, slow), = row_pairs(row, configs)
         for mode in (row.fast.name, "keras-ctl"):
             assert replace(slow, mode=mode, task="gradients", optimizer="rmsprop").key() in keys, mode
+
+
+def test_run_time_splits_the_wall_into_its_parts_and_ranks_the_configurations():
+    """Two processes of known spans: each part is the sum of its spans, the processes' rest is
+    what their spans leave, the gap between them the run's, and the parts add up to the wall."""
+    from benchmarks.analyse.run_time import run_time
+    row = BenchConfig(mode="graph", model="vgg16_head", batch=32)  # a side of the fixed-cost row
+    other = replace(row, batch=8)
+
+    def record(config, position, wall_s, build_s, times, account=None):
+        # times: the warm-up samples (the first of them the first step), then the timed ones
+        return {"key": config.key(), "config": config.to_dict(), "ok": True, "repeat": 0, "position": position,
+                "wall_s": wall_s, "build_s": build_s, "first_step_s": build_s + times[0],
+                "warmup_times_s": times[:2], "step_times_s": times[2:], "steps_per_sample": 1,
+                "accounting": account}
+    runs = [record(row, 0, 10.0, 1.0, [2.0, 0.5, 0.5, 0.5], {"wall_ms": 250.0, "samples": 4, "steps_per_sample": 1}),
+            record(other, 0, 10.0, 0.5, [1.0, 0.25, 0.25, 0.25]),  # one process: 20 s in all
+            {"key": replace(row, mode="keras-fit").key(), "config": replace(row, mode="keras-fit").to_dict(),
+             "ok": False, "error": "x", "repeat": 0, "position": 1, "wall_s": 6.0}]
+    results = {"started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:00:30+00:00", "runs": runs,
+               "configs": [c["config"] for c in runs]}
+    timing = run_time(results)
+    assert timing.total_s == 30.0
+    assert timing.parts_s == {"setup": 3.0 + 1.5, "samples": 1.5 + 0.75, "profiled": 1.0,
+                              "workers": (20.0 - 4.5 - 2.25 - 1.0) + 6.0, "between": 30.0 - 26.0}
+    assert sum(timing.parts_s.values()) == timing.total_s
+    rest = (20.0 - 4.5 - 2.25 - 1.0) / 2  # the first process's rest, shared by its two configurations
+    costs = {c.key: (c.seconds, c.map_side) for c in timing.costliest}
+    assert costs == {row.key(): (3.0 + 1.5 + 1.0 + rest, True), other.key(): (1.5 + 0.75 + rest, False),
+                     replace(row, mode="keras-fit").key(): (6.0, True)}
+    assert [c.key for c in timing.costliest][0] == row.key()
+    assert run_time({**results, "finished": None}) is None

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from benchmarks.analyse.records import ConfigSummary
+from benchmarks.analyse.run_time import run_time
 from benchmarks.analyse.stats import (
     crossover_batch,
     overhead_fit,
@@ -86,6 +87,7 @@ def tiny_run(tmp_path_factory):
     # the map as the command prints it: each profiled row with its two sides' parts
     assert "parts, ms per profiled step (graph / keras-fit): inside ops (busy)" in result.stdout
     assert "residual (not seen)" in result.stdout
+    assert "run time " in result.stdout and "building each model and its first step" in result.stdout
     return out
 
 
@@ -137,6 +139,11 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
     assert "## Where each row's time goes" in report and (tiny_run / "accounting.png").stat().st_size > 0
     assert "## A/A control" in report and f"{control['key']} measured twice" in report and "(covers 1;" in report
     assert "Not measured in this run: compute-bound training: ResNet50 from scratch (P3.36), any size" in report
+    # where the run's time went: its parts add up to the run, its configurations of this run ranked
+    timing = run_time(results)
+    assert abs(sum(timing.parts_s.values()) - timing.total_s) < 1e-6 and timing.parts_s["setup"] > 0
+    assert {c.key for c in timing.costliest} <= {r["key"] for r in results["runs"]}
+    assert "## Where the run's time went" in report and f"| {timing.costliest[0].key} |" in report
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import numpy as np
 
 from benchmarks.analyse.projection import gpu_projection
 from benchmarks.analyse.records import ConfigSummary
+from benchmarks.analyse.run_time import PART_LABELS, RunTime, run_time
 from benchmarks.analyse.stats import common_repeats
 from benchmarks.analyse.summary import interval_half_widths, within_target
 from benchmarks.analyse.verdict import answer, claim, not_measured, verdict_map
@@ -251,6 +252,20 @@ def _extra_repeats(results: dict) -> str:
             f"{adaptive['budget_s'] / 60:.0f} min)")
 
 
+def _run_time(timing: RunTime) -> list[str]:
+    """Where the run's wall time went, and its costliest configurations."""
+    lines = [f"{timing.total_s / 60:.1f} min in all, from the records of every configuration and process.", ""]
+    lines += table(("part", "min", "share"), [(PART_LABELS[name], f"{seconds / 60:.1f}",
+                                               f"{seconds / timing.total_s:.0%}" if timing.total_s else "-")
+                                              for name, seconds in timing.parts_s.items()])
+    lines += ["", "The configurations that cost most (their spans and their share of their processes' rest, "
+              "over every repeat):", ""]
+    lines += table(("configuration", "s", "repeats", "a side of a map row"),
+                   [(c.key, f"{c.seconds:.0f}", str(c.repeats), "yes" if c.map_side else "no")
+                    for c in timing.costliest])
+    return lines
+
+
 def write_report(results: dict, out_dir: str | Path) -> Path:
     """report.md, results.csv and the PNGs into `out_dir`; returns the report's path."""
     out = Path(out_dir)
@@ -321,6 +336,9 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     if results.get("skipped"):
         skipped = "; ".join(f"{s['key']} ({s['reason']})" for s in results["skipped"])
         lines += ["Not applicable, not run: " + skipped, ""]
+    timing = run_time(results)
+    if timing is not None:
+        lines += ["## Where the run's time went", ""] + _run_time(timing) + [""]
     for name, path in pictures.items():
         if path is not None:
             lines += [f"![{name}]({name})", ""]
