@@ -27,6 +27,31 @@ def test_a_configuration_s_peak_excludes_what_an_earlier_one_freed():
     assert process.scope == "process so far" and process.start_mb is None
 
 
+def test_a_finished_configuration_s_graph_is_released_with_its_custom_gradients():
+    """TensorFlow keeps a graph-mode custom gradient's graph alive in its registry after its
+    model is gone; `release_graphs` unregisters it, and the graph is collected."""
+    import gc
+    import weakref
+
+    import tensorflow as tf
+
+    from benchmarks.measure.memory import custom_gradients, release_graphs
+    before = custom_gradients()
+    graph = tf.Graph()
+    with graph.as_default():
+        @tf.custom_gradient
+        def double(x):
+            return 2 * x, lambda dy: 2 * dy
+        double(tf.compat.v1.placeholder(tf.float32, [3]))
+    alive = weakref.ref(graph)
+    del graph, double
+    gc.collect()
+    assert alive() is not None  # held by the registry alone
+    assert release_graphs(before) == 1 and custom_gradients() == before
+    gc.collect()
+    assert alive() is None
+
+
 def _results(configs, step_s) -> dict:
     """Two repeats of `configs`, each step taking `step_s(config)` seconds."""
     runs = []

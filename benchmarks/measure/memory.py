@@ -54,3 +54,34 @@ def configuration_peak(start_mb: float | None) -> PeakMemory:
     # The mark is reset to the resident size at the reset; `start_mb`, read just after, can be a
     # page or two higher and is a size the configuration had, so the peak is at least that.
     return PeakMemory(max(peak, start_mb), start_mb, "configuration")
+
+
+# TensorFlow registers the gradient of every graph-mode `tf.custom_gradient` call (graph_api's
+# batch norm, Keras's loss in a traced step) process-wide under a fresh name and never removes
+# it; the registered function closes over that call's tensors, so it keeps their whole graph (a
+# Session's graph, a traced train step) alive after its model is gone. Left there, every
+# configuration of a worker would run beside the graphs of those before it, each collection of
+# the garbage collector walking them (0.5 s per full collection after three ResNet50s, 0.15 s
+# before).
+CUSTOM_GRADIENT_PREFIX = "CustomGradient-"
+
+
+def _gradient_registry() -> dict:
+    from tensorflow.python.framework import ops  # late: the worker sets the process state first
+    return ops._gradient_registry._registry
+
+
+def custom_gradients() -> frozenset[str]:
+    """The names of the custom gradients registered so far."""
+    return frozenset(name for name in _gradient_registry() if name.startswith(CUSTOM_GRADIENT_PREFIX))
+
+
+def release_graphs(before: frozenset[str]) -> int:
+    """Unregister the custom gradients registered since `before` (`custom_gradients`), so that
+    the graphs they held can be collected -> how many. Only for graphs that will not be
+    differentiated again: a configuration's, once it is done."""
+    registry = _gradient_registry()
+    added = custom_gradients() - before
+    for name in added:
+        del registry[name]
+    return len(added)

@@ -20,7 +20,13 @@ from dataclasses import replace
 
 from benchmarks.config import PINNED_ENV, BenchConfig
 from benchmarks.measure.accounting import traced
-from benchmarks.measure.memory import PeakMemory, configuration_peak, start_configuration
+from benchmarks.measure.memory import (
+    PeakMemory,
+    configuration_peak,
+    custom_gradients,
+    release_graphs,
+    start_configuration,
+)
 from benchmarks.measure.replicas import Placement, prepare
 from benchmarks.measure.timing import timed_steps
 from benchmarks.modes import Api, Driver, Runtime
@@ -163,16 +169,19 @@ def main(argv: list[str] | None = None) -> int:
     env = {name: os.environ.get(name) for name in PINNED_ENV}  # as this process runs with them
     failed = 0
     for config in configs:
+        registered = custom_gradients()
         try:
             result = measure(config, env, placement)
         except Exception as err:  # recorded for this configuration; the run goes on (as timm does)
             result = _error_record(config, err)
         failed += not result["ok"]
         print(RESULT_MARK + json.dumps(result), flush=True)
+        release_graphs(registered)  # the next configuration runs without this one's graphs
         if not config.spec.is_graph:
             from benchmarks.measure.keras_fit import keras_module  # late: only the mode's own API is loaded
             keras_module(config).backend.clear_session()  # the next model starts from a clean Keras state
-        gc.collect()
+        if config.spec.api is not Api.KERAS:  # Keras 3's clear_session collects garbage itself
+            gc.collect()
     return 1 if failed else 0
 
 
