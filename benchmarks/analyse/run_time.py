@@ -39,11 +39,12 @@ def _spans(record: dict) -> dict[str, float]:
     """A successful record's measured spans (s): set-up (model build and first step), the other
     warm-up and timed samples, and the profiled ones (their mean step x steps)."""
     per = record.get("steps_per_sample", 1)
-    first = record["first_step_s"] - record["build_s"]  # the first sample, in first_step_s
-    samples = (sum(record["warmup_times_s"]) + sum(record["step_times_s"])) * per - first
+    setup = record.get("first_step_s", 0.0)  # a record without it leaves its process's rest larger
+    first = setup - record.get("build_s", 0.0) if "first_step_s" in record else 0.0  # its first sample
+    samples = (sum(record.get("warmup_times_s", [])) + sum(record.get("step_times_s", []))) * per - first
     account = record.get("accounting") or {}
     profiled = account.get("wall_ms", 0.0) * account.get("samples", 0) * account.get("steps_per_sample", 1) / 1000
-    return {"setup": record["first_step_s"], "samples": max(samples, 0.0), "profiled": profiled}
+    return {"setup": setup, "samples": max(samples, 0.0), "profiled": profiled}
 
 
 def run_time(results: dict, top: int = 8) -> RunTime | None:
