@@ -8,12 +8,7 @@ import pytest
 
 from benchmarks.analyse.records import ConfigSummary
 from benchmarks.analyse.run_time import run_time
-from benchmarks.analyse.stats import (
-    crossover_batch,
-    overhead_fit,
-    ratio_interval,
-    tost,
-)
+from benchmarks.analyse.stats import crossover_batch, overhead_fit, ratio_interval, tost
 from benchmarks.analyse.summary import per_config
 from benchmarks.analyse.verdict import verdict_map
 from benchmarks.config import BenchConfig, check_comparable
@@ -124,8 +119,8 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
     assert control["key"] == "graph/vgg16_head/train/b32/7px/fp32/noxla/cpu/NHWC/synthetic"
     assert control["repeats"] == 2 and control["spread"] >= 0
     assert control["covers_one"] == (control["lo"] <= 1 <= control["hi"])
-    # the A/A pair covers 1: at 95% one tiny run in twenty misses by design (the coverage tests
-    # check that rate), so the pair's own repeats are put in an interval that misses in 1 in 1,000
+    # the A/A pair covers 1: at 95% one tiny run in twenty misses by design (the coverage tests check that
+    # rate), so the pair's own repeats are put in an interval that misses in 1 in 1,000
     twin, aa = (per_config(results)[k].repeat_step_s for k in (control["key"], control["control"]))
     wide = ratio_interval([twin[r] for r in sorted(twin)], [aa[r] for r in sorted(twin)], level=0.999)
     assert wide["lo"] <= 1 <= wide["hi"], wide
