@@ -60,9 +60,8 @@ def configuration_peak(start_mb: float | None) -> PeakMemory:
 # batch norm, Keras's loss in a traced step) process-wide under a fresh name and never removes
 # it; the registered function closes over that call's tensors, so it keeps their whole graph (a
 # Session's graph, a traced train step) alive after its model is gone. Left there, every
-# configuration of a worker would run beside the graphs of those before it, each collection of
-# the garbage collector walking them (0.5 s per full collection after three ResNet50s, 0.15 s
-# before).
+# configuration of a worker would run beside the graphs of those before it, each full collection
+# of the garbage collector walking them.
 CUSTOM_GRADIENT_PREFIX = "CustomGradient-"
 
 
