@@ -12,8 +12,6 @@ from benchmarks.modes import (
     GRAPH_FEED,
     GRAPH_FUSED_BN,
     GRAPH_REPLICATED,
-    GRAPH_V2,
-    KERAS_CALL,
     KERAS_CTL,
     KERAS_FIT,
     KERAS_FIT_SPE,
@@ -101,11 +99,13 @@ def scaling_configs(devices: tuple, workers: tuple, per_replica: int, **common) 
     return configs
 
 
-# The modes of the map's rows on the small models: the MLP's (feed_dict loop against fit, fit
-# with steps_per_execution, Keras 2's two fits) and the trivial model's.
-MLP_MODES = (GRAPH_FEED, KERAS_FIT, KERAS_FIT_SPE, TFKERAS_FIT, TFKERAS_V1)
+# The modes of the map's rows on the small models: the MLP's feed_dict loop against fit (its
+# line a + b x batch on both sides, 4 batches), fit with steps_per_execution and Keras 2's two
+# fits (the rows' batch only), and the trivial model's.
+MLP_LINE_MODES = (GRAPH_FEED, KERAS_FIT)
+MLP_ROW_MODES = (KERAS_FIT_SPE, TFKERAS_FIT, TFKERAS_V1)
 TRIVIAL_MODES = (GRAPH_FEED, KERAS_FIT)
-PER_CALL_MODES = (GRAPH_FEED, KERAS_PREDICT, KERAS_TOB, KERAS_CALL)
+PER_CALL_MODES = (GRAPH_FEED, KERAS_PREDICT, KERAS_TOB)
 
 
 # The MNIST-style models' epoch over X_train: MNIST-sized (60,000 samples) and a power of two, so
@@ -143,15 +143,16 @@ def quick_configs(manifest: str | None = None) -> list[BenchConfig]:
                                                          epoch_samples=HEAD_ARRAYS, **head)]
     configs += _sweep((GRAPH, KERAS_FIT, KERAS_CTL), (8, 32, 64, 128), **head)  # 4 batches: a fit to test
     configs += _sweep((GRAPH, KERAS_CTL), (8, 32, 64, 128), task="gradients", **head)
-    configs += _sweep((EAGER, GRAPH_V2), (32,), **head)
+    configs += _sweep((EAGER,), (32,), **head)
     configs += _sweep((GRAPH,), (32,), control=True, **head)  # the A/A control of the fixed-cost row
     configs += _sweep(PER_CALL_MODES, (1,), task="inference", data="numpy", steps=30, warmup=5, model="vgg16_head")
     configs += _sweep(PER_CALL_MODES, (1,), task="inference", data="numpy", steps=10, warmup=3, model="resnet50",
                       image_size=64)
-    configs += _small(MLP_MODES, (1, 32, 256, 1024), model="mlp", epoch_samples=MNIST_SIZED_EPOCH)
+    configs += _small(MLP_LINE_MODES, (1, 32, 256, 1024), model="mlp", epoch_samples=MNIST_SIZED_EPOCH)
+    configs += _small(MLP_ROW_MODES, (32,), model="mlp", epoch_samples=MNIST_SIZED_EPOCH)
     configs += _small(TRIVIAL_MODES, (1,), model="trivial", epoch_samples=MNIST_SIZED_EPOCH)
     origin = dict(model="embedding", optimizer="sgd", steps=12, warmup=3)  # steps of 0.03-0.6 s
-    configs += _small((GRAPH, GRAPH_FEED, KERAS_FIT, KERAS_CTL, TFKERAS_FIT, TFKERAS_V1), (32,), **origin)
+    configs += _small((GRAPH_FEED, KERAS_FIT, KERAS_CTL, TFKERAS_FIT, TFKERAS_V1), (32,), **origin)
     # the update's cost on each side of the rows: the step minus its gradients-only step
     configs += _small((GRAPH_FEED, KERAS_CTL), (32,), task="gradients", model="embedding", steps=12, warmup=3)
     return configs

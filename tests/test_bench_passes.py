@@ -15,7 +15,7 @@ from benchmarks.analyse.summary import summarize_results
 from benchmarks.analyse.verdict import ROWS, row_pairs, scenario_label
 from benchmarks.config import BenchConfig
 from benchmarks.measure.batches import array_batches, numpy_arrays
-from benchmarks.present.report import precision_rows
+from benchmarks.present.report import ladder_lines, precision_rows
 from benchmarks.presets import quick_configs
 from plumbing.errors import UserError
 
@@ -156,3 +156,19 @@ def test_top_op_types_that_differ_are_named_by_the_side_whose_top_they_are_in():
     assert sentence.startswith("the top op types differ: MatMul among the TF1 side's only; Sum among the Keras "
                                "side's only")
     assert "(Conv2D" not in sentence and np.isclose(k["largest_difference"]["ms"], 34.0)
+
+
+def test_the_ladder_shows_the_step_measured_on_most_of_its_rungs():
+    """Five modes of the embedding model, three of them rungs (custom loop, feed_dict, fit); four
+    rungs of the head (eager, custom loop, Session, fit): the head's ladder, eager on it."""
+    runs = []
+    for model, modes in (("embedding", ("graph-feed", "keras-fit", "keras-ctl", "tfkeras-fit", "tfkeras-v1")),
+                         ("vgg16_head", ("eager", "keras-ctl", "graph", "keras-fit"))):
+        for mode in modes:
+            config = BenchConfig(mode=mode, model=model, batch=32, steps=2, warmup=0)
+            settings = {k: v for k, v in config.to_dict().items() if k != "mode"}
+            runs.append({"key": config.key(), "repeat": 0, "ok": True, "config": config.to_dict(), "settings": settings,
+                         "step_times_s": [0.1, 0.1], "first_step_s": 1.0, "peak_rss_mb": 1.0})
+    lines = ladder_lines(summarize_results({"schema": 1, "repeats": 1, "runs": runs})["configs"])
+    assert lines[0].startswith("Model and settings: vgg16_head/train")
+    assert any(line.startswith("| eager (GradientTape") for line in lines)

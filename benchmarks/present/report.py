@@ -115,7 +115,12 @@ def _lack_of_fit(lof: dict | None) -> str:
     return f"misses by {lof['max_miss']:.0%} (F {lof['f']:.1f}, p {lof['p']:.2g})"
 
 
-def _ladder(configs: dict[str, ConfigSummary]) -> list[str]:
+def _rungs(found: dict[tuple, ConfigSummary]) -> int:
+    """How many of the ladder's rungs `found` ((mode, XLA) -> configuration) holds."""
+    return sum((mode.name, xla) in found for mode, xla, _ in LADDER)
+
+
+def ladder_lines(configs: dict[str, ConfigSummary]) -> list[str]:
     """The graph-vs-eager ladder for the model/batch with the most ladder modes measured."""
     rows: dict[tuple, dict] = {}
     for e in configs.values():
@@ -124,8 +129,8 @@ def _ladder(configs: dict[str, ConfigSummary]) -> list[str]:
             rows.setdefault(family_batch, {})[(e.mode, e.settings["xla"])] = e
     if not rows:
         return []
-    (fam, batch), found = max(rows.items(), key=lambda item: len(item[1]))
-    if len(found) < 3:
+    (fam, batch), found = max(rows.items(), key=lambda item: _rungs(item[1]))
+    if _rungs(found) < 3:
         return []
     base = found.get((BASELINE.name, False))
     rows = []
@@ -327,7 +332,7 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
         lines += ["## Scaling over devices and workers", ""] + scaling + [""]
     lines += ["## Fixed per-step overhead and per-image cost (step time = a + b x batch)", ""]
     lines += _fit_table(summary["fits"], summary["crossovers"]) + [""]
-    ladder = _ladder(summary["configs"])
+    ladder = ladder_lines(summary["configs"])
     if ladder:
         lines += ["## Graph vs eager: the same step, every way of executing it", ""] + ladder + [""]
     lines += ["## Every configuration", "", "Throughput is the median over all timed steps of all repeats "
