@@ -52,6 +52,27 @@ def test_a_finished_configuration_s_graph_is_released_with_its_custom_gradients(
     assert alive() is None
 
 
+def test_settling_collects_a_configuration_s_garbage_and_takes_the_rest_out_of_later_walks():
+    import gc
+    import weakref
+
+    from benchmarks.measure.memory import settle
+
+    class Node:
+        pass
+
+    kept, dropped = Node(), Node()
+    kept.me, dropped.me = kept, dropped  # cycles: only the collector frees them
+    gone = weakref.ref(dropped)
+    del dropped
+    try:
+        settle()
+        assert gone() is None and gc.get_freeze_count() > 0
+        assert not any(o is kept for o in gc.get_objects())  # frozen: no collection walks it
+    finally:
+        gc.unfreeze()
+
+
 def _results(configs, step_s) -> dict:
     """Two repeats of `configs`, each step taking `step_s(config)` seconds."""
     runs = []

@@ -8,6 +8,7 @@ and the record says so (`scope`).
 """
 from __future__ import annotations
 
+import gc
 import resource
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,3 +85,12 @@ def release_graphs(before: frozenset[str]) -> int:
     for name in added:
         del registry[name]
     return len(added)
+
+
+def settle() -> None:
+    """Between configurations: collect what the last one left, then move everything that lives
+    on (the libraries' objects, the process's own) out of the collector's walks (`gc.freeze`), so
+    that the next configuration's clean-up walks only what it made, not every object of TensorFlow
+    and Keras again."""
+    gc.collect()
+    gc.freeze()

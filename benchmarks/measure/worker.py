@@ -10,7 +10,6 @@ settings that must match across modes.
 """
 from __future__ import annotations
 
-import gc
 import json
 import os
 import platform
@@ -25,6 +24,7 @@ from benchmarks.measure.memory import (
     configuration_peak,
     custom_gradients,
     release_graphs,
+    settle,
     start_configuration,
 )
 from benchmarks.measure.replicas import Placement, prepare
@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         serve_parameters(placement.cluster)  # until every worker has finished its steps
         return 0
     env = {name: os.environ.get(name) for name in PINNED_ENV}  # as this process runs with them
+    settle()
     failed = 0
     for config in configs:
         registered = custom_gradients()
@@ -180,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         if not config.spec.is_graph:
             from benchmarks.measure.keras_fit import keras_module  # late: only the mode's own API is loaded
             keras_module(config).backend.clear_session()  # the next model starts from a clean Keras state
-        if config.spec.api is not Api.KERAS:  # Keras 3's clear_session collects garbage itself
-            gc.collect()
+        settle()
     return 1 if failed else 0
 
 
