@@ -12,6 +12,7 @@ from benchmarks.modes import (
     GRAPH_FEED,
     GRAPH_FUSED_BN,
     GRAPH_REPLICATED,
+    KERAS_CALL,
     KERAS_CTL,
     KERAS_FIT,
     KERAS_FIT_SPE,
@@ -32,13 +33,18 @@ def _sweep(modes: tuple[Mode, ...], batches, **common) -> list[BenchConfig]:
 
 
 def _full(manifest: str | None) -> list[BenchConfig]:
-    """Every mode x batch sweep at 224x224."""
+    """The image models at 224x224: ResNet50 in every graph mode, fit, the custom loop and eager
+    at batches 8-64, the VGG16 transfer model and its head in batch sweeps, one image per call in
+    every per-call mode."""
     ladder = (EAGER, KERAS_CTL, GRAPH, GRAPH_FEED, KERAS_FIT)
     configs = _sweep(GRAPH_MODES + (KERAS_FIT, KERAS_CTL, EAGER), (8, 16, 32, 64), model="resnet50", steps=8)
     configs += _sweep((GRAPH, KERAS_FIT), (32,), model="resnet50", task="inference", steps=8)
     configs += _sweep((GRAPH, GRAPH_FEED, KERAS_FIT, KERAS_CTL), (8, 32), model="vgg16_transfer", steps=6)
     configs += _sweep(ladder, (1, 8, 32, 128, 512), model="vgg16_head", steps=50, warmup=3)
     configs += _sweep((GRAPH, KERAS_FIT, KERAS_CTL), (32,), model="resnet50", precision="mixed_bfloat16", steps=8)
+    for model in ("vgg16_head", "resnet50"):  # one image per call, in every way of calling
+        configs += _sweep(PER_CALL_MODES + (KERAS_CALL,), (1,), model=model, task="inference", data="numpy", steps=10,
+                          warmup=3)
     if manifest:
         configs += _sweep((GRAPH, KERAS_FIT), (32,), model="resnet50", steps=8, data="pipeline", manifest=manifest)
     return configs
@@ -168,7 +174,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     # no extra repeat starts past 9 minutes; on a 2-core CPU the first stage alone takes longer
     # (13-30 min measured), so there the demo runs none
     Preset("quick", "this CPU: the verdict map (13-30 min on 2 cores)", quick_configs, budget_s=9 * 60.0),
-    Preset("full", "every mode x batch at 224 px", _full),
+    Preset("full", "the image models at 224 px, batch sweeps and per-call loops", _full),
     Preset("gpu", "224 px to batch 256, XLA, mixed, 1/2/4/8-GPU scaling", _gpu),
     Preset("scaling", "1-2 devices, 2 workers", _scaling),
 )}

@@ -14,7 +14,7 @@ from benchmarks.analyse.verdict import verdict_map
 from benchmarks.config import BenchConfig, check_comparable
 from benchmarks.modes import MODES, Api
 from benchmarks.present.report import precision_rows
-from benchmarks.presets import preset
+from benchmarks.presets import PRESETS, preset
 from plumbing.errors import UserError
 
 from conftest import assert_user_error, run_cli
@@ -57,8 +57,8 @@ def test_presets_and_unknown_names():
     modes = {c.mode for c in configs}
     assert {"graph", "keras-fit", "keras-ctl", "eager"} <= modes and repeats >= 3
     assert all(c.applicable() is None for c in configs)
-    for name in ("full", "gpu"):
-        assert preset(name)[0]
+    assert all(preset(name)[0] for name in ("full", "gpu"))
+    assert {c.mode for p in PRESETS.values() for c in p.configs("s.json")} == set(MODES)  # --modes picks from one
     with pytest.raises(UserError, match="unknown preset 'fast'"):
         preset("fast")
     with pytest.raises(UserError, match="unknown mode 'session'"):
@@ -73,11 +73,11 @@ def test_presets_and_unknown_names():
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """Three modes of the VGG16 head (graph on the TF1 runtime, the same graph on the TF2
-    runtime, Keras fit), tiny steps, two repeats of two batch sizes."""
+    """Two modes of the VGG16 head (graph on the TF1 runtime, Keras fit), tiny steps, two
+    repeats of two batch sizes."""
     out = tmp_path_factory.mktemp("bench")
     result = run_cli("benchmarks", "run", "--preset", "quick", "--models", "vgg16_head", "--modes", "graph",
-                     "graph-v2", "keras-fit", "--batches", "8", "32", "--steps", "3", "--warmup", "1", "--repeats", "2",
+                     "keras-fit", "--batches", "8", "32", "--steps", "3", "--warmup", "1", "--repeats", "2",
                      "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     # the map as the command prints it: each profiled row with its two sides' parts
@@ -92,11 +92,11 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
     results = json.loads((tiny_run / "results.json").read_text())
     assert results["schema"] == 1 and results["git_commit"] and results["machine"]["cpu_count"]
     ok = [r for r in results["runs"] if r["ok"]]
-    # training: graph and keras-fit at batches 8 and 32, graph-v2 at 32; the graph's gradients-only
+    # training: graph and keras-fit at batches 8 and 32; the graph's gradients-only
     # step at 8 and 32; keras-fit training from numpy arrays and evaluating over them at 32; the A/A
     # control (graph at 32 again). 2 repeats, one process per bundle and repeat, the bundles in the
     # recorded order, which differs between the repeats
-    assert len(ok) == len(results["runs"]) == 10 * 2
+    assert len(ok) == len(results["runs"]) == 9 * 2
     # steps and warm-up as asked, on the arrays rounded up to whole passes of their 10 batches
     assert all((len(r["step_times_s"]), len(r["warmup_times_s"])) == ((10, 10) if r["config"]["epoch_samples"]
                                                                      else (3, 1)) for r in ok)
@@ -124,20 +124,20 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
     twin, aa = (per_config(results)[k].repeat_step_s for k in (control["key"], control["control"]))
     wide = ratio_interval([twin[r] for r in sorted(twin)], [aa[r] for r in sorted(twin)], level=0.999)
     assert wide["lo"] <= 1 <= wide["hi"], wide
-    assert {r["mode"] for r in summary["ratios"]} == {"graph", "graph-v2"} and len(summary["ratios"]) == 3
-    # the runtime each worker really ran on: graph_api's modes on TF1, graph-v2 and Keras on TF2
+    assert {r["mode"] for r in summary["ratios"]} == {"graph"} and len(summary["ratios"]) == 2
+    # the runtime each worker really ran on: graph_api's modes on TF1, Keras on TF2
     runtimes = {r["config"]["mode"]: r["runtime"]["tf1_runtime"] for r in ok}
-    assert runtimes == {"graph": True, "graph-v2": False, "keras-fit": False}
+    assert runtimes == {"graph": True, "keras-fit": False}
     assert {(f["mode"], f["family"].split("/")[1]) for f in summary["fits"]} == {
         ("graph", "train"), ("keras-fit", "train"), ("graph", "gradients")}
     assert all(f["a_lo_ms"] is not None for f in summary["fits"])  # each repeat's own fit -> an interval
     report = (tiny_run / "report.md").read_text()
     assert report.index("## Verdict map") < report.index("## Verdict\n") and "fixed cost per step" in report
     assert "## Verdict" in report and "Claimed: not using Keras is about 2.5x faster" in report
-    assert "## Precision of the measurement" in report and report.count("| met |") + report.count("| missed") == 3
+    assert "## Precision of the measurement" in report and report.count("| met |") + report.count("| missed") == 2
     for name in ("verdict_map.png", "ratios.png", "throughput_vs_batch.png", "step_times.png", "results.csv"):
         assert (tiny_run / name).stat().st_size > 0
-    assert len((tiny_run / "results.csv").read_text().splitlines()) == 1 + 10
+    assert len((tiny_run / "results.csv").read_text().splitlines()) == 1 + 9
     assert "## Where each row's time goes" in report and (tiny_run / "accounting.png").stat().st_size > 0
     assert "## A/A control" in report and f"{control['key']} measured twice" in report and "(covers 1;" in report
     assert "Not measured in this run: compute-bound training: ResNet50 from scratch (P3.36), any size" in report
