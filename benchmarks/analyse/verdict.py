@@ -45,10 +45,10 @@ class Row:
 ROWS = (
     Row("compute-bound training", "ResNet50 from scratch (P3.36), {px}, {batch}", GRAPH, KERAS_FIT, "resnet50",
         "train", None, "synthetic"),
+    Row("compute-bound training", "ResNet50 from the shards' tf.data pipeline, {px}, {batch}: in-graph iterator vs "
+        "fit(dataset)", GRAPH, KERAS_FIT, "resnet50", "train", None, "pipeline"),
     Row("input path", "ResNet50 from numpy arrays, {px}, {batch}: feed_dict loop vs fit(X_train, Y_train) (P3.36)",
         GRAPH_FEED, KERAS_FIT, "resnet50", "train", None, "numpy"),
-    Row("input path", "ResNet50 from the shards' tf.data pipeline, {px}, {batch}: in-graph iterator vs fit(dataset)",
-        GRAPH, KERAS_FIT, "resnet50", "train", None, "pipeline"),
     Row("input path", "VGG16 head from numpy arrays (P3.33), {batch}: feed_dict loop vs fit(X, Y)", GRAPH_FEED,
         KERAS_FIT, "vgg16_head", "train", 32, "numpy"),
     Row("per-call overhead", "evaluation over a split, VGG16 head, {batch}: Session.run loop vs model.evaluate(X, Y)",
