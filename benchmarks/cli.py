@@ -80,7 +80,7 @@ def cmd_run(args) -> None:
     print(answer(rows))
     missing = not_measured(results["summary"])
     if missing:
-        print(f"not measured in this run ({len(missing)} scenarios of the map):")
+        print(f"not measured in this run ({len(missing)} scenario{'s' * (len(missing) != 1)} of the map):")
         for label in missing:
             print(f"  {label}")
     for line in control_lines(results["summary"]["controls"]):
