@@ -9,6 +9,7 @@ from dataclasses import replace
 import keras
 import numpy as np
 import pytest
+from bench_helpers import run_record
 
 from benchmarks.analyse.gap import kernel_sentence, kernels
 from benchmarks.analyse.summary import summarize_results
@@ -133,10 +134,7 @@ def test_precision_rows_show_the_per_repeat_ratio_the_interval_is_over():
     runs = []
     for repeat in range(2):
         for config, times in ((fast, [1.0] * 4), (slow, [20.0, 2.0, 2.0, 2.0])):
-            settings = {k: v for k, v in config.to_dict().items() if k != "mode"}
-            runs.append({"key": config.key(), "repeat": repeat, "ok": True, "config": config.to_dict(),
-                         "settings": settings, "step_times_s": [t * (1 + 0.01 * repeat) for t in times],
-                         "first_step_s": 1.0, "peak_rss_mb": 1.0})
+            runs.append(run_record(config, [t * (1 + 0.01 * repeat) for t in times], repeat))
     summary = summarize_results({"schema": 1, "repeats": 2, "runs": runs})
     (ratio,) = summary["ratios"]
     (row,) = precision_rows(summary["ratios"], summary["configs"])
@@ -165,10 +163,7 @@ def test_the_ladder_shows_the_step_measured_on_most_of_its_rungs():
     for model, modes in (("embedding", ("graph-feed", "keras-fit", "keras-ctl", "tfkeras-fit", "tfkeras-v1")),
                          ("vgg16_head", ("eager", "keras-ctl", "graph", "keras-fit"))):
         for mode in modes:
-            config = BenchConfig(mode=mode, model=model, batch=32, steps=2, warmup=0)
-            settings = {k: v for k, v in config.to_dict().items() if k != "mode"}
-            runs.append({"key": config.key(), "repeat": 0, "ok": True, "config": config.to_dict(), "settings": settings,
-                         "step_times_s": [0.1, 0.1], "first_step_s": 1.0, "peak_rss_mb": 1.0})
+            runs.append(run_record(BenchConfig(mode=mode, model=model, batch=32, steps=2, warmup=0), [0.1, 0.1]))
     lines = ladder_lines(summarize_results({"schema": 1, "repeats": 1, "runs": runs})["configs"])
     assert lines[0].startswith("Model and settings: vgg16_head/train")
     assert any(line.startswith("| eager (GradientTape") for line in lines)

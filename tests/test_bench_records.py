@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from bench_helpers import run_record
 
 from benchmarks.analyse.summary import per_config, summarize_results
 from benchmarks.analyse.verdict import ROWS, not_measured, row_pairs, verdict_map
@@ -79,9 +80,7 @@ def _results(configs, step_s) -> dict:
     for repeat in range(2):
         for c in configs:
             t = step_s(c) * (1 + 0.01 * repeat)
-            settings = {k: v for k, v in c.to_dict().items() if k != "mode"}
-            runs.append({"key": c.key(), "repeat": repeat, "ok": True, "config": c.to_dict(), "settings": settings,
-                         "step_times_s": [t, t, t], "first_step_s": 1.0, "peak_rss_mb": 100.0})
+            runs.append(run_record(c, [t, t, t], repeat, peak_rss_mb=100.0))
     return {"schema": 1, "repeats": 2, "runs": runs}
 
 
