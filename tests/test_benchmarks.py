@@ -119,8 +119,7 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
     assert control["key"] == "graph/vgg16_head/train/b32/7px/fp32/noxla/cpu/NHWC/synthetic"
     assert control["repeats"] == 2 and control["spread"] >= 0
     assert control["covers_one"] == (control["lo"] <= 1 <= control["hi"])
-    # the A/A pair covers 1: at 95% one tiny run in twenty misses by design (the coverage tests check that
-    # rate), so the pair's own repeats are put in an interval that misses in 1 in 1,000
+    # the A/A pair covers 1 in an interval that misses 1 run in 1,000 (at 95%, 1 in 20 misses by design)
     twin, aa = (per_config(results)[k].repeat_step_s for k in (control["key"], control["control"]))
     wide = ratio_interval([twin[r] for r in sorted(twin)], [aa[r] for r in sorted(twin)], level=0.999)
     assert wide["lo"] <= 1 <= wide["hi"], wide
@@ -139,7 +138,8 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
         assert (tiny_run / name).stat().st_size > 0
     assert len((tiny_run / "results.csv").read_text().splitlines()) == 1 + 9
     assert "## Where each row's time goes" in report and (tiny_run / "accounting.png").stat().st_size > 0
-    assert "## A/A control" in report and f"{control['key']} measured twice" in report and "(covers 1;" in report
+    said = "(covers 1;" if control["covers_one"] else "(does not cover 1:"  # the report's 95%, as it fell
+    assert "## A/A control\n\nThe same" in report and f"{control['key']} measured twice" in report and said in report
     assert "Not measured in this run: compute-bound training: ResNet50 from scratch (P3.36), any size" in report
     # where the run's time went: its parts add up to the run, its configurations of this run ranked
     timing = run_time(results)
