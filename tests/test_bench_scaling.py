@@ -112,9 +112,28 @@ def test_scaling_preset_runs_on_logical_devices_and_localhost_workers_in_both_ap
 @pytest.mark.slow
 def test_a_cluster_whose_worker_fails_is_recorded_and_every_process_stopped():
     """A worker that cannot run (a GPU configuration with every GPU hidden) exits with an error;
-    the ps would serve forever. The runner records the chief's error and stops the rest."""
+    the ps would serve forever. The runner records the error of the worker that failed first (either
+    may) and stops the rest."""
     from benchmarks.measure.runner import run_bundle, worker_env
     config = BenchConfig(mode="graph", model="mlp", batch=4, workers=2, device="gpu", steps=1, warmup=0)
     [record] = run_bundle([config], {**worker_env(), "CUDA_VISIBLE_DEVICES": "-1"}, timeout=600)
     assert not record["ok"] and "no GPU visible" in record["error"], record
     assert "timed out" not in record["error"]  # stopped on the failure, not at the timeout
+
+
+def test_a_failed_task_is_reported_by_the_error_of_its_last_result_record(tmp_path):
+    """A task's last line is often its result record, mostly configuration: the error is read from
+    it, not cut from the line's start; a record cut short by the kill, or plain output, is shown as is."""
+    from benchmarks.measure.replicas import task_error
+    from benchmarks.measure.worker import RESULT_MARK
+    log = tmp_path / "worker-1.log"
+    config = BenchConfig(mode="graph", model="mlp", batch=4, workers=2, device="gpu")
+    record = {"key": config.key(), "config": config.to_dict(), "ok": False, "error": "UserError: no GPU visible"}
+    log.write_text("starting\n" + RESULT_MARK + json.dumps(record) + "\n\n")
+    assert task_error(log) == "UserError: no GPU visible"
+    log.write_text(RESULT_MARK + json.dumps(record)[:80])
+    assert task_error(log) == RESULT_MARK + json.dumps(record)[:80]
+    log.write_text("Traceback (most recent call last):\nMemoryError\n")
+    assert task_error(log) == "MemoryError"
+    log.write_text("")
+    assert task_error(log) == "no output"

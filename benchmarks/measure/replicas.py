@@ -59,9 +59,19 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             proc.wait()
 
 
-def _last_line(path: Path) -> str:
+def task_error(path: Path) -> str:
+    """Why a task failed, from its log: the error of the result record it printed last (a record
+    is mostly its configuration, which would push the error past any cut), else its last line."""
+    from benchmarks.measure.worker import RESULT_MARK  # late: the worker module imports this one
     lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "no output"
+    if not lines:
+        return "no output"
+    if lines[-1].startswith(RESULT_MARK):
+        try:
+            return str(json.loads(lines[-1][len(RESULT_MARK):])["error"])[:300]
+        except (ValueError, KeyError, TypeError):  # cut short by the kill: the line as it is
+            pass
+    return lines[-1][:300]
 
 
 def run_cluster(config: BenchConfig, env: dict, timeout: float) -> tuple[str, str | None]:
@@ -90,7 +100,7 @@ def _first_failure(procs: dict, logs: dict) -> str | None:
     """The first task that exited with an error, with its last output line; None if none did."""
     for (job, index), proc in procs.items():
         if proc.poll() not in (None, 0):
-            return f"{job} task {index} exited with status {proc.returncode}: {_last_line(logs[(job, index)])}"
+            return f"{job} task {index} exited with status {proc.returncode}: {task_error(logs[(job, index)])}"
     return None
 
 
