@@ -97,7 +97,7 @@ def run_cluster(config: BenchConfig, env: dict, timeout: float) -> tuple[str, st
 
 
 def _first_failure(procs: dict, logs: dict) -> str | None:
-    """The first task that exited with an error, with its last output line; None if none did."""
+    """The first task that exited with an error, with why (`task_error`); None if none did."""
     for (job, index), proc in procs.items():
         if proc.poll() not in (None, 0):
             return f"{job} task {index} exited with status {proc.returncode}: {task_error(logs[(job, index)])}"
