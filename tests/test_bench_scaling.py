@@ -124,8 +124,8 @@ def test_a_cluster_whose_worker_fails_is_recorded_and_every_process_stopped():
 def test_a_failed_task_is_reported_by_the_error_of_its_last_result_record(tmp_path):
     """A task's last line is often its result record, mostly configuration: the error is read from
     it, not cut from the line's start; a record cut short by the kill, or plain output, is shown as is."""
+    from benchmarks.measure.protocol import RESULT_MARK
     from benchmarks.measure.replicas import task_error
-    from benchmarks.measure.worker import RESULT_MARK
     log = tmp_path / "worker-1.log"
     config = BenchConfig(mode="graph", model="mlp", batch=4, workers=2, device="gpu")
     record = {"key": config.key(), "config": config.to_dict(), "ok": False, "error": "UserError: no GPU visible"}

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from api_runs.devices import Cluster, local_devices, localhost_jobs, read_cluster
 from benchmarks.config import BenchConfig
+from benchmarks.measure.protocol import read_result
 
 POLL_SECONDS = 0.2
 
@@ -62,16 +63,11 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 def task_error(path: Path) -> str:
     """Why a task failed, from its log: the error of the result record it printed last (a record
     is mostly its configuration, which would push the error past any cut), else its last line."""
-    from benchmarks.measure.worker import RESULT_MARK  # late: the worker module imports this one
     lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     if not lines:
         return "no output"
-    if lines[-1].startswith(RESULT_MARK):
-        try:
-            return str(json.loads(lines[-1][len(RESULT_MARK):])["error"])[:300]
-        except (ValueError, KeyError, TypeError):  # cut short by the kill: the line as it is
-            pass
-    return lines[-1][:300]
+    record = read_result(lines[-1])  # None if cut short by the kill: the line as it is
+    return str(record["error"] if record and "error" in record else lines[-1])[:300]
 
 
 def run_cluster(config: BenchConfig, env: dict, timeout: float) -> tuple[str, str | None]:

@@ -39,8 +39,8 @@ from benchmarks.config import (
     group_of,
 )
 from benchmarks.measure.batches import pipeline_rate
+from benchmarks.measure.protocol import read_results
 from benchmarks.measure.replicas import run_cluster
-from benchmarks.measure.worker import RESULT_MARK
 from benchmarks.modes import Api
 from data_pipeline.shards import load_manifest
 from plumbing.atomic import write_json
@@ -92,7 +92,7 @@ def run_bundle(configs: list[BenchConfig], env: dict, timeout: float) -> list[di
         env = {**env, "TF_USE_LEGACY_KERAS": "1"}  # Keras 2 as tf.keras, in its own process
     if configs[0].workers > 1:  # one configuration, on a localhost cluster: the chief's timing
         stdout, failure = run_cluster(configs[0], env, timeout)
-        if failure is None and RESULT_MARK not in stdout:
+        if failure is None and not read_results(stdout):
             failure = "the chief exited without a result"
     else:
         command = [sys.executable, "-m", "benchmarks.measure.worker", json.dumps([c.to_dict() for c in configs])]
@@ -103,11 +103,7 @@ def run_bundle(configs: list[BenchConfig], env: dict, timeout: float) -> list[di
         except subprocess.TimeoutExpired as err:
             stdout = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
             failure = f"timed out after {timeout * len(configs):.0f} s"
-    records = {}
-    for line in stdout.splitlines():
-        if line.startswith(RESULT_MARK):
-            record = json.loads(line[len(RESULT_MARK):])
-            records[record["key"]] = record
+    records = {record["key"]: record for record in read_results(stdout)}
     if failure is None and len(records) < len(configs):  # killed (e.g. out of memory) before reporting
         tail = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
         failure = f"worker exited with status {proc.returncode}: {tail[0][:300]}"

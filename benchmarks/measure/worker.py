@@ -27,13 +27,13 @@ from benchmarks.measure.memory import (
     settle,
     start_configuration,
 )
+from benchmarks.measure.protocol import result_line
 from benchmarks.measure.replicas import Placement, prepare
 from benchmarks.measure.timing import timed_steps
 from benchmarks.modes import Api, Driver, Runtime
 from data_pipeline.shards import load_manifest
 from plumbing.errors import UserError
 
-RESULT_MARK = "RESULT "
 # Measured per configuration and compared across modes: an API's own choice (e.g. fit's
 # thread pools) that differs from the other side's shows up as a refused comparison.
 FACT_SETTINGS = ("xla_effective", "intra_op_threads", "inter_op_threads", "replicas")
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         placement = _prepare_process(configs[0])
     except UserError as err:  # e.g. more devices than the machine has: every configuration fails
         for config in configs:
-            print(RESULT_MARK + json.dumps(_error_record(config, err)), flush=True)
+            print(result_line(_error_record(config, err)), flush=True)
         return 1
     if placement.is_ps:
         from graph_api import serve_parameters  # late: only the mode's own API is loaded
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as err:  # recorded for this configuration; the run goes on (as timm does)
             result = _error_record(config, err)
         failed += not result["ok"]
-        print(RESULT_MARK + json.dumps(result), flush=True)
+        print(result_line(result), flush=True)
         release_graphs(registered)  # the next configuration runs without this one's graphs
         if not config.spec.is_graph:
             from benchmarks.measure.keras_fit import keras_module  # late: only the mode's own API is loaded
