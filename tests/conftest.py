@@ -13,6 +13,11 @@ REPO = Path(__file__).resolve().parents[1]
 from plumbing.tf_logging import quiet_tensorflow_logs  # noqa: E402
 
 quiet_tensorflow_logs()  # before TensorFlow is imported; the CLI subprocesses inherit it
+# Each test process gets its share of the cores for TensorFlow's intra-op pool (the CLI
+# subprocesses inherit it): by default every process takes them all, and two test processes'
+# pools then contend for the same cores. An explicit TF_NUM_INTRAOP_THREADS is kept.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS",
+                      str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
 
 from data_pipeline.build import BuildOptions, build_shards, plan_shards, select_sites  # noqa: E402
 from data_pipeline.synthetic import SynthConfig, generate  # noqa: E402
