@@ -1,6 +1,9 @@
 """Shared fixtures: a tiny synthetic RxRx1 and shards built from it (small images, fast)."""
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import os
 import subprocess
 import sys
@@ -124,6 +127,20 @@ def assert_user_error(result: subprocess.CompletedProcess, culprit: str, *, line
     for folder, before in (unchanged or {}).items():
         assert file_tree(folder) == before, f"the command changed files in {folder}"
     return lines[0]
+
+
+def call_cli(package: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m <package> <args>` run by its `main` in this process, returned as `run_cli`
+    returns it (status, stdout, stderr): for refusals that come before any work, without a
+    process that starts and imports TensorFlow for one line. What only a process shows (its exit
+    status, a hang at exit, TensorFlow's own log lines) is the subprocess tests' (test_faults)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = importlib.import_module(f"{package}.cli").main(list(args))
+        except SystemExit as exit_:  # argparse's own refusals
+            code = exit_.code
+    return subprocess.CompletedProcess([package, *args], code, out.getvalue(), err.getvalue())
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

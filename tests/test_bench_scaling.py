@@ -13,7 +13,7 @@ from benchmarks.present.scaling import scaling_markdown
 from benchmarks.presets import preset
 from plumbing.errors import UserError
 
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, call_cli, run_cli
 
 
 def _entry(mode: str, batch: int, medians: list[float], devices: int = 1, workers: int = 1) -> tuple[str, ConfigSummary]:
@@ -100,11 +100,11 @@ def test_scaling_preset_runs_on_logical_devices_and_localhost_workers_in_both_ap
     assert "## Scaling over devices and workers" in report and "Functional figures, not speed" in report
     assert (out / "scaling.png").stat().st_size > 0 and "![scaling.png](scaling.png)" in report
     # a filter that leaves nothing is one clear line
-    bad = run_cli("benchmarks", "run", "--preset", "scaling", "--workers", "3", "--out", str(tmp_path / "none"))
+    bad = call_cli("benchmarks", "run", "--preset", "scaling", "--workers", "3", "--out", str(tmp_path / "none"))
     assert not (tmp_path / "none").exists()
     assert_user_error(bad, "no configuration left",
                       line="error: no configuration left after --modes/--models/--batches/--devices/--workers")
-    bad = run_cli("benchmarks", "run", "--preset", "scaling", "--devices", "0", "--out", str(tmp_path / "none"))
+    bad = call_cli("benchmarks", "run", "--preset", "scaling", "--devices", "0", "--out", str(tmp_path / "none"))
     assert_user_error(bad, "--devices")
     assert not (tmp_path / "none").exists()
 

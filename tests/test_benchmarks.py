@@ -17,7 +17,7 @@ from benchmarks.present.report import precision_rows
 from benchmarks.presets import PRESETS, preset
 from plumbing.errors import UserError
 
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, call_cli, run_cli
 
 
 def test_ratio_interval_needs_paired_repeats_and_two_for_an_interval():
@@ -156,22 +156,22 @@ def test_compare_and_its_bad_input(tiny_run, tmp_path):
         if record["ok"] and record["config"]["mode"] == "graph":
             record["step_times_s"] = [t / 2 for t in record["step_times_s"]]
     (tmp_path / "faster.json").write_text(json.dumps(results))
-    result = run_cli("benchmarks", "compare", str(tiny_run / "results.json"), str(tmp_path / "faster.json"))
+    result = call_cli("benchmarks", "compare", str(tiny_run / "results.json"), str(tmp_path / "faster.json"))
     assert result.returncode == 0, result.stderr
     rows = {line.split("|")[1].strip(): line.split("|")[4].strip() for line in result.stdout.splitlines()
             if line.startswith("| ") and line.count("|") == 5 and "/" in line.split("|")[1]}
     assert any(k.startswith("graph/") for k in rows), rows
     assert all(v == ("2.00" if k.startswith("graph/") else "1.00") for k, v in rows.items()), rows
     (tmp_path / "bad.json").write_text("{not json")
-    result = run_cli("benchmarks", "compare", str(tiny_run / "results.json"), str(tmp_path / "bad.json"))
+    result = call_cli("benchmarks", "compare", str(tiny_run / "results.json"), str(tmp_path / "bad.json"))
     assert_user_error(result, "bad.json: not a results JSON")
 
 
 @pytest.mark.slow
 def test_unknown_mode_or_model_is_one_clear_line(tmp_path):
-    result = run_cli("benchmarks", "run", "--modes", "session", "--out", str(tmp_path))
+    result = call_cli("benchmarks", "run", "--modes", "session", "--out", str(tmp_path))
     assert_user_error(result, "session", line="error: unknown mode session: expected one of " + ", ".join(MODES))
-    assert_user_error(run_cli("benchmarks", "run", "--models", "alexnet", "--out", str(tmp_path)), "alexnet")
+    assert_user_error(call_cli("benchmarks", "run", "--models", "alexnet", "--out", str(tmp_path)), "alexnet")
     assert not any(tmp_path.iterdir())
 
 
@@ -248,7 +248,7 @@ def test_report_includes_the_parity_section_written_beside_it(tiny_run, tmp_path
               "seeds": {"final": finals, "tost": {m: tost(finals["graph"][m], finals["keras"][m], 0.05)
                                                   for m in ("val_accuracy", "val_loss")}}}
     (tmp_path / "r" / "parity.json").write_text(json.dumps(record))
-    result = run_cli("benchmarks", "report", str(tmp_path / "r" / "results.json"))
+    result = call_cli("benchmarks", "report", str(tmp_path / "r" / "results.json"))
     assert result.returncode == 0, result.stderr[-2000:]
     report = (tmp_path / "r" / "report.md").read_text()
     assert "## Training parity" in report and "![parity.png](parity.png)" in report

@@ -116,8 +116,10 @@ def test_train_patience_adam_and_mixed_float16_through_the_command(api, tmp_path
     (tmp_path / "features").mkdir()
     features = feature_shards(tmp_path / "features", n_train=32, n_val=16)
     out = tmp_path / "run"
+    # one step of 4 images per epoch: float16 matrix products are slow on a CPU
     result = run_cli(api, "train", "--model", "vgg16_head", "--manifest", str(features), "--out", str(out),
-                     "--epochs", "3", "--batch-size", "16", "--patience", "0", "--min-delta", "100",
+                     "--epochs", "3", "--batch-size", "4", "--steps-per-epoch", "1", "--patience", "0",
+                     "--min-delta", "100",
                      "--optimizer", "adam", "--precision", "mixed_float16", "--no-resume")
     assert result.returncode == 0, result.stderr[-2000:]
     history = json.loads((out / "history.json").read_text())

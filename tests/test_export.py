@@ -8,7 +8,7 @@ from shard_helpers import feature_shards
 from data_pipeline.dataset import read_batches, stored_order
 from data_pipeline.shards import load_manifest
 
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, call_cli, run_cli
 
 pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
@@ -62,5 +62,5 @@ def test_from_graph_refuses_bad_input_and_keeps_existing_files(tmp_path):
              (("--run", str(tmp_path / "nothing"), "--out", str(existing)), "error: "),
              (("--run", str(keras_run), "--out", str(tmp_path / "m.h5")), f"error: {tmp_path / 'm.h5'}: expected")]
     for args, message in cases:
-        assert assert_user_error(run_cli("keras_api", "from-graph", *args), "").startswith(message)
+        assert assert_user_error(call_cli("keras_api", "from-graph", *args), "").startswith(message)
     assert existing.read_bytes() == b"previous contents"

@@ -13,7 +13,7 @@ from graph_api.vgg16_transfer import vgg16_base
 from graph_api.weights import check_checkpoint, load_keras_weights
 from plumbing.errors import UserError
 
-from conftest import assert_user_error, checkpoint_tensors, run_cli
+from conftest import assert_user_error, call_cli, checkpoint_tensors
 
 v1 = tf.compat.v1
 
@@ -150,7 +150,7 @@ def _one_step_run_and_relabelled_manifest(features, run_dir, class_names, name):
 def test_predict_and_evaluate_refuse_a_manifest_with_other_classes(features, tmp_path):
     other = _one_step_run_and_relabelled_manifest(features, tmp_path / "run",
                                                   ["sirna_9", "sirna_8", "sirna_7", "sirna_6"], "other.json")
-    result = run_cli("graph_api", "evaluate", "--run", str(tmp_path / "run"), "--manifest",
+    result = call_cli("graph_api", "evaluate", "--run", str(tmp_path / "run"), "--manifest",
                      str(other), "--split", "val")
     assert "classes differ" in assert_user_error(result, "class 0 is sirna_9 here, sirna_0 in the model")
     predictor = Predictor(tmp_path / "run")

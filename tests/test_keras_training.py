@@ -12,7 +12,7 @@ from keras_api.trainer import KerasConfig, train
 from keras_api.weights import load_model_file, load_weights_file, save_model_atomic
 from plumbing.errors import UserError
 
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, call_cli, run_cli
 
 pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
@@ -119,9 +119,9 @@ def test_cli_train_evaluate_predict_and_other_classes(features, tmp_path):
     other = json.loads(features.read_text())
     other["class_names"] = ["sirna_9", "sirna_8", "sirna_7", "sirna_6"]
     (tmp_path / "other.json").write_text(json.dumps(other))
-    result = run_cli("keras_api", "evaluate", "--run", str(run), "--manifest", str(tmp_path / "other.json"))
+    result = call_cli("keras_api", "evaluate", "--run", str(run), "--manifest", str(tmp_path / "other.json"))
     assert_user_error(result, "class 0 is sirna_9 here, sirna_0 in the model")
-    result = run_cli("graph_api", "evaluate", "--run", str(run), "--manifest", str(features))
+    result = call_cli("graph_api", "evaluate", "--run", str(run), "--manifest", str(features))
     assert_user_error(result, "trained with keras_api")
     predictor = Predictor(run)
     np.testing.assert_allclose(predictor.probabilities_of(np.zeros((3, 2, 2, 512), np.float32)).sum(1), 1.0,

@@ -10,7 +10,7 @@ from shard_helpers import feature_shards
 
 from benchmarks.analyse.stats import tost
 
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, call_cli, run_cli
 
 
 @pytest.mark.parametrize("sd_a, sd_b", [(1.0, 1.0), (0.5, 2.0)])
@@ -106,5 +106,5 @@ def test_parity_and_train_flags_refuse_bad_input(tmp_path):
              (("graph_api", "train", "--model", "vgg16_head", "--manifest", str(manifest), "--out", str(tmp_path / "g"),
                "--batch-size", "8", "--init-weights", str(tmp_path / "missing.weights.h5")), f"error: {tmp_path / 'missing.weights.h5'}")]
     for args, message in cases:
-        assert assert_user_error(run_cli(*args), "").startswith(message), args
+        assert assert_user_error(call_cli(*args), "").startswith(message), args
     assert not (tmp_path / "k").exists() and not (tmp_path / "g").exists()  # refused before anything is written

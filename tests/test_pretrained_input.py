@@ -14,7 +14,7 @@ import tensorflow as tf
 from api_runs.predict import cross_entropy, read_samples, softmax
 from data_pipeline.shards import load_manifest
 
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, call_cli, run_cli
 
 
 def test_evaluate_loss_and_predict_softmax_are_the_training_formulas():
@@ -74,6 +74,6 @@ def test_pretrained_base_gets_caffe_input_recorded_and_a_random_one_keeps_unit_p
     shutil.copytree(synth_root, root)
     missing = next(root.rglob(f"*/{id_code.split('_')[0]}/Plate{id_code.split('_')[1]}/{id_code.split('_')[2]}_s2_w1.png"))
     missing.unlink()
-    assert_user_error(run_cli(api, "predict", "--run", str(tmp_path / "hed"), "--root", str(root), "--id-code", id_code,
-                              "--site", "2", "--dataset", "train"), missing.name)
+    assert_user_error(call_cli(api, "predict", "--run", str(tmp_path / "hed"), "--root", str(root), "--id-code", id_code,
+                               "--site", "2", "--dataset", "train"), missing.name)
 
