@@ -38,6 +38,13 @@ def snapshot(model: keras.Model) -> dict[str, np.ndarray]:
     return {k: np.array(v.numpy()) for k, v in keras_variables(model).items()}
 
 
+def trainable_model_variables(model_variables) -> dict:
+    """{contract name: variable} of the trainable ones among the graph's model variables; matched
+    by reference (`in` on a list of variables compares them one by one, slowly)."""
+    trainable = {v.ref() for v in v1.trainable_variables()}
+    return {k: v for k, v in graph_model_variables(model_variables).items() if v.ref() in trainable}
+
+
 def graph_logits(name: str, size: int, model: keras.Model, x: np.ndarray, training: bool = False,
                  **options) -> np.ndarray:
     """graph_api's float32 logits (B, CLASSES) for `x` with `model`'s weights; `options` go to
@@ -69,8 +76,7 @@ def graph_steps(name: str, size: int, model: keras.Model, optimizer: str, batche
     with g.graph.as_default():
         init = v1.global_variables_initializer()
         no_dropout = {op.outputs[0]: 0.0 for op in g.graph.get_operations() if op.name.endswith("/rate")}
-        trainable = {k: v for k, v in graph_model_variables(g.model_variables).items()
-                     if v in v1.trainable_variables()}
+        trainable = trainable_model_variables(g.model_variables)
         grad_ops = dict(zip(trainable, tf.gradients(g.loss, list(trainable.values()))))
     result = keras.models.clone_model(model)
     session = v1.Session(graph=g.graph)
@@ -107,8 +113,7 @@ def graph_rule_steps(name: str, size: int, model: keras.Model, rules: dict, x_y,
     config = GraphConfig(model=name, image_shape=(size, size, 3), num_classes=CLASSES, feed="feed_dict")
     g = build_train_graph(config)
     with g.graph.as_default():
-        trainable = {k: v for k, v in graph_model_variables(g.model_variables).items()
-                     if v in v1.trainable_variables()}
+        trainable = trainable_model_variables(g.model_variables)
         fed = {k: v1.placeholder(tf.float32, v.shape) for k, v in trainable.items()}
         updates = {}
         for label, (optimizer, hyper) in others:

@@ -25,7 +25,8 @@ def test_graph_run_exported_to_keras_computes_the_graphs_logits(model, weights, 
     manifest = str(shard_dir / "manifest.json")
     run = tmp_path / "run"
     result = run_cli("graph_api", "train", "--model", model, "--manifest", manifest, "--out", str(run),
-                     "--epochs", "2", "--batch-size", "8", "--weights", weights, "--patience", "1")
+                     "--epochs", "2", "--steps-per-epoch", "1", "--batch-size", "8", "--weights", weights,
+                     "--patience", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     outputs = (("m.keras", "final"), ("m.weights.h5", "best")) if model == "resnet50" else (("m.keras", "final"),)
     for out, checkpoint in outputs:
