@@ -3,7 +3,7 @@ import csv
 
 import pytest
 
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, call_cli, run_cli
 
 pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
@@ -24,7 +24,7 @@ def test_cli_pipeline_from_pngs_to_predictions(synth_root, tmp_path):
     assert len(rows) == 2 * 9 and all(r["predicted_class"].startswith("sirna_") for r in rows)
     evaluated = run_cli("graph_api", "evaluate", "--run", str(tmp_path / "run"), "--manifest", manifest)
     assert evaluated.returncode == 0 and "val: 18 samples, accuracy" in evaluated.stdout
-    wrong = run_cli("graph_api", "train", "--model", "vgg16_head", "--manifest", manifest, "--out",
-                    str(tmp_path / "run2"))
+    wrong = call_cli("graph_api", "train", "--model", "vgg16_head", "--manifest", manifest, "--out",
+                     str(tmp_path / "run2"))
     assert_user_error(wrong, "feature shards")
     assert not (tmp_path / "run2").exists()
