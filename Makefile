@@ -9,7 +9,8 @@ export PYTHONUNBUFFERED ?= 1
 VGG16_WEIGHTS ?= hed
 
 # Test processes: two share a 2-core machine well (each test's subprocesses mostly import and
-# trace, one core each); more only with more cores.
+# trace, one core each); more only with more cores. tests/conftest.py gives each one's
+# TensorFlow (and its subprocesses') an intra-op pool of its share of the cores.
 TEST_WORKERS ?= 2
 
 .PHONY: demo test test-fast lint install clean
