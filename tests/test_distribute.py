@@ -16,7 +16,7 @@ from api_runs.devices import localhost_jobs
 from api_runs.train_options import KILL_AT_STEP_ENV
 
 from cluster_helpers import Cluster
-from conftest import REPO, assert_user_error, checkpoint_tensors, run_cli, saved_graph_nodes
+from conftest import REPO, assert_user_error, call_cli, checkpoint_tensors, run_cli, saved_graph_nodes
 
 # float32 sums of the same numbers in another order (two half-batch means, then their mean).
 pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
@@ -118,10 +118,9 @@ BAD_PLACEMENT = [  # (api, flags, TF_CONFIG or a --cluster file's text, the erro
 
 @pytest.mark.parametrize("api,flags,config,line,via", [
     case + (via,) for case in BAD_PLACEMENT for via in (("file", "TF_CONFIG") if case[2] is not None else ("flag",))])
-def test_bad_devices_or_cluster_is_one_line_and_writes_nothing(features, tmp_path, monkeypatch, capsys,
+def test_bad_devices_or_cluster_is_one_line_and_writes_nothing(features, tmp_path, monkeypatch,
                                                                api, flags, config, line, via):
     """In this process: each refusal comes before any device is configured or file written."""
-    import importlib
     monkeypatch.delenv("TF_CONFIG", raising=False)
     source, flags = "TF_CONFIG", [f.replace("{missing}", str(tmp_path / "none.json")) for f in flags]
     if config is not None and via == "file":
@@ -130,14 +129,11 @@ def test_bad_devices_or_cluster_is_one_line_and_writes_nothing(features, tmp_pat
         flags = flags + ["--cluster", source]
     elif config is not None:
         monkeypatch.setenv("TF_CONFIG", config)
-    main = importlib.import_module(f"{api}.cli").main
-    try:  # a flag's type error exits from argparse, the others return the status
-        code = main(["train", "--model", "vgg16_head", "--manifest", str(features), "--out",
-                     str(tmp_path / "run"), *flags])
-    except SystemExit as exit_:
-        code = exit_.code
-    assert code == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
+    # a flag's type error exits from argparse, the others return the status: call_cli takes both
+    result = call_cli(api, "train", "--model", "vgg16_head", "--manifest", str(features), "--out",
+                      str(tmp_path / "run"), *flags)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
         line.replace("{source}", source).replace("{missing}", str(tmp_path / "none.json"))]
     assert not (tmp_path / "run").exists()
 
