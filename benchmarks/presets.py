@@ -174,8 +174,8 @@ def with_overrides(configs: list[BenchConfig], **overrides) -> list[BenchConfig]
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     # no extra repeat starts past 9 minutes; on a 2-core CPU the first stage alone takes longer
-    # (13-30 min measured), so there the demo runs none
-    Preset("quick", "this CPU: the verdict map (13-30 min on 2 cores)", quick_configs, budget_s=9 * 60.0),
+    # (11-30 min measured), so there the demo runs none
+    Preset("quick", "this CPU: the verdict map (11-30 min on 2 cores)", quick_configs, budget_s=9 * 60.0),
     Preset("full", "the image models at 224 px, batch sweeps and per-call loops", _full),
     Preset("gpu", "224 px to batch 256, XLA, mixed, 1/2/4/8-GPU scaling", _gpu),
     Preset("scaling", "1-2 devices, 2 workers", _scaling),
