@@ -18,6 +18,7 @@ from benchmarks.parity.experiment import (
     write_parity_report,
 )
 from benchmarks.present.compare import compare
+from benchmarks.present.markdown import machine_text
 from benchmarks.present.report import write_report
 from benchmarks.present.verdict import accounting_text, control_lines, ratio_text
 from benchmarks.presets import PRESETS, preset, with_overrides
@@ -65,7 +66,8 @@ def cmd_run(args) -> None:
     out = Path(args.out)
     budget_s = _budget_s(args)
     extra = f", more for imprecise ratios within {budget_s / 60:.0f} min" if budget_s else ""
-    print(f"{len(configs)} configurations x {args.repeats or repeats} repeats{extra} -> {out}")
+    print(f"{len(configs)} configurations x {args.repeats or repeats} repeats{extra} -> {out}, "
+          f"on {machine_text(runner.machine_info())}")
     results = runner.run(configs, args.repeats or repeats, out / "results.json", preset=args.preset,
                   manifest=args.manifest, budget_s=budget_s, max_repeats=args.max_repeats,
                   account=args.profile_samples)

@@ -12,6 +12,7 @@ from benchmarks.analyse.summary import per_config, summarize_results
 from benchmarks.analyse.verdict import ROWS, not_measured, row_pairs, verdict_map
 from benchmarks.config import BenchConfig
 from benchmarks.measure.memory import configuration_peak, start_configuration
+from benchmarks.present.markdown import machine_text
 from benchmarks.presets import preset
 
 
@@ -196,3 +197,11 @@ def test_run_time_splits_the_wall_into_its_parts_and_ranks_the_configurations():
                      replace(row, mode="keras-fit").key(): (6.0, True)}
     assert [c.key for c in timing.costliest][0] == row.key()
     assert run_time({**results, "finished": None}) is None
+
+
+def test_the_machine_is_named_with_its_cpu_flags_and_what_was_not_recorded_is_left_out():
+    machine = {"cpu_model": "Xeon", "cpu_count": 2, "memory_gib": 23.6, "cpu_flags_of_note": ["amx_tile", "avx512f"]}
+    assert machine_text(machine) == "Xeon, 2 CPUs, 23.6 GiB, CPU flags amx_tile avx512f"
+    assert machine_text({"processor": "arm64", "cpu_flags_of_note": []}) == \
+        "arm64, CPU flags (none of AVX2, AVX-512, AMX, FMA)"
+    assert machine_text({}) == "CPU not recorded"

@@ -1,13 +1,17 @@
 """The adaptive second stage of a benchmark run, with a stand-in for the worker process:
-extra repeats only for imprecise pairs, within the budget and the cap, set from the command."""
+extra repeats only for imprecise pairs, within the budget and the cap, set from the command; and
+the report's precision table that says which pairs met the target."""
 from __future__ import annotations
 
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 
+from benchmarks.analyse.records import ConfigSummary
 from benchmarks.config import BenchConfig
+from benchmarks.present.report import precision_rows
 
 
 def _fake_worker(noisy_batch: int):
@@ -95,3 +99,20 @@ def test_run_flags_set_xla_the_extra_repeats_and_the_profiled_samples(monkeypatc
     accounted = [c for c in ran if c.account]
     assert len(accounted) == (2 if profiled else 0) and all(c.account == profiled for c in accounted)
     assert {c.mode for c in accounted} == ({"graph", "keras-fit"} if profiled else set())
+
+
+def test_precision_rows_show_per_repeat_ratios_and_the_target():
+    def entry(mode: str, steps: tuple[float, float]) -> ConfigSummary:
+        config = BenchConfig(mode=mode, model="resnet50", batch=16, image_size=64)
+        return ConfigSummary(config, 2, [], throughput={"median": 1.0}, spread_by_repeat={"0": 0.0, "1": 0.0},
+                             repeat_step_s={str(r): t for r, t in enumerate(steps)})
+    configs = {e.key: e for e in (entry("graph", (1.0, 1.0)), entry("keras-fit", (1.1, 0.8)))}
+    group = "resnet50/train/b16/64px/fp32/noxla/cpu/NHWC/synthetic"
+    ratios = [{"mode": "graph", "group": group, "ratio": 0.95, "lo": 0.80, "hi": 1.00},
+              {"mode": "eager", "group": group, "ratio": 0.5, "lo": 0.4, "hi": 0.6}]
+    (row,) = precision_rows(ratios, configs)
+    np.testing.assert_allclose(row["per_repeat"], [1.1, 0.8])
+    assert not row["met"] and abs(row["below"] - 0.15 / 0.95) < 1e-12
+    assert row["within_process"] == 0.0 and abs(row["between_repeats"] - (1.1 / 0.8 - 1)) < 1e-12
+    ratios[0].update(lo=0.90, hi=1.02)
+    assert precision_rows(ratios, configs)[0]["met"]

@@ -3,7 +3,6 @@ report and compare, and the bad-input cases."""
 import json
 import shutil
 
-import numpy as np
 import pytest
 
 from benchmarks.analyse.records import ConfigSummary
@@ -13,7 +12,7 @@ from benchmarks.analyse.summary import per_config
 from benchmarks.analyse.verdict import verdict_map
 from benchmarks.config import BenchConfig, check_comparable
 from benchmarks.modes import MODES, Api
-from benchmarks.present.report import precision_rows
+from benchmarks.present.markdown import machine_text
 from benchmarks.presets import PRESETS, preset
 from plumbing.errors import UserError
 
@@ -84,6 +83,7 @@ def tiny_run(tmp_path_factory):
     assert "parts, ms per profiled step (graph / keras-fit): inside ops (busy)" in result.stdout
     assert "residual (not seen)" in result.stdout and "scenarios of the map):" in result.stdout  # those it lacks
     assert "run time " in result.stdout and "building each model and its first step" in result.stdout
+    assert f"on {machine_text(json.loads((out / 'results.json').read_text())['machine'])}\n" in result.stdout
     return out
 
 
@@ -131,6 +131,7 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
         ("graph", "train"), ("keras-fit", "train"), ("graph", "gradients")}
     assert all(f["a_lo_ms"] is not None for f in summary["fits"])  # each repeat's own fit -> an interval
     report = (tiny_run / "report.md").read_text()
+    assert f"Machine: {machine_text(results['machine'])}; commit" in report  # its CPU flags included
     assert report.index("## Verdict map") < report.index("## Verdict\n") and "fixed cost per step" in report
     assert "## Verdict" in report and "Claimed: not using Keras is about 2.5x faster" in report
     assert "## Precision of the measurement" in report and report.count("| met |") + report.count("| missed") == 2
@@ -162,6 +163,7 @@ def test_compare_and_its_bad_input(tiny_run, tmp_path):
             if line.startswith("| ") and line.count("|") == 5 and "/" in line.split("|")[1]}
     assert any(k.startswith("graph/") for k in rows), rows
     assert all(v == ("2.00" if k.startswith("graph/") else "1.00") for k, v in rows.items()), rows
+    assert result.stdout.count(f"; {machine_text(results['machine'])})") == 2  # A's and B's machine
     (tmp_path / "bad.json").write_text("{not json")
     result = call_cli("benchmarks", "compare", str(tiny_run / "results.json"), str(tmp_path / "bad.json"))
     assert_user_error(result, "bad.json: not a results JSON")
@@ -187,23 +189,6 @@ def test_a_failing_configuration_is_recorded_and_the_run_goes_on(tmp_path, monke
     failed, ok = by_device["gpu"], by_device["cpu"]
     assert len(results["runs"]) == 2 and not failed["ok"] and "no GPU visible" in failed["error"] and ok["ok"]
     assert json.loads((tmp_path / "results.json").read_text())["summary"]["configs"][ok["key"]]["repeats_ok"] == 1
-
-
-def test_precision_rows_show_per_repeat_ratios_and_the_target():
-    def entry(mode: str, steps: tuple[float, float]) -> ConfigSummary:
-        config = BenchConfig(mode=mode, model="resnet50", batch=16, image_size=64)
-        return ConfigSummary(config, 2, [], throughput={"median": 1.0}, spread_by_repeat={"0": 0.0, "1": 0.0},
-                             repeat_step_s={str(r): t for r, t in enumerate(steps)})
-    configs = {e.key: e for e in (entry("graph", (1.0, 1.0)), entry("keras-fit", (1.1, 0.8)))}
-    group = "resnet50/train/b16/64px/fp32/noxla/cpu/NHWC/synthetic"
-    ratios = [{"mode": "graph", "group": group, "ratio": 0.95, "lo": 0.80, "hi": 1.00},
-              {"mode": "eager", "group": group, "ratio": 0.5, "lo": 0.4, "hi": 0.6}]
-    (row,) = precision_rows(ratios, configs)
-    np.testing.assert_allclose(row["per_repeat"], [1.1, 0.8])
-    assert not row["met"] and abs(row["below"] - 0.15 / 0.95) < 1e-12
-    assert row["within_process"] == 0.0 and abs(row["between_repeats"] - (1.1 / 0.8 - 1)) < 1e-12
-    ratios[0].update(lo=0.90, hi=1.02)
-    assert precision_rows(ratios, configs)[0]["met"]
 
 
 def test_verdict_credits_fused_batch_norm_gain_to_the_kernel_only_where_keras_ran_none():

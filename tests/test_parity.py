@@ -9,6 +9,7 @@ import scipy.stats
 from shard_helpers import feature_shards
 
 from benchmarks.analyse.stats import tost
+from benchmarks.present.markdown import machine_text
 
 from conftest import assert_user_error, call_cli, run_cli
 
@@ -87,6 +88,7 @@ def test_parity_same_start_curves_are_identical_and_seeds_are_tested(parity_run)
     assert (out / "parity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (out / "parity.md").read_text()
     assert "Same start" in text and "TOST p =" in text and "parity.png" in text
+    assert f"Machine: {machine_text(record['machine'])}." in text  # its CPU flags included
     assert "same start: val_loss gap" in result.stdout
 
 

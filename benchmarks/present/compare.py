@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from benchmarks.analyse.summary import load_results
-from benchmarks.present.markdown import table
+from benchmarks.present.markdown import machine_text, table
 from benchmarks.present.verdict import ratio_text
 
 
@@ -21,7 +21,8 @@ def compare(path_a: str, path_b: str) -> str:
     ratios_b = {(r["mode"], r["group"]): r for r in b["summary"]["ratios"]}
     ratios = [(f"{mode} in {group}", _ratio(ratios_a.get((mode, group))), _ratio(ratios_b.get((mode, group))))
               for mode, group in sorted(set(ratios_a) | set(ratios_b))]
-    lines = [f"A: {path_a} (commit {a.get('git_commit')}), B: {path_b} (commit {b.get('git_commit')})", ""]
+    lines = [f"A: {path_a} (commit {a.get('git_commit')}; {machine_text(a.get('machine', {}))})", "",
+             f"B: {path_b} (commit {b.get('git_commit')}; {machine_text(b.get('machine', {}))})", ""]
     lines += table(("configuration", f"{name_a} images/s", f"{name_b} images/s", "B / A"), rates)
     lines += [""] + table(("mode vs the Keras baseline in", "A ratio [95%]", "B ratio [95%]"), ratios)
     return "\n".join(lines)

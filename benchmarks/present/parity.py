@@ -8,6 +8,7 @@ import numpy as np
 
 from benchmarks.analyse.stats import tost_decision
 from benchmarks.modes import Api
+from benchmarks.present.markdown import machine_text
 from plumbing.errors import UserError
 from plumbing.figures import plt, save_figure
 
@@ -37,8 +38,7 @@ def parity_markdown(record: dict) -> list[str]:
              f"{record['samples']['train']} train samples per epoch, {record['samples']['val']} val), "
              f"{c['epochs']} epochs, batch {c['batch_size']}, "
              f"{c['optimizer']} lr {c['learning_rate']:g}; each run is `python -m graph_api train` (TF1 runtime) "
-             f"or `python -m keras_api train` in its own process. Machine: {machine.get('cpu_model')}, "
-             f"{machine.get('cpu_count')} CPUs, flags {', '.join(machine.get('cpu_flags_of_note', []))}.", "",
+             f"or `python -m keras_api train` in its own process. Machine: {machine_text(machine)}.", "",
              "**Same start** (one initial weights file, the same batch order, dropout off): largest gap over "
              "the epochs, and the tolerance (losses: "
              f"{c['tolerance']:g} x ln({record['num_classes']}); accuracies: max({c['tolerance']:g}, 2 samples)).", "",

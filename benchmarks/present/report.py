@@ -27,7 +27,7 @@ from benchmarks.modes import (
     is_graph,
 )
 from benchmarks.present import plots
-from benchmarks.present.markdown import table
+from benchmarks.present.markdown import machine_text, table
 from benchmarks.present.parity import load_parity, parity_markdown
 from benchmarks.present.scaling import scaling_markdown, scaling_plot
 from benchmarks.present.verdict import (
@@ -290,8 +290,7 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
              f"repeats{_extra_repeats(results)}, "
              "each bundle (one mode's configurations, one after another) in a fresh process per repeat, "
              "the bundles in an order drawn anew for every repeat (`order` in results.json). "
-             f"Machine: {machine.get('cpu_model', machine.get('processor'))}, "
-             f"{machine.get('cpu_count')} CPUs, {machine.get('memory_gib')} GiB; commit {results.get('git_commit')}; "
+             f"Machine: {machine_text(machine)}; commit {results.get('git_commit')}; "
              f"environment {json.dumps(results.get('environment'))}.", "",
              "## Verdict map", "", "Each row: how many times faster the TF1-style program (or the fixed Keras "
              "call) ran than its Keras counterpart, the 95% interval over repeats (processes), and what was "
