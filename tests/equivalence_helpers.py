@@ -63,11 +63,10 @@ def graph_logits(name: str, size: int, model: keras.Model, x: np.ndarray, traini
     return got
 
 
-def _train_graph(name: str, size: int, optimizer: str, learning_rate: float, data_format: str, hyper: dict,
-                 more=None):
+def _train_graph(name: str, size: int, optimizer: str, learning_rate: float, data_format: str, hyper: dict):
     """graph_api's training graph for one step from fed batches, with the gradients of its loss
-    -> (TrainGraph, init op, dropout-off feeds, {contract name: gradient}, what `more(trainable
-    variables)` added to the graph before the initialiser was made)."""
+    -> (TrainGraph, dropout-off feeds, {contract name: trainable variable}, {contract name:
+    gradient}). No initialiser yet: a caller may add variables first."""
     config = GraphConfig(model=name, image_shape=(size, size, 3), num_classes=CLASSES, feed="feed_dict",
                          optimizer=optimizer, optimizer_options=hyper, learning_rate=learning_rate,
                          data_format=data_format)
@@ -76,9 +75,7 @@ def _train_graph(name: str, size: int, optimizer: str, learning_rate: float, dat
         no_dropout = {op.outputs[0]: 0.0 for op in g.graph.get_operations() if op.name.endswith("/rate")}
         trainable = trainable_model_variables(g.model_variables)
         grad_ops = dict(zip(trainable, tf.gradients(g.loss, list(trainable.values()))))
-        added = more(trainable) if more is not None else None
-        init = v1.global_variables_initializer()
-    return g, init, no_dropout, grad_ops, added
+    return g, no_dropout, trainable, grad_ops
 
 
 def graph_steps(name: str, size: int, model: keras.Model, optimizer: str, batches, learning_rate: float = 1e-3,
@@ -87,7 +84,9 @@ def graph_steps(name: str, size: int, model: keras.Model, optimizer: str, batche
     {contract name: array}; with ``gradients``, also the gradients of the first batch's loss
     at the starting weights, fetched on their own before any step. ``independent``: one step
     per batch, each from the starting weights (a slot-free optimizer) -> one such dict each."""
-    g, init, no_dropout, grad_ops, _ = _train_graph(name, size, optimizer, learning_rate, data_format, hyper)
+    g, no_dropout, _, grad_ops = _train_graph(name, size, optimizer, learning_rate, data_format, hyper)
+    with g.graph.as_default():
+        init = v1.global_variables_initializer()
     result = keras.models.clone_model(model)
     session = v1.Session(graph=g.graph)
     session.run(init)
@@ -118,18 +117,16 @@ def graph_rule_steps(name: str, size: int, model: keras.Model, rules: dict, x_y,
     each with its own slots and the global step restarted, from the same weights."""
     from graph_api.optimizers import apply_gradients
     (first, (optimizer, hyper)), *others = rules.items()
-
-    def rule_updates(trainable: dict):
+    g, no_dropout, trainable, grad_ops = _train_graph(name, size, optimizer, learning_rate, "NHWC", hyper)
+    with g.graph.as_default():
         fed = {k: v1.placeholder(tf.float32, v.shape) for k, v in trainable.items()}
         updates = {}
         for label, (rule, options) in others:
             with v1.variable_scope(label):  # slots of its own
                 updates[label] = apply_gradients([(list(fed.values()), list(trainable.values()))],
                                                  tf.constant(learning_rate), rule, **options)
-        return fed, updates, v1.assign(v1.train.get_global_step(), 0)
-
-    g, init, no_dropout, grad_ops, (fed, updates, restart) = _train_graph(
-        name, size, optimizer, learning_rate, "NHWC", hyper, more=rule_updates)
+        restart = v1.assign(v1.train.get_global_step(), 0)
+        init = v1.global_variables_initializer()
     result = keras.models.clone_model(model)  # each rule's weights pass through it to a snapshot
     session = v1.Session(graph=g.graph)
     session.run(init)
