@@ -72,17 +72,17 @@ class TrainGraph:
     config: GraphConfig
     images: tf.Tensor              # train-tower input: placeholder (feed_dict) or iterator output
     labels: tf.Tensor
-    eval_images: tf.Tensor
-    eval_labels: tf.Tensor
+    eval_images: tf.Tensor | None  # None: built without the eval tower (`build_train_graph`)
+    eval_labels: tf.Tensor | None
     learning_rate: tf.Tensor       # placeholder with the optimizer's default
     epoch_seed: tf.Tensor          # int64 placeholder: the shuffle seed of this epoch's pass
     loss: tf.Tensor
     accuracy: tf.Tensor
     train_op: tf.Operation
-    eval_loss: tf.Tensor
-    eval_accuracy: tf.Tensor
-    eval_probabilities: tf.Tensor
-    eval_count: tf.Tensor          # samples in the evaluated batch
+    eval_loss: tf.Tensor | None
+    eval_accuracy: tf.Tensor | None
+    eval_probabilities: tf.Tensor | None
+    eval_count: tf.Tensor | None   # samples in the evaluated batch
     train_init: tf.Operation | None = None
     eval_init: tf.Operation | None = None
     model_variables: list = field(default_factory=list)
@@ -149,7 +149,7 @@ def placeholders(config: GraphConfig) -> tuple[tf.Tensor, tf.Tensor]:
 def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, batch_size: int = 32,
                       eval_batch_size: int | None = None,
                       train_dataset: Callable[[], tf.data.Dataset] | None = None,
-                      cluster: Cluster | None = None) -> TrainGraph:
+                      cluster: Cluster | None = None, evaluation: bool = True) -> TrainGraph:
     """A fresh `tf.Graph` for training `config.model`.
 
     feed="dataset": both towers read `make_dataset` iterators of `manifest` (train split
@@ -161,6 +161,8 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
     Several `config.devices` build one train tower per device (`graph_api.distribute`); a
     `cluster` builds this worker's graph of a between-graph replicated run, whose `train_op`
     is a tensor: the global step after the synchronous update it took part in.
+    `evaluation=False` builds the train tower alone (the eval fields are None): what a benchmark
+    times, whose first step then builds no more than Keras's `fit` without validation data does.
     """
     if config.feed not in FEEDS:
         raise UserError(f"unknown feed {config.feed!r}: expected one of {FEEDS}")
@@ -184,13 +186,9 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
             loss, accuracy = towers.loss, towers.accuracy
         else:
             logits = build_model(config.model, images, True, config.num_classes, **config.model_options())
-        with v1.variable_scope(v1.get_variable_scope(), reuse=True), \
-                v1.device(tower_device(config, 0) if towers else None):
-            eval_logits = build_model(config.model, eval_images, False, config.num_classes,
-                                      **config.model_options())
+        evaluated = _eval_tower(config, eval_images, eval_labels, towers is not None) if evaluation else None
         if towers is None:  # after the eval tower, as always: op creation order sets the initial weights
             loss, accuracy = loss_and_accuracy(logits, labels)
-        eval_loss, eval_accuracy = loss_and_accuracy(eval_logits, eval_labels)
         default_lr = (config.learning_rate if config.learning_rate is not None
                       else DEFAULT_LEARNING_RATE.get(config.optimizer, 1e-3))
         learning_rate = v1.placeholder_with_default(tf.constant(default_lr, tf.float32), (), name="learning_rate")
@@ -204,11 +202,22 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
         else:
             train_op = minimize(loss, v1.trainable_variables(), learning_rate, config.optimizer,
                                 loss_scale=loss_scale, **config.optimizer_options)
+        if evaluated is None:
+            eval_images = eval_labels = eval_init = None
         return TrainGraph(graph, config, images, labels, eval_images, eval_labels, learning_rate, epoch_seed,
-                          loss, accuracy, train_op, eval_loss, eval_accuracy, tf.nn.softmax(eval_logits),
-                          tf.shape(eval_labels)[0],
+                          loss, accuracy, train_op, *(evaluated or (None,) * 4),
                           train_init, eval_init, model_variables(graph), train_order, pass_index,
                           sync_op(graph), cluster_sync)
+
+
+def _eval_tower(config: GraphConfig, images: tf.Tensor, labels: tf.Tensor, on_towers: bool) -> tuple:
+    """The inference tower on the train tower's variables -> (loss, accuracy, (B, C)
+    probabilities, B), on the first device when the train step has several."""
+    with v1.variable_scope(v1.get_variable_scope(), reuse=True), \
+            v1.device(tower_device(config, 0) if on_towers else None):
+        logits = build_model(config.model, images, False, config.num_classes, **config.model_options())
+    loss, accuracy = loss_and_accuracy(logits, labels)
+    return loss, accuracy, tf.nn.softmax(logits), tf.shape(labels)[0]
 
 
 def _inputs(config: GraphConfig, manifest, batch_size: int, eval_batch_size: int | None, train_dataset,

@@ -47,3 +47,17 @@ def test_records_carry_what_the_steps_are_built_from():
     for spec in MODES.values():
         if spec.scaling_base:
             assert MODES[spec.scaling_base].api is spec.api and MODES[spec.scaling_base].min_devices == 1
+
+
+@pytest.mark.parametrize("mode", ["graph", "graph-feed"])
+def test_a_timed_graph_builds_the_model_once(mode):
+    """The graph a training configuration times holds the train tower alone, as `fit` without
+    validation data traces one training function: an inference tower beside it would add to
+    the graph side's build and first step and to the op types read from the graph. The MLP's
+    forward pass is two matrix products (hidden and prediction layers)."""
+    from benchmarks.measure.graph_steps import _train_step
+    from benchmarks.measure.replicas import Placement
+    parts = _train_step(BenchConfig(mode=mode, model="mlp", batch=4, data="numpy"), Placement())
+    forward = [op.name for op in parts.graph.get_operations()
+               if op.type == "MatMul" and not op.name.startswith("gradients/")]
+    assert forward == ["dense/MatMul", "prediction/MatMul"]

@@ -72,7 +72,8 @@ def _train_step(config: BenchConfig, placement: Placement) -> StepParts:
     """The parts of one training step, or for task "gradients" of forward + backward without
     the update."""
     g = build_train_graph(_graph_config(config, placement.devices), batch_size=config.batch,
-                          train_dataset=lambda: train_dataset(config), cluster=placement.cluster)
+                          train_dataset=lambda: train_dataset(config), cluster=placement.cluster,
+                          evaluation=False)  # fit is timed without validation data
     with g.graph.as_default():
         if config.task == "gradients":
             gradients = [x for x in tf.gradients(g.loss, v1.trainable_variables()) if x is not None]
