@@ -176,7 +176,7 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
         v1.set_random_seed(config.seed)
         epoch_seed = v1.placeholder_with_default(tf.constant(config.seed, tf.int64), (), name="epoch_seed")
         (images, labels, eval_images, eval_labels, train_init, eval_init, train_order,
-         pass_index) = _inputs(config, manifest, batch_size, eval_batch_size, train_dataset, epoch_seed)
+         pass_index) = _inputs(config, manifest, batch_size, eval_batch_size, train_dataset, epoch_seed, evaluation)
         if cluster is not None:
             images, labels = worker_slice(cluster, images, labels)
         loss_scale = "dynamic" if config.precision == "mixed_float16" else 1.0  # as Keras's LossScaleOptimizer
@@ -186,9 +186,10 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
             loss, accuracy = towers.loss, towers.accuracy
         else:
             logits = build_model(config.model, images, True, config.num_classes, **config.model_options())
-        evaluated = _eval_tower(config, eval_images, eval_labels, towers is not None) if evaluation else None
+        eval_logits = _eval_logits(config, eval_images, towers is not None) if evaluation else None
         if towers is None:  # after the eval tower, as always: op creation order sets the initial weights
             loss, accuracy = loss_and_accuracy(logits, labels)
+        eval_loss, eval_accuracy = loss_and_accuracy(eval_logits, eval_labels) if evaluation else (None, None)
         default_lr = (config.learning_rate if config.learning_rate is not None
                       else DEFAULT_LEARNING_RATE.get(config.optimizer, 1e-3))
         learning_rate = v1.placeholder_with_default(tf.constant(default_lr, tf.float32), (), name="learning_rate")
@@ -202,42 +203,45 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
         else:
             train_op = minimize(loss, v1.trainable_variables(), learning_rate, config.optimizer,
                                 loss_scale=loss_scale, **config.optimizer_options)
-        if evaluated is None:
-            eval_images = eval_labels = eval_init = None
+        probabilities, count = (tf.nn.softmax(eval_logits), tf.shape(eval_labels)[0]) if evaluation else (None, None)
+        if not evaluation:  # feed_dict's eval input is the train tower's
+            eval_images = eval_labels = None
         return TrainGraph(graph, config, images, labels, eval_images, eval_labels, learning_rate, epoch_seed,
-                          loss, accuracy, train_op, *(evaluated or (None,) * 4),
+                          loss, accuracy, train_op, eval_loss, eval_accuracy, probabilities, count,
                           train_init, eval_init, model_variables(graph), train_order, pass_index,
                           sync_op(graph), cluster_sync)
 
 
-def _eval_tower(config: GraphConfig, images: tf.Tensor, labels: tf.Tensor, on_towers: bool) -> tuple:
-    """The inference tower on the train tower's variables -> (loss, accuracy, (B, C)
-    probabilities, B), on the first device when the train step has several."""
+def _eval_logits(config: GraphConfig, images: tf.Tensor, on_towers: bool) -> tf.Tensor:
+    """The inference tower on the train tower's variables -> (B, C) logits, on the first device
+    when the train step has several."""
     with v1.variable_scope(v1.get_variable_scope(), reuse=True), \
             v1.device(tower_device(config, 0) if on_towers else None):
-        logits = build_model(config.model, images, False, config.num_classes, **config.model_options())
-    loss, accuracy = loss_and_accuracy(logits, labels)
-    return loss, accuracy, tf.nn.softmax(logits), tf.shape(labels)[0]
+        return build_model(config.model, images, False, config.num_classes, **config.model_options())
 
 
 def _inputs(config: GraphConfig, manifest, batch_size: int, eval_batch_size: int | None, train_dataset,
-            epoch_seed: tf.Tensor) -> tuple:
-    """-> (images, labels, eval images, eval labels, train_init, eval_init, train_order, pass_index)."""
-    train_init = eval_init = train_order = pass_index = None
+            epoch_seed: tf.Tensor, evaluation: bool) -> tuple:
+    """-> (images, labels, eval images, eval labels, train_init, eval_init, train_order, pass_index);
+    without `evaluation`, no input of its own for the eval tower."""
+    train_init = eval_init = train_order = pass_index = eval_images = eval_labels = None
     if config.feed == "dataset" and train_dataset is not None:
         train_it = v1.data.make_initializable_iterator(train_dataset())
         images, labels = train_it.get_next()
         train_init = train_it.initializer
-        eval_images, eval_labels = placeholders(config)
+        if evaluation:
+            eval_images, eval_labels = placeholders(config)
     elif config.feed == "dataset":
         if manifest is None:
             raise UserError("feed='dataset' needs a manifest")
         train_it = v1.data.make_initializable_iterator(make_dataset(
             manifest, "train", batch_size, shuffle=True, seed=epoch_seed, drop_remainder=True, repeat=True))
         eval_it = v1.data.make_initializable_iterator(make_dataset(
-            manifest, "val", eval_batch_size or batch_size, shuffle=False))
-        (images, labels), (eval_images, eval_labels) = train_it.get_next(), eval_it.get_next()
-        train_init, eval_init = train_it.initializer, eval_it.initializer
+            manifest, "val", eval_batch_size or batch_size, shuffle=False)) if evaluation else None
+        images, labels = train_it.get_next()
+        train_init = train_it.initializer
+        if eval_it is not None:
+            (eval_images, eval_labels), eval_init = eval_it.get_next(), eval_it.initializer
     else:
         images, labels = placeholders(config)
         eval_images, eval_labels = images, labels
