@@ -243,7 +243,7 @@ def test_the_mechanism_sentence_is_made_of_the_measured_parts():
     busier = replace(slow, accounting={**slow.accounting, "wall_ms": slow.accounting["wall_ms"] + 2.5,
                                        "parts_ms": {**slow.accounting["parts_ms"], "callbacks": 2.5}})
     text = gap_sentence(row_accounting(fast, busier), "graph-feed", "keras-fit")
-    assert "most of the gap is callbacks and progress +2.5 ms (74% of it)" in text
+    assert "most of the rest is callbacks and progress +2.5 ms (74% of it)" in text
     # the same update on a resource variable is the same op type; a oneDNN kernel is not Eigen's
     k = compare_kernels({"AssignSub": {"ms": 1.0, "count": 4}, "_MklMatMul": {"ms": 1.0, "count": 1}},
                 {"AssignSubVariableOp": {"ms": 1.2, "count": 4}, "MatMul": {"ms": 1.0, "count": 1}})
@@ -251,19 +251,42 @@ def test_the_mechanism_sentence_is_made_of_the_measured_parts():
     assert k["largest_difference"]["op_type"] in ("_MklMatMul", "MatMul")
     # a timed ratio the profiled steps contradict: no part is named as its cause
     text = gap_sentence(acc, "graph-feed", "keras-fit", ratio={"ratio": 0.9, "lo": 0.85, "hi": 0.95})
-    assert "do not show the timed gap (0.90x): their difference (+900 us) has the other sign" in text
+    assert ("do not show the timed gap (0.90x): their difference (+900 us without the profiler's own time) has the "
+            "other sign") in text
     assert "most of" not in text
     # a timed interval that covers 1: the profiled difference is no gap's cause
     text = gap_sentence(acc, "graph-feed", "keras-fit", ratio={"ratio": 1.02, "lo": 0.9, "hi": 1.15})
-    assert "show no gap (1.02x [0.90, 1.15] covers 1), so the profiled difference (+900 us) locates none" in text
+    assert ("show no gap (1.02x [0.90, 1.15] covers 1), so the profiled difference (+900 us without the profiler's "
+            "own time) locates none") in text
     assert "most of" not in text
     located = gap_sentence(acc, "graph-feed", "keras-fit", ratio={"ratio": 1.3, "lo": 1.1, "hi": 1.5})
-    assert "most of the gap is tf.function dispatch and tracing +900 us" in located
+    assert "most of the rest is tf.function dispatch and tracing +900 us" in located
     # another kernel on the Keras side: no longer "the same op types"
     other = replace(slow, accounting={**slow.accounting, "op_types": {**kernels, "Conv2D": {"ms": 5.0, "count": 1}}})
     text = gap_sentence(row_accounting(fast, other), "graph-feed", "keras-fit")
     assert "only the Keras side runs Conv2D" in text and "op time differs most in Conv2D (+5.0 ms)" in text
 
+
+
+def test_the_profiler_s_own_time_is_the_measurement_s_not_the_mechanism():
+    """cProfile costs more on the side with more Python calls, so it widens the profiled gap: the
+    part named is the largest of the others, its share is of the gap less the profiler's own
+    time, and a profiled gap that only the profiler opens locates no timed one."""
+    kernels = {"MatMul": {"ms": 0.8, "count": 2}}
+    fast = _summary("graph-feed", {"ops": 1.1, "session": 0.2, "profiler": 0.1}, kernels)
+    slow = _summary("keras-fit", {"ops": 1.1, "session": 0.2, "dispatch": 0.3, "profiler": 0.6}, kernels)
+    acc = row_accounting(fast, slow)
+    assert acc["gap_ms"] == pytest.approx(0.8) and acc["step_gap_ms"] == pytest.approx(0.3)
+    assert acc["largest"]["part"] == "dispatch" and acc["largest"]["share"] == pytest.approx(1.0)
+    text = gap_sentence(acc, "graph-feed", "keras-fit", ratio={"ratio": 1.3, "lo": 1.1, "hi": 1.5})
+    assert "(gap +800 us, of which the profiler's own time +500 us;" in text
+    assert "most of the rest is tf.function dispatch and tracing +300 us (100% of it)" in text
+    # the timed Keras steps slower; the profiled ones slower only by the profiler's own time
+    only_profiler = _summary("keras-fit", {"ops": 1.1, "session": 0.1, "profiler": 0.6}, kernels)
+    text = gap_sentence(row_accounting(fast, only_profiler), "graph-feed", "keras-fit",
+                        ratio={"ratio": 1.3, "lo": 1.1, "hi": 1.5})
+    assert "their difference (-100 us without the profiler's own time) has the other sign" in text
+    assert "most of" not in text
 
 def test_the_answer_names_parts_only_for_rows_whose_gap_the_profile_locates():
     """A row whose timed interval covers 1 has no gap: its profiled difference (here 50 ms of

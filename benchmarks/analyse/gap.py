@@ -4,7 +4,7 @@ run the same kernels, read from their op-type histograms."""
 from __future__ import annotations
 
 from benchmarks.analyse.records import ConfigSummary
-from benchmarks.parts import PART_LABELS
+from benchmarks.parts import PART_LABELS, PROFILER
 
 TOP_OP_SHARE = 0.9  # the op types that carry this share of a side's op time are its kernels
 # The same computation on a resource variable (TF2, Keras) as on a reference variable (the TF1
@@ -61,8 +61,10 @@ def kernels(fast: dict[str, dict], slow: dict[str, dict]) -> dict:
 
 
 def row_accounting(fast: ConfigSummary, slow: ConfigSummary) -> dict | None:
-    """Both sides' parts (ms per step), the traced gap (slow - fast) and the part carrying most
-    of it, or None unless both sides were profiled."""
+    """Both sides' parts (ms per step), the traced gap (slow - fast), the step's gap (the traced
+    one less the profiler's own time: what a step differs by untraced) and the part carrying most
+    of it, or None unless both sides were profiled. The profiler's own time is the measurement's,
+    not the step's: it is never the part named, and shares are of the step's gap."""
     a, b = fast.accounting, slow.accounting
     if not a or not b:
         return None
@@ -71,11 +73,16 @@ def row_accounting(fast: ConfigSummary, slow: ConfigSummary) -> dict | None:
     for part in parts:
         part["gap_ms"] = part["slow_ms"] - part["fast_ms"]
     gap = b["wall_ms"] - a["wall_ms"]
-    named = sorted((p for p in parts if p["part"] != "residual"), key=lambda p: -p["gap_ms"] * (1 if gap >= 0 else -1))
-    residual = next(p for p in parts if p["part"] == "residual")["gap_ms"]
+    by_name = {p["part"]: p["gap_ms"] for p in parts}
+    step_gap = gap - by_name[PROFILER]
+    named = sorted((p for p in parts if p["part"] not in ("residual", PROFILER)),
+                   key=lambda p: -p["gap_ms"] * (1 if step_gap >= 0 else -1))
+    residual = by_name["residual"]
     return {"fast_wall_ms": a["wall_ms"], "slow_wall_ms": b["wall_ms"], "gap_ms": gap, "parts": parts,
-            "largest": {**named[0], "share": named[0]["gap_ms"] / gap if gap else None},
-            "second": named[1], "residual_ms": residual, "residual_share": abs(residual / gap) if gap else None,
+            "profiler_gap_ms": by_name[PROFILER], "step_gap_ms": step_gap,
+            "largest": {**named[0], "share": named[0]["gap_ms"] / step_gap if step_gap else None},
+            "second": named[1], "residual_ms": residual,
+            "residual_share": abs(residual / step_gap) if step_gap else None,
             "inflation": {"fast": a.get("inflation"), "slow": b.get("inflation")},
             "threads": {"fast": a["threads"], "slow": b["threads"]} if "threads" in a and "threads" in b else None,
             "samples": min(a["samples"], b["samples"]),
@@ -109,12 +116,12 @@ def _covers_one(ratio: dict) -> bool:
 
 def locates(acc: dict, ratio: dict | None) -> bool:
     """Whether the profiled gap can locate the timed one (`ratio`: {ratio, lo, hi} over repeats):
-    the timed interval excludes 1 and the profiled steps differ in the same direction. Two
-    sides the timed steps cannot tell apart differ in their profiled samples only by noise and
-    by how much profiling slowed each."""
+    the timed interval excludes 1 and the profiled steps, less the profiler's own time, differ in
+    the same direction. Two sides the timed steps cannot tell apart differ in their profiled
+    samples only by noise and by how much profiling slowed each."""
     if ratio is None:
         return True
-    return not _covers_one(ratio) and (ratio["ratio"] - 1) * acc["gap_ms"] > 0
+    return not _covers_one(ratio) and (ratio["ratio"] - 1) * acc["step_gap_ms"] > 0
 
 
 def _slowed(acc: dict) -> str:
@@ -127,17 +134,19 @@ def gap_sentence(acc: dict, fast_mode: str, slow_mode: str, ratio: dict | None =
     top, second = acc["largest"], acc["second"]
     profiled = (f"profiled, {fast_mode} {format_ms(acc['fast_wall_ms'])} vs {slow_mode} "
                 f"{format_ms(acc['slow_wall_ms'])} per step")
+    step = f"{_signed(acc['step_gap_ms'])} without the profiler's own time"
     if not locates(acc, ratio):
         if _covers_one(ratio):
             why = (f"the timed steps show no gap ({ratio['ratio']:.2f}x [{ratio['lo']:.2f}, {ratio['hi']:.2f}] "
-                   f"covers 1), so the profiled difference ({_signed(acc['gap_ms'])}) locates none")
+                   f"covers 1), so the profiled difference ({step}) locates none")
         else:
             why = (f"the profiled steps do not show the timed gap ({ratio['ratio']:.2f}x): their difference "
-                   f"({_signed(acc['gap_ms'])}) has the other sign, so no part of it is located")
+                   f"({step}) has the other sign, so no part of it is located")
         return f"{profiled} (profiling slowed them {_slowed(acc)}): {why}; {kernel_sentence(acc['kernels'])}"
     share = f" ({top['share']:.0%} of it)" if top["share"] is not None else ""
-    residual = f"{_signed(acc['residual_ms'])}" + (f" ({acc['residual_share']:.0%} of the gap)"
+    residual = f"{_signed(acc['residual_ms'])}" + (f" ({acc['residual_share']:.0%} of the rest)"
                                                     if acc["residual_share"] is not None else "")
-    return (f"{profiled} (gap {_signed(acc['gap_ms'])}; profiling slowed them {_slowed(acc)}): most of the gap is "
+    return (f"{profiled} (gap {_signed(acc['gap_ms'])}, of which the profiler's own time "
+            f"{_signed(acc['profiler_gap_ms'])}; profiling slowed them {_slowed(acc)}): most of the rest is "
             f"{top['label']} {_signed(top['gap_ms'])}{share}, then {second['label']} {_signed(second['gap_ms'])}; "
             f"residual {residual}; {kernel_sentence(acc['kernels'])}")
