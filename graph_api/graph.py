@@ -204,8 +204,6 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
             train_op = minimize(loss, v1.trainable_variables(), learning_rate, config.optimizer,
                                 loss_scale=loss_scale, **config.optimizer_options)
         probabilities, count = (tf.nn.softmax(eval_logits), tf.shape(eval_labels)[0]) if evaluation else (None, None)
-        if not evaluation:  # feed_dict's eval input is the train tower's
-            eval_images = eval_labels = None
         return TrainGraph(graph, config, images, labels, eval_images, eval_labels, learning_rate, epoch_seed,
                           loss, accuracy, train_op, eval_loss, eval_accuracy, probabilities, count,
                           train_init, eval_init, model_variables(graph), train_order, pass_index,
@@ -244,7 +242,8 @@ def _inputs(config: GraphConfig, manifest, batch_size: int, eval_batch_size: int
             (eval_images, eval_labels), eval_init = eval_it.get_next(), eval_it.initializer
     else:
         images, labels = placeholders(config)
-        eval_images, eval_labels = images, labels
+        if evaluation:  # the eval tower reads the same placeholders
+            eval_images, eval_labels = images, labels
         if manifest is not None:  # the order of each pass; the loop reads the pixels itself
             pass_index = v1.placeholder_with_default(tf.constant(0, tf.int64), (), name="pass_index")
             train_order = pass_order(manifest, "train", epoch_seed, pass_index)

@@ -267,7 +267,6 @@ def test_the_mechanism_sentence_is_made_of_the_measured_parts():
     assert "only the Keras side runs Conv2D" in text and "op time differs most in Conv2D (+5.0 ms)" in text
 
 
-
 def test_the_profiler_s_own_time_is_the_measurement_s_not_the_mechanism():
     """cProfile costs more on the side with more Python calls, so it widens the profiled gap: the
     part named is the largest of the others, its share is of the gap less the profiler's own
@@ -287,6 +286,7 @@ def test_the_profiler_s_own_time_is_the_measurement_s_not_the_mechanism():
                         ratio={"ratio": 1.3, "lo": 1.1, "hi": 1.5})
     assert "their difference (-100 us without the profiler's own time) has the other sign" in text
     assert "most of" not in text
+
 
 def test_the_answer_names_parts_only_for_rows_whose_gap_the_profile_locates():
     """A row whose timed interval covers 1 has no gap: its profiled difference (here 50 ms of
