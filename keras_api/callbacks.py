@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from api_runs import run_files
-from keras_api.weights import save_model_atomic
+from keras_api.weights import load_layer_weights, save_model_atomic
 from plumbing.atomic import atomic_write_bytes, write_json
 
 RANDOM_STATE = "random_state.json"  # in the backup folder: epoch -> the generators' states
@@ -117,7 +117,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             try:
                 if not self.best_path.exists():
                     raise FileNotFoundError("missing")
-                self.model.load_weights(self.best_path)
+                load_layer_weights(self.model, self.best_path)  # the optimizer stays the backup's
                 self.best_weights = self.model.get_weights()
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:  # .keras is a zip
                 self._unreadable_best(str(err).splitlines()[0][:160], current)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -141,12 +142,15 @@ def export_graph_run(run_dir: str | os.PathLike, out_path: str | os.PathLike, ch
 
 
 def load_model_file(path: str | os.PathLike) -> keras.Model:
-    """A `.keras` file -> model, with Keras's safe mode on (Lambda layers are refused)."""
+    """A `.keras` file -> model for inference: its layers and weights, with Keras's safe mode
+    on (Lambda layers are refused), not compiled (a training's optimizer state is not loaded:
+    a mixed-precision run's loss-scale optimizer comes back as its inner one, and Keras would
+    warn that the saved optimizer's variables do not fit it)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: model file not found")
     try:
-        return keras.models.load_model(path, safe_mode=True)
+        return keras.models.load_model(path, safe_mode=True, compile=False)
     except ValueError as err:
         text = str(err)
         if "safe_mode" in text or "Lambda" in text:
@@ -156,13 +160,29 @@ def load_model_file(path: str | os.PathLike) -> keras.Model:
         raise UserError(f"{path}: not a loadable .keras model ({str(err).splitlines()[0][:200]})") from None
 
 
+def load_layer_weights(model: keras.Model, path: str | os.PathLike) -> None:
+    """The weights of `model`'s layers from a `.weights.h5` or `.keras` file; the optimizer's
+    state stays the model's own. Keras's `load_weights` also loads the file's optimizer state
+    when the variable counts match (a resumed run would continue from an older epoch's Adam
+    moments and step count) and warns that it skipped it when they do not (an optimizer not yet
+    built): neither is wanted where only the layers' weights are."""
+    optimizer = getattr(model, "optimizer", None)
+    kept = [(v, v.numpy()) for v in optimizer.variables] if optimizer is not None else []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(path)
+    for variable, value in kept:
+        variable.assign(value)
+
+
 def load_weights_file(model: keras.Model, path: str | os.PathLike) -> keras.Model:
-    """Load a `.weights.h5` (or `.keras`) file into `model`; a file of another model is refused by name."""
+    """Load the layers' weights of a `.weights.h5` (or `.keras`) file into `model` (its
+    optimizer's state is left as it is); a file of another model is refused by name."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: weights file not found")
     try:
-        model.load_weights(path)
+        load_layer_weights(model, path)
     except (ValueError, OSError, KeyError) as err:
         first = str(err).splitlines()[0][:240]
         raise UserError(f"{path}: weights do not fit model {model.name!r} ({first})") from None

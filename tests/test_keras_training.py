@@ -1,5 +1,6 @@
 """keras_api trainer, callbacks, save/load, predict/evaluate and their bad-input cases."""
 import json
+import warnings
 
 import keras
 import numpy as np
@@ -91,6 +92,33 @@ def test_lambda_layers_are_refused_in_safe_mode(tmp_path):
         load_model_file(tmp_path / "lambda.keras")
     with pytest.raises(UserError, match="model file not found"):
         load_model_file(tmp_path / "missing.keras")
+
+
+def test_layer_weights_and_an_inference_model_load_without_the_files_optimizer_state(tmp_path):
+    """A mixed-precision head saved with its Adam state (moments, step count, loss scale):
+    its layers' weights load into the model trained on without replacing that model's
+    optimizer state, and the file loads for inference with no optimizer, silently."""
+    from keras_api import build_model
+    from keras_api.trainer import compile_model
+    from keras_api.weights import load_layer_weights
+    images, labels = np.random.default_rng(0).normal(size=(8, 2, 2, 512)).astype(np.float32), np.arange(8) % 4
+    model = compile_model(build_model("vgg16_head", (2, 2, 512), 4, precision="mixed_float16"),
+                          _head(optimizer="adam"))
+    model.fit(images, labels, batch_size=4, verbose=0)
+    save_model_atomic(model, tmp_path / "best.keras")
+    best = [np.asarray(w) for w in model.weights]
+    model.fit(images, labels, batch_size=4, verbose=0)
+    state = [np.asarray(v) for v in model.optimizer.variables]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Keras's note that it skipped an optimizer's variables
+        load_layer_weights(model, tmp_path / "best.keras")
+        loaded = load_model_file(tmp_path / "best.keras")
+    assert int(model.optimizer.iterations) == 4
+    for variable, before in zip(model.optimizer.variables, state, strict=True):
+        np.testing.assert_array_equal(variable, before, err_msg=variable.path)
+    for weight, saved in zip(model.weights, best, strict=True):
+        np.testing.assert_array_equal(weight, saved, err_msg=weight.path)
+    assert getattr(loaded, "optimizer", None) is None and loaded.get_layer("fc1").compute_dtype == "float16"
 
 
 def test_weights_of_another_model_and_missing_weights_are_refused(tmp_path):

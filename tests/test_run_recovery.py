@@ -159,16 +159,31 @@ def test_keras_resume_with_a_damaged_best_checkpoint_keeps_the_early_stopping_st
 
 @pytest.mark.parametrize("api", ["graph_api", "keras_api"])
 def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_weights(api, features, tmp_path):
-    """SIGKILL after step 3 (epoch 2 of 3 half done, 2 steps per epoch), then the same command:
-    the run resumes from the end of epoch 1 and ends with an uninterrupted run's weights."""
-    assert _train(api, features, tmp_path / "full", 3).returncode == 0
-    killed = _train(api, features, tmp_path / "cut", 3, env={KILL_AT_STEP_ENV: "3"})
+    """SIGKILL after step 5 (epoch 3 of 4 half done, 2 steps per epoch), then the same command:
+    the run resumes from the end of epoch 2 and ends as an uninterrupted run does: the same
+    losses, the same last epoch's weights and optimizer state. With --min-delta 100 epoch 1
+    stays the best, so the resume also reads a best checkpoint older than the backup, whose
+    optimizer state must not replace the backup's (Adam's moments and step count)."""
+    flags = ("--optimizer", "adam", "--min-delta", "100")
+    assert _train(api, features, tmp_path / "full", 4, *flags).returncode == 0
+    killed = _train(api, features, tmp_path / "cut", 4, *flags, env={KILL_AT_STEP_ENV: "5"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert _epochs_in_history(tmp_path / "cut") == 1
-    resumed = _train(api, features, tmp_path / "cut", 3)
+    assert _epochs_in_history(tmp_path / "cut") == 2
+    resumed = _train(api, features, tmp_path / "cut", 4, *flags)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "after epoch 1" in resumed.stdout and _epochs_in_history(tmp_path / "cut") == 3
-    full, cut = _final_weights(api, tmp_path / "full"), _final_weights(api, tmp_path / "cut")
-    assert full.keys() == cut.keys() and len(full) >= 4
+    assert "after epoch 2" in resumed.stdout and _epochs_in_history(tmp_path / "cut") == 4
+    histories = [json.loads((tmp_path / run / "history.json").read_text()) for run in ("full", "cut")]
+    for name in ("loss", "val_loss"):
+        assert histories[0][name] == histories[1][name], name
+    full, cut = (_last_epoch_state(api, tmp_path / run) for run in ("full", "cut"))
+    assert full.keys() == cut.keys() and any("optimizer" in name for name in full)
     for name in full:
         np.testing.assert_array_equal(full[name], cut[name], err_msg=name)
+
+
+def _last_epoch_state(api, run) -> dict[str, np.ndarray]:
+    """The weights and optimizer state a run saved after its last epoch (its final weights
+    are the best epoch's), by name."""
+    if api == "graph_api":
+        return checkpoint_tensors(run / "checkpoints")
+    return h5_arrays(run / "backup" / "latest.weights.h5")
