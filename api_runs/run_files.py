@@ -23,10 +23,18 @@ from plumbing.figures import plt, save_figure
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "images_per_sec")
 # Keys of run_config.json that must not change when a run directory is trained again.
 IDENTITY_KEYS = ("model", "class_names", "image_shape", "outputs")
+# The trainer's settings a run's saved state depends on (the optimizer's slots, a float16 loss
+# scale), with their flags: a resume cannot continue that state under other values (the graph's
+# checkpoint lacks the variables; Keras would start the optimizer afresh and say so only in a
+# warning), so a resume keeps them and `--no-resume` starts a new record.
+STATE_SETTINGS = {"optimizer": "--optimizer", "precision": "--precision"}
 
 
-def save_run_config(out_dir: Path, config: dict) -> None:
-    """Write run_config.json, or check an existing one describes the same model and classes."""
+def save_run_config(out_dir: Path, config: dict, api_key: str, resume: bool = True) -> None:
+    """Write run_config.json: the settings of the session that trains now. Over an existing one,
+    first check that it describes the same model and classes and, with `resume`, the same
+    settings of `config[api_key]` (the trainer's own configuration) that the saved state depends
+    on (`STATE_SETTINGS`); the others (the learning rate, ...) are this session's."""
     path = out_dir / "run_config.json"
     if path.exists():
         previous = json.loads(path.read_text())
@@ -34,7 +42,12 @@ def save_run_config(out_dir: Path, config: dict) -> None:
             if previous.get(key) != config.get(key):
                 raise UserError(f"{path}: the run in {out_dir} has a different {key} "
                                 f"({_short(previous.get(key))} vs {_short(config.get(key))}); use another --out")
-        return
+        if resume:
+            was, now = previous.get(api_key) or {}, config[api_key]
+            for key, flag in STATE_SETTINGS.items():
+                if key in was and was[key] != now.get(key):
+                    raise UserError(f"{path}: the run was trained with {flag} {was[key]}, not {now.get(key)}; "
+                                    f"resume it with {flag} {was[key]}, or start afresh with --no-resume")
     write_json(path, config)
 
 
@@ -71,9 +84,10 @@ def input_fields(manifest: dict) -> dict:
 
 
 def start_run(api: str, model: str, manifest: dict, out_dir: Path, api_config: dict, batch_size: int,
-              steps_per_epoch: int | None, write: bool = True) -> int:
+              steps_per_epoch: int | None, write: bool = True, resume: bool = True) -> int:
     """Create `out_dir` and write (or check) its run_config.json for `model` trained by `api`
-    on `manifest` with `api_config` (the trainer's own configuration, as a dict)
+    on `manifest` with `api_config` (the trainer's own configuration, as a dict; `resume`: the
+    run continues the directory's saved state, see `save_run_config`)
     -> train steps per epoch (`steps_per_epoch`, or one pass over the train split).
     ``write=False`` (a worker that is not a cluster's chief) writes nothing."""
     from data_pipeline import num_batches  # imports TensorFlow: only when a run starts
@@ -83,7 +97,7 @@ def start_run(api: str, model: str, manifest: dict, out_dir: Path, api_config: d
         save_run_config(out_dir, {"api": api, "model": model, "class_names": manifest["class_names"],
                                   "image_mode": manifest["image_mode"], "image_shape": list(manifest["image_shape"]),
                                   # both APIs' models end in float32 logits; predict applies the softmax
-                                  "outputs": "logits", f"{api}_config": api_config})
+                                  "outputs": "logits", f"{api}_config": api_config}, f"{api}_config", resume)
     steps = steps_per_epoch or num_batches(manifest, "train", batch_size, True)
     if steps < 1:
         raise UserError(f"{manifest['_path']}: fewer train samples than one batch of {batch_size}")

@@ -64,7 +64,8 @@ class SessionTrainer:
         self.steps = run_files.start_run("graph", config.model, self.manifest, self.out,
                                          dict(asdict(config), runtime=runtime_facts(),
                                               init_weights=self.options.init_weights),
-                                         options.batch_size, options.steps_per_epoch, write=self.is_chief)
+                                         options.batch_size, options.steps_per_epoch, write=self.is_chief,
+                                         resume=options.resume)
         self.g: TrainGraph = build_train_graph(config, self.manifest, options.batch_size, cluster=cluster)
         # A cluster's chief saves from its own task: the files are written where it runs.
         with self.g.graph.as_default(), tf.device(cluster.task if cluster else None):

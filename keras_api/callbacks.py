@@ -28,6 +28,21 @@ def random_variables(model: keras.Model) -> list:
     return [v for v in model.variables if id(v) not in weights]
 
 
+class CommandLearningRate(keras.callbacks.Callback):
+    """The command's learning rate, set after BackupAndRestore (list it after that callback):
+    a backup's optimizer state holds the rate the run was started with, which would otherwise
+    replace the one a resume is given. A resumed run trains at its command's rate, as a graph
+    run does (there the rate is a constant of the graph, not checkpointed)."""
+
+    def __init__(self, rate: float) -> None:
+        """`rate`: the compiled optimizer's, read before `fit` (the command's, or its optimizer's default)."""
+        super().__init__()
+        self.rate = rate
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.model.optimizer.learning_rate = self.rate
+
+
 class RandomStateBackup(keras.callbacks.Callback):
     """Records, at the end of each epoch and after BackupAndRestore has backed it up, the states
     of the model's random generators, so that a resumed run draws the dropout masks the

@@ -20,6 +20,7 @@ import keras
 import tensorflow as tf
 
 from api_runs.devices import Cluster, device_kind
+from keras_api.callbacks import CommandLearningRate
 from plumbing.errors import UserError
 
 
@@ -115,6 +116,6 @@ def chief_callbacks(callbacks: list, is_chief: bool) -> list:
     for callback in callbacks:
         if isinstance(callback, keras.callbacks.BackupAndRestore):
             kept.append(ReadOnlyBackup(callback.backup_dir, delete_checkpoint=False))
-        elif isinstance(callback, (keras.callbacks.TerminateOnNaN, keras.callbacks.EarlyStopping)):
+        elif isinstance(callback, (keras.callbacks.TerminateOnNaN, keras.callbacks.EarlyStopping, CommandLearningRate)):
             kept.append(callback)
     return kept

@@ -18,6 +18,7 @@ from data_pipeline.constants import NUM_CLASSES
 from keras_api import distribute
 from keras_api.callbacks import (
     AtomicModelCheckpoint,
+    CommandLearningRate,
     RandomStateBackup,
     ResumableEarlyStopping,
     RunFiles,
@@ -86,7 +87,8 @@ class KerasTrainer:
                                        preprocessing=base_preprocessing(weights))
         self.steps = run_files.start_run("keras", config.model, self.manifest, self.out,
                                          dict(asdict(config), init_weights=options.init_weights),
-                                         options.batch_size, options.steps_per_epoch, write=self.is_chief)
+                                         options.batch_size, options.steps_per_epoch, write=self.is_chief,
+                                         resume=options.resume)
         self.backup = self.out / "backup"
         if not options.resume and self.backup.exists() and self.is_chief:
             shutil.rmtree(self.backup)
@@ -160,6 +162,7 @@ class KerasTrainer:
         callbacks = [keras.callbacks.TerminateOnNaN(raise_error=True),
                      keras.callbacks.BackupAndRestore(str(self.backup), double_checkpoint=True,
                                                       delete_checkpoint=False),
+                     CommandLearningRate(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))),
                      RandomStateBackup(self.backup),  # after the backup: a failed backup changes nothing
                      stopping,
                      AtomicModelCheckpoint(self.out / "best.keras", stopping),

@@ -73,7 +73,7 @@ def test_nchw_where_nothing_pools_it_is_refused_before_a_file_is_read_or_written
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(features, tmp_path):
     options = dict(batch_size=16, steps_per_epoch=2, tensorboard=False)
-    train(_head(), str(features), tmp_path / "run", TrainOptions(epochs=1, **options))
+    train(_head(optimizer="sgd"), str(features), tmp_path / "run", TrainOptions(epochs=1, **options))
     before = _final_weights(tmp_path / "run")
     with pytest.raises(UserError, match="loss became (nan|inf).*last good checkpoint"):
         train(_head(learning_rate=float("inf"), optimizer="sgd"), str(features), tmp_path / "run",

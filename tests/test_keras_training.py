@@ -57,7 +57,7 @@ def test_backup_and_restore_resumes_at_the_right_epoch(features, tmp_path):
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_backup(features, tmp_path):
     options = dict(batch_size=16, steps_per_epoch=2, tensorboard=False)
-    train(_head(), str(features), tmp_path / "run", TrainOptions(epochs=1, **options))
+    train(_head(optimizer="sgd"), str(features), tmp_path / "run", TrainOptions(epochs=1, **options))
     backup = tmp_path / "run" / "backup" / "latest.weights.h5"
     before = backup.read_bytes()
     with pytest.raises(UserError, match="loss became NaN/Inf in epoch 2.*last good backup"):

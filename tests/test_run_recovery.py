@@ -14,7 +14,7 @@ from shard_helpers import feature_shards
 
 from api_runs.train_options import KILL_AT_STEP_ENV
 
-from conftest import assert_user_error, checkpoint_tensors, h5_arrays, run_cli, truncate
+from conftest import assert_user_error, checkpoint_tensors, file_tree, h5_arrays, run_cli, truncate
 
 pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
@@ -88,6 +88,8 @@ def test_graph_run_without_readable_checkpoint_is_not_restarted_over(features, t
 
 @pytest.mark.parametrize("api", ["graph_api", "keras_api"])
 def test_rerun_of_a_finished_run_says_it_is_complete(api, features, tmp_path):
+    """... and a resume under another optimizer, whose saved state it cannot continue, is
+    refused in one line, the same in both APIs, with nothing changed."""
     run = tmp_path / "run"
     assert _train(api, features, run, 1).returncode == 0
     history_before = (run / "history.json").read_bytes()
@@ -95,6 +97,24 @@ def test_rerun_of_a_finished_run_says_it_is_complete(api, features, tmp_path):
     assert again.returncode == 0, again.stderr
     assert "run complete (all 1 epochs done)" in again.stdout
     assert (run / "history.json").read_bytes() == history_before
+    tree = file_tree(run)
+    assert_user_error(_train(api, features, run, 2, "--optimizer", "adam"),
+                      "run_config.json: the run was trained with --optimizer rmsprop, not adam", unchanged={run: tree})
+
+
+def test_a_resume_keeps_the_settings_its_state_needs_and_a_fresh_start_is_recorded_anew(tmp_path):
+    from api_runs.run_files import save_run_config
+    from plumbing.errors import UserError
+    run = {"model": "vgg16_head", "class_names": ["a", "b"], "image_shape": [2, 2, 512], "outputs": "logits"}
+    trained = {"optimizer": "rmsprop", "precision": "fp32", "learning_rate": 1e-3}
+    save_run_config(tmp_path, {**run, "keras_config": trained}, "keras_config")
+    with pytest.raises(UserError, match="trained with --precision fp32, not mixed_float16; resume it with "
+                                        "--precision fp32, or start afresh with --no-resume"):
+        save_run_config(tmp_path, {**run, "keras_config": {**trained, "precision": "mixed_float16"}}, "keras_config")
+    save_run_config(tmp_path, {**run, "keras_config": {**trained, "learning_rate": 1e-4}}, "keras_config")  # resumable
+    afresh = {**trained, "optimizer": "adam"}
+    save_run_config(tmp_path, {**run, "keras_config": afresh}, "keras_config", resume=False)
+    assert json.loads((tmp_path / "run_config.json").read_text())["keras_config"] == afresh
 
 
 def test_keras_resume_from_a_damaged_backup_uses_the_previous_one(features, tmp_path):
@@ -175,10 +195,12 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_weights(api, featur
     histories = [json.loads((tmp_path / run / "history.json").read_text()) for run in ("full", "cut")]
     for name in ("loss", "val_loss"):
         assert histories[0][name] == histories[1][name], name
-    full, cut = (_last_epoch_state(api, tmp_path / run) for run in ("full", "cut"))
-    assert full.keys() == cut.keys() and any("optimizer" in name for name in full)
-    for name in full:
-        np.testing.assert_array_equal(full[name], cut[name], err_msg=name)
+    for saved in (_last_epoch_state, _final_weights):  # the last epoch's, then the best epoch's restored
+        full, cut = (saved(api, tmp_path / run) for run in ("full", "cut"))
+        assert full.keys() == cut.keys() and len(full) >= 4
+        for name in full:
+            np.testing.assert_array_equal(full[name], cut[name], err_msg=name)
+    assert any("optimizer" in name for name in _last_epoch_state(api, tmp_path / "cut"))
 
 
 def _last_epoch_state(api, run) -> dict[str, np.ndarray]:
