@@ -32,7 +32,7 @@ class CommandLearningRate(keras.callbacks.Callback):
     """The command's learning rate, set after BackupAndRestore (list it after that callback):
     a backup's optimizer state holds the rate the run was started with, which would otherwise
     replace the one a resume is given. A resumed run trains at its command's rate, as a graph
-    run does (there the rate is a constant of the graph, not checkpointed)."""
+    run does (there the rate is a placeholder's default in the graph, not a checkpointed variable)."""
 
     def __init__(self, rate: float) -> None:
         """`rate`: the compiled optimizer's, read before `fit` (the command's, or its optimizer's default)."""
