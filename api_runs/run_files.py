@@ -31,10 +31,10 @@ STATE_SETTINGS = {"optimizer": "--optimizer", "precision": "--precision"}
 
 
 def save_run_config(out_dir: Path, config: dict, api_key: str, resume: bool = True) -> None:
-    """Write run_config.json: the settings of the session that trains now. Over an existing one,
+    """Write run_config.json: the settings of the command that trains now. Over an existing one,
     first check that it describes the same model and classes and, with `resume`, the same
     settings of `config[api_key]` (the trainer's own configuration) that the saved state depends
-    on (`STATE_SETTINGS`); the others (the learning rate, ...) are this session's."""
+    on (`STATE_SETTINGS`); the others (the learning rate, ...) are the command's."""
     path = out_dir / "run_config.json"
     if path.exists():
         previous = json.loads(path.read_text())
