@@ -30,10 +30,10 @@ IDENTITY_KEYS = ("model", "class_names", "image_shape", "outputs")
 STATE_SETTINGS = {"optimizer": "--optimizer", "precision": "--precision"}
 
 
-def save_run_config(out_dir: Path, config: dict, api_key: str, resume: bool = True) -> None:
+def save_run_config(out_dir: Path, config: dict, resume: bool = True) -> None:
     """Write run_config.json: the settings of the command that trains now. Over an existing one,
     first check that it describes the same model and classes and, with `resume`, the same
-    settings of `config[api_key]` (the trainer's own configuration) that the saved state depends
+    settings of its trainer's own configuration (`<api>_config`) that the saved state depends
     on (`STATE_SETTINGS`); the others (the learning rate, ...) are the command's."""
     path = out_dir / "run_config.json"
     if path.exists():
@@ -43,6 +43,7 @@ def save_run_config(out_dir: Path, config: dict, api_key: str, resume: bool = Tr
                 raise UserError(f"{path}: the run in {out_dir} has a different {key} "
                                 f"({_short(previous.get(key))} vs {_short(config.get(key))}); use another --out")
         if resume:
+            api_key = f"{config['api']}_config"
             was, now = previous.get(api_key) or {}, config[api_key]
             for key, flag in STATE_SETTINGS.items():
                 if key in was and was[key] != now.get(key):
@@ -97,7 +98,7 @@ def start_run(api: str, model: str, manifest: dict, out_dir: Path, api_config: d
         save_run_config(out_dir, {"api": api, "model": model, "class_names": manifest["class_names"],
                                   "image_mode": manifest["image_mode"], "image_shape": list(manifest["image_shape"]),
                                   # both APIs' models end in float32 logits; predict applies the softmax
-                                  "outputs": "logits", f"{api}_config": api_config}, f"{api}_config", resume)
+                                  "outputs": "logits", f"{api}_config": api_config}, resume)
     steps = steps_per_epoch or num_batches(manifest, "train", batch_size, True)
     if steps < 1:
         raise UserError(f"{manifest['_path']}: fewer train samples than one batch of {batch_size}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -105,6 +106,14 @@ def h5_arrays(source) -> dict:
     with h5py.File(source, "r") as handle:
         handle.visititems(keep)
     return arrays
+
+
+def keras_file_contents(path: Path) -> tuple[dict, dict]:
+    """A `.keras` file's saved configuration (`config.json`: the model's and its compile
+    configuration) and its `model.weights.h5` arrays by path (the layers' and the optimizer's)."""
+    import zipfile  # only the tests that read Keras files need it
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read("config.json")), h5_arrays(io.BytesIO(archive.read("model.weights.h5")))
 
 
 def saved_graph_nodes(run: Path) -> list:

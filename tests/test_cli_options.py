@@ -2,9 +2,7 @@
 through the real command, asserting what the option changes."""
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from collections import Counter
 
 import h5py
@@ -14,7 +12,7 @@ from shard_helpers import feature_shards
 from data_pipeline.constants import NEGATIVE_CONTROL_SIRNA, POSITIVE_CONTROL_SIRNAS
 from data_pipeline.shards import load_manifest
 
-from conftest import assert_user_error, h5_arrays, run_cli, saved_graph_nodes
+from conftest import assert_user_error, keras_file_contents, run_cli, saved_graph_nodes
 
 pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
@@ -91,8 +89,7 @@ def test_keras_train_categorical_loss_with_xla_and_no_resume(tmp_path):
     assert first.returncode == 0, first.stderr
     # what ran: the compiled model's XLA flag, and the loss the saved model was compiled with
     assert json.loads((out / "run_config.json").read_text())["placement"]["jit_compile"] is True
-    with zipfile.ZipFile(out / "final.keras") as archive:
-        compiled = json.loads(archive.read("config.json"))["compile_config"]
+    compiled = keras_file_contents(out / "final.keras")[0]["compile_config"]
     assert "CategoricalCrossentropy" in json.dumps(compiled["loss"]) and "Sparse" not in json.dumps(compiled["loss"])
     again = run_cli(*args, "--no-resume")  # starts afresh: neither resumed nor "complete"
     assert again.returncode == 0, again.stderr
@@ -134,10 +131,8 @@ def test_train_patience_adam_and_mixed_float16_through_the_command(api, tmp_path
     else:
         from keras_api.weights import load_model_file  # the saved model; its optimizer's state from the file
         model = load_model_file(out / "final.keras")
-        with zipfile.ZipFile(out / "final.keras") as archive:
-            optimizer = json.loads(archive.read("config.json"))["compile_config"]["optimizer"]
-            state = h5_arrays(io.BytesIO(archive.read("model.weights.h5")))
-        assert optimizer["class_name"] == "Adam"
+        saved, state = keras_file_contents(out / "final.keras")
+        assert saved["compile_config"]["optimizer"]["class_name"] == "Adam"
         # under a loss scale, Adam's step, rate and two slots (momentum, velocity) per weight
         inner = [name for name in state if name.startswith("optimizer/inner_optimizer/")]
         assert len(inner) == 2 + 2 * len(model.trainable_weights), inner

@@ -2,11 +2,9 @@
 (named, the previous good one used, history consistent), finished runs left alone."""
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import signal
-import zipfile
 
 import numpy as np
 import pytest
@@ -14,7 +12,15 @@ from shard_helpers import feature_shards
 
 from api_runs.train_options import KILL_AT_STEP_ENV
 
-from conftest import assert_user_error, checkpoint_tensors, file_tree, h5_arrays, run_cli, truncate
+from conftest import (
+    assert_user_error,
+    checkpoint_tensors,
+    file_tree,
+    h5_arrays,
+    keras_file_contents,
+    run_cli,
+    truncate,
+)
 
 pytestmark = pytest.mark.slow  # end-to-end: commands, trainings or ResNet50 in both APIs
 
@@ -105,15 +111,16 @@ def test_rerun_of_a_finished_run_says_it_is_complete(api, features, tmp_path):
 def test_a_resume_keeps_the_settings_its_state_needs_and_a_fresh_start_is_recorded_anew(tmp_path):
     from api_runs.run_files import save_run_config
     from plumbing.errors import UserError
-    run = {"model": "vgg16_head", "class_names": ["a", "b"], "image_shape": [2, 2, 512], "outputs": "logits"}
+    run = {"api": "keras", "model": "vgg16_head", "class_names": ["a", "b"], "image_shape": [2, 2, 512],
+           "outputs": "logits"}
     trained = {"optimizer": "rmsprop", "precision": "fp32", "learning_rate": 1e-3}
-    save_run_config(tmp_path, {**run, "keras_config": trained}, "keras_config")
+    save_run_config(tmp_path, {**run, "keras_config": trained})
     with pytest.raises(UserError, match="trained with --precision fp32, not mixed_float16; resume it with "
                                         "--precision fp32, or start afresh with --no-resume"):
-        save_run_config(tmp_path, {**run, "keras_config": {**trained, "precision": "mixed_float16"}}, "keras_config")
-    save_run_config(tmp_path, {**run, "keras_config": {**trained, "learning_rate": 1e-4}}, "keras_config")  # resumable
+        save_run_config(tmp_path, {**run, "keras_config": {**trained, "precision": "mixed_float16"}})
+    save_run_config(tmp_path, {**run, "keras_config": {**trained, "learning_rate": 1e-4}})  # resumable
     afresh = {**trained, "optimizer": "adam"}
-    save_run_config(tmp_path, {**run, "keras_config": afresh}, "keras_config", resume=False)
+    save_run_config(tmp_path, {**run, "keras_config": afresh}, resume=False)
     assert json.loads((tmp_path / "run_config.json").read_text())["keras_config"] == afresh
 
 
@@ -139,12 +146,6 @@ def test_keras_damaged_backup_without_a_previous_one_is_one_line(features, tmp_p
     assert_user_error(_train("keras_api", features, run, 2), "unreadable backup")
 
 
-def _keras_file_weights(path) -> dict[str, np.ndarray]:
-    """The weights inside a .keras file (a zip holding model.weights.h5), by name."""
-    with zipfile.ZipFile(path) as archive:
-        return h5_arrays(io.BytesIO(archive.read("model.weights.h5")))
-
-
 def _assert_same_layers(a: dict, b: dict) -> None:
     """The model's weights equal (the optimizer's state aside)."""
     a, b = ({k: v for k, v in w.items() if k.startswith("layers/")} for w in (a, b))
@@ -159,7 +160,7 @@ def test_keras_resume_with_a_damaged_best_checkpoint_keeps_the_early_stopping_st
     rewritten from them; resumed later, they are lost and said so; the score survives both."""
     run = tmp_path / "run"
     assert _train("keras_api", features, run, done, "--min-delta", "100").returncode == 0
-    best = _keras_file_weights(run / "best.keras")
+    best = keras_file_contents(run / "best.keras")[1]
     truncate(run / "best.keras")
     damaged = (run / "best.keras").read_bytes()
     resumed = _train("keras_api", features, run, 3, "--min-delta", "100")
@@ -170,7 +171,7 @@ def test_keras_resume_with_a_damaged_best_checkpoint_keeps_the_early_stopping_st
     assert stopping["best_epoch"] == 0 and stopping["wait"] == 2, stopping
     if done == 1:
         assert "rewritten" in warnings[0]
-        _assert_same_layers(_keras_file_weights(run / "best.keras"), best)
+        _assert_same_layers(keras_file_contents(run / "best.keras")[1], best)
         _assert_same_layers(_final_weights("keras_api", run), best)  # restore-best restored them
     else:
         assert "lost" in warnings[0] and (run / "best.keras").read_bytes() == damaged
