@@ -302,6 +302,10 @@ def test_the_answer_names_parts_only_for_rows_whose_gap_the_profile_locates():
     assert "Of the 1 rows with a gap the profiled steps locate" in text
     assert "tf.function dispatch and tracing in 1 (up to 900 us per step, MLP)" in text
     assert "inside ops" not in text and "In 1 profiled row(s) the timed steps show no gap" in text
+    # a gap the Keras side wins (fit with steps_per_execution): its size, and in whose favour
+    lean = _summary("keras-fit-spe", {"ops": 1.1}, kernels)
+    text = gap_summary([{"scenario": "MLP", "accounting": row_accounting(fast, lean), "located": True}])
+    assert "Session.run feed and fetch handling in 1 (up to 200 us per step in the Keras side's favour, MLP)" in text
 
 
 @pytest.mark.slow

@@ -112,6 +112,17 @@ def test_rows_match_every_field_of_their_scenario_and_label_what_they_matched():
     assert len(missing) + len(verdict_map(summary)) == len(ROWS)  # every scenario, one way or the other
 
 
+def test_the_answer_quotes_each_row_it_cites_by_a_label_that_names_its_model():
+    """The answer cites rows out of the map's order, so a row's label reads alone: Keras 2's fit of
+    the embedding model, 5x slower here, is named by its model, not as "the same" as the row above."""
+    from benchmarks.analyse.verdict import answer
+    configs = [BenchConfig(mode=m, model="embedding", batch=32, data="numpy", optimizer="sgd")
+               for m in ("graph-feed", "tfkeras-fit")]
+    rows = verdict_map(summarize_results(_results(configs, lambda c: 5.0 if c.mode == "tfkeras-fit" else 1.0)))
+    assert [r["claim"] for r in rows] == ["holds"]
+    assert "It holds where keras#7818's model, SGD, batch 32: TF1 loop vs Keras 2 fit (tf.function)" in answer(rows)
+
+
 def test_quick_trains_resnet50_compute_bound_from_the_shards_when_given_else_from_one_batch():
     """One compute-bound row either way, and the numpy row beside it: ResNet50's set-up is
     most of the preset's time, so it is not trained from both sources."""
