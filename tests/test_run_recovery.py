@@ -196,12 +196,13 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_weights(api, featur
     histories = [json.loads((tmp_path / run / "history.json").read_text()) for run in ("full", "cut")]
     for name in ("loss", "val_loss"):
         assert histories[0][name] == histories[1][name], name
-    for saved in (_last_epoch_state, _final_weights):  # the last epoch's, then the best epoch's restored
-        full, cut = (saved(api, tmp_path / run) for run in ("full", "cut"))
+    states = {saved: [saved(api, tmp_path / run) for run in ("full", "cut")]
+              for saved in (_last_epoch_state, _final_weights)}  # the last epoch's, the best epoch's restored
+    for full, cut in states.values():
         assert full.keys() == cut.keys() and len(full) >= 4
         for name in full:
             np.testing.assert_array_equal(full[name], cut[name], err_msg=name)
-    assert any("optimizer" in name for name in _last_epoch_state(api, tmp_path / "cut"))
+    assert any("optimizer" in name for name in states[_last_epoch_state][1])
 
 
 def _last_epoch_state(api, run) -> dict[str, np.ndarray]:
