@@ -216,3 +216,27 @@ def test_the_machine_is_named_with_its_cpu_flags_and_what_was_not_recorded_is_le
     assert machine_text({"processor": "arm64", "cpu_flags_of_note": []}) == \
         "arm64, CPU flags (none of AVX2, AVX-512, AMX, FMA)"
     assert machine_text({}) == "CPU not recorded"
+
+
+def test_the_verdict_picture_s_legend_carries_each_row_s_whole_scenario_inside_the_figure(monkeypatch):
+    """A long scenario (the embedding rows run past 100 characters) keeps the words that name its
+    two sides, and the legend of 30 such rows still fits in the figure."""
+    from benchmarks.present import plots
+    shown = {}
+
+    def keep(fig, path):
+        shown["fig"] = fig
+        return path
+    monkeypatch.setattr(plots, "save_figure", keep)
+    scenario = ("keras#7818's model (100k x 512 embedding), SGD, batch 32: TF1 loop vs Keras 2 fit "
+                "(tf.function); timed within one epoch, row {}")
+    rows = [{"scenario": scenario.format(i), "fast": "graph-feed", "slow": "tfkeras-fit", "ratio": 1.0 + i / 10,
+             "lo": 0.8 + i / 10, "hi": 1.2 + i / 10, "step_ms": 10.0 + i} for i in range(30)]
+    plots.ratio_vs_step(rows, "unused.png")
+    fig = shown["fig"]
+    legend = fig.axes[0].get_legend()
+    texts = [" ".join(t.get_text().split()) for t in legend.get_texts()]
+    for i, row in enumerate(rows):
+        assert f"{i + 1}. {row['scenario']} (graph-feed / tfkeras-fit)" in texts
+    box = legend.get_window_extent(fig.canvas.get_renderer())
+    assert box.y0 >= 0 and box.y1 <= fig.bbox.height + 1 and box.x1 <= fig.bbox.width + 1

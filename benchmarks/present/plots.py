@@ -1,6 +1,7 @@
 """The report's PNGs: throughput vs batch, ratios against the claimed 2.5x, step times."""
 from __future__ import annotations
 
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -53,10 +54,20 @@ def ratios(ratio_list: list[dict], path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
+LEGEND_LINE_IN = 0.15
+
+
 def _error_bars(rows: list[dict]) -> list[list[float]]:
     """Distances from each ratio to its interval's ends (0 where a single repeat gave none)."""
     return [[r["ratio"] - r["lo"] if r.get("lo") is not None else 0.0 for r in rows],
             [r["hi"] - r["ratio"] if r.get("hi") is not None else 0.0 for r in rows]]
+
+
+def _verdict_legend_label(number: int, row: dict) -> str:
+    """A row's whole scenario and modes, wrapped: a cut label can drop the very words that say
+    which two sides the ratio compares."""
+    return textwrap.fill(f"{number}. {row['scenario']} ({row['fast']} / {row['slow']})", width=90,
+                         subsequent_indent="    ")
 
 
 def ratio_vs_step(rows: list[dict], path: Path) -> Path | None:
@@ -64,12 +75,15 @@ def ratio_vs_step(rows: list[dict], path: Path) -> Path | None:
     median step time, log-log, with the claimed 2.5x marked."""
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    labels = [_verdict_legend_label(i + 1, r) for i, r in enumerate(rows)]
+    # the figure grows with the legend beside it (inches per 6 pt line, spacing included)
+    legend_lines = sum(label.count("\n") + 1 for label in labels) + 1
+    fig, ax = plt.subplots(figsize=(12, max(5.5, LEGEND_LINE_IN * legend_lines + 0.8)))
     below, above = _error_bars(rows)
     for i, r in enumerate(rows):
         # numbered, and a new marker every 10 rows: the colour cycle alone repeats
         ax.errorbar([r["step_ms"]], [r["ratio"]], yerr=[[below[i]], [above[i]]], fmt="os^D"[i // 10 % 4], capsize=3,
-                    label=f"{i + 1}. {r['scenario'][:60]} ({r['fast']} / {r['slow']})")
+                    label=labels[i])
         ax.annotate(str(i + 1), (r["step_ms"], r["ratio"]), textcoords="offset points", xytext=(4, 4), fontsize=6)
     ax.axhline(CLAIMED_RATIO, color="red", linestyle="--", label=f"claimed {CLAIMED_RATIO}x")
     ax.axhline(1.0, color="grey", linestyle=":")
