@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks.analyse.gap import gap_sentence, row_accounting
+from benchmarks.analyse.gap import format_ms, gap_sentence, row_accounting
 from benchmarks.analyse.gap import kernels as compare_kernels
 from benchmarks.analyse.records import ConfigSummary
 from benchmarks.config import BenchConfig
@@ -265,6 +265,24 @@ def test_the_mechanism_sentence_is_made_of_the_measured_parts():
     other = replace(slow, accounting={**slow.accounting, "op_types": {**kernels, "Conv2D": {"ms": 5.0, "count": 1}}})
     text = gap_sentence(row_accounting(fast, other), "graph-feed", "keras-fit")
     assert "only the Keras side runs Conv2D" in text and "op time differs most in Conv2D (+5.0 ms)" in text
+
+
+def test_a_part_larger_than_the_whole_gap_is_said_to_be_so_with_the_part_that_runs_the_other_way():
+    """Keras's set-up +2.8 ms against ops 1.8 ms faster: the gap is 1 ms, and "most of it" would
+    misread a 280% share."""
+    kernels = {"MatMul": {"ms": 0.8, "count": 2}}
+    fast = _summary("graph-feed", {"ops": 8.4}, kernels)
+    slow = _summary("keras-fit", {"ops": 6.6, "keras": 2.8}, kernels)
+    acc = row_accounting(fast, slow)
+    assert acc["step_gap_ms"] == pytest.approx(1.0) and acc["against"]["part"] == "ops"
+    text = gap_sentence(acc, "graph-feed", "keras-fit", ratio={"ratio": 1.1, "lo": 1.05, "hi": 1.2})
+    assert ("Keras's per-call set-up and loop +2.8 ms is more than all of the rest (280% of it: inside ops (busy) "
+            "-1.8 ms runs the other way)") in text and "most of" not in text
+    # nothing against it: the ordinary sentence, and no part said to run the other way
+    plain = row_accounting(fast, _summary("keras-fit", {"ops": 8.4, "keras": 2.8, "dispatch": 0.2}, kernels))
+    assert plain["against"] is None
+    assert format_ms(0.9999) == "1.0 ms" and format_ms(0.9994) == "999 us" and format_ms(-2.345) == "-2.3 ms"
+    assert "most of the rest is Keras's per-call set-up and loop +2.8 ms (93% of it)" in gap_sentence(plain, "a", "b")
 
 
 def test_the_profiler_s_own_time_is_the_measurement_s_not_the_mechanism():

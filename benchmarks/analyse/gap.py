@@ -26,8 +26,8 @@ def _merged(op_types: dict[str, dict]) -> dict[str, dict]:
 
 
 def format_ms(x: float) -> str:
-    """`x` ms, readable."""
-    return f"{x * 1000:,.0f} us" if abs(x) < 1 else f"{x:,.1f} ms"
+    """`x` ms, readable (0.9999 ms is 1.0 ms, not 1,000 us)."""
+    return f"{x * 1000:,.0f} us" if abs(round(x * 1000)) < 1000 else f"{x:,.1f} ms"
 
 
 def _signed(x: float) -> str:
@@ -78,10 +78,12 @@ def row_accounting(fast: ConfigSummary, slow: ConfigSummary) -> dict | None:
     named = sorted((p for p in parts if p["part"] not in ("residual", PROFILER)),
                    key=lambda p: -p["gap_ms"] * (1 if step_gap >= 0 else -1))
     residual = by_name["residual"]
+    # the part that runs most against the gap: what lets the largest one carry more than all of it
+    against = named[-1] if named[-1]["gap_ms"] * step_gap < 0 else None
     return {"fast_wall_ms": a["wall_ms"], "slow_wall_ms": b["wall_ms"], "gap_ms": gap, "parts": parts,
             "profiler_gap_ms": by_name[PROFILER], "step_gap_ms": step_gap,
             "largest": {**named[0], "share": named[0]["gap_ms"] / step_gap if step_gap else None},
-            "second": named[1], "residual_ms": residual,
+            "second": named[1], "against": against, "residual_ms": residual,
             "residual_share": abs(residual / step_gap) if step_gap else None,
             "inflation": {"fast": a.get("inflation"), "slow": b.get("inflation")},
             "threads": {"fast": a["threads"], "slow": b["threads"]} if "threads" in a and "threads" in b else None,
@@ -131,7 +133,7 @@ def _slowed(acc: dict) -> str:
 def gap_sentence(acc: dict, fast_mode: str, slow_mode: str, ratio: dict | None = None) -> str:
     """The mechanism as measured: the traced gap, its largest parts, the residual, the kernels;
     with the timed `ratio` ({ratio, lo, hi}), only where the profiled gap can locate it (`locates`)."""
-    top, second = acc["largest"], acc["second"]
+    second = acc["second"]
     profiled = (f"profiled, {fast_mode} {format_ms(acc['fast_wall_ms'])} vs {slow_mode} "
                 f"{format_ms(acc['slow_wall_ms'])} per step")
     step = f"{_signed(acc['step_gap_ms'])} without the profiler's own time"
@@ -143,10 +145,22 @@ def gap_sentence(acc: dict, fast_mode: str, slow_mode: str, ratio: dict | None =
             why = (f"the profiled steps do not show the timed gap ({ratio['ratio']:.2f}x): their difference "
                    f"({step}) has the other sign, so no part of it is located")
         return f"{profiled} (profiling slowed them {_slowed(acc)}): {why}; {kernel_sentence(acc['kernels'])}"
-    share = f" ({top['share']:.0%} of it)" if top["share"] is not None else ""
     residual = f"{_signed(acc['residual_ms'])}" + (f" ({acc['residual_share']:.0%} of the rest)"
                                                     if acc["residual_share"] is not None else "")
     return (f"{profiled} (gap {_signed(acc['gap_ms'])}, of which the profiler's own time "
-            f"{_signed(acc['profiler_gap_ms'])}; profiling slowed them {_slowed(acc)}): most of the rest is "
-            f"{top['label']} {_signed(top['gap_ms'])}{share}, then {second['label']} {_signed(second['gap_ms'])}; "
-            f"residual {residual}; {kernel_sentence(acc['kernels'])}")
+            f"{_signed(acc['profiler_gap_ms'])}; profiling slowed them {_slowed(acc)}): {_largest_text(acc)}, "
+            f"then {second['label']} {_signed(second['gap_ms'])}; residual {residual}; "
+            f"{kernel_sentence(acc['kernels'])}")
+
+
+def _largest_text(acc: dict) -> str:
+    """The part carrying most of the step's gap with its share; a share over 100% says which
+    part runs the other way, as only such a part lets one part exceed the whole gap."""
+    top, against = acc["largest"], acc.get("against")
+    named = f"{top['label']} {_signed(top['gap_ms'])}"
+    if top["share"] is None:
+        return f"most of the rest is {named}"
+    if top["share"] <= 1 or against is None:
+        return f"most of the rest is {named} ({top['share']:.0%} of it)"
+    return (f"{named} is more than all of the rest ({top['share']:.0%} of it: {against['label']} "
+            f"{_signed(against['gap_ms'])} runs the other way)")
