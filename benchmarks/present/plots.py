@@ -54,13 +54,13 @@ def ratios(ratio_list: list[dict], path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-LEGEND_LINE_IN = 0.15
-
-
 def _error_bars(rows: list[dict]) -> list[list[float]]:
     """Distances from each ratio to its interval's ends (0 where a single repeat gave none)."""
     return [[r["ratio"] - r["lo"] if r.get("lo") is not None else 0.0 for r in rows],
             [r["hi"] - r["ratio"] if r.get("hi") is not None else 0.0 for r in rows]]
+
+
+LEGEND_LINE_IN = 0.15  # a 6 pt legend line, spacing included
 
 
 def _verdict_legend_label(number: int, row: dict) -> str:
@@ -76,7 +76,7 @@ def ratio_vs_step(rows: list[dict], path: Path) -> Path | None:
     if not rows:
         return None
     labels = [_verdict_legend_label(i + 1, r) for i, r in enumerate(rows)]
-    # the figure grows with the legend beside it (inches per 6 pt line, spacing included)
+    # the figure grows with the legend beside it, which would otherwise run off its foot
     legend_lines = sum(label.count("\n") + 1 for label in labels) + 1
     fig, ax = plt.subplots(figsize=(12, max(5.5, LEGEND_LINE_IN * legend_lines + 0.8)))
     below, above = _error_bars(rows)
