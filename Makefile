@@ -8,9 +8,10 @@ DEMO   := data/demo
 export PYTHONUNBUFFERED ?= 1
 VGG16_WEIGHTS ?= hed
 
-# Test processes: two share a 2-core machine well (each test's subprocesses mostly import and
-# trace, one core each); more only with more cores. tests/conftest.py gives each one's
-# TensorFlow (and its subprocesses') an intra-op pool of its share of the cores.
+# Test processes: two share a 2-core machine well (each test's commands mostly build and trace
+# graphs, one core each); more only with more cores. tests/conftest.py gives each one's
+# TensorFlow (and its commands') an intra-op pool of its share of the cores, and forks the
+# commands from a process that imported TensorFlow once (tests/command_server.py).
 TEST_WORKERS ?= 2
 
 .PHONY: demo test test-fast lint install clean

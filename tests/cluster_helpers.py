@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from command_server import ForkedProcess
+
 from api_runs.devices import Cluster as TaskView  # one process's view: its TF_CONFIG
 
-from conftest import REPO
+from conftest import start_cli
 
 DEADLINE_SECONDS = 240  # a whole cluster run; the processes are killed past it
 
@@ -21,12 +22,12 @@ class Cluster:
 
     def __init__(self, api: str, jobs: dict, args: list[str], logs: Path) -> None:
         self.api, self.jobs, self.args, self.logs = api, jobs, args, logs
-        self.procs: dict[tuple[str, int], subprocess.Popen] = {}
+        self.procs: dict[tuple[str, int], subprocess.Popen | ForkedProcess] = {}
         self.started = time.monotonic()
         logs.mkdir(parents=True, exist_ok=True)
 
     def start(self, job: str, index: int, out: Path, extra: list[str] = (), via_file: bool = False,
-              env: dict | None = None) -> subprocess.Popen:
+              env: dict | None = None) -> subprocess.Popen | ForkedProcess:
         """Start task (job, index): its TF_CONFIG in the environment, or in a `--cluster` file;
         `env` adds variables."""
         config = TaskView(self.jobs, job, index, "test").tf_config()
@@ -37,9 +38,8 @@ class Cluster:
             extra = [*extra, "--cluster", str(path)]
         else:
             env["TF_CONFIG"] = config
-        log = open(self.log_path(job, index), "a")
-        proc = subprocess.Popen([sys.executable, "-m", self.api, "train", *self.args, "--out", str(out), *extra],
-                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = start_cli(self.api, "train", *self.args, "--out", str(out), *extra, env=env,
+                         log=self.log_path(job, index))
         self.procs[(job, index)] = proc
         return proc
 

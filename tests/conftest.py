@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny synthetic RxRx1 and shards built from it (small images, fast)."""
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import io
@@ -22,6 +23,8 @@ quiet_tensorflow_logs()  # before TensorFlow is imported; the CLI subprocesses i
 # pools then contend for the same cores. An explicit TF_NUM_INTRAOP_THREADS is kept.
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS",
                       str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
+
+from command_server import CommandServer, ForkedProcess, needs_fresh_process  # noqa: E402
 
 from data_pipeline.build import BuildOptions, build_shards, plan_shards, select_sites  # noqa: E402
 from data_pipeline.synthetic import SynthConfig, generate  # noqa: E402
@@ -152,9 +155,56 @@ def call_cli(package: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess([package, *args], code, out.getvalue(), err.getvalue())
 
 
+_SERVER: list[CommandServer] = []  # this test process's, started by its first command
+
+
+def _server() -> CommandServer:
+    if not _SERVER:
+        _SERVER.append(CommandServer(REPO))
+        atexit.register(_SERVER[0].close)
+    return _SERVER[0]
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python -m <args>` from the repository root; captures output. A None value in
-    `env` removes that variable."""
+    `env` removes that variable. The command runs in a process forked from one that imported
+    TensorFlow already (`command_server`), or in a fresh one when `env` changes what is read
+    while TensorFlow is imported."""
     full_env = {k: v for k, v in dict(os.environ, **(env or {})).items() if v is not None}
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    if needs_fresh_process(full_env, _server().env):
+        return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=full_env,
+                              capture_output=True, text=True, timeout=timeout)
+    return _server().run(list(args), full_env, REPO, timeout)
+
+
+def start_cli(*args: str, env: dict, log: Path) -> subprocess.Popen | ForkedProcess:
+    """`python -m <args>` from the repository root, started and not waited for: its stdout and
+    stderr appended to `log`, in a session of its own (`os.killpg` stops it and what it started).
+    Forked as `run_cli`'s commands are, or a fresh process for what `needs_fresh_process` names."""
+    if needs_fresh_process(env, _server().env):
+        with open(log, "a") as out:
+            return subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+    return _server().start(list(args), env, REPO, log, append=True, new_session=True)
+
+
+def fork_bench_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmark runner's worker processes, forked as `run_cli`'s commands are (a worker
+    whose environment changes what is read while TensorFlow is imported, e.g. Keras 2's, still
+    gets a fresh process), for a runner that runs in the test's own process."""
+    from benchmarks.measure import runner
+    fresh = runner.run_worker
+
+    def forked(args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+        # The runner puts the repository on PYTHONPATH; a forked child has it first on sys.path.
+        same = {k: v for k, v in env.items() if not (k == "PYTHONPATH" and v == str(REPO))}
+        if needs_fresh_process(same, _server().env):
+            return fresh(args, env, timeout)
+        return _server().run(["benchmarks.measure.worker", *args], env, REPO, timeout)
+    monkeypatch.setattr(runner, "run_worker", forked)
+
+
+@pytest.fixture
+def forked_workers(monkeypatch) -> None:
+    """`fork_bench_workers` for one test."""
+    fork_bench_workers(monkeypatch)

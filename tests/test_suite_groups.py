@@ -15,7 +15,8 @@ def test_the_tests_of_a_shared_fixture_run_in_one_worker_that_builds_it_once(tmp
     name = SHARED_RUN_FIXTURES[0]
     log = tmp_path / "log.txt"
     (tmp_path / "conftest.py").write_text(  # the suite's hook, loaded from its file under another name
-        "import importlib.util\n"
+        "import importlib.util\nimport sys\n"
+        f"sys.path.insert(0, {str(REPO / 'tests')!r})  # the suite's helper modules, as pytest finds them\n"
         f"spec = importlib.util.spec_from_file_location('suite_conftest', {str(REPO / 'tests' / 'conftest.py')!r})\n"
         "suite = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(suite)\n"
