@@ -327,7 +327,7 @@ def test_the_answer_names_parts_only_for_rows_whose_gap_the_profile_locates():
 
 
 @pytest.mark.slow
-def test_a_run_profiles_both_sides_of_each_row_in_its_first_repeat_and_reports_them(tmp_path):
+def test_a_run_profiles_both_sides_of_each_row_in_its_first_repeat_and_reports_them(tmp_path, forked_workers):
     from benchmarks.analyse.summary import load_results
     from benchmarks.cli import main
     from benchmarks.measure.runner import run

@@ -16,7 +16,7 @@ from benchmarks.present.markdown import machine_text
 from benchmarks.presets import PRESETS, preset
 from plumbing.errors import UserError
 
-from conftest import assert_user_error, call_cli, run_cli
+from conftest import assert_user_error, call_cli, fork_bench_workers
 
 
 def test_ratio_interval_needs_paired_repeats_and_two_for_an_interval():
@@ -75,9 +75,11 @@ def tiny_run(tmp_path_factory):
     """Two modes of the VGG16 head (graph on the TF1 runtime, Keras fit), tiny steps, two
     repeats of two batch sizes."""
     out = tmp_path_factory.mktemp("bench")
-    result = run_cli("benchmarks", "run", "--preset", "quick", "--models", "vgg16_head", "--modes", "graph",
-                     "keras-fit", "--batches", "8", "32", "--steps", "3", "--warmup", "1", "--repeats", "2",
-                     "--out", str(out))
+    with pytest.MonkeyPatch.context() as patch:  # in this process: test_bench_scaling runs the command as one
+        fork_bench_workers(patch)
+        result = call_cli("benchmarks", "run", "--preset", "quick", "--models", "vgg16_head", "--modes", "graph",
+                          "keras-fit", "--batches", "8", "32", "--steps", "3", "--warmup", "1", "--repeats", "2",
+                          "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     # the map as the command prints it: each profiled row with its two sides' parts
     assert "parts, ms per profiled step (graph / keras-fit): inside ops (busy)" in result.stdout
@@ -265,7 +267,7 @@ def _every_mode_configs() -> list[BenchConfig]:
 
 
 @pytest.mark.slow
-def test_every_mode_runs_and_times_the_steps_it_claims(tmp_path):
+def test_every_mode_runs_and_times_the_steps_it_claims(tmp_path, forked_workers):
     from benchmarks.measure.runner import run
     configs = _every_mode_configs()
     results = run(configs, 1, tmp_path / "results.json", log=lambda _: None)
@@ -298,7 +300,7 @@ def test_every_mode_runs_and_times_the_steps_it_claims(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_harness_runs_vgg16_transfer_on_the_shards_bfloat16_and_the_trivial_model(shard_dir, tmp_path):
+def test_the_harness_runs_vgg16_transfer_on_the_shards_bfloat16_and_the_trivial_model(shard_dir, tmp_path, forked_workers):
     """The models, precision and data source the every-mode test leaves out, on both sides of
     a ratio: what ran is read from the built graph and model (their matrix products' and
     kernels' dtypes; the class count the shards gave the model)."""

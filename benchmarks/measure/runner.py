@@ -84,6 +84,15 @@ def worker_env() -> dict:
     return env
 
 
+def run_worker(args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """`python -m benchmarks.measure.worker <args>` in a fresh process started from the
+    repository, with environment `env`; its output captured as text. Raises
+    `subprocess.TimeoutExpired` past `timeout` (s). The tests' fixture `forked_workers` replaces
+    it with one that forks the process from one that imported TensorFlow already."""
+    return subprocess.run([sys.executable, "-m", "benchmarks.measure.worker", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def run_bundle(configs: list[BenchConfig], env: dict, timeout: float) -> list[dict]:
     """Configurations of one bundle (`BenchConfig.bundle`), one after another in a fresh Python
     process -> a result record for each; `timeout` (s) is per configuration."""
@@ -95,10 +104,8 @@ def run_bundle(configs: list[BenchConfig], env: dict, timeout: float) -> list[di
         if failure is None and not read_results(stdout):
             failure = "the chief exited without a result"
     else:
-        command = [sys.executable, "-m", "benchmarks.measure.worker", json.dumps([c.to_dict() for c in configs])]
         try:
-            proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                                  timeout=timeout * len(configs))
+            proc = run_worker([json.dumps([c.to_dict() for c in configs])], env, timeout * len(configs))
             stdout, failure = proc.stdout, None
         except subprocess.TimeoutExpired as err:
             stdout = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
