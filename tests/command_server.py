@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 # Variables TensorFlow, Keras, oneDNN, OpenMP or Python read at start-up or import: a command
@@ -84,6 +85,7 @@ class CommandServer:
         self.proc = subprocess.Popen([sys.executable, __file__], cwd=cwd, env=self.env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._replies = self.proc.stdout
+        self._lock = threading.Lock()  # one request and its answer at a time, whichever thread asks
         if json.loads(self._replies.readline() or "null") != {"ready": True}:
             raise RuntimeError(f"the command server did not start (status {self.proc.poll()})")
 
@@ -93,9 +95,10 @@ class CommandServer:
         `stderr=subprocess.STDOUT`), appended to or replaced; in a session of its own if asked."""
         request = {"argv": list(args), "env": env, "cwd": str(cwd), "stdout": str(stdout),
                    "stderr": str(stderr) if stderr else None, "append": append, "new_session": new_session}
-        self.proc.stdin.write(json.dumps(request).encode() + b"\n")
-        self.proc.stdin.flush()
-        reply = self._replies.readline()
+        with self._lock:
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self.proc.stdin.flush()
+            reply = self._replies.readline()
         if not reply:
             raise RuntimeError(f"the command server ended (status {self.proc.wait()})")
         return ForkedProcess(json.loads(reply)["pid"], [sys.executable, "-m", *args])
