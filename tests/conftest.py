@@ -171,10 +171,17 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
     TensorFlow already (`command_server`), or in a fresh one when `env` changes what is read
     while TensorFlow is imported."""
     full_env = {k: v for k, v in dict(os.environ, **(env or {})).items() if v is not None}
-    if needs_fresh_process(full_env, _server().env):
-        return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=full_env,
+    return _forked_or_fresh(list(args), full_env, timeout)
+
+
+def _forked_or_fresh(args: list[str], env: dict, timeout: float, compared: dict | None = None
+                     ) -> subprocess.CompletedProcess:
+    """`python -m <args>` with `env`: forked from the server unless `compared` (default `env`)
+    differs from its environment in what is read while TensorFlow is imported."""
+    if needs_fresh_process(env if compared is None else compared, _server().env):
+        return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=timeout)
-    return _server().run(list(args), full_env, REPO, timeout)
+    return _server().run(args, env, REPO, timeout)
 
 
 def start_cli(*args: str, env: dict, log: Path) -> subprocess.Popen | ForkedProcess:
@@ -193,14 +200,11 @@ def fork_bench_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     whose environment changes what is read while TensorFlow is imported, e.g. Keras 2's, still
     gets a fresh process), for a runner that runs in the test's own process."""
     from benchmarks.measure import runner
-    fresh = runner.run_worker
 
     def forked(args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
         # The runner puts the repository on PYTHONPATH; a forked child has it first on sys.path.
         same = {k: v for k, v in env.items() if not (k == "PYTHONPATH" and v == str(REPO))}
-        if needs_fresh_process(same, _server().env):
-            return fresh(args, env, timeout)
-        return _server().run(["benchmarks.measure.worker", *args], env, REPO, timeout)
+        return _forked_or_fresh(["benchmarks.measure.worker", *args], env, timeout, compared=same)
     monkeypatch.setattr(runner, "run_worker", forked)
 
 
