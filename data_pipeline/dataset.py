@@ -32,6 +32,12 @@ from plumbing.errors import UserError, record_for_tensorflow
 
 SCALES = ("unit", "raw", None)  # [0, 1] floats, [0, 255] floats, or the stored uint8
 
+# For the functions given to tf.data: they branch only on Python values, so AutoGraph has
+# nothing to convert, and converting one writes its generated source to a temporary file that
+# only a normal interpreter exit removes; a command that fails fast (plumbing.errors.exit_process)
+# would leave those files behind.
+without_autograph = tf.autograph.experimental.do_not_convert
+
 
 def make_dataset(manifest_path: str | os.PathLike | dict, split: str, batch_size: int, *,
                  shuffle: bool | None = None, seed: int | None = None, repeat: bool = False,
@@ -85,13 +91,13 @@ def make_dataset(manifest_path: str | os.PathLike | dict, split: str, batch_size
         passes = tf.data.Dataset.range(2 ** 62 if repeat else 1)
         if salted:
             passes = tf.data.Dataset.random(seed=epoch_seed_value, rerandomize_each_iteration=True).take(1)
-        indices = passes.flat_map(lambda k: tf.data.Dataset.from_tensor_slices(
-            _pass_order(blocks, shuffle, epoch_seed_value, k))).map(_block_to_indices).unbatch()
+        indices = passes.flat_map(without_autograph(lambda k: tf.data.Dataset.from_tensor_slices(
+            _pass_order(blocks, shuffle, epoch_seed_value, k)))).map(without_autograph(_block_to_indices)).unbatch()
         return indices.batch(batch_size, drop_remainder=drop_remainder)
 
     if steps_per_epoch is not None:
         batches = tf.data.Dataset.range(first_epoch, 2 ** 62).flat_map(
-            lambda e: epoch(epoch_seed(tf.cast(seed, tf.int64), e)).take(steps_per_epoch))
+            without_autograph(lambda e: epoch(epoch_seed(tf.cast(seed, tf.int64), e)).take(steps_per_epoch)))
     else:
         batches = epoch(seed, salted=shuffle and not repeat and isinstance(seed, int))
     endless = repeat or steps_per_epoch is not None
@@ -99,11 +105,11 @@ def make_dataset(manifest_path: str | os.PathLike | dict, split: str, batch_size
         tf.data.INFINITE_CARDINALITY if endless
         else sum(counts) // batch_size if drop_remainder else -(-sum(counts) // batch_size)))
     reader = _BatchReader(manifest, records)
-    batches = batches.map(reader.read_tensors, num_parallel_calls=tf.data.AUTOTUNE,
+    batches = batches.map(without_autograph(reader.read_tensors), num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=deterministic)
     # A map of its own: TF's cast runs outside the GIL, unlike the numpy read above.
     convert = _converter(dtype, scale, one_hot, len(manifest["class_names"]), manifest["dtype"])
-    batches = batches.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    batches = batches.map(without_autograph(convert), num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return _to_device(batches, device)
 
 

@@ -165,6 +165,7 @@ def _become(request: dict) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    tempfile.tempdir = None  # the server's, cached when it imported TensorFlow; the command reads its own TMPDIR
     sys.path[0] = request["cwd"]  # `python -m` puts the working directory first
     package, *args = request["argv"]
     sys.argv = [package, *args]

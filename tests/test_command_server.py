@@ -10,7 +10,7 @@ import pytest
 from command_server import CommandServer, needs_fresh_process
 
 PROBE = """
-    import json, os, sys, threading, time
+    import json, os, sys, tempfile, threading, time
     if sys.argv[1:] == ["sleep"]:
         time.sleep(600)
     if sys.argv[1:] == ["kill"]:
@@ -23,7 +23,7 @@ PROBE = """
     atexit.register(lambda: print("atexit ran", flush=True))
     print(json.dumps({"pid": os.getpid(), "argv": sys.argv, "cwd": os.getcwd(), "path0": sys.path[0],
                       "probe": os.environ.get("PROBE_VALUE"), "gone": "PROBE_GONE" in os.environ,
-                      "name": __name__, "tf": "tensorflow" in sys.modules}))
+                      "name": __name__, "tf": "tensorflow" in sys.modules, "tmp": tempfile.gettempdir()}))
     print("to stderr", file=sys.stderr)
     sys.exit(int(sys.argv[1]))
 """
@@ -41,7 +41,8 @@ def test_a_forked_command_has_its_own_argv_environment_folder_output_and_exit_st
     probe.mkdir()
     (probe / "__init__.py").write_text("")
     (probe / "__main__.py").write_text("import signal\n" + textwrap.dedent(PROBE))
-    env = dict(server.env, PROBE_VALUE="42")
+    (tmp_path / "scratch").mkdir()
+    env = dict(server.env, PROBE_VALUE="42", TMPDIR=str(tmp_path / "scratch"))
     results = [server.run(["probe", "3"], env, tmp_path, 60), server.run(["probe", "0"], env, tmp_path, 60)]
     seen = [json.loads(r.stdout.splitlines()[0]) for r in results]
     assert [r.returncode for r in results] == [3, 0]
@@ -52,6 +53,7 @@ def test_a_forked_command_has_its_own_argv_environment_folder_output_and_exit_st
     assert first["pid"] != second["pid"] and os.getpid() not in (first["pid"], second["pid"])
     assert first["argv"] == [str(probe / "__main__.py"), "3"] and first["name"] == "__main__"
     assert first["cwd"] == first["path0"] == str(tmp_path) and first["probe"] == "42"
+    assert first["tmp"] == str(tmp_path / "scratch")  # not the server's cached temporary folder
     assert first["tf"]  # imported once, by the server
     gone = server.run(["probe", "0"], {k: v for k, v in env.items() if k != "PROBE_VALUE"}, tmp_path, 60)
     assert json.loads(gone.stdout.splitlines()[0])["probe"] is None

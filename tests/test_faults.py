@@ -242,8 +242,11 @@ def test_bad_input_is_one_line_and_changes_nothing(name, world, tmp_path):
     args, culprit = CASES[name](world, tmp_path)
     # every folder the cases read from: the session's shards and synthetic root too
     before = {world[key]: file_tree(world[key]) for key in ("base", "shards", "root")}
-    assert_user_error(run_cli(*args, timeout=TIMEOUT_S), culprit, unchanged=before)
+    scratch = tmp_path / "TMPDIR"  # where the command's own temporary files go
+    scratch.mkdir()
+    assert_user_error(run_cli(*args, env={"TMPDIR": str(scratch)}, timeout=TIMEOUT_S), culprit, unchanged=before)
     assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name], "a temporary file was left behind"
+    assert not list(scratch.iterdir()), "the command left files in its TMPDIR"
 
 
 def test_a_defect_ends_with_its_traceback_and_exit_status_1(capsys):

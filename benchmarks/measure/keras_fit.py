@@ -26,6 +26,7 @@ from benchmarks.measure.timing import (
     xla_compiled_since,
 )
 from benchmarks.modes import Api, Runtime
+from data_pipeline.dataset import without_autograph
 from keras_api import build_before_fit, build_model, make_optimizer, shard_by_batch, strategy_scope
 from model_contract.small_models import input_signature
 
@@ -144,7 +145,8 @@ def _profiled(model, config: BenchConfig, timed_step_s: float, strategy=None) ->
 def _call(model, config: BenchConfig, samples: int, timer, strategy=None) -> None:
     """The mode's Keras call over `samples` samples, timed by `timer`: predict, evaluate or fit."""
     if config.task == "inference":
-        model.predict(train_dataset(config).map(lambda x, y: x), steps=samples, callbacks=[timer], verbose=0)
+        images = train_dataset(config).map(without_autograph(lambda x, y: x))
+        model.predict(images, steps=samples, callbacks=[timer], verbose=0)
     elif config.task == "evaluate":
         _evaluate(model, config, samples, timer)
     else:
@@ -176,7 +178,7 @@ def _fit(model, config: BenchConfig, steps: int, timer, strategy=None) -> None:
         return
     data = train_dataset(config)
     if rank_fix:
-        data = data.map(lambda x, y: (x, y[..., None]))
+        data = data.map(without_autograph(lambda x, y: (x, y[..., None])))
     if strategy is not None:  # each replica takes its slice of every global batch, as graph_api's
         data = shard_by_batch(data)
         build_before_fit(model, strategy, data)
