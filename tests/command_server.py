@@ -2,8 +2,9 @@
 
 Every `python -m <package>` the tests start would import TensorFlow (4 s of CPU each, more
 than a hundred commands per suite). `CommandServer` starts one process per test process that
-imports TensorFlow, NumPy and h5py and nothing else (no runtime, no session, no eager
-context: there is nothing a fork could copy half-way), then forks a child per command. The
+imports TensorFlow, NumPy, h5py, imageio and SciPy's statistics and nothing else (no runtime,
+no session, no eager context: there is nothing a fork could copy half-way; none of the
+project's modules, whose import-time state is the command's), then forks a child per command. The
 child is a process of its own, with the command's argv, environment, working directory and
 output files; it runs `<package>.__main__` as `python -m` does and ends as the interpreter
 ends (atexit handlers, threads joined), so its exit status, a hang at exit and what it prints
@@ -176,7 +177,9 @@ if __name__ == "__main__":
     from plumbing.tf_logging import import_tensorflow_quietly
     import_tensorflow_quietly()
     import h5py  # noqa: F401  (what every command imports besides TensorFlow)
+    import imageio.v3  # noqa: F401  (0.2 s: the commands that read or write images)
     import numpy  # noqa: F401
+    import scipy.stats  # noqa: F401  (0.4 s: the benchmark commands' statistics)
     sys.stdout.flush()
     sys.stderr.flush()
     child_request = _serve()
