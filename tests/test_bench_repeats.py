@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.analyse.records import ConfigSummary
 from benchmarks.config import BenchConfig
-from benchmarks.present.report import precision_rows
+from benchmarks.present.report import extra_repeats_text, precision_rows
 
 
 def _fake_worker(noisy_batch: int):
@@ -42,9 +42,19 @@ def test_extra_repeats_only_for_imprecise_pairs_and_within_the_budget(monkeypatc
     lines = []
     results = runner.run(configs, 3, tmp_path / "results.json", log=lines.append, budget_s=budget_s, max_repeats=6)
     extra = [r for r in results["runs"] if r["repeat"] >= 3]
+    header = extra_repeats_text(results)
     if not expect_extra:
         assert not extra and not results["adaptive"]["extra"]
+        if budget_s:  # planned, but the next repeat's estimate (2 bundles of 20 s) is past the budget
+            assert results["adaptive"]["stop"]["reason"] == "budget"
+            assert header.startswith(" plus 0 of the 3 extra repeats planned for the 1 comparison(s) whose "
+                                     "interval was wider than +-10%") and "stopped by the budget" in header
+        else:
+            assert "stop" not in results["adaptive"] and header == ""
         return
+    assert results["adaptive"]["stop"]["reason"] == "done"
+    assert header.startswith(" plus 3 of the 3 extra repeats planned for the 1 comparison(s)")
+    assert "stopped" not in header
     # the batch-16 pair met +-10% after 3 repeats; for the noisy batch-4 pair the first stage's spread
     # asks for more than the cap, so both sides run to it, each in its whole bundle (both batches) as
     # in the first stage, the bundles' order drawn anew
@@ -67,6 +77,8 @@ def test_extra_repeats_stop_when_every_pair_is_precise(monkeypatch, tmp_path):
     configs = [BenchConfig(mode=m, batch=4, image_size=32) for m in ("graph", "keras-fit")]
     results = runner.run(configs, 3, tmp_path / "results.json", log=lines.append, budget_s=3600)
     assert len(results["runs"]) == 6 and any("none needed" in line for line in lines)
+    assert results["adaptive"]["stop"]["reason"] == "none needed"
+    assert extra_repeats_text(results) == " (no extra repeats needed: every comparison's interval was within +-10%)"
     (ratio,) = results["summary"]["ratios"]
     assert abs(ratio["ratio"] - 1 / 0.9) < 1e-9 and ratio["lo"] <= ratio["ratio"] <= ratio["hi"]
 

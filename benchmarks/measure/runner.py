@@ -190,6 +190,12 @@ def _wall_estimate_s(results: dict, keys: set[str]) -> float:
     return sum(sum(walls[k]) / len(walls[k]) for k in keys if k in walls)
 
 
+# Why the extra repeats ended (`adaptive.stop.reason` in results.json), as the run's log says it.
+STOP_LOG = {"budget": "stopped by the time budget; the report states each interval as measured",
+            "done": "done", "none needed": "none needed",
+            "one repeat": "none: one repeat gives no interval to plan them from"}
+
+
 def extra_plan(results: dict, target: float, max_repeats: int) -> dict[str, int]:
     """Repeats in all for each configuration key, fixed once from the first stage: both sides of
     every imprecise graph-mode ratio get `stein_repeats` of its first-stage spread."""
@@ -282,11 +288,10 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
         keys = {c.key() for c in chosen}
         estimate, elapsed = _wall_estimate_s(results, keys), time.monotonic() - started
         used = f"{elapsed / 60:.1f} of {budget_s / 60:.1f} min used"
-        if not keys:
-            log(f"extra repeats: {'done' if plan else 'none needed'} ({used})")
-            break
-        if elapsed + estimate > budget_s:
-            log(f"extra repeats: stopped by the time budget ({used}); the report states each interval as measured")
+        if not keys or elapsed + estimate > budget_s:
+            reason = "budget" if keys else "done" if plan else "none needed" if repeats >= 2 else "one repeat"
+            results["adaptive"]["stop"] = {"reason": reason, "elapsed_s": round(elapsed, 1)}
+            log(f"extra repeats: {STOP_LOG[reason]} ({used})")
             break
         log(f"repeat {repeat + 1} for {len({group_of(k) for k in planned})} comparison(s) planned to reach "
             f"+-{target:.0%}: {len(bundles(chosen))} whole bundle(s) (about {estimate:.0f} s; {used})")

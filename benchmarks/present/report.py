@@ -245,16 +245,25 @@ def _fused_bn_note(graph: list[dict], configs: dict[str, ConfigSummary]) -> str:
     return text
 
 
-def _extra_repeats(results: dict) -> str:
-    """How many repeats the run added for imprecise comparisons, and why it stopped adding."""
+def extra_repeats_text(results: dict) -> str:
+    """How many repeats the run added for imprecise comparisons, how many it had planned, and
+    why it stopped adding (`adaptive` in results.json)."""
     adaptive = results.get("adaptive") or {}
     if not adaptive.get("budget_s"):
         return ""
-    extra = adaptive.get("extra", [])
-    groups = {group_of(key) for round_ in extra for key in round_["keys"]}
-    return (f" plus {len(extra)} for the {len(groups)} comparison(s) whose interval was wider than "
-            f"+-{adaptive['target']:.0%} (at most {adaptive['max_repeats']} in all, within "
-            f"{adaptive['budget_s'] / 60:.0f} min)")
+    extra, plan, stop = adaptive.get("extra", []), adaptive.get("plan") or {}, adaptive.get("stop") or {}
+    budget = f"{adaptive['budget_s'] / 60:.0f} min"
+    if stop.get("reason") == "one repeat":
+        return " (no extra repeats: one repeat gives no interval to plan them from)"
+    if not plan:
+        return f" (no extra repeats needed: every comparison's interval was within +-{adaptive['target']:.0%})"
+    planned = max(plan.values()) - results.get("repeats", 0)
+    text = (f" plus {len(extra)} of the {planned} extra repeats planned for the {len({group_of(k) for k in plan})} "
+            f"comparison(s) whose interval was wider than +-{adaptive['target']:.0%} (at most "
+            f"{adaptive['max_repeats']} repeats in all, within {budget}")
+    if stop.get("reason") == "budget":
+        text += f"; stopped by the budget, {stop['elapsed_s'] / 60:.1f} min used"
+    return text + ")"
 
 
 def _run_time(timing: RunTime) -> list[str]:
@@ -287,7 +296,7 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     machine = results.get("machine", {})
     lines = ["# Benchmark report: TF1 static graphs vs Keras", "",
              f"Preset `{results.get('preset')}`, {results.get('repeats')} interleaved "
-             f"repeats{_extra_repeats(results)}, "
+             f"repeats{extra_repeats_text(results)}, "
              "each bundle (one mode's configurations, one after another) in a fresh process per repeat, "
              "the bundles in an order drawn anew for every repeat (`order` in results.json). "
              f"Machine: {machine_text(machine)}; commit {results.get('git_commit')}; "
