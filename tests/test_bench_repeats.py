@@ -79,6 +79,9 @@ def test_extra_repeats_stop_when_every_pair_is_precise(monkeypatch, tmp_path):
     assert len(results["runs"]) == 6 and any("none needed" in line for line in lines)
     assert results["adaptive"]["stop"]["reason"] == "none needed"
     assert extra_repeats_text(results) == " (no extra repeats needed: every comparison's interval was within +-10%)"
+    one = runner.run(configs, 1, tmp_path / "one.json", log=lines.append, budget_s=3600)
+    assert one["adaptive"]["stop"]["reason"] == "one repeat" and "one repeat gives no interval" in lines[-1]
+    assert extra_repeats_text(one) == " (no extra repeats: one repeat gives no interval to plan them from)"
     (ratio,) = results["summary"]["ratios"]
     assert abs(ratio["ratio"] - 1 / 0.9) < 1e-9 and ratio["lo"] <= ratio["ratio"] <= ratio["hi"]
 
