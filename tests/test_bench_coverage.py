@@ -1,6 +1,7 @@
 """The harness's 95% interval under the conditions it really runs in, by simulation: bundles
-in the order the runner draws (`bundle_orders`), a position effect, drift that hits the two
-sides unequally, between-process spread, Stein's extra repeats and the time budget's stop."""
+in the order the runner draws (`bundle_orders`), each bundle's configurations in the order it
+draws within the process (`bundles`), an effect of both places, drift that hits the two sides
+unequally, between-process spread, Stein's extra repeats and the time budget's stop."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,17 +14,31 @@ from benchmarks.presets import preset, quick_configs
 
 TRUE_RATIO = 1.3
 POSITION_EFFECT = 0.05   # the last bundle of a repeat runs 5% slower than the first
+SLOT_EFFECT = 0.05       # the last configuration of a process runs 5% slower than its first
 STEP_SD = 0.03           # step-to-step noise within a process (20 timed steps)
 
 
-def _quick() -> tuple[int, int]:
-    """(bundles per repeat, first-stage repeats) of the quick preset."""
-    return len(bundles([c for c in quick_configs() if not c.applicable()])), preset("quick")[1]
+def _quick() -> tuple[int, list[int], int]:
+    """(bundles per repeat, the shuffled members of the two largest bundles, first-stage
+    repeats) of the quick preset."""
+    grouped = bundles([c for c in quick_configs() if not c.applicable()])
+    controlled = {c.group().removesuffix("/aa-control") for b in grouped for c in b if c.control}
+    shuffled = sorted((sum(c.group() not in controlled for c in b) for b in grouped), reverse=True)[:2]
+    return len(grouped), shuffled, preset("quick")[1]
 
 
-def _one_run(rng, orders: list[list[int]], process_sd: float, first: int, budget_repeats: float) -> dict:
+def _shuffled_slots(rng, members: int) -> np.ndarray:
+    """The places (0 first, 1 last) the runner gives one configuration of a bundle of `members`
+    shuffled configurations in each repeat, drawn by its own `bundle_orders`."""
+    orders = bundle_orders(members, f"{int(rng.integers(2 ** 31))}/bundle", MAX_REPEATS)
+    return np.array([order.index(members - 1) for order in orders]) / (members - 1)
+
+
+def _one_run(rng, orders: list[list[int]], slots: tuple[np.ndarray, np.ndarray], process_sd: float,
+             first: int, budget_repeats: float) -> dict:
     """Per-repeat median step times of two bundles' configurations (bundle 0: the fast side,
-    bundle 1: the slow one), the repeats the harness would run, and its interval."""
+    bundle 1: the slow one; `slots`: each side's place in its process per repeat, 0 to 1), the
+    repeats the harness would run, and its interval."""
     count = len(orders[0])
     drift, unequal = np.zeros(MAX_REPEATS), (1.0, 0.5)  # AR(1) machine drift; the slow side feels half of it
     for r in range(1, MAX_REPEATS):
@@ -31,7 +46,8 @@ def _one_run(rng, orders: list[list[int]], process_sd: float, first: int, budget
     sides = []
     for bundle, base in ((0, 0.1 / TRUE_RATIO), (1, 0.1)):
         position = np.array([order.index(bundle) for order in orders]) / (count - 1)
-        process = np.exp(unequal[bundle] * drift + POSITION_EFFECT * position + rng.normal(0, process_sd, MAX_REPEATS))
+        process = np.exp(unequal[bundle] * drift + POSITION_EFFECT * position + SLOT_EFFECT * slots[bundle]
+                         + rng.normal(0, process_sd, MAX_REPEATS))
         steps = base * process[:, None] * np.exp(rng.normal(0, STEP_SD, (MAX_REPEATS, 20)))
         sides.append(np.median(steps, axis=1))
     fast, slow = sides
@@ -49,8 +65,9 @@ def test_interval_keeps_95_percent_with_shuffled_bundles_unequal_drift_and_adapt
     """>= 93% coverage for the nominal 95% over 3,000 simulated quick-preset runs, with the
     adaptive path really taken (extra repeats planned, some cut by the budget)."""
     rng = np.random.default_rng(11)
-    count, first = _quick()
-    runs = [_one_run(rng, bundle_orders(count, int(rng.integers(2 ** 31)), MAX_REPEATS), process_sd, first, 3.0)
+    count, members, first = _quick()
+    runs = [_one_run(rng, bundle_orders(count, int(rng.integers(2 ** 31)), MAX_REPEATS),
+                     (_shuffled_slots(rng, members[0]), _shuffled_slots(rng, members[1])), process_sd, first, 3.0)
             for _ in range(3000)]
     coverage = np.mean([r["covered"] for r in runs])
     assert 0.93 <= coverage <= 0.99, coverage
@@ -64,9 +81,22 @@ def test_a_fixed_bundle_order_would_break_the_promise():
     """The same simulation with the bundles in one order every repeat: the position effect is
     a bias no pairing cancels, and coverage falls well below 95% (what the shuffle prevents)."""
     rng = np.random.default_rng(12)
-    count, first = _quick()
+    count, members, first = _quick()
     fixed = [[0] + list(range(2, count)) + [1]] * MAX_REPEATS  # the two sides first and last, always
-    coverage = np.mean([_one_run(rng, fixed, 0.03, first, 3.0)["covered"] for _ in range(3000)])
+    coverage = np.mean([_one_run(rng, fixed, (_shuffled_slots(rng, members[0]), _shuffled_slots(rng, members[1])),
+                                 0.03, first, 3.0)["covered"] for _ in range(3000)])
+    assert coverage < 0.85, coverage
+
+
+def test_a_fixed_order_within_the_processes_would_break_the_promise():
+    """Bundles shuffled, but each process running its configurations in one order: one side
+    first in its process and the other last, every repeat, is a bias the bundle shuffle does not
+    reach, and coverage falls well below 95% (what the shuffle within each process prevents)."""
+    rng = np.random.default_rng(13)
+    count, _, first = _quick()
+    fixed = (np.zeros(MAX_REPEATS), np.ones(MAX_REPEATS))
+    coverage = np.mean([_one_run(rng, bundle_orders(count, int(rng.integers(2 ** 31)), MAX_REPEATS), fixed,
+                                 0.03, first, 3.0)["covered"] for _ in range(3000)])
     assert coverage < 0.85, coverage
 
 

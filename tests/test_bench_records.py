@@ -161,6 +161,16 @@ def test_the_group_an_a_a_control_measures_runs_first_in_every_bundle():
     holding = [b for b in grouped if any(c.group() == twin_group for c in b)]
     assert len(holding) >= 4 and all(b[0].group() == twin_group for b in holding)  # graph, keras-fit, ...
     assert any(len(b) > 5 for b in holding)  # bundles where the order mattered
+    # drawn for a run: the twin still first, the others in a new order in each repeat, from the seed
+    configs = [c for c in quick_configs() if not c.applicable()]
+    drawn = [bundles(configs, seed=9, repeat=r) for r in range(4)]
+    assert bundles(configs, seed=9, repeat=2) == drawn[2] and bundles(configs, seed=8, repeat=2) != drawn[2]
+    for this, last in zip(drawn[1:], drawn):
+        for now, before, fixed in zip(this, last, grouped):
+            assert sorted(map(repr, now)) == sorted(map(repr, fixed))  # the same members
+            assert (now[0].group() == twin_group) == (fixed[0].group() == twin_group)  # the twin first
+            if sum(c.group() != twin_group for c in fixed) > 1:
+                assert now != before  # the others in another order than the previous repeat's
 
 
 def test_the_embedding_rows_update_split_has_both_sides_gradients_only_step():

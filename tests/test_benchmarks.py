@@ -115,6 +115,16 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
         ran = [r for r in results["runs"] if r["repeat"] == repeat]
         assert [order[r["position"]].split("/")[0] for r in ran] == [r["config"]["mode"] for r in ran]
         assert [r["position"] for r in ran] == sorted(r["position"] for r in ran)
+    processes: dict[tuple, list[dict]] = {}
+    for r in results["runs"]:
+        processes.setdefault((r["repeat"], r["position"]), []).append(r)
+    for process in processes.values():  # in the order each process ran them, the A/A's group first
+        assert [r["process_slot"] for r in process] == list(range(len(process)))
+        lead = process[0]["config"]
+        assert (lead["task"], lead["batch"], lead["data"]) == ("train", 32, "synthetic")
+    slot = {(r["key"], r["repeat"]): r["process_slot"] for r in results["runs"]}
+    moved = {key.split("/")[0] for key, repeat in slot if repeat == 0 and slot[(key, 1)] != slot[(key, 0)]}
+    assert moved == {"graph", "keras-fit"}  # both modes' processes ran their others in a new order
     assert all(r["peak_rss_scope"] == "configuration" and r["start_rss_mb"] <= r["peak_rss_mb"] for r in ok)
     summary = results["summary"]
     (control,) = summary["controls"]
@@ -134,6 +144,7 @@ def test_tiny_end_to_end_run_writes_json_csv_report_and_plots(tiny_run):
     assert all(f["a_lo_ms"] is not None for f in summary["fits"])  # each repeat's own fit -> an interval
     report = (tiny_run / "report.md").read_text()
     assert f"Machine: {machine_text(results['machine'])}; commit" in report  # its CPU flags included
+    assert "the bundles, and the configurations within each, in an order drawn anew for every repeat" in report
     assert report.index("## Verdict map") < report.index("## Verdict\n") and "fixed cost per step" in report
     assert "## Verdict" in report and "Claimed: not using Keras is about 2.5x faster" in report
     assert "## Precision of the measurement" in report and report.count("| met |") + report.count("| missed") == 2
@@ -235,11 +246,16 @@ def test_report_includes_the_parity_section_written_beside_it(tiny_run, tmp_path
               "seeds": {"final": finals, "tost": {m: tost(finals["graph"][m], finals["keras"][m], 0.05)
                                                   for m in ("val_accuracy", "val_loss")}}}
     (tmp_path / "r" / "parity.json").write_text(json.dumps(record))
+    older = json.loads((tmp_path / "r" / "results.json").read_text())  # from before the runs recorded their slot
+    for run in older["runs"]:
+        del run["process_slot"]
+    (tmp_path / "r" / "results.json").write_text(json.dumps(older))
     result = call_cli("benchmarks", "report", str(tmp_path / "r" / "results.json"))
     assert result.returncode == 0, result.stderr[-2000:]
     report = (tmp_path / "r" / "report.md").read_text()
     assert "## Training parity" in report and "![parity.png](parity.png)" in report
     assert "final val_accuracy: graph 0.7033" in report and "**equivalent**" in report
+    assert "the bundles in an order drawn anew" in report and "configurations within each" not in report
 
 
 def _every_mode_configs() -> list[BenchConfig]:

@@ -1,12 +1,13 @@
 """Runs configurations in bundles (one mode's configurations, one after another in one fresh
-process per repeat), repeats interleaved, the bundles in a new shuffled order in every repeat
-(recorded), and writes the results JSON after every bundle so an interrupted run loses nothing.
+process per repeat), repeats interleaved, the bundles, and the configurations within each, in a
+new shuffled order in every repeat (recorded), and writes the results JSON after every bundle so
+an interrupted run loses nothing.
 
 Results schema (``schema`` 1), see docs/benchmarks.md:
   machine, versions, git_commit, environment, preset, repeats, started/finished,
   adaptive: {budget_s, max_repeats, target, extra: [{repeat, keys}]},
   order: {seed, repeats: [{repeat, bundles: [label]}]},
-  runs: [{key, repeat, position, ok, error?, config, settings, build_s, first_step_s,
+  runs: [{key, repeat, position, process_slot, ok, error?, config, settings, build_s, first_step_s,
           warmup_times_s, step_times_s, peak_rss_mb, wall_s}],
   skipped: [{key, reason}], pipeline: [{manifest, batch, images_per_s}],
   summary: (benchmarks.analyse.summary.summarize)
@@ -144,16 +145,28 @@ def _log_record(log: Callable[[str], None], record: dict, config: BenchConfig, p
     log(f"[{progress}] {config.key()} repeat {record['repeat'] + 1}: {outcome} ({record['wall_s']:.0f} s)")
 
 
-def bundles(configs: list[BenchConfig]) -> list[list[BenchConfig]]:
+def bundles(configs: list[BenchConfig], seed: int | None = None, repeat: int = 0) -> list[list[BenchConfig]]:
     """The configurations grouped by `BenchConfig.bundle` (one worker process each), in the
-    order their first member appears. Within a bundle, the groups an A/A control measures come
-    first: the control runs alone in a fresh process, so its twin, and that twin's counterparts
-    in the other modes, run first in theirs too, not after others have warmed the process."""
+    order their first member appears, each bundle's members in the order its process runs them.
+    The groups an A/A control measures come first: the control runs alone in a fresh process, so
+    its twin, and that twin's counterparts in the other modes, run first in theirs too, not after
+    others have warmed the process. With `seed`, the other members follow in a permutation drawn
+    as `bundle_orders` draws the bundles' (from `seed`, the bundle's label and `repeat`, redrawn
+    while it equals the previous repeat's): the two sides of a ratio sit in different bundles, at
+    different places, so a fixed order would leave a place effect (what the configurations before
+    left in the process) as a bias no pairing cancels."""
     controlled = {c.group().removesuffix("/aa-control") for c in configs if c.control}
     grouped: dict[tuple, list[BenchConfig]] = {}
     for config in configs:
         grouped.setdefault(config.bundle(), []).append(config)
-    return [sorted(members, key=lambda c: c.group() not in controlled) for members in grouped.values()]
+    out = []
+    for members in grouped.values():
+        lead = [c for c in members if c.group() in controlled]
+        rest = [c for c in members if c.group() not in controlled]
+        if seed is not None:
+            rest = [rest[i] for i in bundle_orders(len(rest), f"{seed}/{bundle_label(members)}", repeat + 1)[repeat]]
+        out.append(lead + rest)
+    return out
 
 
 def bundle_label(bundle: list[BenchConfig]) -> str:
@@ -161,7 +174,7 @@ def bundle_label(bundle: list[BenchConfig]) -> str:
     return "/".join(str(part) for part in bundle[0].bundle() if part is not None)
 
 
-def bundle_orders(count: int, seed: int, repeats: int) -> list[list[int]]:
+def bundle_orders(count: int, seed: int | str, repeats: int) -> list[list[int]]:
     """The order (indices) `count` bundles run in, for repeats 0 .. `repeats` - 1: each a
     permutation drawn from (`seed`, repeat), redrawn while it equals the previous repeat's, so no
     bundle keeps a fixed position and a position effect (the machine warming up, memory filling)
@@ -176,7 +189,7 @@ def bundle_orders(count: int, seed: int, repeats: int) -> list[list[int]]:
     return orders
 
 
-def _draw_order(count: int, seed: int, repeat: int, draw: int = 0) -> list[int]:
+def _draw_order(count: int, seed: int | str, repeat: int, draw: int = 0) -> list[int]:
     order = list(range(count))
     random.Random(f"{seed}/{repeat}/{draw}").shuffle(order)
     return order
@@ -218,7 +231,8 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
         account: int = ACCOUNT_SAMPLES) -> dict:
     """Every applicable configuration `repeats` times, interleaved, one process per bundle and
     repeat, the bundles in the order `bundle_orders` draws from `order_seed` (random when None;
-    recorded); returns the results.
+    recorded) and each one's configurations in the order `bundles` draws from it (recorded as
+    each run's `process_slot`); returns the results.
 
     With `budget_s`, extra repeats follow for both sides of every graph-mode ratio whose
     interval is wider than +-`target`: how many is decided once, from the first `repeats`
@@ -261,13 +275,13 @@ def run(configs: list[BenchConfig], repeats: int, out_path: Path, preset: str | 
     def measure(chosen: list[BenchConfig], repeat: int, progress: Callable[[], str]) -> None:
         keys = accounted[0] if repeat == 0 else accounted[1]
         chosen = [replace(c, account=c.profiled_samples(account)) if c.key() in keys else c for c in chosen]
-        grouped = bundles(chosen)
+        grouped = bundles(chosen, seed, repeat)
         order = bundle_orders(len(grouped), seed, repeat + 1)[repeat]
         results["order"]["repeats"].append({"repeat": repeat, "bundles": [bundle_label(grouped[i]) for i in order]})
         for position, index in enumerate(order):
             bundle = grouped[index]
-            for record, config in zip(run_bundle(bundle, env, timeout), bundle):
-                record["repeat"], record["position"] = repeat, position
+            for slot, (record, config) in enumerate(zip(run_bundle(bundle, env, timeout), bundle)):
+                record["repeat"], record["position"], record["process_slot"] = repeat, position, slot
                 results["runs"].append(record)
                 _log_record(log, record, config, progress())
             write_json(out_path, results)

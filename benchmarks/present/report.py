@@ -245,6 +245,14 @@ def _fused_bn_note(graph: list[dict], configs: dict[str, ConfigSummary]) -> str:
     return text
 
 
+def _order_text(runs: list[dict]) -> str:
+    """How the run ordered its processes and, where its records say so, their configurations."""
+    if runs and all("process_slot" in r for r in runs):  # older results ran each bundle in one order
+        return ("the bundles, and the configurations within each, in an order drawn anew for every repeat "
+                "(`order` and `process_slot` in results.json)")
+    return "the bundles in an order drawn anew for every repeat (`order` in results.json)"
+
+
 def extra_repeats_text(results: dict) -> str:
     """How many repeats the run added for imprecise comparisons, how many it had planned, and
     why it stopped adding (`adaptive` in results.json)."""
@@ -298,7 +306,7 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
              f"Preset `{results.get('preset')}`, {results.get('repeats')} interleaved "
              f"repeats{extra_repeats_text(results)}, "
              "each bundle (one mode's configurations, one after another) in a fresh process per repeat, "
-             "the bundles in an order drawn anew for every repeat (`order` in results.json). "
+             f"{_order_text(results['runs'])}. "
              f"Machine: {machine_text(machine)}; commit {results.get('git_commit')}; "
              f"environment {json.dumps(results.get('environment'))}.", "",
              "## Verdict map", "", "Each row: how many times faster the TF1-style program (or the fixed Keras "
