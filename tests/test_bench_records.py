@@ -121,6 +121,9 @@ def test_the_answer_quotes_each_row_it_cites_by_a_label_that_names_its_model():
     rows = verdict_map(summarize_results(_results(configs, lambda c: 5.0 if c.mode == "tfkeras-fit" else 1.0)))
     assert [r["claim"] for r in rows] == ["holds"]
     assert "It holds where keras#7818's model, SGD, batch 32: TF1 loop vs Keras 2 fit (tf.function)" in answer(rows)
+    # over many rows, the misses chance alone would give: none to expect of one interval
+    assert "by chance" not in answer(rows)
+    assert "of these 20, about 1.0 would miss its true ratio in a run by chance alone" in answer(rows * 20)
 
 
 def test_quick_trains_resnet50_compute_bound_from_the_shards_when_given_else_from_one_batch():

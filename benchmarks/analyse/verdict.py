@@ -228,6 +228,10 @@ def answer(rows: list[dict]) -> str:
     if near:
         text += (f"In {len(near)} the two are within 25% of each other, e.g. {near[0]['scenario']} "
                  f"({near[0]['ratio']:.2f}x). ")
+    ranged = sum(r["lo"] is not None for r in rows)
+    if ranged > 1:  # each row's 95% is its own; over many rows, some miss by chance
+        text += (f"Each interval is 95%, so of these {ranged}, about {0.05 * ranged:.1f} would miss its "
+                 "true ratio in a run by chance alone. ")
     return text + gap_summary(rows)
 
 
