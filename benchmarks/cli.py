@@ -22,6 +22,7 @@ from benchmarks.present.markdown import machine_text
 from benchmarks.present.report import write_report
 from benchmarks.present.verdict import accounting_text, control_lines, ratio_text
 from benchmarks.presets import PRESETS, preset, with_overrides
+from data_pipeline.shards import load_manifest
 from plumbing.atomic import write_json
 from plumbing.errors import (
     ArgumentParser,
@@ -51,6 +52,23 @@ def _budget_s(args) -> float | None:
     return None if args.repeats else PRESETS[args.preset].budget_s
 
 
+def _check_pipeline_inputs(configs: list, manifest: str | None, image_size: int | None) -> None:
+    """Refuses, before any model is built, configurations that would read `manifest`'s shards
+    into a model of another input shape (they would fail at their first batch, one by one)."""
+    if not manifest:
+        return
+    shape = tuple(load_manifest(manifest)["image_shape"])
+    wrong = sorted({c.input_shape() for c in configs if c.data == "pipeline" and c.input_shape() != shape})
+    if not wrong:
+        return
+    takes, holds = "x".join(map(str, wrong[0])), "x".join(map(str, shape))
+    if image_size:
+        raise UserError(f"--image-size: {image_size} px, but the shards of --manifest, which the pipeline "
+                        f"configurations read, hold {holds} images")
+    raise UserError(f"{manifest}: the shards hold {holds} images, but the preset's pipeline configurations "
+                    f"take {takes} (build shards with --size {wrong[0][0]}, or give --image-size {shape[0]})")
+
+
 def cmd_run(args) -> None:
     configs, repeats = preset(args.preset, args.manifest)
     configs = _select(_select(configs, "mode", args.modes, MODE_NAMES), "model", args.models, MODELS)
@@ -63,6 +81,7 @@ def cmd_run(args) -> None:
             configs = [c for c in configs if getattr(c, field) in wanted]
     if not configs:
         raise UserError("no configuration left after --modes/--models/--batches/--devices/--workers")
+    _check_pipeline_inputs(configs, args.manifest, args.image_size)
     out = Path(args.out)
     budget_s = _budget_s(args)
     extra = f", more for imprecise ratios within {budget_s / 60:.0f} min" if budget_s else ""

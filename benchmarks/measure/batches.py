@@ -57,8 +57,13 @@ def numpy_arrays(config: BenchConfig) -> tuple[np.ndarray, np.ndarray]:
 def train_dataset(config: BenchConfig) -> tf.data.Dataset:
     """Endless (inputs, labels) batches of the configuration's data."""
     if config.data == "pipeline":
-        return make_dataset(config.manifest, "train", config.batch, shuffle=True, seed=config.seed,
-                            drop_remainder=True, repeat=True)
+        dataset = make_dataset(config.manifest, "train", config.batch, shuffle=True, seed=config.seed,
+                               drop_remainder=True, repeat=True)
+        held = tuple(dataset.element_spec[0].shape[1:])
+        if held != config.input_shape():  # a fully convolutional model would run them, under a wrong key
+            raise UserError(f"{config.manifest}: the shards hold {'x'.join(map(str, held))} images, not the "
+                             f"configuration's {'x'.join(map(str, config.input_shape()))}")
+        return dataset
     if config.data == "numpy":
         return tf.data.Dataset.from_tensor_slices(numpy_arrays(config)).batch(config.batch).repeat()
     return tf.data.Dataset.from_tensors(synthetic_batch(config)).repeat()
