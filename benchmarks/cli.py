@@ -137,6 +137,7 @@ def cmd_parity(args) -> None:
 def cmd_pipeline(args) -> None:
     results = shard_rates.run(args.work_dir, args.wells, args.workers, args.repeats)
     shard_rates.print_rates(results)
+    print(f"on {machine_text(results['machine'])}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, results)
@@ -209,10 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b")
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("pipeline", help="shard build rate and tf.data read rate on a synthetic RxRx1")
-    p.add_argument("--work-dir", type=Path, default=Path("data/pipeline-bench"))
+    p.add_argument("--work-dir", type=Path, default=Path("data/pipeline-bench"),
+                   help="where the synthetic RxRx1 (kept, reused) and the shards built from it go")
     p.add_argument("--wells", type=positive_int, default=120, help="wells per plate (2 plates, 2 sites each)")
-    p.add_argument("--workers", type=positive_int, default=2)
-    p.add_argument("--repeats", type=positive_int, default=3)
+    p.add_argument("--workers", type=positive_int, default=2, help="processes building the shards")
+    p.add_argument("--repeats", type=positive_int, default=3,
+                   help="full builds timed (the read rate takes at least 5 repeats)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.set_defaults(func=cmd_pipeline)
     return parser

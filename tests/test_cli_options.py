@@ -104,6 +104,18 @@ def test_pipeline_benchmark_command_reports_both_rates(tmp_path):
     rates = json.loads((tmp_path / "rates.json").read_text())
     assert rates["build_sites_per_s"]["sites"] == 2 * 2 * (5 - 3) and rates["read_images_per_s"]["median"] > 0
     assert "shard build:" in result.stdout and "tf.data read:" in result.stdout
+    assert rates["met"] == {k: rates[k]["median"] >= rates["targets"][k] for k in rates["targets"]}
+    assert rates["machine"]["cpu_flags_of_note"] is not None and "CPU flags" in result.stdout
+
+
+def test_pipeline_rates_say_whether_each_target_was_met_and_by_how_much_it_was_missed(capsys):
+    from benchmarks.measure.shard_rates import print_rates
+    rate = {"n": 3, "iqr": 1.0, "min": 1.0, "max": 20.0}
+    print_rates({"build_sites_per_s": {**rate, "median": 12.0, "workers": 2},
+                 "read_images_per_s": {**rate, "median": 3000.0, "batch_size": 64},
+                 "targets": {"build_sites_per_s": 15.0, "read_images_per_s": 3000.0}})
+    build, read = capsys.readouterr().out.splitlines()
+    assert build.endswith("[target >= 15: missed by 20%]") and read.endswith("[target >= 3,000: met]")
 
 
 @pytest.mark.parametrize("api", ["graph_api", "keras_api"])
