@@ -155,6 +155,18 @@ def test_docs_link_only_inside_the_repository():
             assert (doc.parent / target).exists(), f"{doc.name}: dangling link {target}"
 
 
+def test_every_documented_python_m_command_runs_something():
+    """A `python -m <module>` of the project in the docs names a package with a `__main__` or a
+    module with a main guard (a module without one exits 0 having done nothing)."""
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        for module in re.findall(r"python -m ([A-Za-z_][\w.]*)", doc.read_text()):
+            path = REPO / module.replace(".", "/")
+            if not (path.is_dir() or path.with_suffix(".py").exists()):
+                continue  # not the project's (pytest, pip, venv)
+            runs = (path / "__main__.py").exists() if path.is_dir() else \
+                'if __name__ == "__main__"' in path.with_suffix(".py").read_text()
+            assert runs, f"{doc.name}: python -m {module} runs nothing"
+
 def test_no_writer_renames_by_hand():
     """Every temp-then-rename goes through plumbing.atomic."""
     for package in PACKAGES:
