@@ -177,6 +177,11 @@ def test_compare_and_its_bad_input(tiny_run, tmp_path):
             if line.startswith("| ") and line.count("|") == 5 and "/" in line.split("|")[1]}
     assert any(k.startswith("graph/") for k in rows), rows
     assert all(v == ("2.00" if k.startswith("graph/") else "1.00") for k, v in rows.items()), rows
+    spreads = {line.split("|")[1].strip(): [float(cell.split("IQR ")[1].rstrip(") ").replace(",", ""))
+                                           for cell in line.split("|")[2:4]]
+               for line in result.stdout.splitlines() if line.startswith("| graph/")}
+    iqr = {key: c["throughput"]["iqr"] for key, c in results["summary"]["configs"].items() if c.get("throughput")}
+    assert spreads and all(a == round(iqr[k], 1) and abs(b - 2 * a) <= 0.16 for k, (a, b) in spreads.items()), spreads
     assert result.stdout.count(f"; {machine_text(results['machine'])})") == 2  # A's and B's machine
     (tmp_path / "bad.json").write_text("{not json")
     result = call_cli("benchmarks", "compare", str(tiny_run / "results.json"), str(tmp_path / "bad.json"))
