@@ -347,6 +347,7 @@ def test_a_run_profiles_both_sides_of_each_row_in_its_first_repeat_and_reports_t
     text = report.read_text()
     assert "## Where each row's time goes" in text and (tmp_path / "accounting.png").stat().st_size > 0
     assert "1. graph-feed / keras-fit, MNIST-style MLP, batch 32" in text and "residual (not seen)" in text
+    assert "measured at two or more batch sizes in one mode in this run: no line to fit" in text  # one batch
     # a run that profiled nothing: the report says no part of a gap, and has no such section
     bare = json.loads((tmp_path / "results.json").read_text())
     for run_record in bare["runs"]:

@@ -347,7 +347,11 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     if scaling:
         lines += ["## Scaling over devices and workers", ""] + scaling + [""]
     lines += ["## Fixed per-step overhead and per-image cost (step time = a + b x batch)", ""]
-    lines += _fit_table(summary["fits"], summary["crossovers"]) + [""]
+    if summary["fits"]:
+        lines += _fit_table(summary["fits"], summary["crossovers"]) + [""]
+    else:
+        lines += ["No model, task and input was measured at two or more batch sizes in one mode in this run: "
+                  "no line to fit.", ""]
     ladder = ladder_lines(summary["configs"])
     if ladder:
         lines += ["## Graph vs eager: the same step, every way of executing it", ""] + ladder + [""]
