@@ -253,3 +253,15 @@ def test_the_verdict_picture_s_legend_carries_each_row_s_whole_scenario_inside_t
         assert f"{i + 1}. {row['scenario']} (graph-feed / tfkeras-fit)" in texts
     box = legend.get_window_extent(fig.canvas.get_renderer())
     assert box.y0 >= 0 and box.y1 <= fig.bbox.height + 1 and box.x1 <= fig.bbox.width + 1
+
+
+def test_a_report_of_one_mode_says_what_it_lacks_instead_of_showing_empty_tables(tmp_path):
+    """One mode at one batch: no map row, no ratio, no line to fit; each section says so in words."""
+    from benchmarks.present.report import write_report
+    results = _results([BenchConfig(mode="graph", model="mlp", batch=32, data="numpy")], lambda c: 0.01)
+    results["summary"] = summarize_results(results)
+    text = write_report(results, tmp_path).read_text()
+    assert "No row of the verdict map was measured in this run." in text and "| regime |" not in text
+    assert "No mode was compared with its Keras baseline in this run." in text and "| mode | vs |" not in text
+    assert "no line to fit" in text and "| family |" not in text
+    assert "| graph/mlp/train/b32/" in text  # the configuration itself is still listed

@@ -312,7 +312,7 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
              "## Verdict map", "", "Each row: how many times faster the TF1-style program (or the fixed Keras "
              "call) ran than its Keras counterpart, the 95% interval over repeats (processes), and what was "
              "measured to cause it.", ""]
-    lines += map_markdown(rows) + ["", answer(rows), ""]
+    lines += (map_markdown(rows) + [""] if rows else []) + [answer(rows), ""]  # the answer says when none
     accounts = accounting_markdown(rows)
     if accounts:
         lines += ["## Where each row's time goes", "", "Both sides of each row profiled over samples of their own "
@@ -339,7 +339,9 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
         lines += ["## Refused comparisons (settings differ in more than the mode)", ""]
         lines += [f"- {r['group']}: {r['reason']}" for r in summary["refused"]] + [""]
     lines += ["## Ratios against the Keras baseline (keras-fit, or keras-predict where no fit ran)", ""]
-    lines += _ratio_table(summary["ratios"]) + [""]
+    lines += _ratio_table(summary["ratios"]) if summary["ratios"] else ["No mode was compared with its Keras "
+                                                                          "baseline in this run."]
+    lines += [""]
     precision = precision_rows(summary["ratios"], summary["configs"])
     if precision:
         lines += ["## Precision of the measurement", ""] + _precision(precision) + [""]
