@@ -1,13 +1,22 @@
 """The harness's 95% interval under the conditions it really runs in, by simulation: bundles
 in the order the runner draws (`bundle_orders`), each bundle's configurations in the order it
 draws within the process (`bundles`), an effect of both places, drift that hits the two sides
-unequally, between-process spread, Stein's extra repeats and the time budget's stop."""
+unequally, between-process spread, Stein's extra repeats and the time budget's stop; and the
+other statistics the report states (fits of a + b x batch, their crossings, lack of fit)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from benchmarks.analyse.stats import fieller_crossing, lack_of_fit, log_ratios, ratio_interval, stein_repeats
+from benchmarks.analyse.stats import (
+    crossover_batch,
+    fieller_crossing,
+    lack_of_fit,
+    log_ratios,
+    overhead_fit,
+    ratio_interval,
+    stein_repeats,
+)
 from benchmarks.config import MAX_REPEATS, PRECISION_TARGET
 from benchmarks.measure.runner import bundle_orders, bundles
 from benchmarks.presets import preset, quick_configs
@@ -187,3 +196,26 @@ def test_lack_of_fit_passes_a_line_and_flags_a_curve():
     assert fit_line["p"] > 0.01 and fit_line["max_miss"] < 0.05 and fit_line["df"] == [2, 8]
     assert fit_curve["p"] < 1e-4 and fit_curve["max_miss"] > 0.2
     assert lack_of_fit((8, 32), [r[:2] for r in line]) is None and lack_of_fit(batches, line[:1]) is None
+
+
+def test_ratio_interval_needs_paired_repeats_and_two_for_an_interval():
+    with pytest.raises(ValueError, match="paired repeats need equal counts"):
+        ratio_interval([0.1, 0.1], [0.2])
+    one = ratio_interval([0.1], [0.25])
+    assert one["ratio"] == pytest.approx(2.5) and one["lo"] is None and one["hi"] is None
+
+
+def test_overhead_fit_recovers_a_and_b():
+    batches = [1, 8, 32, 128]
+    times = [0.030 + 0.002 * b for b in batches]  # a = 30 ms, b = 2 ms per image
+    fit = overhead_fit(batches, times)
+    assert fit["a_ms"] == pytest.approx(30.0, abs=1e-6) and fit["b_ms"] == pytest.approx(2.0, abs=1e-9)
+    assert overhead_fit([32, 32], [0.1, 0.1]) is None
+
+
+def test_crossover_batch():
+    # graph: 10 ms + 1 ms/img; keras: 40 ms + 1 ms/img -> ratio (40+B)/(10+B) > 2.5 for B < 10
+    graph, keras = {"a_ms": 10.0, "b_ms": 1.0}, {"a_ms": 40.0, "b_ms": 1.0}
+    assert crossover_batch(graph, keras, 2.5) == {"holds": "below", "batch": pytest.approx(10.0)}
+    assert crossover_batch(graph, {"a_ms": 12.0, "b_ms": 1.1}, 2.5)["holds"] == "never"
+    assert crossover_batch(graph, {"a_ms": 100.0, "b_ms": 3.0}, 2.5)["holds"] == "always"

@@ -2,13 +2,12 @@
 report and compare, and the bad-input cases."""
 import json
 import shutil
-from dataclasses import replace
 
 import pytest
 
 from benchmarks.analyse.records import ConfigSummary
 from benchmarks.analyse.run_time import run_time
-from benchmarks.analyse.stats import crossover_batch, overhead_fit, ratio_interval, tost
+from benchmarks.analyse.stats import ratio_interval, tost
 from benchmarks.analyse.summary import per_config
 from benchmarks.analyse.verdict import verdict_map
 from benchmarks.config import BenchConfig, check_comparable
@@ -18,29 +17,6 @@ from benchmarks.presets import PRESETS, preset
 from plumbing.errors import UserError
 
 from conftest import assert_user_error, call_cli, fork_bench_workers
-
-
-def test_ratio_interval_needs_paired_repeats_and_two_for_an_interval():
-    with pytest.raises(ValueError, match="paired repeats need equal counts"):
-        ratio_interval([0.1, 0.1], [0.2])
-    one = ratio_interval([0.1], [0.25])
-    assert one["ratio"] == pytest.approx(2.5) and one["lo"] is None and one["hi"] is None
-
-
-def test_overhead_fit_recovers_a_and_b():
-    batches = [1, 8, 32, 128]
-    times = [0.030 + 0.002 * b for b in batches]  # a = 30 ms, b = 2 ms per image
-    fit = overhead_fit(batches, times)
-    assert fit["a_ms"] == pytest.approx(30.0, abs=1e-6) and fit["b_ms"] == pytest.approx(2.0, abs=1e-9)
-    assert overhead_fit([32, 32], [0.1, 0.1]) is None
-
-
-def test_crossover_batch():
-    # graph: 10 ms + 1 ms/img; keras: 40 ms + 1 ms/img -> ratio (40+B)/(10+B) > 2.5 for B < 10
-    graph, keras = {"a_ms": 10.0, "b_ms": 1.0}, {"a_ms": 40.0, "b_ms": 1.0}
-    assert crossover_batch(graph, keras, 2.5) == {"holds": "below", "batch": pytest.approx(10.0)}
-    assert crossover_batch(graph, {"a_ms": 12.0, "b_ms": 1.1}, 2.5)["holds"] == "never"
-    assert crossover_batch(graph, {"a_ms": 100.0, "b_ms": 3.0}, 2.5)["holds"] == "always"
 
 
 def test_runner_refuses_settings_that_differ_in_more_than_the_mode():
@@ -189,31 +165,6 @@ def test_compare_and_its_bad_input(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_unknown_mode_or_model_is_one_clear_line(tmp_path):
-    result = call_cli("benchmarks", "run", "--modes", "session", "--out", str(tmp_path))
-    assert_user_error(result, "session", line="error: unknown mode session: expected one of " + ", ".join(MODES))
-    assert_user_error(call_cli("benchmarks", "run", "--models", "alexnet", "--out", str(tmp_path)), "alexnet")
-    assert not any(tmp_path.iterdir())
-
-
-def test_shards_of_another_image_size_are_refused_before_any_model_is_built(shard_dir, tmp_path):
-    """The quick preset trains ResNet50 at 64 px from the shards; these hold 32 px images."""
-    manifest = str(shard_dir / "manifest.json")
-    run = ("benchmarks", "run", "--preset", "quick", "--manifest", manifest, "--models", "resnet50",
-           "--modes", "graph", "--out", str(tmp_path / "out"))
-    line = assert_user_error(call_cli(*run), manifest)
-    assert "hold 32x32x3 images" in line and "take 64x64x3" in line and "--image-size 32" in line
-    line = assert_user_error(call_cli(*run, "--image-size", "48"), "--image-size")
-    assert "48 px" in line and "hold 32x32x3 images" in line
-    assert not any(tmp_path.iterdir())
-    # a configuration given to the runner directly: its worker refuses the shards (ResNet50 pools
-    # globally, so it would otherwise run them, under a key that names another size)
-    from benchmarks.measure.batches import train_dataset
-    fits = BenchConfig(model="resnet50", image_size=32, batch=2, data="pipeline", manifest=manifest)
-    assert tuple(train_dataset(fits).element_spec[0].shape[1:]) == (32, 32, 3)
-    with pytest.raises(UserError, match="hold 32x32x3 images, not the configuration's 64x64x3"):
-        train_dataset(replace(fits, image_size=64))
-
 @pytest.mark.slow
 def test_a_failing_configuration_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
     from benchmarks.measure.runner import run
