@@ -9,7 +9,7 @@ from benchmarks.analyse.run_time import run_time, run_time_line
 from benchmarks.analyse.stats import tost_decision
 from benchmarks.analyse.summary import load_results
 from benchmarks.analyse.verdict import answer, not_measured, verdict_map
-from benchmarks.config import ACCOUNT_SAMPLES, MAX_REPEATS, MODELS, PRECISIONS
+from benchmarks.config import ACCOUNT_SAMPLES, MAX_REPEATS, MODELS, PRECISIONS, shape_text
 from benchmarks.measure import runner, shard_rates
 from benchmarks.modes import MODE_NAMES
 from benchmarks.parity.experiment import (
@@ -61,7 +61,7 @@ def _check_pipeline_inputs(configs: list, manifest: str | None, image_size: int 
     wrong = sorted({c.input_shape() for c in configs if c.data == "pipeline" and c.input_shape() != shape})
     if not wrong:
         return
-    takes, holds = "x".join(map(str, wrong[0])), "x".join(map(str, shape))
+    takes, holds = shape_text(wrong[0]), shape_text(shape)
     if image_size:
         raise UserError(f"--image-size: {image_size} px, but the shards of --manifest, which the pipeline "
                         f"configurations read, hold {holds} images")

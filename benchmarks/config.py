@@ -36,6 +36,11 @@ PINNED_ENV = ("TF_ENABLE_ONEDNN_OPTS", "TF_SET_ONEDNN_FPMATH_MODE", "TF_XLA_FLAG
               "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_CPP_MIN_LOG_LEVEL")
 
 
+def shape_text(shape: tuple) -> str:
+    """An input shape as the messages write it: (64, 64, 3) -> "64x64x3"."""
+    return "x".join(map(str, shape))
+
+
 def group_of(key: str) -> str:
     """The group of a configuration key (`BenchConfig.key()`): the key without its mode."""
     return key.split("/", 1)[1]

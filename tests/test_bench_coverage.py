@@ -18,7 +18,7 @@ from benchmarks.analyse.stats import (
     stein_repeats,
 )
 from benchmarks.config import MAX_REPEATS, PRECISION_TARGET
-from benchmarks.measure.runner import bundle_orders, bundles
+from benchmarks.measure.runner import bundle_orders, bundles, controlled_groups
 from benchmarks.presets import preset, quick_configs
 
 TRUE_RATIO = 1.3
@@ -30,8 +30,8 @@ STEP_SD = 0.03           # step-to-step noise within a process (20 timed steps)
 def _quick() -> tuple[int, list[int], int]:
     """(bundles per repeat, the shuffled members of the two largest bundles, first-stage
     repeats) of the quick preset."""
-    grouped = bundles([c for c in quick_configs() if not c.applicable()])
-    controlled = {c.group().removesuffix("/aa-control") for b in grouped for c in b if c.control}
+    runnable = [c for c in quick_configs() if not c.applicable()]
+    grouped, controlled = bundles(runnable), controlled_groups(runnable)
     shuffled = sorted((sum(c.group() not in controlled for c in b) for b in grouped), reverse=True)[:2]
     return len(grouped), shuffled, preset("quick")[1]
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.config import BenchConfig
+from benchmarks.config import BenchConfig, shape_text
 from data_pipeline import make_dataset
 from model_contract.small_models import SMALL_MODELS
 from plumbing.errors import UserError
@@ -61,8 +61,8 @@ def train_dataset(config: BenchConfig) -> tf.data.Dataset:
                                drop_remainder=True, repeat=True)
         held = tuple(dataset.element_spec[0].shape[1:])
         if held != config.input_shape():  # a fully convolutional model would run them, under a wrong key
-            raise UserError(f"{config.manifest}: the shards hold {'x'.join(map(str, held))} images, not the "
-                             f"configuration's {'x'.join(map(str, config.input_shape()))}")
+            raise UserError(f"{config.manifest}: the shards hold {shape_text(held)} images, not the "
+                            f"configuration's {shape_text(config.input_shape())}")
         return dataset
     if config.data == "numpy":
         return tf.data.Dataset.from_tensor_slices(numpy_arrays(config)).batch(config.batch).repeat()

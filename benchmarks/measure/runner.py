@@ -145,6 +145,11 @@ def _log_record(log: Callable[[str], None], record: dict, config: BenchConfig, p
     log(f"[{progress}] {config.key()} repeat {record['repeat'] + 1}: {outcome} ({record['wall_s']:.0f} s)")
 
 
+def controlled_groups(configs: list[BenchConfig]) -> set[str]:
+    """The groups an A/A control among `configs` measures a second time."""
+    return {c.group().removesuffix("/aa-control") for c in configs if c.control}
+
+
 def bundles(configs: list[BenchConfig], seed: int | None = None, repeat: int = 0) -> list[list[BenchConfig]]:
     """The configurations grouped by `BenchConfig.bundle` (one worker process each), in the
     order their first member appears, each bundle's members in the order its process runs them.
@@ -155,7 +160,7 @@ def bundles(configs: list[BenchConfig], seed: int | None = None, repeat: int = 0
     while it equals the previous repeat's): the two sides of a ratio sit in different bundles, at
     different places, so a fixed order would leave a place effect (what the configurations before
     left in the process) as a bias no pairing cancels."""
-    controlled = {c.group().removesuffix("/aa-control") for c in configs if c.control}
+    controlled = controlled_groups(configs)
     grouped: dict[tuple, list[BenchConfig]] = {}
     for config in configs:
         grouped.setdefault(config.bundle(), []).append(config)
