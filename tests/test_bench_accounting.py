@@ -256,7 +256,7 @@ def test_the_mechanism_sentence_is_made_of_the_measured_parts():
     assert "most of" not in text
     # a timed interval that covers 1: the profiled difference is no gap's cause
     text = gap_sentence(acc, "graph-feed", "keras-fit", ratio={"ratio": 1.02, "lo": 0.9, "hi": 1.15})
-    assert ("show no gap (1.02x [0.90, 1.15] covers 1), so the profiled difference (+900 us without the profiler's "
+    assert ("cannot tell the sides apart (1.02x [0.90, 1.15] covers 1), so the profiled difference (+900 us without the profiler's "
             "own time) locates none") in text
     assert "most of" not in text
     located = gap_sentence(acc, "graph-feed", "keras-fit", ratio={"ratio": 1.3, "lo": 1.1, "hi": 1.5})
@@ -319,7 +319,7 @@ def test_the_answer_names_parts_only_for_rows_whose_gap_the_profile_locates():
     text = gap_summary(rows)
     assert "Of the 1 rows with a gap the profiled steps locate" in text
     assert "tf.function dispatch and tracing in 1 (up to 900 us per step, MLP)" in text
-    assert "inside ops" not in text and "In 1 profiled row(s) the timed steps show no gap" in text
+    assert "inside ops" not in text and "In 1 profiled row(s) the timed interval cannot tell the sides apart" in text
     # a gap the Keras side wins (fit with steps_per_execution): its size, and in whose favour
     lean = _summary("keras-fit-spe", {"ops": 1.1}, kernels)
     text = gap_summary([{"scenario": "MLP", "accounting": row_accounting(fast, lean), "located": True}])

@@ -139,8 +139,9 @@ def gap_sentence(acc: dict, fast_mode: str, slow_mode: str, ratio: dict | None =
     step = f"{_signed(acc['step_gap_ms'])} without the profiler's own time"
     if not locates(acc, ratio):
         if _covers_one(ratio):
-            why = (f"the timed steps show no gap ({ratio['ratio']:.2f}x [{ratio['lo']:.2f}, {ratio['hi']:.2f}] "
-                   f"covers 1), so the profiled difference ({step}) locates none")
+            why = (f"the timed interval cannot tell the sides apart ({ratio['ratio']:.2f}x "
+                   f"[{ratio['lo']:.2f}, {ratio['hi']:.2f}] covers 1), so the profiled difference ({step}) "
+                   "locates none")
         else:
             why = (f"the profiled steps do not show the timed gap ({ratio['ratio']:.2f}x): their difference "
                    f"({step}) has the other sign, so no part of it is located")

@@ -244,8 +244,8 @@ def gap_summary(rows: list[dict]) -> str:
         return "No row's two sides were profiled in this run, so no part of a gap is measured."
     located = [r for r in profiled if r.get("located")]
     unlocated = len(profiled) - len(located)
-    rest = (f" In {unlocated} profiled row(s) the timed steps show no gap, or one the profiled steps do not, "
-            "so no part is named there.") if unlocated else ""
+    rest = (f" In {unlocated} profiled row(s) the timed interval cannot tell the sides apart, or the profiled "
+            "steps do not show its gap, so no part is named there.") if unlocated else ""
     if not located:
         return rest.strip()
     by_part: dict[str, list[dict]] = {}
