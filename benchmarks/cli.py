@@ -58,7 +58,7 @@ def _check_pipeline_inputs(configs: list, manifest: str | None, image_size: int 
     if not manifest:
         return
     shape = tuple(load_manifest(manifest)["image_shape"])
-    wrong = sorted({c.input_shape() for c in configs if c.data == "pipeline" and c.input_shape() != shape})
+    wrong = sorted({c.input_shape() for c in configs if c.data_spec.shards and c.input_shape() != shape})
     if not wrong:
         return
     takes, holds = shape_text(wrong[0]), shape_text(shape)

@@ -11,17 +11,15 @@ import math
 import statistics
 from dataclasses import asdict, dataclass, fields, replace
 
-from benchmarks.modes import GRAPH, MODES, REPLICA_MODES, TASK_NOTES, Api, Driver, Mode, mode_named
+from benchmarks.modes import GRAPH, MODES, REPLICA_MODES, Api, Driver, Mode, mode_named
+from benchmarks.sources import SOURCES, SYNTHETIC, Source, source_named
+from benchmarks.tasks import TASKS, TRAIN, Task, task_named
 from model_contract.small_models import SMALL_MODELS
 from plumbing.errors import UserError
 
 IMAGE_MODELS = ("resnet50", "vgg16_transfer", "vgg16_head")
 MODELS = IMAGE_MODELS + tuple(SMALL_MODELS)
-# gradients: forward + backward, no update (its fixed cost against train's is the update's);
-# evaluate: loss and accuracy batch by batch over a split (Session.run loop vs model.evaluate)
-TASKS = ("train", "gradients", "inference", "evaluate")
 PRECISIONS = ("fp32", "mixed_bfloat16", "mixed_float16")
-DATA = ("synthetic", "numpy", "pipeline")
 OPTIMIZERS = ("rmsprop", "sgd")
 CLAIMED_RATIO = 2.5
 PRECISION_TARGET = 0.10  # each graph / keras-fit interval within +-10% of its ratio
@@ -50,15 +48,15 @@ def group_of(key: str) -> str:
 class BenchConfig:
     mode: str = GRAPH.name         # a name of the mode table (benchmarks.modes)
     model: str = "resnet50"
-    task: str = "train"
+    task: str = TRAIN.name         # a name of the task table (benchmarks.tasks)
     batch: int = 32
     image_size: int = 224          # ignored by vgg16_head (7x7x512 features)
     precision: str = "fp32"
     xla: bool = False
     device: str = "cpu"
     data_format: str = "NHWC"
-    data: str = "synthetic"
-    manifest: str | None = None    # shards read when data == "pipeline"
+    data: str = SYNTHETIC.name     # a name of the data table (benchmarks.sources)
+    manifest: str | None = None    # the shards a source of shards reads
     steps: int = 10
     warmup: int = 2
     seed: int = 0
@@ -76,6 +74,16 @@ class BenchConfig:
     def spec(self) -> Mode:
         """The mode's record in the mode table."""
         return mode_named(self.mode)
+
+    @property
+    def task_spec(self) -> Task:
+        """The task's record in the task table: what one step computes."""
+        return task_named(self.task)
+
+    @property
+    def data_spec(self) -> Source:
+        """The data source's record in the data table: what the steps read."""
+        return source_named(self.data)
 
     def replicas(self) -> int:
         """Model copies each step runs on; `batch` is the global batch split among them."""
@@ -135,7 +143,7 @@ class BenchConfig:
         split, predict per call, fit's epochs over arrays, the feed_dict loop that faces it): a
         repeat then counts as its timed samples' total time / their steps, which keeps a call's
         or an epoch's set-up, where a median of steps would drop it."""
-        return self.task == "evaluate" or self.data == "numpy"
+        return self.task_spec.per_pass or self.data_spec.arrays
 
     def pass_batches(self) -> int | None:
         """Batches (steps) in one pass of `epoch_samples`, or None."""
@@ -168,15 +176,15 @@ class BenchConfig:
 
     def pass_note(self) -> str | None:
         """How the samples stand to the passes, in words; None where there are no passes."""
-        if self.data != "numpy" or self.task not in ("train", "evaluate"):
+        if not self.data_spec.arrays or self.task_spec.passes is None:
             return None
-        what = "epochs" if self.task == "train" else "a split"
+        what, one = self.task_spec.passes
         batches = self.pass_batches()
         if self.whole_passes():
             return f"{what} of {batches:,} batches, timed whole"
         if batches:
             return f"{what} of {batches:,} batches, timed within one"
-        return "timed within one epoch" if self.task == "train" else "timed within one pass"
+        return f"timed within one {one}"
 
     def repeat_step(self, times: list[float]) -> float:
         """One repeat's step time (s) from its timed samples (s): total / steps where costs come
@@ -212,11 +220,11 @@ class BenchConfig:
             return "NCHW is a graph_api option (Keras applications build NHWC on CPU)"
         if spec.bn == "fused" and self.model != "resnet50":
             return "only ResNet50 has batch norm"
-        if self.model == "vgg16_head" and self.data == "pipeline" and self.manifest is None:
+        if self.model == "vgg16_head" and self.data_spec.shards and self.manifest is None:
             return "vgg16_head on pipeline data needs a feature-shard manifest"
-        if self.model in SMALL_MODELS and self.data == "pipeline":
+        if self.model in SMALL_MODELS and self.data_spec.shards:
             return "the small models read in-memory data, not RxRx1 shards"
-        if self.optimizer != "rmsprop" and self.task != "train":
+        if self.optimizer != "rmsprop" and not self.task_spec.updates:
             return "the optimizer matters only in training"
         return None
 
@@ -226,7 +234,7 @@ class BenchConfig:
             return "replicated variables need two or more devices"
         if self.replicas() == 1:
             return None
-        if spec.scaling_base is None or self.task != "train":
+        if spec.scaling_base is None or not self.task_spec.updates:
             return f"several replicas are measured in training, in modes {', '.join(m.name for m in REPLICA_MODES)}"
         if self.devices > 1 and self.workers > 1:
             return "a worker of a cluster trains on one device"
@@ -234,14 +242,14 @@ class BenchConfig:
             return "between workers, graph_api keeps the variables on a ps task"
         if self.xla:
             return "Keras turns XLA off under a tf.distribute strategy"
-        if self.data == "numpy":
+        if self.data_spec.arrays:
             return "several replicas read tf.data batches (synthetic or pipeline)"
         return None
 
     def _mode_task_reason(self) -> str | None:
         spec = self.spec
-        if self.task not in spec.tasks:
-            return spec.task_note or TASK_NOTES.get(self.task, f"{self.mode} does not time {self.task}")
+        if self.task_spec not in spec.tasks:
+            return spec.task_note or self.task_spec.note or f"{self.mode} does not time {self.task}"
         if spec.api is Api.TF_KERAS:
             if self.model == "vgg16_transfer":
                 return spec.task_note
@@ -251,8 +259,8 @@ class BenchConfig:
 
     def validate(self) -> BenchConfig:
         for name, value, allowed in (("mode", self.mode, tuple(MODES)), ("model", self.model, MODELS),
-                                     ("task", self.task, TASKS), ("precision", self.precision, PRECISIONS),
-                                     ("data", self.data, DATA), ("device", self.device, ("cpu", "gpu")),
+                                     ("task", self.task, tuple(TASKS)), ("precision", self.precision, PRECISIONS),
+                                     ("data", self.data, tuple(SOURCES)), ("device", self.device, ("cpu", "gpu")),
                                      ("optimizer", self.optimizer, OPTIMIZERS),
                                      ("data format", self.data_format, ("NHWC", "NCHW"))):
             if value not in allowed:
@@ -264,15 +272,15 @@ class BenchConfig:
         if self.batch % self.replicas():
             raise UserError(f"{self.key()}: the global batch {self.batch} does not split evenly over "
                             f"{self.replicas()} replicas")
-        if self.data == "pipeline" and not self.manifest:
-            raise UserError(f"{self.key()}: data 'pipeline' needs --manifest")
+        if self.data_spec.shards and not self.manifest:
+            raise UserError(f"{self.key()}: data {self.data!r} needs --manifest")
         self._validate_passes()
         return self
 
     def _validate_passes(self) -> None:
         if self.epoch_samples is None:
             return
-        if self.data != "numpy" or self.task not in ("train", "evaluate") or self.epoch_samples < self.batch:
+        if not self.data_spec.arrays or self.task_spec.passes is None or self.epoch_samples < self.batch:
             raise UserError(f"{self.key()}: an epoch of {self.epoch_samples} samples needs numpy data, a training "
                             f"or evaluation task and at least one batch ({self.batch})")
         n = self.pass_samples()

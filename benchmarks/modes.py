@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from benchmarks.tasks import EVALUATE, GRADIENTS, INFERENCE, TASKS, TRAIN, Task
 from plumbing.errors import UserError
 
 
@@ -47,9 +48,6 @@ class Call(Enum):
     MODEL_CALL = "model_call"    # eager model(x)
 
 
-ALL_TASKS = frozenset({"train", "gradients", "inference", "evaluate"})
-
-
 @dataclass(frozen=True)
 class Mode:
     name: str
@@ -57,7 +55,7 @@ class Mode:
     runtime: Runtime
     driver: Driver
     feed: Feed = Feed.DATASET
-    tasks: frozenset = frozenset({"train", "inference"})
+    tasks: frozenset[Task] = frozenset({TRAIN, INFERENCE})
     task_note: str | None = None           # why another task cannot run, where the mode itself says
     bn: str = "keras"                      # graph_api's bn_mode: "keras" (manual EMA) or "fused"
     variable_update: str = "parameter_server"  # graph_api's, on several devices
@@ -78,7 +76,7 @@ class Mode:
 
 STEPS_PER_EXECUTION = 32   # keras-fit-spe; one timed sample is one execution, reported per step
 
-_GRAPH_TASKS = ALL_TASKS
+_GRAPH_TASKS = frozenset(TASKS.values())
 GRAPH = Mode("graph", Api.GRAPH, Runtime.TF1, Driver.SESSION, tasks=_GRAPH_TASKS, scaling_base="graph")
 GRAPH_FEED = Mode("graph-feed", Api.GRAPH, Runtime.TF1, Driver.SESSION, Feed.FEED_DICT, tasks=_GRAPH_TASKS)
 GRAPH_FUSED_BN = Mode("graph-fused-bn", Api.GRAPH, Runtime.TF1, Driver.SESSION, bn="fused")
@@ -86,26 +84,26 @@ GRAPH_FUSED_BN = Mode("graph-fused-bn", Api.GRAPH, Runtime.TF1, Driver.SESSION, 
 GRAPH_V2 = Mode("graph-v2", Api.GRAPH, Runtime.TF2, Driver.SESSION, tasks=_GRAPH_TASKS)
 # a copy of the variables per device, gradients all-reduced with collective ops
 # (tf_cnn_benchmarks' `replicated`; `graph` on several devices is its `parameter_server`)
-GRAPH_REPLICATED = Mode("graph-replicated", Api.GRAPH, Runtime.TF1, Driver.SESSION, tasks=frozenset({"train"}),
+GRAPH_REPLICATED = Mode("graph-replicated", Api.GRAPH, Runtime.TF1, Driver.SESSION, tasks=frozenset({TRAIN}),
                         task_note="several replicas are measured in training", variable_update="replicated",
                         scaling_base="graph", min_devices=2)
-KERAS_FIT = Mode("keras-fit", Api.KERAS, Runtime.TF2, Driver.FIT, tasks=frozenset({"train", "inference", "evaluate"}),
+KERAS_FIT = Mode("keras-fit", Api.KERAS, Runtime.TF2, Driver.FIT, tasks=frozenset({TRAIN, INFERENCE, EVALUATE}),
                  scaling_base="keras-fit", overlaps_device=True)
-KERAS_FIT_SPE = Mode("keras-fit-spe", Api.KERAS, Runtime.TF2, Driver.FIT, tasks=frozenset({"train"}),
+KERAS_FIT_SPE = Mode("keras-fit-spe", Api.KERAS, Runtime.TF2, Driver.FIT, tasks=frozenset({TRAIN}),
                      task_note="steps_per_execution is measured in training", steps_per_execution=STEPS_PER_EXECUTION,
                      overlaps_device=True)
 KERAS_TOB = Mode("keras-tob", Api.KERAS, Runtime.TF2, Driver.CALL, Feed.NUMPY, call=Call.ON_BATCH)
-KERAS_CTL = Mode("keras-ctl", Api.KERAS, Runtime.TF2, Driver.LOOP, tasks=frozenset({"train", "gradients", "inference"}))
-EAGER = Mode("eager", Api.KERAS, Runtime.TF2, Driver.LOOP, tasks=frozenset({"train", "gradients", "inference"}),
+KERAS_CTL = Mode("keras-ctl", Api.KERAS, Runtime.TF2, Driver.LOOP, tasks=frozenset({TRAIN, GRADIENTS, INFERENCE}))
+EAGER = Mode("eager", Api.KERAS, Runtime.TF2, Driver.LOOP, tasks=frozenset({TRAIN, GRADIENTS, INFERENCE}),
              traced=False)
-KERAS_PREDICT = Mode("keras-predict", Api.KERAS, Runtime.TF2, Driver.CALL, Feed.NUMPY, tasks=frozenset({"inference"}),
+KERAS_PREDICT = Mode("keras-predict", Api.KERAS, Runtime.TF2, Driver.CALL, Feed.NUMPY, tasks=frozenset({INFERENCE}),
                      task_note="keras-predict is a prediction call", call=Call.PREDICT)
-KERAS_CALL = Mode("keras-call", Api.KERAS, Runtime.TF2, Driver.CALL, Feed.NUMPY, tasks=frozenset({"inference"}),
+KERAS_CALL = Mode("keras-call", Api.KERAS, Runtime.TF2, Driver.CALL, Feed.NUMPY, tasks=frozenset({INFERENCE}),
                   task_note="keras-call is a prediction call", traced=False, call=Call.MODEL_CALL)
 _TF_KERAS_NOTE = "the tf-keras modes train the small models, ResNet50 and the VGG16 head"
-TFKERAS_FIT = Mode("tfkeras-fit", Api.TF_KERAS, Runtime.TF2, Driver.FIT, tasks=frozenset({"train"}),
+TFKERAS_FIT = Mode("tfkeras-fit", Api.TF_KERAS, Runtime.TF2, Driver.FIT, tasks=frozenset({TRAIN}),
                    task_note=_TF_KERAS_NOTE)
-TFKERAS_V1 = Mode("tfkeras-v1", Api.TF_KERAS, Runtime.TF1_GRAPH_MODE, Driver.FIT, tasks=frozenset({"train"}),
+TFKERAS_V1 = Mode("tfkeras-v1", Api.TF_KERAS, Runtime.TF1_GRAPH_MODE, Driver.FIT, tasks=frozenset({TRAIN}),
                   task_note=_TF_KERAS_NOTE)
 
 # In this order in every listing, plot and choice.
@@ -114,11 +112,6 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     KERAS_FIT, KERAS_FIT_SPE, KERAS_TOB, KERAS_CTL, EAGER, KERAS_PREDICT, KERAS_CALL,
     TFKERAS_FIT, TFKERAS_V1)}
 MODE_NAMES = tuple(MODES)
-# Why a task is not timed in a mode that does not say so itself.
-TASK_NOTES = {
-    "evaluate": "evaluation over a split is measured as a Session.run loop and model.evaluate",
-    "gradients": "a gradients-only step needs a loop of our own (graph or custom loop)",
-}
 BASELINE = KERAS_FIT                 # the Keras side every other mode of a group is compared with
 INFERENCE_BASELINE = KERAS_PREDICT   # where no keras-fit ran: the textbook's one call per batch
 REPLICA_MODES = tuple(m for m in MODES.values() if m.scaling_base)  # run on several devices or workers

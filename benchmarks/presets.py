@@ -23,6 +23,8 @@ from benchmarks.modes import (
     TFKERAS_V1,
     Mode,
 )
+from benchmarks.sources import NUMPY, PIPELINE
+from benchmarks.tasks import EVALUATE, GRADIENTS, INFERENCE, TRAIN
 from plumbing.errors import UserError
 
 GRAPH_MODES = tuple(m for m in MODES.values() if m.is_graph)
@@ -38,15 +40,15 @@ def _full(manifest: str | None) -> list[BenchConfig]:
     every per-call mode."""
     ladder = (EAGER, KERAS_CTL, GRAPH, GRAPH_FEED, KERAS_FIT)
     configs = _sweep(GRAPH_MODES + (KERAS_FIT, KERAS_CTL, EAGER), (8, 16, 32, 64), model="resnet50", steps=8)
-    configs += _sweep((GRAPH, KERAS_FIT), (32,), model="resnet50", task="inference", steps=8)
+    configs += _sweep((GRAPH, KERAS_FIT), (32,), model="resnet50", task=INFERENCE.name, steps=8)
     configs += _sweep((GRAPH, GRAPH_FEED, KERAS_FIT, KERAS_CTL), (8, 32), model="vgg16_transfer", steps=6)
     configs += _sweep(ladder, (1, 8, 32, 128, 512), model="vgg16_head", steps=50, warmup=3)
     configs += _sweep((GRAPH, KERAS_FIT, KERAS_CTL), (32,), model="resnet50", precision="mixed_bfloat16", steps=8)
     for model in ("vgg16_head", "resnet50"):  # one image per call, in every way of calling
-        configs += _sweep(PER_CALL_MODES + (KERAS_CALL,), (1,), model=model, task="inference", data="numpy", steps=10,
-                          warmup=3)
+        configs += _sweep(PER_CALL_MODES + (KERAS_CALL,), (1,), model=model, task=INFERENCE.name, data=NUMPY.name,
+                          steps=10, warmup=3)
     if manifest:
-        configs += _sweep((GRAPH, KERAS_FIT), (32,), model="resnet50", steps=8, data="pipeline", manifest=manifest)
+        configs += _sweep((GRAPH, KERAS_FIT), (32,), model="resnet50", steps=8, data=PIPELINE.name, manifest=manifest)
     return configs
 
 
@@ -61,7 +63,7 @@ def _gpu(manifest: str | None) -> list[BenchConfig]:
                       device="gpu", steps=100, warmup=5)
     if manifest:
         configs += _sweep((GRAPH, KERAS_FIT), (128,), model="resnet50", device="gpu", steps=50, warmup=5,
-                          data="pipeline", manifest=manifest)
+                          data=PIPELINE.name, manifest=manifest)
     return configs + scaling_configs((1, 2, 4, 8), (), 64, model="resnet50", device="gpu", steps=50, warmup=5)
 
 
@@ -125,7 +127,7 @@ HEAD_ARRAYS = 320
 def _small(modes, batches, steps: int = 40, warmup: int = 10, **common) -> list[BenchConfig]:
     """Small-model configurations on in-memory arrays; fit's executions of 32 steps are fewer."""
     configs = []
-    for config in _sweep(modes, batches, data="numpy", steps=steps, warmup=warmup, **common):
+    for config in _sweep(modes, batches, data=NUMPY.name, steps=steps, warmup=warmup, **common):
         configs.append(replace(config, steps=8, warmup=2) if config.spec is KERAS_FIT_SPE else config)
     return [c.in_whole_passes() for c in configs]
 
@@ -142,27 +144,27 @@ def quick_configs(manifest: str | None = None) -> list[BenchConfig]:
     # compute-bound training streams `manifest`'s shards where given (the report's pipeline
     # headroom shows they outpace the step), else loops over one batch in memory: not both, as
     # ResNet50's builds and first steps take most of the preset's time on a CPU
-    source = dict(data="pipeline", manifest=manifest) if manifest else {}
+    source = dict(data=PIPELINE.name, manifest=manifest) if manifest else {}
     configs = _sweep((GRAPH, KERAS_FIT), (16,), **source, **resnet)
-    configs += _sweep((GRAPH_FEED, KERAS_FIT), (16,), data="numpy", **resnet)
+    configs += _sweep((GRAPH_FEED, KERAS_FIT), (16,), data=NUMPY.name, **resnet)
     head = dict(model="vgg16_head", steps=20, warmup=3)
-    for task in ("train", "evaluate"):
-        configs += [c.in_whole_passes() for c in _sweep((GRAPH_FEED, KERAS_FIT), (32,), task=task, data="numpy",
+    for task in (TRAIN.name, EVALUATE.name):
+        configs += [c.in_whole_passes() for c in _sweep((GRAPH_FEED, KERAS_FIT), (32,), task=task, data=NUMPY.name,
                                                          epoch_samples=HEAD_ARRAYS, **head)]
     configs += _sweep((GRAPH, KERAS_FIT, KERAS_CTL), (8, 32, 64, 128), **head)  # 4 batches: a fit to test
-    configs += _sweep((GRAPH, KERAS_CTL), (8, 32, 64, 128), task="gradients", **head)
+    configs += _sweep((GRAPH, KERAS_CTL), (8, 32, 64, 128), task=GRADIENTS.name, **head)
     configs += _sweep((EAGER,), (32,), **head)
     configs += _sweep((GRAPH,), (32,), control=True, **head)  # the A/A control of the fixed-cost row
-    configs += _sweep(PER_CALL_MODES, (1,), task="inference", data="numpy", steps=30, warmup=5, model="vgg16_head")
-    configs += _sweep(PER_CALL_MODES, (1,), task="inference", data="numpy", steps=10, warmup=3, model="resnet50",
-                      image_size=64)
+    per_call = dict(task=INFERENCE.name, data=NUMPY.name)
+    configs += _sweep(PER_CALL_MODES, (1,), steps=30, warmup=5, model="vgg16_head", **per_call)
+    configs += _sweep(PER_CALL_MODES, (1,), steps=10, warmup=3, model="resnet50", image_size=64, **per_call)
     configs += _small(MLP_LINE_MODES, (1, 32, 256, 1024), model="mlp", epoch_samples=MNIST_SIZED_EPOCH)
     configs += _small(MLP_ROW_MODES, (32,), model="mlp", epoch_samples=MNIST_SIZED_EPOCH)
     configs += _small(TRIVIAL_MODES, (1,), model="trivial", epoch_samples=MNIST_SIZED_EPOCH)
     origin = dict(model="embedding", optimizer="sgd", steps=12, warmup=3)  # steps of 0.03-0.6 s
     configs += _small((GRAPH_FEED, KERAS_FIT, KERAS_CTL, TFKERAS_FIT, TFKERAS_V1), (32,), **origin)
     # the update's cost on each side of the rows: the step minus its gradients-only step
-    configs += _small((GRAPH_FEED, KERAS_CTL), (32,), task="gradients", model="embedding", steps=12, warmup=3)
+    configs += _small((GRAPH_FEED, KERAS_CTL), (32,), task=GRADIENTS.name, model="embedding", steps=12, warmup=3)
     return configs
 
 

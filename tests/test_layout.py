@@ -22,7 +22,7 @@ ALLOWED = {"plumbing": set(), "data_pipeline": {"plumbing"}, "model_contract": {
            "keras_api": {"plumbing", "data_pipeline", "model_contract", "api_runs"},
            "benchmarks": {"plumbing", "data_pipeline", "model_contract", "api_runs", "graph_api", "keras_api"}}
 # The benchmark wings: who may import whom inside `benchmarks` ("" is the package's own top
-# level: config, modes, presets; cli and __main__ wire everything and are left out).
+# level: config, modes, tasks, sources, presets; cli and __main__ wire everything and are left out).
 WINGS = ("", "measure", "analyse", "present", "parity")
 WING_ALLOWED = {"": {""}, "analyse": {""}, "measure": {"", "analyse"}, "present": {"", "analyse"},
                 "parity": {"", "measure", "analyse", "present"}}
@@ -91,6 +91,23 @@ def test_mode_names_appear_only_in_the_mode_table():
                     if isinstance(node, ast.Constant) and isinstance(node.value, str)]
         spelled = sorted(set(literals) & set(MODES))
         assert not spelled, f"{path.relative_to(REPO)} spells mode names {spelled}"
+
+
+def test_code_branches_on_a_tasks_or_a_data_sources_record_not_on_its_name():
+    """No comparison in benchmarks/ holds a task's or a data source's name (`config.task ==
+    "train"`, `task in ("inference", "evaluate")`, `data == "numpy"`): it asks the record's
+    fields (benchmarks/tasks.py, benchmarks/sources.py)."""
+    from benchmarks.sources import SOURCES
+    from benchmarks.tasks import TASKS
+    compared = 0
+    for path in _sources("benchmarks"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                compared += 1
+                names = {n.value for side in (node.left, *node.comparators) for n in ast.walk(side)
+                         if isinstance(n, ast.Constant) and isinstance(n.value, str)} & (set(TASKS) | set(SOURCES))
+                assert not names, f"{path.relative_to(REPO)}:{node.lineno} compares the names {sorted(names)}"
+    assert compared > 100  # the rule looked at the package's real comparisons
 
 
 def test_command_line_mode_choices_come_from_the_table():

@@ -1,10 +1,13 @@
-"""The mode table: each mode's record decides what the harness does with it."""
+"""The mode, task and data tables: each record decides what the harness does with it."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from benchmarks.config import TASKS, BenchConfig
+from benchmarks.config import BenchConfig
 from benchmarks.modes import MODE_NAMES, MODES, STEPS_PER_EXECUTION, Api, Driver, Feed, mode_named
+from benchmarks.sources import source_named
+from benchmarks.tasks import TASKS, task_named
 from plumbing.errors import UserError
 
 
@@ -20,15 +23,63 @@ def test_an_unknown_mode_is_one_error_naming_the_choices():
 def test_a_mode_times_exactly_the_tasks_its_record_lists(name):
     spec = MODES[name]
     devices = spec.min_devices
-    for task in TASKS:
+    for task in TASKS.values():
         model = "resnet50" if spec.bn == "fused" else "vgg16_head"  # fused batch norm needs batch norm
-        config = BenchConfig(mode=name, model=model, task=task, batch=2 * devices, devices=devices)
+        config = BenchConfig(mode=name, model=model, task=task.name, batch=2 * devices, devices=devices)
         reason = config.applicable()
         if task in spec.tasks:
             assert reason is None, (name, task, reason)
         else:
             assert reason, (name, task)
     assert BenchConfig(mode=name).steps_per_sample() == spec.steps_per_execution
+
+
+def test_an_unknown_task_is_one_error_naming_the_choices():
+    with pytest.raises(UserError) as err:
+        task_named("fit")
+    assert err.value.message == "unknown task 'fit': expected one of train, gradients, inference, evaluate"
+    with pytest.raises(UserError):
+        BenchConfig(task="fit").validate()
+
+
+def test_an_unknown_data_source_is_one_error_naming_the_choices():
+    with pytest.raises(UserError) as err:
+        source_named("csv")
+    assert err.value.message == "unknown data 'csv': expected one of synthetic, numpy, pipeline"
+    with pytest.raises(UserError):
+        BenchConfig(data="csv").validate()
+
+
+def test_the_batches_a_step_reads_are_what_its_sources_record_says():
+    """synthetic feeds one batch again every step; numpy walks its arrays batch by batch."""
+    from benchmarks.measure.batches import numpy_batches
+    repeated = {}
+    for name in ("synthetic", "numpy"):
+        batches = numpy_batches(BenchConfig(model="mlp", data=name, batch=4, steps=2, warmup=0))
+        first, second = next(batches), next(batches)
+        repeated[name] = all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert repeated == {"synthetic": True, "numpy": False}
+
+
+def test_a_graph_step_computes_what_its_task_record_says():
+    """train fetches the update, the loss and the accuracy and applies one update per step;
+    gradients the loss and accuracy of a backward pass it does not apply; evaluate a batch's
+    loss and accuracy; inference the logits."""
+    from benchmarks.measure.graph_steps import make_graph_step
+    fetched, applied = {}, {}
+    for task in TASKS:
+        step = make_graph_step(BenchConfig(mode="graph-feed", model="mlp", task=task, batch=4, data="numpy",
+                                           steps=1, warmup=0))
+        try:
+            fetched[task] = [getattr(value, "shape", None) for value in step.run()]
+            step.run()
+            applied[task] = step.facts()["updates_applied"]
+        finally:
+            step.close()
+    classes = BenchConfig(model="mlp").classes()
+    assert fetched == {"train": [None, (), ()], "gradients": [(), ()], "evaluate": [(), ()],
+                       "inference": [(4, classes)]}
+    assert applied == {"train": 2, "gradients": 0, "evaluate": 0, "inference": 0}
 
 
 def test_records_carry_what_the_steps_are_built_from():

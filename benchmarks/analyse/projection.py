@@ -56,7 +56,7 @@ def projected_step_ms(mode_name: str, host: float, device: float, batch: int) ->
 
 def _projected(row: Row | BenchConfig) -> bool:
     """Whether a row (or a configuration) is ResNet50 training, the model the published rates are of."""
-    return row.model == "resnet50" and row.task == "train"
+    return row.model == "resnet50" and row.task_spec.updates
 
 
 def projected_keys(configs: Iterable[BenchConfig]) -> set[str]:

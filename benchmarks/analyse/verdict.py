@@ -23,6 +23,7 @@ from benchmarks.modes import (
     TFKERAS_V1,
     Mode,
 )
+from benchmarks.tasks import GRADIENTS, Task, task_named
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,16 @@ class Row:
     fast: Mode                # the TF1-style (or fixed) side
     slow: Mode                # the Keras side
     model: str
-    task: str
+    task: str                 # a name of the task table (benchmarks.tasks)
     batch: int | None         # None: the largest batch measured
     data: str
     optimizer: str = "rmsprop"
     precision: str = "fp32"
     xla: bool = False
+
+    @property
+    def task_spec(self) -> Task:
+        return task_named(self.task)
 
 
 ROWS = (
@@ -159,7 +164,7 @@ def _measured_extras(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigS
     """Figures of other configurations of this run that bear on the row: the per-call spread,
     predict's cost over predict_on_batch, the update's share of a step."""
     configs, fits = summary["configs"], summary["fits"]
-    if row.task in ("inference", "evaluate"):
+    if row.task_spec.forward_only:  # a call's or a split's figures
         out = [f"median / p95 per call {format_ms(fast.median_step_ms)} / {format_ms(fast.p95_step_ms)} vs "
                f"{format_ms(slow.median_step_ms)} / {format_ms(slow.p95_step_ms)}"]
         tob = _twin(configs, slow, KERAS_TOB)
@@ -171,7 +176,7 @@ def _measured_extras(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigS
         parts = []
         for mode in (row.fast, KERAS_CTL if row.slow == KERAS_FIT else None):
             train = _twin(configs, slow, mode) if mode else None
-            grads = _twin(configs, slow, mode, task="gradients", optimizer="rmsprop") if train else None
+            grads = _twin(configs, slow, mode, task=GRADIENTS.name, optimizer="rmsprop") if train else None
             if train and grads:
                 ops = ", ".join(train.sparse_update_ops or []) or "dense"
                 parts.append(f"{mode.name}: update {train.median_step_ms - grads.median_step_ms:.1f} ms of "
@@ -180,7 +185,7 @@ def _measured_extras(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigS
     updates = []
     for mode in (row.fast, KERAS_CTL) if row.slow == KERAS_FIT else ():  # fit's rows: the update's share
         train = _fit(fits, mode, slow.family)
-        grads = _fit(fits, mode, replace(slow.config, task="gradients").family())
+        grads = _fit(fits, mode, replace(slow.config, task=GRADIENTS.name).family())
         if train and grads:
             updates.append(f"{mode.name} a = {train['a_ms']:.1f} ms, of which the update "
                            f"{train['a_ms'] - grads['a_ms']:.1f} ms")

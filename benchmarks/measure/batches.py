@@ -56,7 +56,7 @@ def numpy_arrays(config: BenchConfig) -> tuple[np.ndarray, np.ndarray]:
 
 def train_dataset(config: BenchConfig) -> tf.data.Dataset:
     """Endless (inputs, labels) batches of the configuration's data."""
-    if config.data == "pipeline":
+    if config.data_spec.shards:
         dataset = make_dataset(config.manifest, "train", config.batch, shuffle=True, seed=config.seed,
                                drop_remainder=True, repeat=True)
         held = tuple(dataset.element_spec[0].shape[1:])
@@ -64,7 +64,7 @@ def train_dataset(config: BenchConfig) -> tf.data.Dataset:
             raise UserError(f"{config.manifest}: the shards hold {shape_text(held)} images, not the "
                             f"configuration's {shape_text(config.input_shape())}")
         return dataset
-    if config.data == "numpy":
+    if config.data_spec.arrays:
         return tf.data.Dataset.from_tensor_slices(numpy_arrays(config)).batch(config.batch).repeat()
     return tf.data.Dataset.from_tensors(synthetic_batch(config)).repeat()
 
@@ -72,11 +72,11 @@ def train_dataset(config: BenchConfig) -> tf.data.Dataset:
 def numpy_batches(config: BenchConfig) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Endless numpy batches, produced the way the textbook feeds them: slices of arrays in
     memory (the same batch again for synthetic data)."""
-    if config.data == "synthetic":
+    if config.data_spec.repeated_batch:
         batch = synthetic_batch(config)
         while True:
             yield batch
-    if config.data == "numpy":
+    if config.data_spec.arrays:
         inputs, labels = numpy_arrays(config)
         while True:
             for start in range(0, len(inputs), config.batch):

@@ -69,13 +69,13 @@ class StepParts:
 
 
 def _train_step(config: BenchConfig, placement: Placement) -> StepParts:
-    """The parts of one training step, or for task "gradients" of forward + backward without
-    the update."""
+    """The parts of one training step, or for a task that applies no update (gradients) of
+    forward + backward without it."""
     g = build_train_graph(_graph_config(config, placement.devices), batch_size=config.batch,
                           train_dataset=lambda: train_dataset(config), cluster=placement.cluster,
                           evaluation=False)  # fit is timed without validation data
     with g.graph.as_default():
-        if config.task == "gradients":
+        if not config.task_spec.updates:
             gradients = [x for x in tf.gradients(g.loss, v1.trainable_variables()) if x is not None]
             with tf.control_dependencies(gradients):  # every gradient computed, none applied
                 fetches = [tf.identity(g.loss), g.accuracy]
@@ -91,7 +91,7 @@ def _train_step(config: BenchConfig, placement: Placement) -> StepParts:
 
 def _inference_step(config: BenchConfig) -> StepParts:
     """As `_train_step`, for the inference tower alone: float32 logits (as the Keras model
-    returns them), or for task "evaluate" the batch's loss and accuracy (what `model.evaluate`
+    returns them), or for a scored task (evaluate) the batch's loss and accuracy (what `model.evaluate`
     computes per batch)."""
     graph = tf.Graph()
     with graph.as_default():
@@ -103,10 +103,10 @@ def _inference_step(config: BenchConfig) -> StepParts:
             images, labels = iterator.get_next()
             init = iterator.initializer
         logits = build_model(config.model, images, False, config.classes(), **_graph_config(config).model_options())
-        fetches = list(loss_and_accuracy(logits, labels)) if config.task == "evaluate" else [logits]
+        fetches = list(loss_and_accuracy(logits, labels)) if config.task_spec.scored else [logits]
     if config.spec.feed is Feed.FEED_DICT:
         batches = numpy_batches(config)
-        if config.task == "evaluate":
+        if config.task_spec.scored:
             return StepParts(graph, fetches, lambda: dict(zip((images, labels), next(batches))), init)
         return StepParts(graph, fetches, lambda: {images: next(batches)[0]}, init)
     return StepParts(graph, fetches, lambda: {}, init)
@@ -147,7 +147,7 @@ def make_graph_step(config: BenchConfig, placement: Placement = Placement()) -> 
     """A graph mode's synchronous step; its facts (read after the timed steps): updates applied,
     XLA clusters run and devices used in one traced step (the configured workers in a cluster,
     whose steps cannot run alone), the Session's thread pools."""
-    parts = _inference_step(config) if config.task in ("inference", "evaluate") else _train_step(config, placement)
+    parts = _inference_step(config) if config.task_spec.forward_only else _train_step(config, placement)
     graph, fetches, feed, global_step, sync = parts.graph, parts.fetches, parts.feed, parts.global_step, parts.sync
     proto = session_config(config)
     session = _session(graph, config, placement, parts.init, sync, config.warmup + config.steps)
@@ -156,7 +156,7 @@ def make_graph_step(config: BenchConfig, placement: Placement = Placement()) -> 
         updates = int(session.run(global_step)) if global_step is not None else 0
         clusters, devices = _traced_step(session, fetches, feed) if sync is None \
             else (0, len(placement.cluster.workers))
-        return {"updates_applied": updates if config.task == "train" else 0, "xla_effective": clusters > 0,
+        return {"updates_applied": updates if config.task_spec.updates else 0, "xla_effective": clusters > 0,
                 **kernel_facts(graph_op_types(graph)), "replicas": devices,
                 "compute_dtypes": graph_compute_dtypes(graph),
                 "xla_cluster_ops": clusters, "intra_op_threads": proto.intra_op_parallelism_threads,

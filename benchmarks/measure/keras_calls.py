@@ -25,7 +25,7 @@ def _loop_step(config: BenchConfig, model: keras.Model) -> Step:
     """keras-ctl / eager: our own loop around the same Keras model."""
     iterator = iter(train_dataset(config))
     compiled = config.spec.traced
-    if config.task == "inference":
+    if config.task_spec.forward_only:
         def infer(images):
             return model(images, training=False)
         run = tf.function(infer, jit_compile=config.xla) if compiled else infer
@@ -41,7 +41,7 @@ def _loop_step(config: BenchConfig, model: keras.Model) -> Step:
             loss = loss_fn(labels, logits)
             scaled = opt.scale_loss(loss)
         gradients = tape.gradient(scaled, model.trainable_variables)
-        if config.task == "gradients":
+        if not config.task_spec.updates:
             with tf.control_dependencies([g for g in gradients if g is not None]):  # computed, not applied
                 loss = tf.identity(loss)
         else:
@@ -58,7 +58,7 @@ def _loop_step(config: BenchConfig, model: keras.Model) -> Step:
 def _call_step(config: BenchConfig, model: keras.Model) -> Step:
     """keras-tob / keras-predict / keras-call on numpy batches."""
     batches = numpy_batches(config)
-    if config.spec.call is Call.ON_BATCH and config.task == "train":
+    if config.spec.call is Call.ON_BATCH and config.task_spec.updates:
         compile_for_training(model, config, keras)
         return Step(lambda: model.train_on_batch(*next(batches)),
                     facts=lambda: {"updates_applied": updates_applied(model, keras)})

@@ -144,10 +144,10 @@ def _profiled(model, config: BenchConfig, timed_step_s: float, strategy=None) ->
 
 def _call(model, config: BenchConfig, samples: int, timer, strategy=None) -> None:
     """The mode's Keras call over `samples` samples, timed by `timer`: predict, evaluate or fit."""
-    if config.task == "inference":
+    if not config.task_spec.scored:  # a prediction
         images = train_dataset(config).map(without_autograph(lambda x, y: x))
         model.predict(images, steps=samples, callbacks=[timer], verbose=0)
-    elif config.task == "evaluate":
+    elif config.task_spec.forward_only:
         _evaluate(model, config, samples, timer)
     else:
         _fit(model, config, samples * config.steps_per_sample(), timer, strategy)
@@ -156,7 +156,7 @@ def _call(model, config: BenchConfig, samples: int, timer, strategy=None) -> Non
 def _evaluate(model, config: BenchConfig, total: int, timer) -> None:
     """`model.evaluate` over `total` batches: of the arrays, one call per pass as over a split
     (`evaluate(X_val, Y_val, batch_size=...)`), or of the dataset in one call."""
-    if config.data != "numpy":
+    if not config.data_spec.arrays:
         model.evaluate(train_dataset(config), steps=total, callbacks=[timer], verbose=0)
         return
     inputs, labels = numpy_arrays(config)
@@ -170,7 +170,7 @@ def _fit(model, config: BenchConfig, steps: int, timer, strategy=None) -> None:
     # Keras 2's graph mode makes its target placeholder with the output's rank: per-token labels
     # (B, T) of (B, T, C) logits go in as (B, T, 1), which its sparse loss and metric squeeze.
     rank_fix = config.spec.runtime is Runtime.TF1_GRAPH_MODE and bool(input_signature(config.model)[1])
-    if config.data == "numpy":
+    if config.data_spec.arrays:
         inputs, labels = numpy_arrays(config)
         epochs = math.ceil(steps * config.batch / len(inputs))
         model.fit(inputs, labels[..., None] if rank_fix else labels, batch_size=config.batch, epochs=epochs,
@@ -199,7 +199,7 @@ def run_fit(config: BenchConfig,
     per = config.steps_per_sample()
     with strategy_scope(strategy):
         model = build(config, k)
-        if config.task == "inference":
+        if not config.task_spec.scored:  # a prediction
             model.compile(jit_compile=config.xla)
         else:  # evaluate computes training's loss and accuracy; it applies no update
             compile_for_training(model, config, k, per)
@@ -209,7 +209,7 @@ def run_fit(config: BenchConfig,
     _call(model, config, timed, timer, strategy)
     accounting = _profiled(model, config, config.repeat_step(timer.times[config.warmup:timed]), strategy) \
         if config.account else None
-    updates = updates_applied(model, k) if config.task == "train" else 0
+    updates = updates_applied(model, k) if config.task_spec.updates else 0
     return timer.times[:timed], build_s, {**ran_facts(config, functions),
                                           "updates_applied": updates,
                                           "compute_dtypes": model_compute_dtypes(model),

@@ -76,7 +76,7 @@ def measure(config: BenchConfig, env: dict, placement: Placement = Placement()) 
     import tensorflow as tf  # late: after _prepare_process set the process state
     if config.device == "gpu" and not tf.config.list_physical_devices("GPU"):
         raise RuntimeError("no GPU visible to TensorFlow")
-    if config.data == "pipeline":  # the shards' classes, read once
+    if config.data_spec.shards:  # the shards' classes, read once
         config = replace(config, num_classes=_num_classes(config))
     total = config.warmup + config.steps
     # Imports before any timer, so the first step is the same span in every mode and every
@@ -108,7 +108,7 @@ def measure(config: BenchConfig, env: dict, placement: Placement = Placement()) 
     applied = facts.get("updates_applied")
     # float16's dynamic loss scale skips (does not count) steps whose gradients overflowed
     skipped_ok = config.precision == "mixed_float16" and applied is not None and 0 < applied <= ran * per
-    if config.task == "train" and applied != ran * per and not skipped_ok:
+    if config.task_spec.updates and applied != ran * per and not skipped_ok:
         raise RuntimeError(f"{facts.get('updates_applied')} updates applied, expected {ran * per}: the timed "
                            "samples are not the steps they claim to be")
     from graph_api import runtime_facts  # late: after _prepare_process set the process state
