@@ -14,6 +14,7 @@ from api_runs.devices import Cluster, local_devices, parse_devices, read_cluster
 from api_runs.predict import PredictorBase, run_evaluate, run_predict
 from data_pipeline.shards import load_manifest
 from model_contract.constants import HEAD_DROPOUT
+from model_contract.precisions import FP32, PRECISIONS
 from plumbing import locks
 from plumbing.errors import (
     ArgumentParser,
@@ -38,7 +39,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps-per-epoch", type=positive_int, default=None)
     p.add_argument("--learning-rate", type=non_negative_float, default=None)
     p.add_argument("--optimizer", default="rmsprop")
-    p.add_argument("--precision", choices=("fp32", "mixed_bfloat16", "mixed_float16"), default="fp32")
+    p.add_argument("--precision", choices=tuple(PRECISIONS), default=FP32.name)
     p.add_argument("--patience", type=non_negative_int, default=None, help="early stopping patience (epochs)")
     p.add_argument("--min-delta", type=non_negative_float, default=0.0)
     p.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP)

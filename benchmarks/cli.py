@@ -9,7 +9,7 @@ from benchmarks.analyse.run_time import run_time, run_time_line
 from benchmarks.analyse.stats import tost_decision
 from benchmarks.analyse.summary import load_results
 from benchmarks.analyse.verdict import answer, not_measured, verdict_map
-from benchmarks.config import ACCOUNT_SAMPLES, MAX_REPEATS, MODELS, PRECISIONS, shape_text
+from benchmarks.config import ACCOUNT_SAMPLES, MAX_REPEATS, MODELS, shape_text
 from benchmarks.measure import runner, shard_rates
 from benchmarks.modes import MODE_NAMES
 from benchmarks.parity.experiment import (
@@ -23,6 +23,7 @@ from benchmarks.present.report import write_report
 from benchmarks.present.verdict import accounting_text, control_lines, ratio_text
 from benchmarks.presets import PRESETS, preset, with_overrides
 from data_pipeline.shards import load_manifest
+from model_contract.precisions import PRECISIONS
 from plumbing.atomic import write_json
 from plumbing.errors import (
     ArgumentParser,
@@ -179,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "first repeat, to account for its time (a quarter of its timed ones, at least 2; a whole "
                         "pass where costs come per pass; 0: none)")
     p.add_argument("--image-size", type=positive_int, help="image size for image models (preset's by default)")
-    p.add_argument("--precision", choices=PRECISIONS, help="every configuration in this precision")
+    p.add_argument("--precision", choices=tuple(PRECISIONS), help="every configuration in this precision")
     p.add_argument("--xla", choices=("on", "off"), help="XLA on or off for every configuration")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("report", help="rewrite the report of a results.json")

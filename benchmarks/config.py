@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass, fields, replace
 from benchmarks.modes import GRAPH, MODES, REPLICA_MODES, Api, Driver, Mode, mode_named
 from benchmarks.sources import SOURCES, SYNTHETIC, Source, source_named
 from benchmarks.tasks import TASKS, TRAIN, Task, task_named
+from model_contract.precisions import FP32, PRECISIONS
 from model_contract.small_models import SMALL_MODELS
 from plumbing.errors import UserError
 
 IMAGE_MODELS = ("resnet50", "vgg16_transfer", "vgg16_head")
 MODELS = IMAGE_MODELS + tuple(SMALL_MODELS)
-PRECISIONS = ("fp32", "mixed_bfloat16", "mixed_float16")
 OPTIMIZERS = ("rmsprop", "sgd")
 CLAIMED_RATIO = 2.5
 PRECISION_TARGET = 0.10  # each graph / keras-fit interval within +-10% of its ratio
@@ -51,7 +51,7 @@ class BenchConfig:
     task: str = TRAIN.name         # a name of the task table (benchmarks.tasks)
     batch: int = 32
     image_size: int = 224          # ignored by vgg16_head (7x7x512 features)
-    precision: str = "fp32"
+    precision: str = FP32.name     # a name of the precision table (model_contract.precisions)
     xla: bool = False
     device: str = "cpu"
     data_format: str = "NHWC"
@@ -253,13 +253,14 @@ class BenchConfig:
         if spec.api is Api.TF_KERAS:
             if self.model == "vgg16_transfer":
                 return spec.task_note
-            if self.precision != "fp32" or self.xla or self.device != "cpu":
+            if self.precision != FP32.name or self.xla or self.device != "cpu":
                 return "the tf-keras modes run fp32 without XLA on the CPU"
         return None
 
     def validate(self) -> BenchConfig:
         for name, value, allowed in (("mode", self.mode, tuple(MODES)), ("model", self.model, MODELS),
-                                     ("task", self.task, tuple(TASKS)), ("precision", self.precision, PRECISIONS),
+                                     ("task", self.task, tuple(TASKS)),
+                                     ("precision", self.precision, tuple(PRECISIONS)),
                                      ("data", self.data, tuple(SOURCES)), ("device", self.device, ("cpu", "gpu")),
                                      ("optimizer", self.optimizer, OPTIMIZERS),
                                      ("data format", self.data_format, ("NHWC", "NCHW"))):

@@ -34,6 +34,7 @@ from graph_api.optimizers import (
     minimize,
 )
 from model_contract.constants import HEAD_DROPOUT
+from model_contract.precisions import precision_named
 from model_contract.small_models import input_signature
 from plumbing.errors import UserError
 
@@ -179,7 +180,8 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
          pass_index) = _inputs(config, manifest, batch_size, eval_batch_size, train_dataset, epoch_seed, evaluation)
         if cluster is not None:
             images, labels = worker_slice(cluster, images, labels)
-        loss_scale = "dynamic" if config.precision == "mixed_float16" else 1.0  # as Keras's LossScaleOptimizer
+        # float16 scales its loss as Keras's LossScaleOptimizer does
+        loss_scale = "dynamic" if precision_named(config.precision).loss_scaled else 1.0
         towers = None
         if len(config.devices) > 1:
             towers = build_towers(config, images, labels, loss_scale, loss_and_accuracy)

@@ -17,11 +17,11 @@ from model_contract.constants import (
     PREPROCESSINGS,
 )
 from model_contract.model_inputs import check_input_shape
+from model_contract.precisions import precision_named
 from model_contract.small_models import SMALL_MODELS
 from plumbing.errors import UserError
 
 MODELS = {"vgg16_transfer": vgg16_transfer, "resnet50": resnet50, "vgg16_head": vgg16_head}
-PRECISIONS = {"fp32": tf.float32, "mixed_bfloat16": tf.bfloat16, "mixed_float16": tf.float16}
 
 
 def preprocess(images: tf.Tensor, preprocessing: str | None) -> tf.Tensor:
@@ -60,20 +60,17 @@ def build_model(name: str, images: tf.Tensor, training: Training, num_classes: i
     ``dropout`` is the VGG16 head's rate (ResNet50 has no dropout). The overhead study's small
     models (`model_contract.small_models`: mlp, trivial, embedding) build here too.
     """
+    compute_dtype = tf.as_dtype(precision_named(precision).compute_dtype)
     if name in SMALL_MODELS:
-        if precision not in PRECISIONS:
-            raise UserError(f"unknown precision {precision!r}: expected one of {sorted(PRECISIONS)}")
-        return build_small_model(name, images, num_classes, PRECISIONS[precision])
+        return build_small_model(name, images, num_classes, compute_dtype)
     if name not in MODELS:
         raise UserError(f"unknown model {name!r}: expected one of {sorted(MODELS)}")
     if bn_mode not in BN_MODES:
         raise UserError(f"unknown batch-norm mode {bn_mode!r}: expected one of {BN_MODES}")
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision {precision!r}: expected one of {sorted(PRECISIONS)}")
     if data_format not in ("NHWC", "NCHW"):
         raise UserError(f"unknown data format {data_format!r}: expected NHWC or NCHW")
     check_input(name, images)
-    x = tf.cast(preprocess(images, preprocessing), PRECISIONS[precision])
+    x = tf.cast(preprocess(images, preprocessing), compute_dtype)
     if data_format == "NCHW":
         x = tf.transpose(x, [0, 3, 1, 2])
     logits = MODELS[name](x, training, num_classes, bn_mode=bn_mode, data_format=data_format, dropout=dropout)

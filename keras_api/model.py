@@ -16,6 +16,7 @@ from model_contract.constants import (
     PREPROCESSINGS,
 )
 from model_contract.model_inputs import check_input_shape
+from model_contract.precisions import precision_named
 from model_contract.small_models import SMALL_MODELS
 from plumbing.errors import UserError
 
@@ -43,7 +44,6 @@ def input_layers(preprocessing: str | None) -> list[keras.layers.Layer]:
 
 
 MODELS = {"vgg16_transfer": vgg16_transfer, "resnet50": resnet50, "vgg16_head": vgg16_head}
-PRECISIONS = {"fp32": "float32", "mixed_bfloat16": "mixed_bfloat16", "mixed_float16": "mixed_float16"}
 
 
 def build_model(name: str, input_shape=(224, 224, 3), num_classes: int = NUM_CLASSES, *,
@@ -66,15 +66,14 @@ def build_model(name: str, input_shape=(224, 224, 3), num_classes: int = NUM_CLA
     """
     if name not in MODELS and name not in SMALL_MODELS:
         raise UserError(f"unknown model {name!r}: expected one of {sorted(MODELS)}")
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision {precision!r}: expected one of {sorted(PRECISIONS)}")
+    policy = precision_named(precision).keras_policy
     if name not in SMALL_MODELS:
         check_input_shape(name, input_shape)
     k = keras_module
     if k is not keras and (name == "vgg16_transfer" or preprocessing):
         raise UserError(f"{name}: the VGG16 base and its preprocessing build in Keras 3 only")
     previous = k.mixed_precision.global_policy()
-    k.mixed_precision.set_global_policy(PRECISIONS[precision])
+    k.mixed_precision.set_global_policy(policy)
     try:
         if name in SMALL_MODELS:
             return build_small_model(name, num_classes, keras_module=k)

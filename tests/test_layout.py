@@ -93,21 +93,35 @@ def test_mode_names_appear_only_in_the_mode_table():
         assert not spelled, f"{path.relative_to(REPO)} spells mode names {spelled}"
 
 
-def test_code_branches_on_a_tasks_or_a_data_sources_record_not_on_its_name():
-    """No comparison in benchmarks/ holds a task's or a data source's name (`config.task ==
-    "train"`, `task in ("inference", "evaluate")`, `data == "numpy"`): it asks the record's
-    fields (benchmarks/tasks.py, benchmarks/sources.py)."""
+def _compared_names(packages: tuple[str, ...], names: set[str]) -> tuple[list[str], int]:
+    """Where a comparison in `packages` holds one of `names` as a string literal -> (those
+    places, the comparisons looked at)."""
+    found, compared = [], 0
+    for package in packages:
+        for path in _sources(package):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Compare):
+                    compared += 1
+                    held = {n.value for side in (node.left, *node.comparators) for n in ast.walk(side)
+                            if isinstance(n, ast.Constant) and isinstance(n.value, str)} & names
+                    found += [f"{path.relative_to(REPO)}:{node.lineno} {sorted(held)}"] if held else []
+    return found, compared
+
+
+def test_code_branches_on_a_tables_record_not_on_a_name():
+    """No comparison holds a task's or a data source's name in benchmarks/ (`config.task ==
+    "train"`, `data == "numpy"`), nor a precision's in any package (`precision ==
+    "mixed_float16"`): code asks the record's fields (benchmarks/tasks.py, benchmarks/sources.py,
+    model_contract/precisions.py)."""
     from benchmarks.sources import SOURCES
     from benchmarks.tasks import TASKS
-    compared = 0
-    for path in _sources("benchmarks"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Compare):
-                compared += 1
-                names = {n.value for side in (node.left, *node.comparators) for n in ast.walk(side)
-                         if isinstance(n, ast.Constant) and isinstance(n.value, str)} & (set(TASKS) | set(SOURCES))
-                assert not names, f"{path.relative_to(REPO)}:{node.lineno} compares the names {sorted(names)}"
+    from model_contract.precisions import PRECISIONS
+    found, compared = _compared_names(("benchmarks",), set(TASKS) | set(SOURCES))
+    assert not found, f"task or data source names compared: {found}"
     assert compared > 100  # the rule looked at the package's real comparisons
+    found, compared = _compared_names(PACKAGES, set(PRECISIONS))
+    assert not found, f"precision names compared: {found}"
+    assert compared > 500
 
 
 def test_command_line_mode_choices_come_from_the_table():
