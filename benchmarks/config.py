@@ -14,12 +14,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from benchmarks.modes import GRAPH, MODES, REPLICA_MODES, Api, Driver, Mode, mode_named
 from benchmarks.sources import SOURCES, SYNTHETIC, Source, source_named
 from benchmarks.tasks import TASKS, TRAIN, Task, task_named
+from model_contract.constants import VGG16_FEATURE_SHAPE
+from model_contract.image_models import IMAGE_MODELS, RESNET50, ImageModel, has_pretrained_base, image_model
 from model_contract.precisions import FP32, PRECISIONS
 from model_contract.small_models import SMALL_MODELS
 from plumbing.errors import UserError
 
-IMAGE_MODELS = ("resnet50", "vgg16_transfer", "vgg16_head")
-MODELS = IMAGE_MODELS + tuple(SMALL_MODELS)
+MODELS = tuple(IMAGE_MODELS) + tuple(SMALL_MODELS)
 OPTIMIZERS = ("rmsprop", "sgd")
 CLAIMED_RATIO = 2.5
 PRECISION_TARGET = 0.10  # each graph / keras-fit interval within +-10% of its ratio
@@ -47,7 +48,7 @@ def group_of(key: str) -> str:
 @dataclass(frozen=True)
 class BenchConfig:
     mode: str = GRAPH.name         # a name of the mode table (benchmarks.modes)
-    model: str = "resnet50"
+    model: str = RESNET50.name
     task: str = TRAIN.name         # a name of the task table (benchmarks.tasks)
     batch: int = 32
     image_size: int = 224          # ignored by vgg16_head (7x7x512 features)
@@ -84,6 +85,10 @@ class BenchConfig:
     def data_spec(self) -> Source:
         """The data source's record in the data table: what the steps read."""
         return source_named(self.data)
+
+    @property
+    def _image_model(self) -> ImageModel:
+        return image_model(self.model)
 
     def replicas(self) -> int:
         """Model copies each step runs on; `batch` is the global batch split among them."""
@@ -135,7 +140,7 @@ class BenchConfig:
     def input_shape(self) -> tuple:
         if self.model in SMALL_MODELS:
             return SMALL_MODELS[self.model].input_shape
-        return (7, 7, 512) if self.model == "vgg16_head" else (self.image_size, self.image_size, 3)
+        return VGG16_FEATURE_SHAPE if self._image_model.features else (self.image_size, self.image_size, 3)
 
     @property
     def timed_per_pass(self) -> bool:
@@ -218,9 +223,9 @@ class BenchConfig:
             return f"XLA needs a compiled function; {self.mode} runs its ops one by one from Python"
         if not spec.is_graph and self.data_format == "NCHW":
             return "NCHW is a graph_api option (Keras applications build NHWC on CPU)"
-        if spec.bn == "fused" and self.model != "resnet50":
+        if spec.bn == "fused" and not self._image_model.batch_norm:
             return "only ResNet50 has batch norm"
-        if self.model == "vgg16_head" and self.data_spec.shards and self.manifest is None:
+        if self._image_model.features and self.data_spec.shards and self.manifest is None:
             return "vgg16_head on pipeline data needs a feature-shard manifest"
         if self.model in SMALL_MODELS and self.data_spec.shards:
             return "the small models read in-memory data, not RxRx1 shards"
@@ -251,7 +256,7 @@ class BenchConfig:
         if self.task_spec not in spec.tasks:
             return spec.task_note or self.task_spec.note or f"{self.mode} does not time {self.task}"
         if spec.api is Api.TF_KERAS:
-            if self.model == "vgg16_transfer":
+            if has_pretrained_base(self.model):
                 return spec.task_note
             if self.precision != FP32.name or self.xla or self.device != "cpu":
                 return "the tf-keras modes run fp32 without XLA on the CPU"

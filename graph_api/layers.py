@@ -73,16 +73,16 @@ def dense(x: tf.Tensor, units: int, name: str, *, activation: str | None = None,
                          activation)
 
 
+# Keras's activation names -> the op each applies
+_ACTIVATIONS = {"relu": tf.nn.relu, "softmax": tf.nn.softmax, "sigmoid": tf.nn.sigmoid}
+
+
 def _activate(x: tf.Tensor, activation: str | None) -> tf.Tensor:
     if activation is None:
         return x
-    if activation == "relu":
-        return tf.nn.relu(x)
-    if activation == "softmax":
-        return tf.nn.softmax(x)
-    if activation == "sigmoid":
-        return tf.nn.sigmoid(x)
-    raise ValueError(f"unknown activation {activation!r}")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}")
+    return _ACTIVATIONS[activation](x)
 
 
 def embedding(ids: tf.Tensor, vocabulary: int, dim: int, name: str) -> tf.Tensor:

@@ -22,12 +22,12 @@ def build_small_model(name: str, inputs: tf.Tensor, num_classes: int | None = No
     spec = small_model(name)
     check_small_input(name, tuple(inputs.shape[1:]), inputs.dtype.name)
     classes = num_classes or spec.num_classes
-    if name == "embedding":
+    if spec.embeds:
         x = tf.cast(embedding(inputs, spec.vocabulary, spec.embedding_dim, "embedding"), compute_dtype)
-        x = _per_token_dense(x, spec.hidden, "dense", activation="sigmoid")
+        x = _per_token_dense(x, spec.hidden, "dense", activation=spec.activation)
         logits = _per_token_dense(x, classes, "prediction")
     else:
         x = flatten(tf.cast(inputs, compute_dtype), "flatten")
-        x = dense(x, spec.hidden, "dense", activation="relu" if name == "mlp" else None)
+        x = dense(x, spec.hidden, "dense", activation=spec.activation)
         logits = dense(x, classes, "prediction")
     return tf.cast(logits, tf.float32)

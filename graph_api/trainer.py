@@ -38,6 +38,7 @@ from graph_api.weights import (
     saved_checkpoints,
     verify_checkpoint,
 )
+from model_contract.image_models import has_pretrained_base
 from model_contract.weights_source import base_preprocessing, resolve_vgg16_weights
 from plumbing.errors import UserError
 from plumbing.progress import Progress
@@ -57,7 +58,7 @@ class SessionTrainer:
         if cluster is not None:
             check_cluster_options(config, options, cluster)
         self.manifest = run_files.load_training_manifest(manifest_path, config.model)
-        self.weights = resolve_vgg16_weights(options.weights) if config.model == "vgg16_transfer" else None
+        self.weights = resolve_vgg16_weights(options.weights) if has_pretrained_base(config.model) else None
         self.config = config = replace(config, **run_files.input_fields(self.manifest),
                                        preprocessing=base_preprocessing(self.weights))
         # The runtime is recorded as it ran: TF1 under `python -m graph_api`, TF2 in an eager process.
@@ -102,7 +103,7 @@ class SessionTrainer:
         if self.options.init_weights:  # every layer, the VGG16 base included
             load_keras_weights(self.session, self.g.model_variables, self.options.init_weights)
             print(f"initial weights: {self.options.init_weights}")
-        elif self.config.model == "vgg16_transfer":
+        elif has_pretrained_base(self.config.model):
             path = self.weights
             if path is not None:
                 base = [name for name in graph_layers(self.g.model_variables) if name.startswith("block")]

@@ -15,6 +15,7 @@ from model_contract.constants import (
     PIXEL_RANGE,
     PREPROCESSINGS,
 )
+from model_contract.image_models import has_pretrained_base
 from model_contract.model_inputs import check_input_shape
 from model_contract.precisions import precision_named
 from model_contract.small_models import SMALL_MODELS
@@ -70,7 +71,7 @@ def build_model(name: str, input_shape=(224, 224, 3), num_classes: int = NUM_CLA
     if name not in SMALL_MODELS:
         check_input_shape(name, input_shape)
     k = keras_module
-    if k is not keras and (name == "vgg16_transfer" or preprocessing):
+    if k is not keras and (has_pretrained_base(name) or preprocessing):
         raise UserError(f"{name}: the VGG16 base and its preprocessing build in Keras 3 only")
     previous = k.mixed_precision.global_policy()
     k.mixed_precision.set_global_policy(policy)

@@ -17,12 +17,11 @@ def build_small_model(name: str, num_classes: int | None = None, keras_module: M
     spec, k = small_model(name), keras_module
     classes = num_classes or spec.num_classes
     layers = [k.Input(spec.input_shape, dtype=spec.input_dtype)]
-    if name == "embedding":
-        layers += [k.layers.Embedding(spec.vocabulary, spec.embedding_dim, name="embedding"),
-                   k.layers.Dense(spec.hidden, activation="sigmoid", name="dense")]
+    if spec.embeds:
+        layers += [k.layers.Embedding(spec.vocabulary, spec.embedding_dim, name="embedding")]
     else:
-        layers += [k.layers.Flatten(name="flatten"),
-                   k.layers.Dense(spec.hidden, activation="relu" if name == "mlp" else None, name="dense")]
+        layers += [k.layers.Flatten(name="flatten")]
+    layers.append(k.layers.Dense(spec.hidden, activation=spec.activation, name="dense"))
     layers.append(k.layers.Dense(classes, name="prediction"))
     if k.mixed_precision.global_policy().compute_dtype != "float32":
         layers.append(k.layers.Activation("linear", dtype="float32", name="float32_output"))

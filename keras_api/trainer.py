@@ -34,6 +34,7 @@ from keras_api.weights import (
     save_model_atomic,
 )
 from model_contract.constants import HEAD_DROPOUT
+from model_contract.image_models import has_pretrained_base
 from model_contract.weights_source import base_preprocessing, resolve_vgg16_weights
 from plumbing.atomic import atomic_path
 from plumbing.errors import UserError
@@ -82,7 +83,7 @@ class KerasTrainer:
         if self.strategy is not None:
             split_batch(options.batch_size, self.strategy.num_replicas_in_sync, "replicas")
         self.manifest = run_files.load_training_manifest(manifest_path, config.model)
-        weights = resolve_vgg16_weights(options.weights) if config.model == "vgg16_transfer" else None
+        weights = resolve_vgg16_weights(options.weights) if has_pretrained_base(config.model) else None
         self.config = config = replace(config, **run_files.input_fields(self.manifest),
                                        preprocessing=base_preprocessing(weights))
         self.steps = run_files.start_run("keras", config.model, self.manifest, self.out,

@@ -24,14 +24,21 @@ class SmallModel:
     num_classes: int
     label_shape: tuple          # one sample's labels: () or (tokens,)
     hidden: int                 # units of `dense`
+    activation: str | None      # of `dense`
     vocabulary: int = 0         # rows of `embedding` (embedding model only)
     embedding_dim: int = 0
 
+    @property
+    def embeds(self) -> bool:
+        """Token ids through an `embedding` table, whose gradient touches only the rows looked
+        up (applied sparsely or densified: the update the model exists to measure)."""
+        return self.vocabulary > 0
+
 
 SMALL_MODELS = {
-    "mlp": SmallModel((28, 28, 1), "float32", 10, (), 128),
-    "trivial": SmallModel((28, 28, 1), "float32", 10, (), 1),
-    "embedding": SmallModel((50,), "int32", 1000, (50,), 256, vocabulary=100_000, embedding_dim=512),
+    "mlp": SmallModel((28, 28, 1), "float32", 10, (), 128, "relu"),
+    "trivial": SmallModel((28, 28, 1), "float32", 10, (), 1, None),
+    "embedding": SmallModel((50,), "int32", 1000, (50,), 256, "sigmoid", vocabulary=100_000, embedding_dim=512),
 }
 
 

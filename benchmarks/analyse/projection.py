@@ -15,6 +15,7 @@ from benchmarks.analyse.verdict import ROWS, Row, row_pairs
 from benchmarks.config import BenchConfig
 from benchmarks.modes import Feed, mode_named
 from benchmarks.parts import PROFILER
+from model_contract.image_models import RESNET50
 
 # Published ResNet50 training rates (images/s of whole training steps at 224 px): NVIDIA
 # DeepLearningExamples TF1 ResNet50 (V100 fp32, A100 AMP), tf_cnn_benchmarks (P100 fp32).
@@ -56,7 +57,7 @@ def projected_step_ms(mode_name: str, host: float, device: float, batch: int) ->
 
 def _projected(row: Row | BenchConfig) -> bool:
     """Whether a row (or a configuration) is ResNet50 training, the model the published rates are of."""
-    return row.model == "resnet50" and row.task_spec.updates
+    return row.model == RESNET50.name and row.task_spec.updates
 
 
 def projected_keys(configs: Iterable[BenchConfig]) -> set[str]:

@@ -24,6 +24,7 @@ from benchmarks.modes import (
     Mode,
 )
 from benchmarks.tasks import GRADIENTS, Task, task_named
+from model_contract.small_models import SMALL_MODELS
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def _measured_extras(row: Row, summary: dict, fast: ConfigSummary, slow: ConfigS
             out.append(f"predict() takes {format_ms(slow.median_step_ms - tob.median_step_ms)} per call more than "
                        "predict_on_batch")
         return out
-    if row.model == "embedding":
+    if row.model in SMALL_MODELS and SMALL_MODELS[row.model].embeds:  # its update is the mechanism
         parts = []
         for mode in (row.fast, KERAS_CTL if row.slow == KERAS_FIT else None):
             train = _twin(configs, slow, mode) if mode else None
