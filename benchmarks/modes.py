@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from benchmarks.tasks import EVALUATE, GRADIENTS, INFERENCE, TASKS, TRAIN, Task
-from plumbing.errors import UserError
+from plumbing.tables import record_named
 
 
 class Api(Enum):
@@ -119,10 +119,7 @@ REPLICA_MODES = tuple(m for m in MODES.values() if m.scaling_base)  # run on sev
 
 def mode_named(name: str) -> Mode:
     """The record of mode `name`; a user error naming the choices for an unknown one."""
-    try:
-        return MODES[name]
-    except KeyError:
-        raise UserError(f"unknown mode {name!r}: expected one of {', '.join(MODES)}") from None
+    return record_named(MODES, name, "mode")
 
 
 def is_graph(name: str) -> bool:

@@ -25,7 +25,7 @@ from benchmarks.modes import (
 )
 from benchmarks.sources import NUMPY, PIPELINE
 from benchmarks.tasks import EVALUATE, GRADIENTS, INFERENCE, TRAIN
-from plumbing.errors import UserError
+from plumbing.tables import record_named
 
 GRAPH_MODES = tuple(m for m in MODES.values() if m.is_graph)
 
@@ -87,10 +87,7 @@ class Preset:
 
 def preset(name: str, manifest: str | None = None) -> tuple[list, int]:
     """(configurations, repeats) of the preset named `name` (`PRESETS`)."""
-    try:
-        chosen = PRESETS[name]
-    except KeyError:
-        raise UserError(f"unknown preset {name!r}: expected {', '.join(PRESETS)}") from None
+    chosen = record_named(PRESETS, name, "preset")
     return chosen.configs(manifest), chosen.repeats
 
 

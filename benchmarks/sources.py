@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from plumbing.errors import UserError
+from plumbing.tables import record_named
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,4 @@ SOURCES: dict[str, Source] = {s.name: s for s in (SYNTHETIC, NUMPY, PIPELINE)}
 
 def source_named(name: str) -> Source:
     """The record of data source `name`; a user error naming the choices for an unknown one."""
-    try:
-        return SOURCES[name]
-    except KeyError:
-        raise UserError(f"unknown data {name!r}: expected one of {', '.join(SOURCES)}") from None
+    return record_named(SOURCES, name, "data")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from plumbing.errors import UserError
+from plumbing.tables import record_named
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,4 @@ TASKS: dict[str, Task] = {t.name: t for t in (TRAIN, GRADIENTS, INFERENCE, EVALU
 
 def task_named(name: str) -> Task:
     """The record of task `name`; a user error naming the choices for an unknown one."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise UserError(f"unknown task {name!r}: expected one of {', '.join(TASKS)}") from None
+    return record_named(TASKS, name, "task")

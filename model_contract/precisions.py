@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from plumbing.errors import UserError
+from plumbing.tables import record_named
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,4 @@ PRECISIONS: dict[str, Precision] = {p.name: p for p in (FP32, MIXED_BFLOAT16, MI
 
 def precision_named(name: str) -> Precision:
     """The record of precision `name`; a user error naming the choices for an unknown one."""
-    try:
-        return PRECISIONS[name]
-    except KeyError:
-        raise UserError(f"unknown precision {name!r}: expected one of {', '.join(PRECISIONS)}") from None
+    return record_named(PRECISIONS, name, "precision")

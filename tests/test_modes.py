@@ -11,12 +11,17 @@ from benchmarks.tasks import TASKS, task_named
 from plumbing.errors import UserError
 
 
-def test_an_unknown_mode_is_one_error_naming_the_choices():
+@pytest.mark.parametrize("lookup, field, name, message", [
+    (mode_named, "mode", "session", "unknown mode 'session': expected one of " + ", ".join(MODE_NAMES)),
+    (task_named, "task", "fit", "unknown task 'fit': expected one of train, gradients, inference, evaluate"),
+    (source_named, "data", "csv", "unknown data 'csv': expected one of synthetic, numpy, pipeline"),
+])
+def test_an_unknown_name_is_one_error_naming_the_tables_choices(lookup, field, name, message):
     with pytest.raises(UserError) as err:
-        mode_named("session")
-    assert err.value.message == "unknown mode 'session': expected one of " + ", ".join(MODE_NAMES)
+        lookup(name)
+    assert err.value.message == message
     with pytest.raises(UserError):
-        BenchConfig(mode="session").validate()
+        BenchConfig(**{field: name}).validate()
 
 
 @pytest.mark.parametrize("name", MODE_NAMES)
@@ -32,22 +37,6 @@ def test_a_mode_times_exactly_the_tasks_its_record_lists(name):
         else:
             assert reason, (name, task)
     assert BenchConfig(mode=name).steps_per_sample() == spec.steps_per_execution
-
-
-def test_an_unknown_task_is_one_error_naming_the_choices():
-    with pytest.raises(UserError) as err:
-        task_named("fit")
-    assert err.value.message == "unknown task 'fit': expected one of train, gradients, inference, evaluate"
-    with pytest.raises(UserError):
-        BenchConfig(task="fit").validate()
-
-
-def test_an_unknown_data_source_is_one_error_naming_the_choices():
-    with pytest.raises(UserError) as err:
-        source_named("csv")
-    assert err.value.message == "unknown data 'csv': expected one of synthetic, numpy, pipeline"
-    with pytest.raises(UserError):
-        BenchConfig(data="csv").validate()
 
 
 def test_the_batches_a_step_reads_are_what_its_sources_record_says():
