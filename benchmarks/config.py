@@ -16,7 +16,7 @@ from benchmarks.sources import SOURCES, SYNTHETIC, Source, source_named
 from benchmarks.tasks import TASKS, TRAIN, Task, task_named
 from model_contract.constants import VGG16_FEATURE_SHAPE
 from model_contract.image_models import IMAGE_MODELS, RESNET50, ImageModel, has_pretrained_base, image_model
-from model_contract.precisions import FP32, PRECISIONS
+from model_contract.precisions import FP32, PRECISIONS, Precision, precision_named
 from model_contract.small_models import SMALL_MODELS
 from plumbing.errors import UserError
 
@@ -85,6 +85,11 @@ class BenchConfig:
     def data_spec(self) -> Source:
         """The data source's record in the data table: what the steps read."""
         return source_named(self.data)
+
+    @property
+    def precision_spec(self) -> Precision:
+        """The precision policy's record in the precision table."""
+        return precision_named(self.precision)
 
     @property
     def _image_model(self) -> ImageModel:

@@ -28,7 +28,6 @@ from benchmarks.measure.timing import (
 from benchmarks.modes import Api, Runtime
 from data_pipeline.dataset import without_autograph
 from keras_api import build_before_fit, build_model, make_optimizer, shard_by_batch, strategy_scope
-from model_contract.precisions import precision_named
 from model_contract.small_models import input_signature
 
 
@@ -53,7 +52,7 @@ def optimizer(config: BenchConfig, k: ModuleType):
     # Keras 2's TF1 graph mode trains with its legacy optimizers
     graph_mode = config.spec.runtime is Runtime.TF1_GRAPH_MODE
     opt = make_optimizer(config.optimizer, optimizers=k.optimizers.legacy if graph_mode else k.optimizers)
-    if precision_named(config.precision).loss_scaled:
+    if config.precision_spec.loss_scaled:
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
 

@@ -32,7 +32,6 @@ from benchmarks.measure.replicas import Placement, prepare
 from benchmarks.measure.timing import timed_steps
 from benchmarks.modes import Api, Driver, Runtime
 from data_pipeline.shards import load_manifest
-from model_contract.precisions import precision_named
 from plumbing.errors import UserError
 
 # Measured per configuration and compared across modes: an API's own choice (e.g. fit's
@@ -108,7 +107,7 @@ def measure(config: BenchConfig, env: dict, placement: Placement = Placement()) 
     per, ran = config.steps_per_sample(), total + config.profile_lead() + config.account
     applied = facts.get("updates_applied")
     # float16's dynamic loss scale skips (does not count) steps whose gradients overflowed
-    skipped_ok = precision_named(config.precision).loss_scaled and applied is not None and 0 < applied <= ran * per
+    skipped_ok = config.precision_spec.loss_scaled and applied is not None and 0 < applied <= ran * per
     if config.task_spec.updates and applied != ran * per and not skipped_ok:
         raise RuntimeError(f"{facts.get('updates_applied')} updates applied, expected {ran * per}: the timed "
                            "samples are not the steps they claim to be")
