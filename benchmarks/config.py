@@ -11,6 +11,7 @@ import math
 import statistics
 from dataclasses import asdict, dataclass, fields, replace
 
+from benchmarks.devices import CPU, DEVICES, Device, device_named
 from benchmarks.modes import GRAPH, MODES, REPLICA_MODES, Api, Driver, Mode, mode_named
 from benchmarks.sources import SOURCES, SYNTHETIC, Source, source_named
 from benchmarks.tasks import TASKS, TRAIN, Task, task_named
@@ -90,6 +91,11 @@ class BenchConfig:
     def precision_spec(self) -> Precision:
         """The precision policy's record in the precision table."""
         return precision_named(self.precision)
+
+    @property
+    def device_spec(self) -> Device:
+        """The device's record in the device table: where the steps run."""
+        return device_named(self.device)
 
     @property
     def _image_model(self) -> ImageModel:
@@ -263,7 +269,7 @@ class BenchConfig:
         if spec.api is Api.TF_KERAS:
             if has_pretrained_base(self.model):
                 return spec.task_note
-            if self.precision != FP32.name or self.xla or self.device != "cpu":
+            if self.precision != FP32.name or self.xla or self.device_spec is not CPU:
                 return "the tf-keras modes run fp32 without XLA on the CPU"
         return None
 
@@ -271,7 +277,7 @@ class BenchConfig:
         for name, value, allowed in (("mode", self.mode, tuple(MODES)), ("model", self.model, MODELS),
                                      ("task", self.task, tuple(TASKS)),
                                      ("precision", self.precision, tuple(PRECISIONS)),
-                                     ("data", self.data, tuple(SOURCES)), ("device", self.device, ("cpu", "gpu")),
+                                     ("data", self.data, tuple(SOURCES)), ("device", self.device, tuple(DEVICES)),
                                      ("optimizer", self.optimizer, OPTIMIZERS),
                                      ("data format", self.data_format, ("NHWC", "NCHW"))):
             if value not in allowed:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from benchmarks.config import BenchConfig
+from benchmarks.devices import GPU
 from benchmarks.modes import (
     EAGER,
     GRAPH,
@@ -58,13 +59,13 @@ def _gpu(manifest: str | None) -> list[BenchConfig]:
     configs = []
     for xla, precision in ((False, "fp32"), (True, "mixed_float16")):
         configs += _sweep((GRAPH, GRAPH_FUSED_BN, KERAS_FIT, KERAS_CTL), (32, 64, 128, 256),
-                          model="resnet50", device="gpu", xla=xla, precision=precision, steps=50, warmup=5)
+                          model="resnet50", device=GPU.name, xla=xla, precision=precision, steps=50, warmup=5)
     configs += _sweep((GRAPH, KERAS_FIT, KERAS_CTL, EAGER), (8, 64, 512), model="vgg16_head",
-                      device="gpu", steps=100, warmup=5)
+                      device=GPU.name, steps=100, warmup=5)
     if manifest:
-        configs += _sweep((GRAPH, KERAS_FIT), (128,), model="resnet50", device="gpu", steps=50, warmup=5,
+        configs += _sweep((GRAPH, KERAS_FIT), (128,), model="resnet50", device=GPU.name, steps=50, warmup=5,
                           data=PIPELINE.name, manifest=manifest)
-    return configs + scaling_configs((1, 2, 4, 8), (), 64, model="resnet50", device="gpu", steps=50, warmup=5)
+    return configs + scaling_configs((1, 2, 4, 8), (), 64, model="resnet50", device=GPU.name, steps=50, warmup=5)
 
 
 def _scaling(manifest: str | None) -> list[BenchConfig]:

@@ -112,6 +112,19 @@ def test_rows_match_every_field_of_their_scenario_and_label_what_they_matched():
     assert len(missing) + len(verdict_map(summary)) == len(ROWS)  # every scenario, one way or the other
 
 
+def test_a_row_on_the_gpu_is_labelled_so_and_kept_apart_from_the_same_row_on_the_cpu():
+    """The `gpu` preset's ResNet50 configurations and their CPU twins: two compute-bound rows, one
+    per device, the GPU's label saying so (from the device's record)."""
+    configs = [c for c in preset("gpu")[0] if c.model == "resnet50" and c.mode in ("graph", "keras-fit")
+               and c.replicas() == 1 and c.data == "synthetic"]
+    configs += [replace(c, device="cpu") for c in configs]
+    summary = summarize_results(_results(configs, lambda c: (1.0 if c.mode == "keras-fit" else 0.8) * c.batch / 64))
+    rows = [r for r in verdict_map(summary) if r["regime"] == "compute-bound training"]
+    assert sorted(r["scenario"] for r in rows) == ["ResNet50 from scratch (P3.36), 224 px, batch 256",
+                                                   "ResNet50 from scratch (P3.36), 224 px, batch 256 on GPU"]
+    assert {r["group"].split("/")[6] for r in rows} == {"cpu", "gpu"}
+
+
 def test_the_answer_quotes_each_row_it_cites_by_a_label_that_names_its_model():
     """The answer cites rows out of the map's order, so a row's label reads alone: Keras 2's fit of
     the embedding model, 5x slower here, is named by its model, not as "the same" as the row above."""

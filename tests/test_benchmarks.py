@@ -165,7 +165,6 @@ def test_compare_and_its_bad_input(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_a_failing_configuration_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
     from benchmarks.measure.runner import run
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")  # the GPU configuration fails on any machine

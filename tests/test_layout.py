@@ -109,18 +109,19 @@ def _compared_names(packages: tuple[str, ...], names: set[str]) -> tuple[list[st
 
 
 def test_code_branches_on_a_tables_record_not_on_a_name():
-    """No comparison holds a task's or a data source's name in benchmarks/ (`config.task ==
-    "train"`, `data == "numpy"`), nor a precision's or a model's in any package (`precision ==
-    "mixed_float16"`, `model == "vgg16_head"`): code asks the record's fields
-    (benchmarks/tasks.py, benchmarks/sources.py, model_contract/precisions.py,
-    model_contract/image_models.py, model_contract/small_models.py)."""
+    """No comparison holds a task's, a data source's or a device's name in benchmarks/
+    (`config.task == "train"`, `data == "numpy"`, `device == "cpu"`), nor a precision's or a
+    model's in any package (`precision == "mixed_float16"`, `model == "vgg16_head"`): code asks
+    the record's fields (benchmarks/tasks.py, benchmarks/sources.py, benchmarks/devices.py,
+    model_contract/precisions.py, model_contract/image_models.py, model_contract/small_models.py)."""
+    from benchmarks.devices import DEVICES
     from benchmarks.sources import SOURCES
     from benchmarks.tasks import TASKS
     from model_contract.image_models import IMAGE_MODELS
     from model_contract.precisions import PRECISIONS
     from model_contract.small_models import SMALL_MODELS
-    found, compared = _compared_names(("benchmarks",), set(TASKS) | set(SOURCES))
-    assert not found, f"task or data source names compared: {found}"
+    found, compared = _compared_names(("benchmarks",), set(TASKS) | set(SOURCES) | set(DEVICES))
+    assert not found, f"task, data source or device names compared: {found}"
     assert compared > 100  # the rule looked at the package's real comparisons
     found, compared = _compared_names(PACKAGES, set(PRECISIONS) | set(IMAGE_MODELS) | set(SMALL_MODELS))
     assert not found, f"precision or model names compared: {found}"

@@ -1,10 +1,11 @@
-"""The mode, task and data tables: each record decides what the harness does with it."""
+"""The mode, task, data and device tables: each record decides what the harness does with it."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from benchmarks.config import BenchConfig
+from benchmarks.devices import device_named
 from benchmarks.modes import MODE_NAMES, MODES, STEPS_PER_EXECUTION, Api, Driver, Feed, mode_named
 from benchmarks.sources import source_named
 from benchmarks.tasks import TASKS, task_named
@@ -15,6 +16,7 @@ from plumbing.errors import UserError
     (mode_named, "mode", "session", "unknown mode 'session': expected one of " + ", ".join(MODE_NAMES)),
     (task_named, "task", "fit", "unknown task 'fit': expected one of train, gradients, inference, evaluate"),
     (source_named, "data", "csv", "unknown data 'csv': expected one of synthetic, numpy, pipeline"),
+    (device_named, "device", "tpu", "unknown device 'tpu': expected one of cpu, gpu"),
 ])
 def test_an_unknown_name_is_one_error_naming_the_tables_choices(lookup, field, name, message):
     with pytest.raises(UserError) as err:

@@ -132,7 +132,7 @@ def scenario_label(row: Row, config: BenchConfig) -> str:
     samples stand to the passes over its arrays (`BenchConfig.pass_note`)."""
     label = row.scenario.format(px=f"{config.input_shape()[0]} px", batch=f"batch {config.batch:,}")
     note = config.pass_note()
-    return label + (f"; {note}" if note else "") + ("" if config.device == "cpu" else f" on {config.device.upper()}")
+    return label + (f"; {note}" if note else "") + config.device_spec.label_suffix
 
 
 def not_measured(summary: dict) -> list[str]:

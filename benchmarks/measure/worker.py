@@ -74,8 +74,8 @@ def measure(config: BenchConfig, env: dict, placement: Placement = Placement()) 
     """Build the mode's model and step on `placement`'s replicas, run warm-up + timed samples
     -> result record."""
     import tensorflow as tf  # late: after _prepare_process set the process state
-    if config.device == "gpu" and not tf.config.list_physical_devices("GPU"):
-        raise RuntimeError("no GPU visible to TensorFlow")
+    if not tf.config.list_physical_devices(config.device_spec.tf_type):
+        raise RuntimeError(f"no {config.device_spec.tf_type} visible to TensorFlow")
     if config.data_spec.shards:  # the shards' classes, read once
         config = replace(config, num_classes=_num_classes(config))
     total = config.warmup + config.steps
@@ -129,9 +129,9 @@ def _memory_fields(peak: PeakMemory) -> dict:
 def _prepare_process(config: BenchConfig) -> Placement:
     """The process state a bundle's mode needs, set before TensorFlow runs anything -> where its
     replicas are."""
-    if config.device == "cpu":
+    if config.device_spec.hides_gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # a CPU run on a GPU machine stays on the CPU
-    if config.xla and config.device == "cpu":
+    if config.xla and config.device_spec.xla_needs_global_jit:
         # Session auto-clustering skips the CPU unless told (it compiled nothing without this);
         # set for every XLA mode so that the environments compared are the same.
         os.environ["TF_XLA_FLAGS"] = f"{os.environ.get('TF_XLA_FLAGS', '')} --tf_xla_cpu_global_jit".strip()
