@@ -31,9 +31,9 @@ ACCOUNT_SAMPLES = 5  # profiled samples of each verdict row's side, in the first
 # A pass (epoch over in-memory arrays, an evaluated split) of at most this many batches is timed
 # whole; a longer one is timed within, its set-up outside the window.
 WHOLE_PASS_LIMIT = 256
-# Environment variables that change what TensorFlow computes or how fast: pinned and recorded.
+# Environment variables that change what TensorFlow computes, where, or how fast: pinned and recorded.
 PINNED_ENV = ("TF_ENABLE_ONEDNN_OPTS", "TF_SET_ONEDNN_FPMATH_MODE", "TF_XLA_FLAGS", "OMP_NUM_THREADS",
-              "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_CPP_MIN_LOG_LEVEL")
+              "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES")
 
 
 def shape_text(shape: tuple) -> str:

@@ -273,6 +273,7 @@ def test_every_mode_runs_and_times_the_steps_it_claims(tmp_path, forked_workers)
         assert r["updates_applied"] == ((config.steps + config.warmup + config.profile_lead() + config.account) * per
                                         if config.task == "train" else 0)
         assert r["settings"]["xla_effective"] is False
+        assert r["settings"]["env"]["CUDA_VISIBLE_DEVICES"] == "-1"  # a CPU configuration's worker hides the GPUs
         expected = {"tfkeras-fit": "tf-keras", "tfkeras-v1": "tf-keras"}.get(config.mode, "keras")
         assert r["keras_used"].startswith(expected) or config.mode.startswith("graph")
         assert r["runtime"]["tf1_runtime"] == (config.mode in ("graph", "graph-feed", "graph-fused-bn"))
