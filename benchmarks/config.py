@@ -234,7 +234,7 @@ class BenchConfig:
             return f"XLA needs a compiled function; {self.mode} runs its ops one by one from Python"
         if not spec.is_graph and self.data_format == "NCHW":
             return "NCHW is a graph_api option (Keras applications build NHWC on CPU)"
-        if spec.bn == "fused" and not self._image_model.batch_norm:
+        if spec.bn.fused and not self._image_model.batch_norm:
             return "only ResNet50 has batch norm"
         if self._image_model.features and self.data_spec.shards and self.manifest is None:
             return "vgg16_head on pipeline data needs a feature-shard manifest"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from benchmarks.tasks import EVALUATE, GRADIENTS, INFERENCE, TASKS, TRAIN, Task
+from model_contract.batch_norm_modes import FUSED_BN, KERAS_BN, BatchNormMode
 from plumbing.tables import record_named
 
 
@@ -57,7 +58,7 @@ class Mode:
     feed: Feed = Feed.DATASET
     tasks: frozenset[Task] = frozenset({TRAIN, INFERENCE})
     task_note: str | None = None           # why another task cannot run, where the mode itself says
-    bn: str = "keras"                      # graph_api's bn_mode: "keras" (manual EMA) or "fused"
+    bn: BatchNormMode = KERAS_BN           # graph_api's batch norm: Keras's rule written out, or fused
     variable_update: str = "parameter_server"  # graph_api's, on several devices
     steps_per_execution: int = 1           # training steps behind one timed sample
     traced: bool = True                    # runs a compiled program (Session, tf.function); XLA needs one
@@ -79,7 +80,7 @@ STEPS_PER_EXECUTION = 32   # keras-fit-spe; one timed sample is one execution, r
 _GRAPH_TASKS = frozenset(TASKS.values())
 GRAPH = Mode("graph", Api.GRAPH, Runtime.TF1, Driver.SESSION, tasks=_GRAPH_TASKS, scaling_base="graph")
 GRAPH_FEED = Mode("graph-feed", Api.GRAPH, Runtime.TF1, Driver.SESSION, Feed.FEED_DICT, tasks=_GRAPH_TASKS)
-GRAPH_FUSED_BN = Mode("graph-fused-bn", Api.GRAPH, Runtime.TF1, Driver.SESSION, bn="fused")
+GRAPH_FUSED_BN = Mode("graph-fused-bn", Api.GRAPH, Runtime.TF1, Driver.SESSION, bn=FUSED_BN)
 # `graph`'s graph and Session without `use_tf1_runtime`: what the TF1 runtime itself changes
 GRAPH_V2 = Mode("graph-v2", Api.GRAPH, Runtime.TF2, Driver.SESSION, tasks=_GRAPH_TASKS)
 # a copy of the variables per device, gradients all-reduced with collective ops

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from api_runs import cli as model_cli
 from api_runs.devices import VARIABLE_UPDATES
 from api_runs.train_options import TrainOptions
+from model_contract.batch_norm_modes import BN_MODES, KERAS_BN
 from plumbing.errors import main_with_errors
 
 
@@ -23,7 +24,7 @@ def cmd_train(args) -> None:
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bn-mode", choices=("keras", "debiased", "fused"), default="keras")
+    p.add_argument("--bn-mode", choices=tuple(BN_MODES), default=KERAS_BN.name)
     p.add_argument("--feed", choices=("dataset", "feed_dict"), default="dataset")
     p.add_argument("--data-format", choices=("NHWC", "NCHW"), default="NHWC")
     p.add_argument("--variable-update", choices=VARIABLE_UPDATES, default="parameter_server",

@@ -33,6 +33,7 @@ from graph_api.optimizers import (
     gradients,
     minimize,
 )
+from model_contract.batch_norm_modes import KERAS_BN
 from model_contract.constants import HEAD_DROPOUT
 from model_contract.precisions import precision_named
 from model_contract.small_models import input_signature
@@ -50,7 +51,7 @@ class GraphConfig:
     image_shape: tuple = (224, 224, 3)
     num_classes: int = NUM_CLASSES
     precision: str = "fp32"
-    bn_mode: str = "keras"
+    bn_mode: str = KERAS_BN.name
     data_format: str = "NHWC"
     preprocessing: str | None = None
     dropout: float = HEAD_DROPOUT   # the VGG16 head's rate

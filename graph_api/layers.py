@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
+from model_contract.batch_norm_modes import KERAS_BN, batch_norm_mode
 from model_contract.constants import BN_EPSILON_KERAS, BN_MOMENTUM
 
 v1 = tf.compat.v1
 Training = bool | tf.Tensor
-BN_MODES = ("keras", "debiased", "fused")
 _REPLICA = contextvars.ContextVar("replica", default=0)
 
 
@@ -141,21 +141,20 @@ def _name_seed(name: str) -> tf.Tensor:
 
 
 def batch_norm(x: tf.Tensor, name: str, training: Training, *, momentum: float = BN_MOMENTUM,
-               epsilon: float = BN_EPSILON_KERAS, mode: str = "keras", data_format: str = "NHWC",
+               epsilon: float = BN_EPSILON_KERAS, mode: str = KERAS_BN.name, data_format: str = "NHWC",
                trainable: bool = True) -> tf.Tensor:
     """Batch normalisation written out: batch statistics in training, moving ones in inference.
 
     The moving statistics follow an exponential moving average (EMA) written by hand; its
     assign ops go into ``UPDATE_OPS`` (run them with the train op, under
-    `control_dependencies`). ``mode``: "keras" = Keras BatchNormalization (moving
+    `control_dependencies`). ``mode`` (`model_contract.batch_norm_modes`): "keras" = Keras BatchNormalization (moving
     mean/variance start at 0/1, ``m <- m * momentum + batch * (1 - momentum)``, biased batch
     variance, float32 maths for low-precision inputs); "debiased" = the zero-debiased EMA of
     TF1's `assign_moving_average(zero_debias=True)` / `ExponentialMovingAverage` on tensors;
     "fused" = `fused_batch_norm` kernels with the Keras update rule. With a boolean tensor
     for `training`, the update ops leave the statistics unchanged when it is False.
     """
-    if mode not in BN_MODES:
-        raise ValueError(f"unknown batch-norm mode {mode!r}: expected one of {BN_MODES}")
+    spec = batch_norm_mode(mode)
     axis = _channel_axis(data_format)
     channels = x.shape[axis]
     with v1.variable_scope(name):
@@ -163,20 +162,20 @@ def batch_norm(x: tf.Tensor, name: str, training: Training, *, momentum: float =
         beta = _variable("beta", (channels,), v1.zeros_initializer(), trainable)
         moving_mean = _variable("moving_mean", (channels,), v1.zeros_initializer(), False)
         moving_var = _variable("moving_variance", (channels,), v1.ones_initializer(), False)
-        infer = lambda: (_bn_inference(x, gamma, beta, moving_mean, moving_var, epsilon, mode,  # noqa: E731
+        infer = lambda: (_bn_inference(x, gamma, beta, moving_mean, moving_var, epsilon, spec.fused,  # noqa: E731
                                        data_format), moving_mean.read_value(), moving_var.read_value())
-        train = lambda: _bn_training(x, gamma, beta, epsilon, mode, data_format)  # noqa: E731
+        train = lambda: _bn_training(x, gamma, beta, epsilon, spec.fused, data_format)  # noqa: E731
         if training is False:
             return infer()[0]
         y, mean, variance = train() if training is True else tf.cond(training, train, infer)
         for var, value in ((moving_mean, mean), (moving_var, variance)):
             v1.add_to_collection(v1.GraphKeys.UPDATE_OPS,
-                                 _ema_update(var, value, momentum, mode == "debiased", training))
+                                 _ema_update(var, value, momentum, spec.zero_debias, training))
         return y
 
 
-def _bn_inference(x, gamma, beta, mean, variance, epsilon, mode, data_format):
-    if mode == "fused":
+def _bn_inference(x, gamma, beta, mean, variance, epsilon, fused, data_format):
+    if fused:
         y, _, _ = v1.nn.fused_batch_norm(x, gamma, beta, mean, variance, epsilon,
                                          data_format=data_format, is_training=False)
         return y
@@ -192,10 +191,10 @@ def _normalize(x, mean, variance, gamma, beta, epsilon, data_format):
     return tf.cast(y, x.dtype)
 
 
-def _bn_training(x, gamma, beta, epsilon, mode, data_format):
+def _bn_training(x, gamma, beta, epsilon, fused, data_format):
     """-> (normalised x, batch mean, biased batch variance), statistics in float32."""
     axes = [0, 2, 3] if data_format == "NCHW" else [0, 1, 2]
-    if mode == "fused":
+    if fused:
         y, mean, variance = v1.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon,
                                                    data_format=data_format, is_training=True)
         # The fused kernel returns the Bessel-corrected variance; Keras averages the biased one.

@@ -6,10 +6,11 @@ import functools
 import tensorflow as tf
 
 from data_pipeline.constants import NUM_CLASSES
-from graph_api.layers import BN_MODES, Training
+from graph_api.layers import Training
 from graph_api.resnet50 import resnet50
 from graph_api.small_models import build_small_model
 from graph_api.vgg16_transfer import vgg16_head, vgg16_transfer
+from model_contract.batch_norm_modes import KERAS_BN, batch_norm_mode
 from model_contract.constants import (
     HEAD_DROPOUT,
     IMAGENET_BGR_MEAN,
@@ -46,7 +47,7 @@ def check_input(name: str, images: tf.Tensor) -> None:
 
 
 def build_model(name: str, images: tf.Tensor, training: Training, num_classes: int = NUM_CLASSES, *,
-                bn_mode: str = "keras", data_format: str = "NHWC", precision: str = "fp32",
+                bn_mode: str = KERAS_BN.name, data_format: str = "NHWC", precision: str = "fp32",
                 preprocessing: str | None = None, dropout: float = HEAD_DROPOUT) -> tf.Tensor:
     """Build model `name` on `images` (B, H, W, C) NHWC into the default graph -> float32 logits (B, classes).
 
@@ -65,8 +66,7 @@ def build_model(name: str, images: tf.Tensor, training: Training, num_classes: i
         return build_small_model(name, images, num_classes, compute_dtype)
     if name not in MODELS:
         raise UserError(f"unknown model {name!r}: expected one of {sorted(MODELS)}")
-    if bn_mode not in BN_MODES:
-        raise UserError(f"unknown batch-norm mode {bn_mode!r}: expected one of {BN_MODES}")
+    batch_norm_mode(bn_mode)  # an unknown one: a user error before anything is built
     if data_format not in ("NHWC", "NCHW"):
         raise UserError(f"unknown data format {data_format!r}: expected NHWC or NCHW")
     check_input(name, images)

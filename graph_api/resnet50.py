@@ -17,6 +17,7 @@ from graph_api.layers import (
     max_pool,
     zero_pad,
 )
+from model_contract.batch_norm_modes import KERAS_BN
 from model_contract.constants import BN_EPSILON_RESNET
 
 STAGES = (("conv2", 64, 3, 1), ("conv3", 128, 4, 2), ("conv4", 256, 6, 2), ("conv5", 512, 3, 2))
@@ -43,7 +44,7 @@ def _block(x, filters, stride, conv_shortcut, name, training, options):
     return tf.nn.relu(tf.add(shortcut, x, name=f"{name}_add"), name=f"{name}_out")
 
 
-def resnet50(images: tf.Tensor, training: Training, num_classes: int, *, bn_mode: str = "keras",
+def resnet50(images: tf.Tensor, training: Training, num_classes: int, *, bn_mode: str = KERAS_BN.name,
              data_format: str = "NHWC", **_unused) -> tf.Tensor:
     """(B, S, S, 3), S >= 32 -> (B, num_classes) logits."""
     options = {"bn_mode": bn_mode, "data_format": data_format}

@@ -5,6 +5,7 @@ import tensorflow as tf
 from graph_api import build_model
 from graph_api.graph import GraphConfig, build_train_graph, model_variables
 from graph_api.layers import batch_norm
+from model_contract.batch_norm_modes import BN_MODES
 from model_contract.constants import (
     RESNET50_PARAMS,
     RESNET50_TRAINABLE_PARAMS,
@@ -85,6 +86,28 @@ def test_bn_moving_statistics_follow_numpy_ema(mode):
     last = batches[-1]
     expected = (last - last.mean((0, 1, 2))) / np.sqrt(last.var((0, 1, 2)) + 1e-3)
     np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", list(BN_MODES))
+def test_a_bn_mode_builds_what_its_record_says(mode):
+    """Fused kernels or the arithmetic written out, and the zero-debiased accumulator's
+    variables, as `model_contract.batch_norm_modes` records them."""
+    spec = BN_MODES[mode]
+    graph, _, _, _ = _bn_graph(mode)
+    ops = {op.type for op in graph.get_operations()}
+    assert ("FusedBatchNormV3" in ops) == spec.fused and ("Rsqrt" in ops) != spec.fused, ops
+    with graph.as_default():
+        names = {v.op.name for v in v1.global_variables()}
+    debias = {"bn/moving_mean/biased", "bn/moving_mean/local_step", "bn/moving_variance/biased"}
+    assert (debias <= names) == spec.zero_debias and (debias & names == set()) != spec.zero_debias, names
+
+
+def test_an_unknown_bn_mode_is_one_error_naming_the_choices():
+    with pytest.raises(UserError) as err:
+        _bn_graph("batch")
+    assert err.value.message == "unknown batch-norm mode 'batch': expected one of keras, debiased, fused"
+    with pytest.raises(UserError), tf.Graph().as_default():
+        build_model("resnet50", v1.placeholder(tf.float32, (None, 32, 32, 3)), True, bn_mode="batch")
 
 
 def test_bn_inference_uses_moving_statistics_and_tensor_switch_gates_updates():

@@ -31,7 +31,7 @@ def test_a_mode_times_exactly_the_tasks_its_record_lists(name):
     spec = MODES[name]
     devices = spec.min_devices
     for task in TASKS.values():
-        model = "resnet50" if spec.bn == "fused" else "vgg16_head"  # fused batch norm needs batch norm
+        model = "resnet50" if spec.bn.fused else "vgg16_head"  # fused batch norm needs batch norm
         config = BenchConfig(mode=name, model=model, task=task.name, batch=2 * devices, devices=devices)
         reason = config.applicable()
         if task in spec.tasks:

@@ -51,7 +51,7 @@ def session_config(config: BenchConfig) -> v1.ConfigProto:
 def _graph_config(config: BenchConfig, devices: tuple = ()) -> GraphConfig:
     return GraphConfig(model=config.model, image_shape=config.input_shape(), num_classes=config.classes(),
                        precision=config.precision, data_format=config.data_format,
-                       bn_mode=config.spec.bn, optimizer=config.optimizer,
+                       bn_mode=config.spec.bn.name, optimizer=config.optimizer,
                        feed=config.spec.feed.value, seed=config.seed,
                        devices=devices,
                        variable_update=config.spec.variable_update)
