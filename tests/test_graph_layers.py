@@ -93,6 +93,8 @@ def test_a_bn_mode_builds_what_its_record_says(mode):
     """Fused kernels or the arithmetic written out, and the zero-debiased accumulator's
     variables, as `model_contract.batch_norm_modes` records them."""
     spec = BN_MODES[mode]
+    assert (spec.fused, spec.zero_debias) == {"keras": (False, False), "debiased": (False, True),
+                                              "fused": (True, False)}[mode]
     graph, _, _, _ = _bn_graph(mode)
     ops = {op.type for op in graph.get_operations()}
     assert ("FusedBatchNormV3" in ops) == spec.fused and ("Rsqrt" in ops) != spec.fused, ops
