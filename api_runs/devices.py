@@ -17,8 +17,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plumbing.errors import UserError
+from plumbing.tables import record_named
 
-VARIABLE_UPDATES = ("parameter_server", "replicated")
+
+@dataclass(frozen=True)
+class VariableUpdate:
+    """Where graph_api's data-parallel towers keep their variables (``--variable-update``,
+    named as tf_cnn_benchmarks names them)."""
+    name: str
+    # A copy on every device, the towers' gradients all-reduced by collective ops; else one copy
+    # on the parameter-server device (the CPU, or a cluster's ps tasks) that every tower reads.
+    copy_per_device: bool
+
+
+PARAMETER_SERVER = VariableUpdate("parameter_server", copy_per_device=False)
+REPLICATED = VariableUpdate("replicated", copy_per_device=True)
+VARIABLE_UPDATES: dict[str, VariableUpdate] = {v.name: v for v in (PARAMETER_SERVER, REPLICATED)}
+
+
+def variable_update_named(name: str) -> VariableUpdate:
+    """The record of variable update `name`; a user error naming the choices for an unknown one."""
+    return record_named(VARIABLE_UPDATES, name, "variable update")
+
 JOBS = ("chief", "worker", "ps")
 _DEVICE = re.compile(r"^/(?:device:)?(cpu|gpu):(\d+)$", re.IGNORECASE)
 

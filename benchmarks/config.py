@@ -254,7 +254,7 @@ class BenchConfig:
             return f"several replicas are measured in training, in modes {', '.join(m.name for m in REPLICA_MODES)}"
         if self.devices > 1 and self.workers > 1:
             return "a worker of a cluster trains on one device"
-        if self.workers > 1 and spec.variable_update == "replicated":
+        if self.workers > 1 and spec.variable_update.copy_per_device:
             return "between workers, graph_api keeps the variables on a ps task"
         if self.xla:
             return "Keras turns XLA off under a tf.distribute strategy"

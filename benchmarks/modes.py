@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from api_runs.devices import PARAMETER_SERVER, REPLICATED, VariableUpdate
 from benchmarks.tasks import EVALUATE, GRADIENTS, INFERENCE, TASKS, TRAIN, Task
 from model_contract.batch_norm_modes import FUSED_BN, KERAS_BN, BatchNormMode
 from plumbing.tables import record_named
@@ -59,7 +60,7 @@ class Mode:
     tasks: frozenset[Task] = frozenset({TRAIN, INFERENCE})
     task_note: str | None = None           # why another task cannot run, where the mode itself says
     bn: BatchNormMode = KERAS_BN           # graph_api's batch norm: Keras's rule written out, or fused
-    variable_update: str = "parameter_server"  # graph_api's, on several devices
+    variable_update: VariableUpdate = PARAMETER_SERVER  # graph_api's, on several devices
     steps_per_execution: int = 1           # training steps behind one timed sample
     traced: bool = True                    # runs a compiled program (Session, tf.function); XLA needs one
     call: Call | None = None
@@ -86,7 +87,7 @@ GRAPH_V2 = Mode("graph-v2", Api.GRAPH, Runtime.TF2, Driver.SESSION, tasks=_GRAPH
 # a copy of the variables per device, gradients all-reduced with collective ops
 # (tf_cnn_benchmarks' `replicated`; `graph` on several devices is its `parameter_server`)
 GRAPH_REPLICATED = Mode("graph-replicated", Api.GRAPH, Runtime.TF1, Driver.SESSION, tasks=frozenset({TRAIN}),
-                        task_note="several replicas are measured in training", variable_update="replicated",
+                        task_note="several replicas are measured in training", variable_update=REPLICATED,
                         scaling_base="graph", min_devices=2)
 KERAS_FIT = Mode("keras-fit", Api.KERAS, Runtime.TF2, Driver.FIT, tasks=frozenset({TRAIN, INFERENCE, EVALUATE}),
                  scaling_base="keras-fit", overlaps_device=True)

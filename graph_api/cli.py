@@ -5,7 +5,7 @@ import argparse
 from collections.abc import Sequence
 
 from api_runs import cli as model_cli
-from api_runs.devices import VARIABLE_UPDATES
+from api_runs.devices import PARAMETER_SERVER, VARIABLE_UPDATES
 from api_runs.train_options import TrainOptions
 from model_contract.batch_norm_modes import BN_MODES, KERAS_BN
 from plumbing.errors import main_with_errors
@@ -24,10 +24,11 @@ def cmd_train(args) -> None:
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
+    from graph_api.graph import DATASET, FEEDS  # late: as GraphConfig (main has imported it)
     p.add_argument("--bn-mode", choices=tuple(BN_MODES), default=KERAS_BN.name)
-    p.add_argument("--feed", choices=("dataset", "feed_dict"), default="dataset")
+    p.add_argument("--feed", choices=tuple(FEEDS), default=DATASET.name)
     p.add_argument("--data-format", choices=("NHWC", "NCHW"), default="NHWC")
-    p.add_argument("--variable-update", choices=VARIABLE_UPDATES, default="parameter_server",
+    p.add_argument("--variable-update", choices=tuple(VARIABLE_UPDATES), default=PARAMETER_SERVER.name,
                    help="with --devices: one copy of the variables on the CPU, or a copy per device with "
                         "gradients all-reduced by collective ops")
 

@@ -50,7 +50,7 @@ def check_cluster_options(config, options, cluster: Cluster) -> None:
     if "ps" not in cluster.jobs:
         raise UserError(f"{cluster.source}: graph_api's between-graph replication keeps the variables on "
                         "'ps' tasks; the cluster has none")
-    if config.feed != "dataset":
+    if config.feed_spec.placeholders:
         raise UserError("--feed: a cluster run reads its batches with the in-graph iterator (dataset)")
     if options.patience is not None:
         raise UserError("--patience: early stopping is not available in a cluster run")

@@ -56,7 +56,7 @@ def parameter_server_device(compute: str, variables: str = "/cpu:0"):
 def tower_device(config, index: int):
     """Where tower `index`'s ops go (a device name or a device function)."""
     device = config.devices[index]
-    return device if config.variable_update == "replicated" else parameter_server_device(device)
+    return device if config.variable_update_spec.copy_per_device else parameter_server_device(device)
 
 
 def is_replica_copy(variable: tf.Variable) -> bool:
@@ -70,7 +70,7 @@ def build_towers(config, images: tf.Tensor, labels: tf.Tensor, loss_scale: float
     (B, ...) `labels` (B divisible by the device count), with each tower's gradients of
     `loss_fn(logits, labels)` -> (mean loss, accuracy)."""
     n = len(config.devices)
-    replicated = config.variable_update == "replicated"
+    replicated = config.variable_update_spec.copy_per_device
     image_parts, label_parts = tf.split(images, n), tf.split(labels, n)
     losses, accuracies, per_tower = [], [], []
     for i in range(n):

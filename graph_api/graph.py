@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import tensorflow as tf
 
-from api_runs.devices import VARIABLE_UPDATES, Cluster
+from api_runs.devices import PARAMETER_SERVER, Cluster, VariableUpdate, variable_update_named
 from data_pipeline.constants import NUM_CLASSES
 from data_pipeline.dataset import make_dataset, pass_order
 from graph_api.distribute import (
@@ -38,9 +38,28 @@ from model_contract.constants import HEAD_DROPOUT
 from model_contract.precisions import precision_named
 from model_contract.small_models import input_signature
 from plumbing.errors import UserError
+from plumbing.tables import record_named
 
 v1 = tf.compat.v1
-FEEDS = ("dataset", "feed_dict")
+
+
+@dataclass(frozen=True)
+class Feed:
+    """How the train tower gets its batches (``--feed``)."""
+    name: str
+    # numpy batches through placeholders, in each Session.run's feed_dict (the textbook's loop);
+    # else an initializable tf.data iterator inside the graph
+    placeholders: bool
+
+
+DATASET = Feed("dataset", placeholders=False)
+FEED_DICT = Feed("feed_dict", placeholders=True)
+FEEDS: dict[str, Feed] = {f.name: f for f in (DATASET, FEED_DICT)}
+
+
+def feed_named(name: str) -> Feed:
+    """The record of feed `name`; a user error naming the choices for an unknown one."""
+    return record_named(FEEDS, name, "feed")
 
 
 @dataclass
@@ -58,10 +77,20 @@ class GraphConfig:
     optimizer: str = "rmsprop"
     learning_rate: float | None = None
     optimizer_options: dict = field(default_factory=dict)
-    feed: str = "dataset"
+    feed: str = DATASET.name
     seed: int = 0
     devices: tuple = ()              # one tower per device when more than one (graph_api.distribute)
-    variable_update: str = "parameter_server"
+    variable_update: str = PARAMETER_SERVER.name
+
+    @property
+    def feed_spec(self) -> Feed:
+        """The feed's record: placeholders or an iterator in the graph."""
+        return feed_named(self.feed)
+
+    @property
+    def variable_update_spec(self) -> VariableUpdate:
+        """The variable update's record: where the towers keep their variables."""
+        return variable_update_named(self.variable_update)
 
     def model_options(self) -> dict:
         return {"bn_mode": self.bn_mode, "data_format": self.data_format, "precision": self.precision,
@@ -166,10 +195,8 @@ def build_train_graph(config: GraphConfig, manifest: str | dict | None = None, b
     `evaluation=False` builds the train tower alone (the eval fields are None): what a benchmark
     times, whose first step then builds no more than Keras's `fit` without validation data does.
     """
-    if config.feed not in FEEDS:
-        raise UserError(f"unknown feed {config.feed!r}: expected one of {FEEDS}")
-    if config.variable_update not in VARIABLE_UPDATES:
-        raise UserError(f"unknown variable update {config.variable_update!r}: expected one of {VARIABLE_UPDATES}")
+    feed_named(config.feed)  # an unknown feed or variable update: a user error before anything is built
+    variable_update_named(config.variable_update)
     if cluster is not None and len(config.devices) > 1:
         raise UserError("--devices: a worker of a cluster trains on one device")
     graph = tf.Graph()
@@ -226,13 +253,13 @@ def _inputs(config: GraphConfig, manifest, batch_size: int, eval_batch_size: int
     """-> (images, labels, eval images, eval labels, train_init, eval_init, train_order, pass_index);
     without `evaluation`, no input of its own for the eval tower."""
     train_init = eval_init = train_order = pass_index = eval_images = eval_labels = None
-    if config.feed == "dataset" and train_dataset is not None:
+    if not config.feed_spec.placeholders and train_dataset is not None:
         train_it = v1.data.make_initializable_iterator(train_dataset())
         images, labels = train_it.get_next()
         train_init = train_it.initializer
         if evaluation:
             eval_images, eval_labels = placeholders(config)
-    elif config.feed == "dataset":
+    elif not config.feed_spec.placeholders:
         if manifest is None:
             raise UserError("feed='dataset' needs a manifest")
         train_it = v1.data.make_initializable_iterator(make_dataset(

@@ -149,7 +149,7 @@ class SessionTrainer:
 
     def train_epoch(self, epoch: int, writer) -> tuple[float, float, float]:
         """Runs the steps of one epoch -> (mean loss, mean accuracy, images/s)."""
-        g, feed_mode = self.g, self.config.feed == "feed_dict"
+        g, feed_mode = self.g, self.config.feed_spec.placeholders
         seed_feed = {g.epoch_seed: epoch_seed(self.config.seed, epoch)}
         batches = self._batches(epoch) if feed_mode else None
         if not feed_mode:
@@ -191,7 +191,7 @@ class SessionTrainer:
     def evaluate(self) -> tuple[float, float]:
         """Mean loss and accuracy over the whole val split (weighted by batch size)."""
         g = self.g
-        if self.config.feed == "feed_dict":
+        if self.config.feed_spec.placeholders:
             batches = read_batches(self.manifest, "val", [stored_order(self.manifest, "val")], self.options.batch_size)
         else:
             self.session.run(g.eval_init)

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 from shard_helpers import feature_shards
 
-from graph_api.graph import GraphConfig, build_train_graph
+from data_pipeline.shards import load_manifest
+from graph_api.graph import FEEDS, GraphConfig, build_train_graph
 from graph_api.inference import Predictor
 from graph_api.trainer import TrainOptions, train
 from graph_api.vgg16_transfer import vgg16_base
@@ -52,6 +53,27 @@ def test_resume_after_interruption_matches_uninterrupted_run(features, tmp_path)
     for name in full:
         np.testing.assert_array_equal(full[name], resumed[name], err_msg=name)
     assert len(history["loss"]) == 3
+
+
+@pytest.mark.parametrize("feed", list(FEEDS))
+def test_a_feed_builds_the_input_its_record_says(feed, features):
+    """Placeholders fed by the loop, or an iterator inside the graph reading the shards."""
+    shape = tuple(load_manifest(str(features))["image_shape"])
+    g = build_train_graph(_head(feed=feed, image_shape=shape), str(features), batch_size=8)
+    ops = {op.type for op in g.graph.get_operations()}
+    placeholders = {"dataset": False, "feed_dict": True}[feed]
+    assert FEEDS[feed].placeholders == placeholders
+    assert ("IteratorGetNext" in ops) != placeholders and (g.train_init is None) == placeholders
+    assert g.images.op.type == ("Placeholder" if placeholders else "IteratorGetNext")
+
+
+def test_an_unknown_feed_or_variable_update_is_one_error_naming_the_choices(features):
+    for changes, message in (({"feed": "queue"}, "unknown feed 'queue': expected one of dataset, feed_dict"),
+                             ({"variable_update": "mirrored"},
+                              "unknown variable update 'mirrored': expected one of parameter_server, replicated")):
+        with pytest.raises(UserError) as err:
+            build_train_graph(_head(**changes), str(features), batch_size=8)
+        assert err.value.message == message
 
 
 def test_nchw_where_nothing_pools_it_is_refused_before_a_file_is_read_or_written(features, tmp_path, monkeypatch):

@@ -111,14 +111,18 @@ def _compared_names(packages: tuple[str, ...], names: set[str]) -> tuple[list[st
 def test_code_branches_on_a_tables_record_not_on_a_name():
     """No comparison holds a task's, a data source's or a device's name in benchmarks/
     (`config.task == "train"`, `data == "numpy"`, `device == "cpu"`), nor a precision's, a
-    model's or a batch-norm mode's in any package (`precision == "mixed_float16"`, `model ==
-    "vgg16_head"`, `bn == "fused"`): code asks the record's fields (benchmarks/tasks.py,
+    model's, a batch-norm mode's, a feed's or a variable update's in any package (`precision ==
+    "mixed_float16"`, `model == "vgg16_head"`, `bn == "fused"`, `feed == "feed_dict"`,
+    `variable_update == "replicated"`): code asks the record's fields (benchmarks/tasks.py,
     benchmarks/sources.py, benchmarks/devices.py, model_contract/precisions.py,
     model_contract/image_models.py, model_contract/small_models.py,
-    model_contract/batch_norm_modes.py)."""
+    model_contract/batch_norm_modes.py, graph_api/graph.py's feeds, api_runs/devices.py's
+    variable updates)."""
+    from api_runs.devices import VARIABLE_UPDATES
     from benchmarks.devices import DEVICES
     from benchmarks.sources import SOURCES
     from benchmarks.tasks import TASKS
+    from graph_api.graph import FEEDS
     from model_contract.batch_norm_modes import BN_MODES, KERAS_BN
     from model_contract.image_models import IMAGE_MODELS
     from model_contract.precisions import PRECISIONS
@@ -131,6 +135,9 @@ def test_code_branches_on_a_tables_record_not_on_a_name():
     found, compared = _compared_names(PACKAGES, names)
     assert not found, f"precision, model or batch-norm mode names compared: {found}"
     assert compared > 500
+    # where the graph's feeds and variable updates are read ("dataset" is also RxRx1's metadata column)
+    found, _ = _compared_names(("graph_api", "api_runs", "benchmarks"), set(FEEDS) | set(VARIABLE_UPDATES))
+    assert not found, f"feed or variable update names compared: {found}"
 
 
 def test_command_line_mode_choices_come_from_the_table():

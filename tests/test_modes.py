@@ -80,7 +80,7 @@ def test_records_carry_what_the_steps_are_built_from():
     assert {n: c.bn_mode for n, c in built.items()} == {n: ("fused" if n == "graph-fused-bn" else "keras")
                                                        for n in graph_modes}
     assert {n: c.feed for n, c in built.items() if c.feed == "feed_dict"} == {"graph-feed": "feed_dict"}
-    assert {n for n, c in built.items() if c.variable_update == "replicated"} == {"graph-replicated"}
+    assert {n for n, c in built.items() if c.variable_update_spec.copy_per_device} == {"graph-replicated"}
     assert [n for n, m in MODES.items() if m.steps_per_execution == STEPS_PER_EXECUTION] == ["keras-fit-spe"]
     assert {n for n, m in MODES.items() if m.driver is Driver.FIT} == {"keras-fit", "keras-fit-spe", "tfkeras-fit",
                                                                        "tfkeras-v1"}

@@ -54,7 +54,7 @@ def _graph_config(config: BenchConfig, devices: tuple = ()) -> GraphConfig:
                        bn_mode=config.spec.bn.name, optimizer=config.optimizer,
                        feed=config.spec.feed.value, seed=config.seed,
                        devices=devices,
-                       variable_update=config.spec.variable_update)
+                       variable_update=config.spec.variable_update.name)
 
 
 @dataclass(frozen=True)
