@@ -44,7 +44,7 @@ v1 = tf.compat.v1
 
 
 @dataclass(frozen=True)
-class Feed:
+class GraphFeed:
     """How the train tower gets its batches (``--feed``)."""
     name: str
     # numpy batches through placeholders, in each Session.run's feed_dict (the textbook's loop);
@@ -52,12 +52,12 @@ class Feed:
     placeholders: bool
 
 
-DATASET = Feed("dataset", placeholders=False)
-FEED_DICT = Feed("feed_dict", placeholders=True)
-FEEDS: dict[str, Feed] = {f.name: f for f in (DATASET, FEED_DICT)}
+DATASET = GraphFeed("dataset", placeholders=False)
+FEED_DICT = GraphFeed("feed_dict", placeholders=True)
+FEEDS: dict[str, GraphFeed] = {f.name: f for f in (DATASET, FEED_DICT)}
 
 
-def feed_named(name: str) -> Feed:
+def feed_named(name: str) -> GraphFeed:
     """The record of feed `name`; a user error naming the choices for an unknown one."""
     return record_named(FEEDS, name, "feed")
 
@@ -83,7 +83,7 @@ class GraphConfig:
     variable_update: str = PARAMETER_SERVER.name
 
     @property
-    def feed_spec(self) -> Feed:
+    def feed_spec(self) -> GraphFeed:
         """The feed's record: placeholders or an iterator in the graph."""
         return feed_named(self.feed)
 
