@@ -11,13 +11,13 @@ import math
 import statistics
 from dataclasses import asdict, dataclass, fields, replace
 
-from benchmarks.devices import CPU, DEVICES, Device, device_named
-from benchmarks.modes import GRAPH, MODES, REPLICA_MODES, Api, Driver, Mode, mode_named
-from benchmarks.sources import SOURCES, SYNTHETIC, Source, source_named
-from benchmarks.tasks import TASKS, TRAIN, Task, task_named
+from benchmarks.devices import CPU, Device, device_named
+from benchmarks.modes import GRAPH, REPLICA_MODES, Api, Driver, Mode, mode_named
+from benchmarks.sources import SYNTHETIC, Source, source_named
+from benchmarks.tasks import TRAIN, Task, task_named
 from model_contract.constants import VGG16_FEATURE_SHAPE
 from model_contract.image_models import IMAGE_MODELS, RESNET50, ImageModel, has_pretrained_base, image_model
-from model_contract.precisions import FP32, PRECISIONS, Precision, precision_named
+from model_contract.precisions import FP32, Precision, precision_named
 from model_contract.small_models import SMALL_MODELS
 from plumbing.errors import UserError
 
@@ -274,11 +274,10 @@ class BenchConfig:
         return None
 
     def validate(self) -> BenchConfig:
-        for name, value, allowed in (("mode", self.mode, tuple(MODES)), ("model", self.model, MODELS),
-                                     ("task", self.task, tuple(TASKS)),
-                                     ("precision", self.precision, tuple(PRECISIONS)),
-                                     ("data", self.data, tuple(SOURCES)), ("device", self.device, tuple(DEVICES)),
-                                     ("optimizer", self.optimizer, OPTIMIZERS),
+        for named, value in ((mode_named, self.mode), (task_named, self.task), (precision_named, self.precision),
+                             (source_named, self.data), (device_named, self.device)):
+            named(value)  # a name its table lacks: the table's one error
+        for name, value, allowed in (("model", self.model, MODELS), ("optimizer", self.optimizer, OPTIMIZERS),
                                      ("data format", self.data_format, ("NHWC", "NCHW"))):
             if value not in allowed:
                 raise UserError(f"unknown {name} {value!r}: expected one of {', '.join(allowed)}")

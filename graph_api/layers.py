@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-from model_contract.batch_norm_modes import KERAS_BN, batch_norm_mode
+from model_contract.batch_norm_modes import KERAS_BN, batch_norm_mode_named
 from model_contract.constants import BN_EPSILON_KERAS, BN_MOMENTUM
 
 v1 = tf.compat.v1
@@ -147,14 +147,15 @@ def batch_norm(x: tf.Tensor, name: str, training: Training, *, momentum: float =
 
     The moving statistics follow an exponential moving average (EMA) written by hand; its
     assign ops go into ``UPDATE_OPS`` (run them with the train op, under
-    `control_dependencies`). ``mode`` (`model_contract.batch_norm_modes`): "keras" = Keras BatchNormalization (moving
-    mean/variance start at 0/1, ``m <- m * momentum + batch * (1 - momentum)``, biased batch
+    `control_dependencies`). ``mode`` (`model_contract.batch_norm_modes`): "keras" = Keras
+    BatchNormalization (moving mean/variance start at 0/1,
+    ``m <- m * momentum + batch * (1 - momentum)``, biased batch
     variance, float32 maths for low-precision inputs); "debiased" = the zero-debiased EMA of
     TF1's `assign_moving_average(zero_debias=True)` / `ExponentialMovingAverage` on tensors;
     "fused" = `fused_batch_norm` kernels with the Keras update rule. With a boolean tensor
     for `training`, the update ops leave the statistics unchanged when it is False.
     """
-    spec = batch_norm_mode(mode)
+    spec = batch_norm_mode_named(mode)
     axis = _channel_axis(data_format)
     channels = x.shape[axis]
     with v1.variable_scope(name):

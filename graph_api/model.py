@@ -10,7 +10,7 @@ from graph_api.layers import Training
 from graph_api.resnet50 import resnet50
 from graph_api.small_models import build_small_model
 from graph_api.vgg16_transfer import vgg16_head, vgg16_transfer
-from model_contract.batch_norm_modes import KERAS_BN, batch_norm_mode
+from model_contract.batch_norm_modes import KERAS_BN, batch_norm_mode_named
 from model_contract.constants import (
     HEAD_DROPOUT,
     IMAGENET_BGR_MEAN,
@@ -66,7 +66,7 @@ def build_model(name: str, images: tf.Tensor, training: Training, num_classes: i
         return build_small_model(name, images, num_classes, compute_dtype)
     if name not in MODELS:
         raise UserError(f"unknown model {name!r}: expected one of {sorted(MODELS)}")
-    batch_norm_mode(bn_mode)  # an unknown one: a user error before anything is built
+    batch_norm_mode_named(bn_mode)  # an unknown one: a user error before anything is built
     if data_format not in ("NHWC", "NCHW"):
         raise UserError(f"unknown data format {data_format!r}: expected NHWC or NCHW")
     check_input(name, images)

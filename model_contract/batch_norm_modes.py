@@ -2,7 +2,7 @@
 
 A mode's name is what the command line, run files and the harness's modes carry; what the
 graph builds for it (the fused kernels or the arithmetic written out, Keras's moving-average
-rule or TF1's zero-debiased one) is a field of its record, looked up by `batch_norm_mode`.
+rule or TF1's zero-debiased one) is a field of its record, looked up by `batch_norm_mode_named`.
 Keras's own BatchNormalization is the rule the "keras" mode writes out.
 """
 from __future__ import annotations
@@ -28,6 +28,6 @@ FUSED_BN = BatchNormMode("fused", fused=True, zero_debias=False)
 BN_MODES: dict[str, BatchNormMode] = {m.name: m for m in (KERAS_BN, DEBIASED_BN, FUSED_BN)}
 
 
-def batch_norm_mode(name: str) -> BatchNormMode:
+def batch_norm_mode_named(name: str) -> BatchNormMode:
     """The record of batch-norm mode `name`; a user error naming the choices for an unknown one."""
     return record_named(BN_MODES, name, "batch-norm mode")
